@@ -1,0 +1,514 @@
+"""Landing files → ``raw`` tables, with DuckDB's own readers.
+
+Each landing file is loaded in one transaction: its accepted lines go to the raw table of their
+message type (or ``raw.contacts``), the others to ``raw.rejected_records`` with a reason, and the
+file itself to ``raw.loaded_files`` with its size and SHA-256. A file that is already recorded (same
+relative path, same content) is skipped, so re-running is idempotent; a run that dies part-way rolls
+back the file it was on, and the next run loads it again.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import re
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+
+# Segment spec message type → raw table that keeps it.
+MESSAGE_TABLES: dict[str, str] = {
+    "track": "tracks",
+    "identify": "identifies",
+    "page": "pages",
+    "screen": "screens",
+    "alias": "aliases",
+    "group": "groups",
+}
+CONTACTS_TABLE = "contacts"
+RAW_TABLES = [*MESSAGE_TABLES.values(), CONTACTS_TABLE]
+
+# Header names (after snake-casing) that hold a contact's e-mail or phone, in order of preference.
+EMAIL_COLUMNS = ("email", "e_mail", "email_address", "emailaddress", "mail")
+PHONE_COLUMNS = ("phone", "phone_number", "phonenumber", "mobile", "mobile_phone", "telephone", "tel")
+
+# JSON paths that identify a person; a message with none of them is rejected at the door.
+IDENTITY_PATHS = (
+    "$.anonymousId",
+    "$.userId",
+    "$.previousId",
+    "$.traits.email",
+    "$.traits.phone",
+    "$.context.traits.email",
+    "$.context.traits.phone",
+)
+
+_MESSAGE_COLUMNS = """
+    message_id varchar not null,
+    message_id_is_derived boolean not null,
+    payload json not null,
+    load_id varchar not null,
+    file_path varchar not null,
+    line_number bigint not null,
+    loaded_at timestamp not null
+"""
+
+RAW_DDL = [
+    "create schema if not exists raw",
+    """
+    create table if not exists raw.loaded_files (
+        load_id varchar primary key,
+        file_path varchar not null,
+        file_kind varchar not null,
+        size_bytes bigint not null,
+        modified_at timestamp,
+        content_sha256 varchar not null,
+        loaded_at timestamp not null,
+        lines_total bigint not null,
+        blank_lines bigint not null,
+        lines_accepted bigint not null,
+        lines_rejected bigint not null
+    )
+    """,
+    """
+    create table if not exists raw.rejected_records (
+        load_id varchar not null,
+        file_path varchar not null,
+        line_number bigint,
+        raw_text varchar,
+        reason varchar not null,
+        rejected_at timestamp not null
+    )
+    """,
+    *[f"create table if not exists raw.{table} ({_MESSAGE_COLUMNS})" for table in MESSAGE_TABLES.values()],
+    """
+    create table if not exists raw.contacts (
+        list_name varchar not null,
+        row_number bigint not null,
+        email varchar,
+        phone varchar,
+        traits json,
+        load_id varchar not null,
+        file_path varchar not null,
+        line_number bigint not null,
+        loaded_at timestamp not null
+    )
+    """,
+]
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    path: Path
+    relative_path: str
+    kind: str  # 'events' or 'contacts'
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+
+@dataclass
+class FileResult:
+    relative_path: str
+    accepted: Counter = field(default_factory=Counter)  # raw table → rows
+    rejected: Counter = field(default_factory=Counter)  # reason → lines
+
+
+@dataclass
+class IngestionSummary:
+    files_loaded: list[FileResult] = field(default_factory=list)
+    files_skipped: int = 0
+
+    @property
+    def accepted(self) -> Counter:
+        return sum((f.accepted for f in self.files_loaded), Counter())
+
+    @property
+    def rejected(self) -> Counter:
+        return sum((f.rejected for f in self.files_loaded), Counter())
+
+
+def create_raw_tables(conn: duckdb.DuckDBPyConnection) -> None:
+    for statement in RAW_DDL:
+        conn.execute(statement)
+
+
+def discover_landing_files(landing_dir: Path) -> list[LandingFile]:
+    """Event files (``events/**/*.jsonl[.gz]``) and contact lists (``contacts/*.csv``), sorted."""
+    found: list[LandingFile] = []
+    events_dir, contacts_dir = landing_dir / "events", landing_dir / "contacts"
+    if events_dir.is_dir():
+        for path in sorted(events_dir.rglob("*")):
+            if path.is_file() and (path.name.endswith(".jsonl") or path.name.endswith(".jsonl.gz")):
+                found.append(LandingFile(path, path.relative_to(landing_dir).as_posix(), "events"))
+    if contacts_dir.is_dir():
+        for path in sorted(contacts_dir.glob("*.csv")):
+            if path.is_file():
+                found.append(LandingFile(path, path.relative_to(landing_dir).as_posix(), "contacts"))
+    return found
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def ingest_landing_dir(conn: duckdb.DuckDBPyConnection, landing_dir: Path) -> IngestionSummary:
+    """Load every landing file not loaded before; one transaction per file."""
+    create_raw_tables(conn)
+    already = {
+        (path, sha)
+        for path, sha in conn.execute("select file_path, content_sha256 from raw.loaded_files").fetchall()
+    }
+    summary = IngestionSummary()
+    for landing_file in discover_landing_files(landing_dir):
+        sha = file_sha256(landing_file.path)
+        if (landing_file.relative_path, sha) in already:
+            summary.files_skipped += 1
+            continue
+        summary.files_loaded.append(_load_file(conn, landing_file, sha))
+    return summary
+
+
+def _load_file(conn: duckdb.DuckDBPyConnection, landing_file: LandingFile, sha: str) -> FileResult:
+    load_id = hashlib.md5(f"{landing_file.relative_path}\n{sha}".encode()).hexdigest()
+    stat = landing_file.path.stat()
+    context = {
+        "load_id": load_id,
+        "file_path": landing_file.relative_path,
+        "loaded_at": datetime.now(timezone.utc).replace(tzinfo=None),
+    }
+    # Staging reads the file into temp tables; a read error aborts DuckDB's transaction, so it runs
+    # before the transaction that writes the raw tables.
+    stage, write = (_stage_events, _write_events) if landing_file.kind == "events" else (_stage_contacts, _write_contacts)
+    staged = stage(conn, landing_file.path)
+    conn.execute("begin transaction")
+    try:
+        if isinstance(staged, WholeFileRejection):
+            accepted, rejected, blank = _reject_whole_file(conn, context, staged)
+        else:
+            accepted, rejected, blank = write(conn, context, staged)
+        conn.execute(
+            "insert into raw.loaded_files values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                load_id,
+                landing_file.relative_path,
+                landing_file.kind,
+                stat.st_size,
+                datetime.fromtimestamp(stat.st_mtime, timezone.utc).replace(tzinfo=None),
+                sha,
+                context["loaded_at"],
+                sum(accepted.values()) + sum(rejected.values()),
+                blank,
+                sum(accepted.values()),
+                sum(rejected.values()),
+            ],
+        )
+        conn.execute("commit")
+    except BaseException:
+        conn.execute("rollback")
+        raise
+    return FileResult(landing_file.relative_path, accepted, rejected)
+
+
+@dataclass(frozen=True)
+class WholeFileRejection:
+    """A file that cannot be read at all: it is recorded as one rejected record."""
+
+    reason: str
+    raw_text: str | None = None
+    line_number: int | None = None
+
+
+def _reject_whole_file(conn, context: dict, rejection: WholeFileRejection):
+    conn.execute(
+        "insert into raw.rejected_records values (?, ?, ?, ?, ?, ?)",
+        [context["load_id"], context["file_path"], rejection.line_number, rejection.raw_text,
+         rejection.reason, context["loaded_at"]],
+    )
+    return Counter(), Counter({rejection.reason.split(":")[0]: 1}), 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Events (JSON lines)
+# ---------------------------------------------------------------------------------------------
+
+_has_identity = " or ".join(
+    f"nullif(trim(json_extract_string(line, '{path}')), '') is not null" for path in IDENTITY_PATHS
+)
+_known_types = ", ".join(f"'{t}'" for t in MESSAGE_TABLES)
+
+# Classifies every line of the file: a reason when it cannot be accepted, else its type and id.
+_CLASSIFY_LINES = f"""
+create or replace temp table landing_lines as
+with split as (
+    select
+        unnest(string_split(content, chr(10))) as line,
+        generate_subscripts(string_split(content, chr(10)), 1) as line_number
+    from read_text(?)
+),
+checked as (
+    select
+        line_number,
+        rtrim(line, chr(13)) as line,
+        trim(rtrim(line, chr(13))) = '' as is_blank,
+        json_valid(rtrim(line, chr(13))) as is_json
+    from split
+),
+typed as (
+    select
+        *,
+        case when is_json then json_type(line) end as json_kind,
+        case when is_json and json_type(line) = 'OBJECT'
+            then lower(trim(json_extract_string(line, '$.type'))) end as message_type
+    from checked
+)
+select
+    line_number,
+    line,
+    is_blank,
+    message_type,
+    case
+        when is_blank then null
+        when strpos(line, chr(65533)) > 0 and ? then 'invalid_utf8'
+        when not is_json then 'malformed_json'
+        when json_kind <> 'OBJECT' then 'not_a_json_object'
+        when message_type is null or message_type = '' then 'missing_type'
+        when message_type not in ({_known_types}) then 'unknown_type'
+        when not ({_has_identity}) then 'no_identity'
+    end as reason
+from typed
+"""
+
+
+def _stage_events(conn, path: Path) -> WholeFileRejection | None:
+    """Reads and classifies every line into the temp table ``landing_lines``."""
+    with tempfile.TemporaryDirectory(prefix="landing-") as scratch:
+        try:
+            text_path = _gunzipped(path, Path(scratch))
+        except (OSError, EOFError) as error:
+            return WholeFileRejection(f"unreadable_file: {error}")
+        try:
+            conn.execute(_CLASSIFY_LINES, [str(text_path), False])
+        except duckdb.InvalidInputException as error:
+            if "UTF-8" not in str(error):
+                raise
+            # Replace the bad bytes and reject the lines that held them, keeping the good lines.
+            repaired = Path(scratch) / "landing.utf8.jsonl"
+            repaired.write_text(text_path.read_bytes().decode("utf-8", errors="replace"), encoding="utf-8")
+            conn.execute(_CLASSIFY_LINES, [str(repaired), True])
+    return None
+
+
+def _write_events(conn, context: dict, _staged: None):
+    params = [context["load_id"], context["file_path"], context["loaded_at"]]
+    accepted: Counter = Counter()
+    for message_type, table in MESSAGE_TABLES.items():
+        conn.execute(
+            f"""
+            insert into raw.{table}
+            select
+                coalesce(nullif(trim(json_extract_string(line, '$.messageId')), ''), 'derived-' || md5(json(line))),
+                nullif(trim(json_extract_string(line, '$.messageId')), '') is null,
+                json(line),
+                ?, ?, line_number, ?
+            from landing_lines
+            where reason is null and not is_blank and message_type = '{message_type}'
+            order by line_number
+            """,
+            params,
+        )
+    for table, rows in conn.execute(
+        "select message_type, count(*) from landing_lines where reason is null and not is_blank group by 1"
+    ).fetchall():
+        accepted[MESSAGE_TABLES[table]] = rows
+    conn.execute(
+        """
+        insert into raw.rejected_records
+        select ?, ?, line_number, line, reason, ? from landing_lines where reason is not null order by line_number
+        """,
+        params,
+    )
+    rejected = Counter(
+        dict(conn.execute("select reason, count(*) from landing_lines where reason is not null group by 1").fetchall())
+    )
+    blank = conn.execute("select count(*) from landing_lines where is_blank").fetchone()[0]
+    # string_split leaves one empty piece after the final newline: that is not a line of the file.
+    if blank and conn.execute("select is_blank from landing_lines order by line_number desc limit 1").fetchone()[0]:
+        blank -= 1
+    conn.execute("drop table landing_lines")
+    return accepted, rejected, blank
+
+
+def _gunzipped(path: Path, scratch: Path) -> Path:
+    """``read_text`` does not decompress: give it a plain copy of a ``.gz`` file."""
+    if not path.name.endswith(".gz"):
+        return path
+    plain = scratch / "landing.jsonl"
+    with gzip.open(path, "rb") as source, plain.open("wb") as target:
+        shutil.copyfileobj(source, target, 1 << 20)
+    return plain
+
+
+# ---------------------------------------------------------------------------------------------
+# Contact lists (CSV)
+# ---------------------------------------------------------------------------------------------
+
+
+def snake_case(name: str) -> str:
+    return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_") or "column"
+
+
+def _pick(columns: list[str], candidates: tuple[str, ...]) -> str | None:
+    return next((c for c in candidates if c in columns), None)
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class StagedContacts:
+    list_name: str
+
+
+def _stage_contacts(conn, path: Path) -> WholeFileRejection | StagedContacts | None:
+    """Reads the list into the temp table ``landing_contacts`` (line, row, email, phone, traits)."""
+    header = _first_line(path)
+    if header is None:  # an empty file: nothing to load, nothing to reject
+        return None
+    try:
+        conn.execute(
+            """
+            create or replace temp table landing_csv as
+            select * from read_csv(?, header = true, all_varchar = true, quote = '"', escape = '"',
+                                   store_rejects = true, rejects_table = 'landing_csv_rejects',
+                                   rejects_scan = 'landing_csv_scan')
+            """,
+            [str(path)],
+        )
+    except duckdb.Error as error:
+        return WholeFileRejection(f"unreadable_csv: {str(error).splitlines()[0]}", header, 1)
+
+    source_columns = [row[0] for row in conn.execute("describe landing_csv").fetchall()]
+    names = _unique_snake_names(source_columns)
+    email_column = _pick(list(names.values()), EMAIL_COLUMNS)
+    phone_column = _pick(list(names.values()), PHONE_COLUMNS)
+    if email_column is None and phone_column is None:
+        _drop_contact_temp_tables(conn)
+        return WholeFileRejection(
+            "missing_identifier_columns: a contact list needs an 'email' and/or a 'phone' column "
+            f"(also accepted: {', '.join(EMAIL_COLUMNS[1:] + PHONE_COLUMNS[1:])}); "
+            f"found: {', '.join(source_columns)}",
+            header,
+            1,
+        )
+    by_name = {snake: source for source, snake in names.items()}
+    trait_pairs = ", ".join(
+        f"{_literal(snake)}, nullif(trim({_quote(source)}), '')"
+        for source, snake in names.items()
+        if snake not in (email_column, phone_column)
+    )
+    email_expr = f"nullif(trim({_quote(by_name[email_column])}), '')" if email_column else "null"
+    phone_expr = f"nullif(trim({_quote(by_name[phone_column])}), '')" if phone_column else "null"
+    traits_expr = f"json_object({trait_pairs})" if trait_pairs else "json_object()"
+
+    # DuckDB drops malformed rows into the rejects table with their line number. Accepted rows keep
+    # their order, so the k-th accepted row sits on the k-th line that was not rejected (this assumes
+    # one line per record: a quoted value spanning lines shifts the numbers after it).
+    conn.execute(
+        f"""
+        create or replace temp table landing_contacts as
+        with rows as (
+            select row_number() over () as ordinal, {email_expr} as email, {phone_expr} as phone,
+                   {traits_expr} as traits
+            from landing_csv
+        ),
+        rejected_lines as (select distinct line from landing_csv_rejects),
+        free_lines as (
+            select line, row_number() over (order by line) as ordinal
+            from range(2, (select count(*) from rows) + (select count(*) from rejected_lines) + 2) as t(line)
+            where line not in (select line from rejected_lines)
+        )
+        select free_lines.line as line_number, free_lines.line - 1 as row_number, email, phone, traits
+        from rows join free_lines using (ordinal)
+        """
+    )
+    return StagedContacts(snake_case(path.name.removesuffix(".csv")))
+
+
+def _drop_contact_temp_tables(conn) -> None:
+    for table in ("landing_csv", "landing_contacts", "landing_csv_rejects", "landing_csv_scan"):
+        conn.execute(f"drop table if exists {table}")
+
+
+def _write_contacts(conn, context: dict, staged: StagedContacts | None):
+    if staged is None:
+        return Counter(), Counter(), 0
+    list_name = staged.list_name
+    params = [context["load_id"], context["file_path"], context["loaded_at"]]
+    conn.execute(
+        f"""
+        insert into raw.contacts
+        select {_literal(list_name)}, row_number, email, phone, traits, ?, ?, line_number, ?
+        from landing_contacts where email is not null or phone is not null
+        order by line_number
+        """,
+        params,
+    )
+    conn.execute(
+        """
+        insert into raw.rejected_records
+        select ?, ?, line_number, concat_ws(',', email, phone, traits::varchar), 'no_identity', ?
+        from landing_contacts where email is null and phone is null
+        """,
+        params,
+    )
+    conn.execute(
+        """
+        insert into raw.rejected_records
+        select ?, ?, line, csv_line, 'malformed_csv_row: ' || error_message, ?
+        from (select line, any_value(csv_line) as csv_line, string_agg(error_message, '; ') as error_message
+              from landing_csv_rejects group by line)
+        """,
+        params,
+    )
+    accepted_rows, no_identity = conn.execute(
+        "select count(*) filter (email is not null or phone is not null), "
+        "count(*) filter (email is null and phone is null) from landing_contacts"
+    ).fetchone()
+    malformed = conn.execute("select count(distinct line) from landing_csv_rejects").fetchone()[0]
+    _drop_contact_temp_tables(conn)
+    rejected = Counter({k: v for k, v in {"no_identity": no_identity, "malformed_csv_row": malformed}.items() if v})
+    return Counter({CONTACTS_TABLE: accepted_rows} if accepted_rows else {}), rejected, 0
+
+
+def _first_line(path: Path) -> str | None:
+    with path.open("rb") as handle:
+        first = handle.readline()
+    text = first.decode("utf-8", errors="replace").rstrip("\r\n")
+    return text if text.strip() else None
+
+
+def _unique_snake_names(columns: list[str]) -> dict[str, str]:
+    """Source column → snake_case name, de-duplicated with a numeric suffix."""
+    seen: Counter = Counter()
+    names: dict[str, str] = {}
+    for column in columns:
+        base = snake_case(column)
+        seen[base] += 1
+        names[column] = base if seen[base] == 1 else f"{base}_{seen[base]}"
+    return names

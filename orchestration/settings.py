@@ -1,0 +1,41 @@
+"""Where things live. Every path is resolved once, here, to an absolute path.
+
+dagster-dbt runs dbt with the dbt project as its working directory, so a relative DuckDB path would
+name a second database; resolving it here and handing the absolute path on (through the
+environment that dbt inherits) keeps Python and dbt on one file.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+DBT_PROFILES_DIR = PROJECT_ROOT
+SAMPLE_LANDING_DIR = PROJECT_ROOT / "seeds"
+DEFAULT_DUCKDB_PATH = PROJECT_ROOT / "data" / "identity_warehouse.duckdb"
+DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
+
+
+def _resolve(value: str | os.PathLike | None, default: Path) -> Path:
+    return Path(value).expanduser().resolve() if value else default
+
+
+def landing_dir() -> Path:
+    """Folder of landing files: ``LANDING_DIR`` or the sample data in ``seeds/``."""
+    return _resolve(os.environ.get("LANDING_DIR"), SAMPLE_LANDING_DIR)
+
+
+def duckdb_path() -> Path:
+    """The DuckDB file, absolute; also exported as ``DUCKDB_PATH`` for dbt's profile."""
+    path = _resolve(os.environ.get("DUCKDB_PATH"), DEFAULT_DUCKDB_PATH)
+    os.environ["DUCKDB_PATH"] = str(path)
+    return path
+
+
+def quiet_telemetry() -> None:
+    """There is no network to send usage statistics to; do not try."""
+    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")

@@ -1,0 +1,38 @@
+"""Short-lived DuckDB connections.
+
+DuckDB allows one writer per file and dbt opens the file itself: never keep a connection open
+across steps. Every use goes through ``connect()``, which closes the connection on exit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+
+@contextmanager
+def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = duckdb.connect(str(path), read_only=read_only)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def fetch_value(conn: duckdb.DuckDBPyConnection, sql: str, params: list | None = None):
+    row = conn.execute(sql, params or []).fetchone()
+    return None if row is None else row[0]
+
+
+def table_exists(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    return bool(
+        fetch_value(
+            conn,
+            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+            [schema, table],
+        )
+    )
