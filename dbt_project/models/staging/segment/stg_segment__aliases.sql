@@ -1,0 +1,3 @@
+{{ segment_staging('aliases', {
+    'previous_id': json_get_string('payload', '$.previousId'),
+}) }}
