@@ -1,0 +1,74 @@
+"""Landing files → raw tables: the first step of the asset graph."""
+
+
+import dagster as dg
+
+from orchestration.ingestion import RAW_TABLES, ingest_landing_dir
+from orchestration.resources import Warehouse
+from orchestration.warehouse import connect
+
+DUCKDB_POOL = "duckdb"  # one op at a time holds the DuckDB file (one writer per file)
+
+AUDIT_TABLES = {
+    "loaded_files": "Every landing file loaded: path, size, SHA-256, lines accepted and rejected.",
+    "rejected_records": "Every landing line or file that could not be accepted, with file, line, raw text and reason.",
+}
+RAW_TABLE_DESCRIPTIONS = {
+    "tracks": "Segment track calls, one row per accepted line, JSON payload kept.",
+    "identifies": "Segment identify calls, one row per accepted line, JSON payload kept.",
+    "pages": "Segment page calls, one row per accepted line, JSON payload kept.",
+    "screens": "Segment screen calls, one row per accepted line, JSON payload kept.",
+    "aliases": "Segment alias calls, one row per accepted line, JSON payload kept.",
+    "groups": "Segment group calls, one row per accepted line, JSON payload kept.",
+    "contacts": "Contact-list rows (list name, row number, e-mail, phone, other columns as traits).",
+}
+
+
+@dg.multi_asset(
+    name="ingest_landing_files",
+    group_name="landing",
+    pool=DUCKDB_POOL,
+    specs=[
+        dg.AssetSpec(["raw", table], description=description, kinds={"duckdb"})
+        for table, description in {**RAW_TABLE_DESCRIPTIONS, **AUDIT_TABLES}.items()
+    ],
+)
+def ingest_landing_files(context: dg.AssetExecutionContext, warehouse: Warehouse):
+    """Load the landing files not loaded before (events JSONL and contact CSVs) into ``raw``."""
+    assert set(RAW_TABLE_DESCRIPTIONS) == set(RAW_TABLES)
+    with connect(warehouse.database) as conn:
+        summary = ingest_landing_dir(conn, warehouse.landing)
+        row_counts = {
+            table: conn.execute(f"select count(*) from raw.{table}").fetchone()[0]
+            for table in [*RAW_TABLES, *AUDIT_TABLES]
+        }
+    accepted, rejected = summary.accepted, summary.rejected
+    context.log.info(
+        f"{len(summary.files_loaded)} new file(s), {summary.files_skipped} already loaded; "
+        f"accepted {dict(accepted)}, rejected {dict(rejected)}"
+    )
+    for table in RAW_TABLES:
+        yield dg.MaterializeResult(
+            asset_key=["raw", table],
+            metadata={"dagster/row_count": row_counts[table], "rows_added": accepted.get(table, 0)},
+        )
+    yield dg.MaterializeResult(
+        asset_key=["raw", "loaded_files"],
+        metadata={
+            "dagster/row_count": row_counts["loaded_files"],
+            "files_loaded": len(summary.files_loaded),
+            "files_skipped": summary.files_skipped,
+            "new_files": dg.MetadataValue.md(
+                "\n".join(f"- `{f.relative_path}`" for f in summary.files_loaded) or "none"
+            ),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key=["raw", "rejected_records"],
+        metadata={
+            "dagster/row_count": row_counts["rejected_records"],
+            "lines_accepted": sum(accepted.values()),
+            "lines_rejected": sum(rejected.values()),
+            "rejected_by_reason": dg.MetadataValue.json(dict(sorted(rejected.items()))),
+        },
+    )

@@ -1,0 +1,109 @@
+"""Asset checks that reconcile counts from landing to marts: nothing lost, nothing doubled."""
+
+
+import dagster as dg
+
+from orchestration.assets.landing import DUCKDB_POOL
+from orchestration.ingestion import MESSAGE_TABLES
+from orchestration.resources import Warehouse
+from orchestration.warehouse import connect, table_exists
+
+_RAW_ROWS_BY_LOAD = " union all ".join(
+    f"select load_id from raw.{table}" for table in [*MESSAGE_TABLES.values(), "contacts"]
+)
+
+LANDED_LINES_SQL = f"""
+with raw_rows as (
+    select load_id, count(*) as accepted from ({_RAW_ROWS_BY_LOAD}) as accepted_rows group by 1
+),
+rejected_rows as (
+    select load_id, count(*) as rejected from raw.rejected_records group by 1
+)
+select
+    files.file_path,
+    files.lines_total,
+    files.lines_accepted,
+    coalesce(raw_rows.accepted, 0) as raw_rows,
+    files.lines_rejected,
+    coalesce(rejected_rows.rejected, 0) as rejected_rows
+from raw.loaded_files as files
+left join raw_rows using (load_id)
+left join rejected_rows using (load_id)
+where files.lines_total <> files.lines_accepted + files.lines_rejected
+   or files.lines_accepted <> coalesce(raw_rows.accepted, 0)
+   or files.lines_rejected <> coalesce(rejected_rows.rejected, 0)
+"""
+
+# Accepted messages: distinct message ids over the raw message tables; contact records: the rows of
+# the newest load of each list file (an older version of a list is replaced, not added).
+ACCEPTED_MESSAGES_SQL = " union ".join(f"select message_id from raw.{t}" for t in MESSAGE_TABLES.values())
+PROFILE_EVENTS_RECONCILIATION_SQL = f"""
+with accepted as ({ACCEPTED_MESSAGES_SQL}),
+events as (select message_id, source from marts.profile_events),
+latest_contact_loads as (
+    select load_id from (
+        select load_id, row_number() over (partition by file_path order by loaded_at desc, load_id desc) as recency
+        from (select distinct file_path, load_id, loaded_at from raw.contacts) as loads
+    ) as ranked where recency = 1
+)
+select
+    (select count(*) from accepted) as accepted_messages,
+    (select count(*) from raw.contacts where load_id in (select load_id from latest_contact_loads))
+        as accepted_contact_records,
+    (select count(*) from events) as profile_events,
+    (select count(*) from accepted where message_id not in (select message_id from events)) as missing,
+    (select count(*) from events where source = 'segment'
+        and message_id not in (select message_id from accepted)) as unexpected,
+    (select count(*) - count(distinct message_id) from events) as duplicated,
+    (select count(*) from events where source = 'contacts') as contact_events
+"""
+
+
+@dg.asset_check(
+    asset=dg.AssetKey(["raw", "loaded_files"]),
+    name="landed_lines_reconcile",
+    description="Every landed line is either in a raw table or in raw.rejected_records, per file.",
+    blocking=True,
+    pool=DUCKDB_POOL,
+)
+def landed_lines_reconcile(warehouse: Warehouse) -> dg.AssetCheckResult:
+    with connect(warehouse.database) as conn:
+        mismatches = conn.execute(LANDED_LINES_SQL).fetchall()
+        totals = conn.execute(
+            "select count(*), coalesce(sum(lines_total), 0), coalesce(sum(lines_accepted), 0), "
+            "coalesce(sum(lines_rejected), 0) from raw.loaded_files"
+        ).fetchone()
+    files, lines, accepted, rejected = totals
+    return dg.AssetCheckResult(
+        passed=not mismatches,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "files": files,
+            "lines": lines,
+            "accepted": accepted,
+            "rejected": rejected,
+            "files_not_reconciled": dg.MetadataValue.json([list(map(str, row)) for row in mismatches]),
+        },
+    )
+
+
+@dg.asset_check(
+    asset=dg.AssetKey(["marts", "profile_events"]),
+    name="accepted_messages_reconcile",
+    description="Every accepted message (and current contact record) is in marts.profile_events exactly once.",
+    pool=DUCKDB_POOL,
+)
+def accepted_messages_reconcile(warehouse: Warehouse) -> dg.AssetCheckResult:
+    with connect(warehouse.database) as conn:
+        if not table_exists(conn, "marts", "profile_events"):
+            return dg.AssetCheckResult(passed=False, metadata={"error": "marts.profile_events does not exist"})
+        cursor = conn.execute(PROFILE_EVENTS_RECONCILIATION_SQL)
+        row = dict(zip([d[0] for d in cursor.description], cursor.fetchone()))
+    passed = (
+        row["missing"] == 0
+        and row["unexpected"] == 0
+        and row["duplicated"] == 0
+        and row["contact_events"] == row["accepted_contact_records"]
+        and row["profile_events"] == row["accepted_messages"] + row["accepted_contact_records"]
+    )
+    return dg.AssetCheckResult(passed=passed, severity=dg.AssetCheckSeverity.ERROR, metadata=row)

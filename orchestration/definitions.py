@@ -1,0 +1,30 @@
+"""The Dagster code location of identity-warehouse: everything Dagster loads is listed here."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from orchestration import settings
+from orchestration.project import dbt_project, dbt_resource, prepare_manifest
+
+settings.quiet_telemetry()
+settings.duckdb_path()  # exported to dbt as an absolute path before anything runs
+dbt_project.prepare_if_dev()
+if not dbt_project.manifest_path.exists():
+    prepare_manifest()
+
+from orchestration.assets.dbt import identity_warehouse_dbt_models  # noqa: E402 (needs the manifest)
+from orchestration.assets.landing import ingest_landing_files  # noqa: E402
+from orchestration.checks import accepted_messages_reconcile, landed_lines_reconcile  # noqa: E402
+from orchestration.jobs import build_warehouse_job, hourly_build_schedule, new_landing_files_sensor  # noqa: E402
+from orchestration.resources import warehouse_from_environment  # noqa: E402
+
+defs = dg.Definitions(
+    assets=[ingest_landing_files, identity_warehouse_dbt_models],
+    asset_checks=[landed_lines_reconcile, accepted_messages_reconcile],
+    jobs=[build_warehouse_job],
+    schedules=[hourly_build_schedule],
+    sensors=[new_landing_files_sensor],
+    resources={"dbt": dbt_resource(), "warehouse": warehouse_from_environment()},
+    executor=dg.in_process_executor,
+)
