@@ -41,11 +41,30 @@ def _run(_: argparse.Namespace) -> int:
     return 0 if outcome.ok else 1
 
 
+def _generate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from orchestration.generator import generate, write_landing
+
+    data = generate(args.people, seed=args.seed, days=args.days)
+    write_landing(data, Path(args.out), files=args.files, list_name=args.list_name)
+    print(f"{args.people} people, {len(data.messages)} messages, {len(data.contacts)} contact rows → {args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="identity-warehouse", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the main job: land → build → check (LANDING_DIR → DUCKDB_PATH)")
     run.set_defaults(handler=_run)
+    gen = commands.add_parser("generate", help="write synthetic landing files (and their ground truth) to a folder")
+    gen.add_argument("--people", type=int, default=300)
+    gen.add_argument("--seed", type=int, default=7)
+    gen.add_argument("--days", type=int, default=30)
+    gen.add_argument("--files", type=int, default=4, help="number of event files to spread the messages over")
+    gen.add_argument("--list-name", default="crm_export", help="name of the contact list file")
+    gen.add_argument("--out", required=True, help="landing folder to write into (events/, contacts/, truth/)")
+    gen.set_defaults(handler=_generate)
     args = parser.parse_args(argv)
     return args.handler(args)
 

@@ -1,0 +1,44 @@
+# identity-warehouse: `make run`, `make test`, `make ui`. Each creates and fills .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+INSTALLED := $(VENV)/.installed
+
+export DAGSTER_HOME := $(CURDIR)/dagster_home
+export DAGSTER_DISABLE_TELEMETRY := true
+export DBT_SEND_ANONYMOUS_USAGE_STATS := False
+# dagster-dbt finds `dbt` on PATH.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: install run test test-fast ui docs clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+## Land the files of LANDING_DIR (default: seeds/), build and check everything into DUCKDB_PATH.
+run: $(INSTALLED)
+	$(VENV)/bin/identity-warehouse run
+
+## The whole test suite: unit tests, dbt tests and end-to-end runs of the real Dagster job.
+test: $(INSTALLED)
+	$(VENV)/bin/pytest
+
+## Only the fast unit tests (no dbt, no Dagster runs).
+test-fast: $(INSTALLED)
+	$(VENV)/bin/pytest -m "not e2e"
+
+## The Dagster UI on http://127.0.0.1:3000 (same project, same DuckDB file as `make run`).
+ui: $(INSTALLED)
+	$(VENV)/bin/dagster dev -m orchestration.definitions -h 127.0.0.1 -p 3000
+
+## dbt's documentation site for analysts on http://127.0.0.1:8080.
+docs: $(INSTALLED)
+	cd dbt_project && ../$(VENV)/bin/dbt docs generate --profiles-dir .. && ../$(VENV)/bin/dbt docs serve --profiles-dir .. --host 127.0.0.1 --port 8080
+
+clean:
+	rm -rf data dbt_project/target dbt_project/logs
+	find dagster_home -mindepth 1 ! -name dagster.yaml -exec rm -rf {} +
