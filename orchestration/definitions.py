@@ -17,7 +17,7 @@ from orchestration.assets.dbt import identity_warehouse_dbt_models  # noqa: E402
 from orchestration.assets.landing import ingest_landing_files  # noqa: E402
 from orchestration.checks import accepted_messages_reconcile, landed_lines_reconcile  # noqa: E402
 from orchestration.jobs import build_warehouse_job, hourly_build_schedule, new_landing_files_sensor  # noqa: E402
-from orchestration.resources import warehouse_from_environment  # noqa: E402
+from orchestration.resources import Warehouse  # noqa: E402
 
 defs = dg.Definitions(
     assets=[ingest_landing_files, identity_warehouse_dbt_models],
@@ -25,6 +25,6 @@ defs = dg.Definitions(
     jobs=[build_warehouse_job],
     schedules=[hourly_build_schedule],
     sensors=[new_landing_files_sensor],
-    resources={"dbt": dbt_resource(), "warehouse": warehouse_from_environment()},
+    resources={"dbt": dbt_resource(), "warehouse": Warehouse()},
     executor=dg.in_process_executor,
 )

@@ -1,4 +1,4 @@
-"""Resources: the warehouse file and the landing folder, resolved once."""
+"""Resources: the warehouse file and the landing folder."""
 
 from __future__ import annotations
 
@@ -10,19 +10,14 @@ from orchestration import settings
 
 
 class Warehouse(dg.ConfigurableResource):
-    """Where landing files are read from and the DuckDB file they are loaded into."""
-
-    duckdb_path: str
-    landing_dir: str
+    """Where landing files are read from (``LANDING_DIR``) and the DuckDB file they are loaded into
+    (``DUCKDB_PATH``). Both are read from the environment when used, the same environment dbt
+    inherits, so Python and dbt always work on the same file."""
 
     @property
     def database(self) -> Path:
-        return Path(self.duckdb_path)
+        return settings.duckdb_path()
 
     @property
     def landing(self) -> Path:
-        return Path(self.landing_dir)
-
-
-def warehouse_from_environment() -> Warehouse:
-    return Warehouse(duckdb_path=str(settings.duckdb_path()), landing_dir=str(settings.landing_dir()))
+        return settings.landing_dir()

@@ -52,17 +52,17 @@
     from_json({{ json_expr }}, 'map<string,string>')[{{ key_expr }}]
 {%- endmacro %}
 
-{#- Aggregate: build one JSON object from key/value rows. -#}
+{#- Aggregate: build one JSON object from key/value rows, keys in order (the output is deterministic). -#}
 {% macro json_object_agg(key_expr, value_expr) -%}
     {{ return(adapter.dispatch('json_object_agg', 'identity_warehouse')(key_expr, value_expr)) }}
 {%- endmacro %}
 
 {% macro default__json_object_agg(key_expr, value_expr) -%}
-    json_group_object({{ key_expr }}, {{ value_expr }})
+    to_json(map(list({{ key_expr }} order by {{ key_expr }}), list({{ value_expr }} order by {{ key_expr }})))
 {%- endmacro %}
 
 {% macro spark__json_object_agg(key_expr, value_expr) -%}
-    to_json(map_from_entries(collect_list(struct({{ key_expr }}, {{ value_expr }}))))
+    to_json(map_from_entries(array_sort(collect_list(struct({{ key_expr }}, {{ value_expr }})))))
 {%- endmacro %}
 
 {#- True when a JSON value is present and not JSON null. -#}

@@ -1,0 +1,202 @@
+"""End-to-end: the real Dagster job on the sample landing data (see conftest.py for the runs)."""
+
+import csv
+import gzip
+from collections import defaultdict
+from datetime import datetime
+
+import pandas as pd
+import pytest
+
+from tests.e2e.conftest import SampleRuns
+
+pytestmark = pytest.mark.e2e
+
+STORIES = {
+    "antsomi: user A on devices 1, 3 and 7, signs up on 7": {
+        ("user_id", "cid-5f4dcc3b"), ("anonymous_id", "antsomi-device-1"), ("anonymous_id", "antsomi-device-3"),
+        ("anonymous_id", "antsomi-device-7"), ("email", "linh.tran@example.com"),
+    },
+    "cdp course: aaa-aaa-aaa subscribes, then signs up on the web": {
+        ("anonymous_id", "aaa-aaa-aaa"), ("user_id", "97980cfea0067"), ("email", "example@thiscasestudy.com"),
+    },
+    "cdp course: bbb-bbb-bbb on mobile never logs in": {("anonymous_id", "bbb-bbb-bbb")},
+    "intilery 1: multi-day, single device": {
+        ("anonymous_id", "intilery-s1-web"), ("user_id", "intilery-user-1"), ("email", "peter@example.com"),
+    },
+    "intilery 2: multi-device, single login (web)": {
+        ("anonymous_id", "intilery-s2-web"), ("user_id", "intilery-user-2"), ("email", "joanna@example.com"),
+    },
+    "intilery 2: the mobile device stays anonymous": {("anonymous_id", "intilery-s2-mobile")},
+    "intilery 3: multi-device, multiple logins": {
+        ("anonymous_id", "intilery-s3-web"), ("anonymous_id", "intilery-s3-mobile"),
+        ("user_id", "intilery-user-3"), ("email", "michael@example.com"),
+    },
+    "amplitude: webinar attendee Dana signs up, merged on e-mail": {
+        ("email", "dana.argelies@example.com"), ("phone", "+14155550101"),
+        ("user_id", "amp-user-dana"), ("anonymous_id", "amp-web-dana"),
+    },
+    "amplitude: webinar attendee Ravi signs up, merged on phone": {
+        ("phone", "+14155550103"), ("user_id", "amp-user-ravi"), ("anonymous_id", "amp-web-ravi"),
+    },
+    "amplitude: Sam never signs up, on two lists": {("email", "sam.lee@example.org"), ("phone", "+14155550102")},
+    "amplitude: Mia never signs up": {("email", "mia.chen@example.net")},
+    "amplitude: Olu never signs up": {("email", "olu@example.com"), ("phone", "+14155550105")},
+    "store sign-up with a foreign mobile": {("email", "ana.souza@example.com"), ("phone", "+5511912345678")},
+    "attractify: web and app channels, one user id": {
+        ("anonymous_id", "attr-web-anon-1"), ("anonymous_id", "attr-app-anon-1"),
+        ("user_id", "attr-user-42"), ("email", "kim@example.com"),
+    },
+    "edge cases: an alias links a cookie to a user; junk ids link nothing": {
+        ("anonymous_id", "edge-anon-1"), ("user_id", "edge-user-1"),
+    },
+}
+
+
+def test_every_run_succeeds_with_all_checks_passing(sample_runs: SampleRuns):
+    for run in (sample_runs.first, sample_runs.second, sample_runs.after_late_file):
+        assert run.outcome.success, run.outcome
+        assert run.outcome.failed_checks == [] and run.outcome.warned_checks == []
+
+
+@pytest.mark.parametrize("story", STORIES)
+def test_each_story_is_exactly_one_profile(sample_runs: SampleRuns, story: str):
+    run = sample_runs.first
+    expected = STORIES[story]
+    profile_id = run.profile_of(*next(iter(expected)))
+    assert run.identifiers_of(profile_id) == expected
+
+
+def test_story_profiles_have_the_expected_fields(sample_runs: SampleRuns):
+    run = sample_runs.first
+    known = run.profile(run.profile_of("user_id", "97980cfea0067"))
+    assert (known["user_id"], known["email"], known["is_anonymous"]) == (
+        "97980cfea0067", "example@thiscasestudy.com", False)
+    assert known["traits"] == {"email": "example@thiscasestudy.com", "first_name": "Fernando", "last_name": "Alonso"}
+    assert known["first_seen_at"] == datetime(2015, 11, 20, 10, 0)
+    assert known["event_count"] == 6  # bbb-bbb-bbb's install is another profile
+
+    mobile = run.profile(run.profile_of("anonymous_id", "bbb-bbb-bbb"))
+    assert (mobile["user_id"], mobile["email"], mobile["is_anonymous"], mobile["anonymous_id_count"]) == (
+        None, None, True, 1)
+
+    mia = run.profile(run.profile_of("email", "mia.chen@example.net"))
+    assert (mia["is_anonymous"], mia["email"], mia["event_count"]) == (True, "mia.chen@example.net", 1)
+    assert mia["traits"] == {"name": "Mia Chen", "attended_at": "2024-03-08"}
+    assert mia["first_seen_at"] == datetime(2024, 3, 8)
+
+    sam = run.profile(run.profile_of("email", "sam.lee@example.org"))
+    assert sam["event_count"] == 2  # one record in each list
+    assert sam["traits"] == {"name": "Sam Lee", "attended_at": "2024-03-08", "first_name": "Sam",
+                             "last_name": "Lee", "signed_up_at": "2024-04-02"}
+
+    ravi = run.profile(run.profile_of("user_id", "amp-user-ravi"))
+    assert (ravi["phone"], ravi["is_anonymous"]) == ("+14155550103", False)
+    assert ravi["traits"]["name"] == "Ravi Patel"
+
+
+def test_traits_merge_last_non_null_wins_by_event_time(sample_runs: SampleRuns):
+    run = sample_runs.first
+    peter = run.profile(run.profile_of("user_id", "intilery-user-1"))
+    # 'plan' changed from premium to basic later; the later identify sent name = null, which does not erase it.
+    assert peter["traits"] == {"name": "Peter Gibbons", "email": "peter@example.com", "plan": "basic"}
+
+
+def test_rejected_records_carry_file_line_and_reason(sample_runs: SampleRuns):
+    rejected = sample_runs.first.tables["rejected_records"]
+    rows = [(r.file_path, r.line_number, r.reason.split(":")[0]) for r in rejected.itertuples()]
+    assert rows == [
+        ("contacts/badge_scans.csv", 1, "missing_identifier_columns"),
+        ("events/edge_cases.jsonl", 4, "malformed_json"),
+        ("events/edge_cases.jsonl", 5, "unknown_type"),
+        ("events/edge_cases.jsonl", 6, "no_identity"),
+    ]
+    badge = rejected[rejected.file_path == "contacts/badge_scans.csv"].iloc[0]
+    assert "'email'" in badge.reason and "'phone'" in badge.reason
+    assert rejected[rejected.line_number == 4].raw_text.iloc[0] == '{"type":"track","messageId":"edge-003","event":"Broken"'
+
+
+def _landing_lines(landing) -> dict[str, int]:
+    """Non-blank lines of every event file and data rows of every contact file, counted apart from the product."""
+    counts = {}
+    for path in sorted((landing / "events").rglob("*.jsonl*")):
+        opener = gzip.open if path.name.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8") as handle:
+            counts[path.relative_to(landing).as_posix()] = sum(1 for line in handle if line.strip())
+    for path in sorted((landing / "contacts").glob("*.csv")):
+        with open(path, newline="", encoding="utf-8") as handle:
+            counts[path.relative_to(landing).as_posix()] = max(sum(1 for _ in csv.reader(handle)) - 1, 0)
+    return counts
+
+
+def test_every_landing_line_is_in_a_raw_table_or_rejected(sample_runs: SampleRuns):
+    run = sample_runs.after_late_file
+    accepted = defaultdict(int)
+    for file_path in run.tables["raw_message_ids"].file_path:
+        accepted[file_path] += 1
+    for file_path in run.tables["raw_contacts"].file_path:
+        accepted[file_path] += 1
+    rejected = run.tables["rejected_records"].groupby("file_path").size().to_dict()
+    for file_path, lines in _landing_lines(sample_runs.landing).items():
+        if file_path == "contacts/badge_scans.csv":  # rejected as a whole: one record names the missing columns
+            assert (accepted[file_path], rejected[file_path]) == (0, 1)
+            continue
+        assert accepted[file_path] + rejected.get(file_path, 0) == lines, file_path
+    assert set(run.tables["loaded_files"].file_path) == set(_landing_lines(sample_runs.landing))
+
+
+def test_every_accepted_message_is_in_profile_events_exactly_once(sample_runs: SampleRuns):
+    run = sample_runs.after_late_file
+    events = run.tables["profile_events"]
+    assert events.message_id.is_unique
+    segment = set(events[events.source == "segment"].message_id)
+    assert segment == set(run.tables["raw_message_ids"].message_id)
+    contacts = events[events.source == "contacts"]
+    assert len(contacts) == len(run.tables["raw_contacts"])
+
+
+def test_duplicates_are_dropped_first_received_wins_and_clock_skew_is_corrected(sample_runs: SampleRuns):
+    events = sample_runs.first.tables["profile_events"].set_index("message_id")
+    account_created = events.loc["course-007"]
+    # Delivered twice (stories file, then edge_cases.jsonl with a later receivedAt): the first copy stands.
+    assert account_created.file_path == "events/stories/cdp_course_web_and_mobile.jsonl"
+    assert account_created.event_at == pd.Timestamp("2015-12-12 19:10:58.831")
+    # The same message without messageId, delivered twice: one event with a derived id.
+    newsletter = events[events.event_name == "Newsletter Opened"]
+    assert len(newsletter) == 1 and newsletter.index[0].startswith("derived-")
+
+
+def test_messages_whose_only_identifiers_are_junk_stay_unresolved(sample_runs: SampleRuns):
+    events = sample_runs.first.tables["profile_events"].set_index("message_id")
+    assert events.loc["edge-006"].resolution_status == "no_linkable_identifier"
+    assert pd.isna(events.loc["edge-006"].profile_id)
+    identifiers = sample_runs.first.tables["profile_identifiers"]
+    assert not identifiers.identifier_value.isin(["undefined", "00000000-0000-0000-0000-000000000000", "n/a"]).any()
+
+
+def test_a_second_run_over_the_same_files_changes_nothing(sample_runs: SampleRuns):
+    for name, table in sample_runs.first.tables.items():
+        pd.testing.assert_frame_equal(table, sample_runs.second.tables[name], obj=name)
+
+
+def test_a_late_file_is_picked_up_and_merges_two_profiles(sample_runs: SampleRuns):
+    before, after = sample_runs.second, sample_runs.after_late_file
+    new_files = set(after.tables["loaded_files"].file_path) - set(before.tables["loaded_files"].file_path)
+    assert new_files == {"events/late/intilery_s2_mobile_login.jsonl"}
+    web_profile = before.profile_of("user_id", "intilery-user-2")
+    assert after.profile_of("anonymous_id", "intilery-s2-mobile") == web_profile  # the older profile survives
+    assert after.identifiers_of(web_profile) == (
+        STORIES["intilery 2: multi-device, single login (web)"] | {("anonymous_id", "intilery-s2-mobile")}
+    )
+    assert len(after.tables["profiles"]) == len(before.tables["profiles"]) - 1
+    assert "late-001" in set(after.tables["profile_events"].message_id)
+
+
+def test_generated_people_are_never_merged_with_each_other(sample_runs: SampleRuns):
+    """Precision against the generator's ground truth: a profile never holds two people."""
+    truth = pd.read_csv(sample_runs.landing / "truth" / "identifiers.csv", dtype=str)
+    identifiers = sample_runs.first.tables["profile_identifiers"].merge(
+        truth, on=["identifier_type", "identifier_value"], how="inner")
+    assert len(identifiers) == len(truth)  # every generated identifier made it into the graph
+    people_per_profile = identifiers.groupby("profile_id").person_id.nunique()
+    assert people_per_profile.max() == 1

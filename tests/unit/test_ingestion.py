@@ -1,0 +1,227 @@
+"""Landing → raw tables, without dbt: every line ends up accepted or rejected with a reason."""
+
+import gzip
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from orchestration import ingestion
+from orchestration.ingestion import discover_landing_files, ingest_landing_dir
+
+
+def write_jsonl(path: Path, lines: list, gz: bool = False) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines)
+    if gz:
+        with gzip.open(path, "wt", encoding="utf-8") as handle:
+            handle.write(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def conn(tmp_path):
+    connection = duckdb.connect(str(tmp_path / "ingestion_test.duckdb"))
+    yield connection
+    connection.close()
+
+
+def rejected(conn) -> list[tuple]:
+    return conn.execute(
+        "select file_path, line_number, reason from raw.rejected_records order by file_path, line_number"
+    ).fetchall()
+
+
+def test_lines_are_routed_by_type_or_rejected_with_a_reason(tmp_path, conn):
+    write_jsonl(tmp_path / "events" / "a.jsonl", [
+        {"type": "track", "messageId": "t1", "anonymousId": "a1", "event": "Viewed"},
+        {"type": "Identify", "messageId": "i1", "userId": "u1", "traits": {"email": "x@y.z"}},
+        "not json at all",
+        "",
+        {"type": "purchase", "messageId": "p1", "userId": "u1"},
+        {"type": "track", "messageId": "t2", "event": "nobody"},
+        [1, 2, 3],
+        {"messageId": "n1", "userId": "u1"},
+        {"type": "page", "messageId": "pg1", "context": {"traits": {"phone": "+1 415 555 0101"}}},
+        {"type": "alias", "messageId": "al1", "previousId": "a1", "userId": "u1"},
+        {"type": "screen", "messageId": "s1", "anonymousId": " "},
+        {"type": "group", "messageId": "g1", "userId": "u1", "groupId": "acme"},
+    ])
+    summary = ingest_landing_dir(conn, tmp_path)
+
+    assert summary.accepted == {"tracks": 1, "identifies": 1, "pages": 1, "aliases": 1, "groups": 1}
+    assert rejected(conn) == [
+        ("events/a.jsonl", 3, "malformed_json"),
+        ("events/a.jsonl", 5, "unknown_type"),
+        ("events/a.jsonl", 6, "no_identity"),
+        ("events/a.jsonl", 7, "not_a_json_object"),
+        ("events/a.jsonl", 8, "missing_type"),
+        ("events/a.jsonl", 11, "no_identity"),  # a blank anonymousId is no identity
+    ]
+    raw_text = conn.execute("select raw_text from raw.rejected_records where line_number = 3").fetchone()[0]
+    assert raw_text == "not json at all"
+    # The blank line is neither accepted nor rejected, and is counted apart.
+    assert conn.execute(
+        "select lines_total, blank_lines, lines_accepted, lines_rejected from raw.loaded_files"
+    ).fetchone() == (11, 1, 5, 6)
+    assert conn.execute("select payload ->> 'event' from raw.tracks").fetchone() == ("Viewed",)
+
+
+def test_gzip_files_and_nested_folders_are_read(tmp_path, conn):
+    write_jsonl(tmp_path / "events" / "2024" / "01" / "b.jsonl.gz",
+                [{"type": "track", "messageId": f"m{i}", "anonymousId": "a"} for i in range(3)], gz=True)
+    ingest_landing_dir(conn, tmp_path)
+    assert conn.execute("select count(*), min(file_path) from raw.tracks").fetchone() == (3, "events/2024/01/b.jsonl.gz")
+
+
+def test_missing_message_id_is_derived_from_the_content_deterministically(tmp_path, conn):
+    message = {"type": "track", "anonymousId": "a1", "event": "Opened", "timestamp": "2024-01-01T00:00:00Z"}
+    write_jsonl(tmp_path / "events" / "a.jsonl", [message, message])
+    write_jsonl(tmp_path / "events" / "b.jsonl", [json.dumps(message, indent=None, separators=(", ", " : "))])
+    ingest_landing_dir(conn, tmp_path)
+    ids = conn.execute("select distinct message_id, message_id_is_derived from raw.tracks").fetchall()
+    assert len(ids) == 1 and ids[0][0].startswith("derived-") and ids[0][1] is True
+
+
+def test_windows_line_endings_and_utf8_content(tmp_path, conn):
+    path = tmp_path / "events" / "crlf.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(
+        b'{"type":"track","messageId":"c1","anonymousId":"caf\xc3\xa9"}\r\n'
+        b'{"type":"track","messageId":"c2","anonymousId":"b"}\r\n'
+    )
+    ingest_landing_dir(conn, tmp_path)
+    assert conn.execute("select payload ->> 'anonymousId' from raw.tracks order by line_number").fetchall() == [
+        ("café",), ("b",)
+    ]
+    assert rejected(conn) == []
+
+
+def test_invalid_utf8_rejects_only_the_lines_that_hold_it(tmp_path, conn):
+    path = tmp_path / "events" / "bad.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(
+        b'{"type":"track","messageId":"ok1","anonymousId":"a"}\n'
+        b'{"type":"track","messageId":"bad","anonymousId":"\xff\xfe"}\n'
+        b'{"type":"track","messageId":"ok2","anonymousId":"b"}\n'
+    )
+    ingest_landing_dir(conn, tmp_path)
+    assert conn.execute("select message_id from raw.tracks order by 1").fetchall() == [("ok1",), ("ok2",)]
+    assert rejected(conn) == [("events/bad.jsonl", 2, "invalid_utf8")]
+
+
+def test_unreadable_gzip_is_rejected_as_a_whole_and_the_rest_still_loads(tmp_path, conn):
+    (tmp_path / "events").mkdir()
+    (tmp_path / "events" / "broken.jsonl.gz").write_bytes(b"this is not gzip")
+    write_jsonl(tmp_path / "events" / "good.jsonl", [{"type": "track", "messageId": "g", "anonymousId": "a"}])
+    ingest_landing_dir(conn, tmp_path)
+    assert conn.execute("select count(*) from raw.tracks").fetchone()[0] == 1
+    reasons = conn.execute("select file_path, line_number, reason from raw.rejected_records").fetchall()
+    assert [(f, n) for f, n, _ in reasons] == [("events/broken.jsonl.gz", None)]
+    assert reasons[0][2].startswith("unreadable_file: ")
+
+
+def test_files_are_loaded_once_and_a_rewritten_file_again(tmp_path, conn):
+    path = write_jsonl(tmp_path / "events" / "a.jsonl", [{"type": "track", "messageId": "m1", "anonymousId": "a"}])
+    first = ingest_landing_dir(conn, tmp_path)
+    second = ingest_landing_dir(conn, tmp_path)
+    assert (len(first.files_loaded), first.files_skipped) == (1, 0)
+    assert (len(second.files_loaded), second.files_skipped) == (0, 1)
+    assert conn.execute("select count(*) from raw.tracks").fetchone()[0] == 1
+
+    write_jsonl(path, [{"type": "track", "messageId": "m1", "anonymousId": "a"},
+                       {"type": "track", "messageId": "m2", "anonymousId": "a"}])
+    third = ingest_landing_dir(conn, tmp_path)
+    assert len(third.files_loaded) == 1
+    assert conn.execute("select count(*), count(distinct load_id) from raw.loaded_files").fetchone() == (2, 2)
+
+
+def test_a_failure_part_way_loses_nothing_and_the_next_run_completes(tmp_path, conn, monkeypatch):
+    write_jsonl(tmp_path / "events" / "a.jsonl", [{"type": "track", "messageId": "a", "anonymousId": "x"}])
+    write_jsonl(tmp_path / "events" / "b.jsonl", [{"type": "track", "messageId": "b", "anonymousId": "x"}])
+    real_write = ingestion._write_events
+    calls = []
+
+    def write_then_die(conn_, context, staged):
+        result = real_write(conn_, context, staged)  # rows are written inside the transaction …
+        calls.append(context["file_path"])
+        if context["file_path"] == "events/b.jsonl":
+            raise KeyboardInterrupt("killed")  # … and the process dies before it commits
+        return result
+
+    monkeypatch.setattr(ingestion, "_write_events", write_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        ingest_landing_dir(conn, tmp_path)
+    assert conn.execute("select file_path from raw.loaded_files").fetchall() == [("events/a.jsonl",)]
+    assert conn.execute("select message_id from raw.tracks").fetchall() == [("a",)]
+
+    monkeypatch.setattr(ingestion, "_write_events", real_write)
+    summary = ingest_landing_dir(conn, tmp_path)
+    assert [f.relative_path for f in summary.files_loaded] == ["events/b.jsonl"]
+    assert conn.execute("select message_id from raw.tracks order by 1").fetchall() == [("a",), ("b",)]
+
+
+def test_contact_list_rows_keep_other_columns_as_traits(tmp_path, conn):
+    (tmp_path / "contacts").mkdir()
+    (tmp_path / "contacts" / "Webinar Attendees.csv").write_text(
+        "Name,E-mail,Phone Number,Attended At\n"
+        "Dana, Dana@Example.com ,(415) 555-0101,2024-03-08\n"
+        '"Lee, Sam",,415.555.0102,2024-03-08\n'
+        "Nobody,,,2024-03-08\n"
+        "Too,many,columns,in,this,row\n"
+        "Mia,mia@example.net,,\n"
+    )
+    summary = ingest_landing_dir(conn, tmp_path)
+    rows = conn.execute(
+        "select list_name, row_number, line_number, email, phone, traits::varchar from raw.contacts order by row_number"
+    ).fetchall()
+    assert rows == [
+        ("webinar_attendees", 1, 2, "Dana@Example.com", "(415) 555-0101", '{"name":"Dana","attended_at":"2024-03-08"}'),
+        ("webinar_attendees", 2, 3, None, "415.555.0102", '{"name":"Lee, Sam","attended_at":"2024-03-08"}'),
+        ("webinar_attendees", 5, 6, "mia@example.net", None, '{"name":"Mia","attended_at":null}'),
+    ]
+    assert [(f, n, r.split(":")[0]) for f, n, r in rejected(conn)] == [
+        ("contacts/Webinar Attendees.csv", 4, "no_identity"),
+        ("contacts/Webinar Attendees.csv", 5, "malformed_csv_row"),
+    ]
+    assert summary.rejected == {"no_identity": 1, "malformed_csv_row": 1}
+
+
+def test_contact_list_without_email_or_phone_is_rejected_whole_and_others_load(tmp_path, conn):
+    (tmp_path / "contacts").mkdir()
+    (tmp_path / "contacts" / "badges.csv").write_text("badge_id,name\nB1,Dana\n")
+    (tmp_path / "contacts" / "crm.csv").write_text("email\nx@example.com\n")
+    ingest_landing_dir(conn, tmp_path)
+    (file_path, line, raw_text, reason), = conn.execute(
+        "select file_path, line_number, raw_text, reason from raw.rejected_records"
+    ).fetchall()
+    assert (file_path, line, raw_text) == ("contacts/badges.csv", 1, "badge_id,name")
+    assert reason.startswith("missing_identifier_columns:")
+    assert "'email'" in reason and "'phone'" in reason and "found: badge_id, name" in reason
+    assert conn.execute("select email from raw.contacts").fetchall() == [("x@example.com",)]
+
+
+def test_semicolon_delimited_lists_and_empty_files(tmp_path, conn):
+    (tmp_path / "contacts").mkdir()
+    (tmp_path / "contacts" / "store.csv").write_text("first_name;Mobile\nSam;(415) 555-0102\n")
+    (tmp_path / "contacts" / "empty.csv").write_text("")
+    write_jsonl(tmp_path / "events" / "empty.jsonl", [])
+    summary = ingest_landing_dir(conn, tmp_path)
+    assert conn.execute("select phone, traits ->> 'first_name' from raw.contacts").fetchall() == [
+        ("(415) 555-0102", "Sam")
+    ]
+    assert len(summary.files_loaded) == 3
+    assert rejected(conn) == []
+
+
+def test_discovery_ignores_other_files(tmp_path):
+    write_jsonl(tmp_path / "events" / "a.jsonl", [])
+    (tmp_path / "events" / "notes.txt").write_text("x")
+    (tmp_path / "contacts").mkdir()
+    (tmp_path / "contacts" / "list.csv").write_text("email\n")
+    (tmp_path / "truth").mkdir()
+    (tmp_path / "truth" / "people.csv").write_text("x\n")
+    assert [f.relative_path for f in discover_landing_files(tmp_path)] == ["events/a.jsonl", "contacts/list.csv"]
