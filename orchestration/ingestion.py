@@ -82,6 +82,7 @@ RAW_DDL = [
         line_number bigint,
         raw_text varchar,
         reason varchar not null,
+        detail varchar,
         rejected_at timestamp not null
     )
     """,
@@ -225,17 +226,18 @@ class WholeFileRejection:
     """A file that cannot be read at all: it is recorded as one rejected record."""
 
     reason: str
+    detail: str
     raw_text: str | None = None
     line_number: int | None = None
 
 
 def _reject_whole_file(conn, context: dict, rejection: WholeFileRejection):
     conn.execute(
-        "insert into raw.rejected_records values (?, ?, ?, ?, ?, ?)",
+        "insert into raw.rejected_records values (?, ?, ?, ?, ?, ?, ?)",
         [context["load_id"], context["file_path"], rejection.line_number, rejection.raw_text,
-         rejection.reason, context["loaded_at"]],
+         rejection.reason, rejection.detail, context["loaded_at"]],
     )
-    return Counter(), Counter({rejection.reason.split(":")[0]: 1}), 0
+    return Counter(), Counter({rejection.reason: 1}), 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,7 +298,7 @@ def _stage_events(conn, path: Path) -> WholeFileRejection | None:
         try:
             text_path = _gunzipped(path, Path(scratch))
         except (OSError, EOFError) as error:
-            return WholeFileRejection(f"unreadable_file: {error}")
+            return WholeFileRejection("unreadable_file", str(error))
         try:
             conn.execute(_CLASSIFY_LINES, [str(text_path), False])
         except duckdb.InvalidInputException as error:
@@ -334,7 +336,7 @@ def _write_events(conn, context: dict, _staged: None):
     conn.execute(
         """
         insert into raw.rejected_records
-        select ?, ?, line_number, line, reason, ? from landing_lines where reason is not null order by line_number
+        select ?, ?, line_number, line, reason, null, ? from landing_lines where reason is not null order by line_number
         """,
         params,
     )
@@ -401,7 +403,7 @@ def _stage_contacts(conn, path: Path) -> WholeFileRejection | StagedContacts | N
             [str(path)],
         )
     except duckdb.Error as error:
-        return WholeFileRejection(f"unreadable_csv: {str(error).splitlines()[0]}", header, 1)
+        return WholeFileRejection("unreadable_csv", str(error).splitlines()[0], header, 1)
 
     source_columns = [row[0] for row in conn.execute("describe landing_csv").fetchall()]
     names = _unique_snake_names(source_columns)
@@ -410,7 +412,8 @@ def _stage_contacts(conn, path: Path) -> WholeFileRejection | StagedContacts | N
     if email_column is None and phone_column is None:
         _drop_contact_temp_tables(conn)
         return WholeFileRejection(
-            "missing_identifier_columns: a contact list needs an 'email' and/or a 'phone' column "
+            "missing_identifier_columns",
+            "a contact list needs an 'email' and/or a 'phone' column "
             f"(also accepted: {', '.join(EMAIL_COLUMNS[1:] + PHONE_COLUMNS[1:])}); "
             f"found: {', '.join(source_columns)}",
             header,
@@ -472,7 +475,8 @@ def _write_contacts(conn, context: dict, staged: StagedContacts | None):
     conn.execute(
         """
         insert into raw.rejected_records
-        select ?, ?, line_number, concat_ws(',', email, phone, traits::varchar), 'no_identity', ?
+        select ?, ?, line_number, concat_ws(',', email, phone, traits::varchar), 'no_identity',
+               'neither an e-mail nor a phone in this row', ?
         from landing_contacts where email is null and phone is null
         """,
         params,
@@ -480,7 +484,7 @@ def _write_contacts(conn, context: dict, staged: StagedContacts | None):
     conn.execute(
         """
         insert into raw.rejected_records
-        select ?, ?, line, csv_line, 'malformed_csv_row: ' || error_message, ?
+        select ?, ?, line, csv_line, 'malformed_csv_row', error_message, ?
         from (select line, any_value(csv_line) as csv_line, string_agg(error_message, '; ') as error_message
               from landing_csv_rejects group by line)
         """,

@@ -26,7 +26,7 @@ SNAPSHOT_TABLES = {
     "profiles": "select * exclude (traits), traits::varchar as traits from marts.profiles order by profile_id",
     "profile_events": "select * exclude (properties, traits, context), properties::varchar as properties, "
     "traits::varchar as traits from marts.profile_events order by message_id",
-    "rejected_records": "select file_path, line_number, reason, raw_text from raw.rejected_records "
+    "rejected_records": "select file_path, line_number, reason, detail, raw_text from raw.rejected_records "
     "order by file_path, line_number",
     "loaded_files": "select * from raw.loaded_files order by file_path",
     "raw_message_ids": " union all ".join(

@@ -104,7 +104,7 @@ def test_traits_merge_last_non_null_wins_by_event_time(sample_runs: SampleRuns):
 
 def test_rejected_records_carry_file_line_and_reason(sample_runs: SampleRuns):
     rejected = sample_runs.first.tables["rejected_records"]
-    rows = [(r.file_path, r.line_number, r.reason.split(":")[0]) for r in rejected.itertuples()]
+    rows = [(r.file_path, r.line_number, r.reason) for r in rejected.itertuples()]
     assert rows == [
         ("contacts/badge_scans.csv", 1, "missing_identifier_columns"),
         ("events/edge_cases.jsonl", 4, "malformed_json"),
@@ -112,7 +112,7 @@ def test_rejected_records_carry_file_line_and_reason(sample_runs: SampleRuns):
         ("events/edge_cases.jsonl", 6, "no_identity"),
     ]
     badge = rejected[rejected.file_path == "contacts/badge_scans.csv"].iloc[0]
-    assert "'email'" in badge.reason and "'phone'" in badge.reason
+    assert "'email'" in badge.detail and "'phone'" in badge.detail
     assert rejected[rejected.line_number == 4].raw_text.iloc[0] == '{"type":"track","messageId":"edge-003","event":"Broken"'
 
 
