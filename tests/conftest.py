@@ -36,3 +36,10 @@ def environment(**values: os.PathLike | str) -> Iterator[None]:
 @pytest.fixture
 def warehouse_path(tmp_path: Path) -> Path:
     return tmp_path / "warehouse" / WAREHOUSE_FILE_NAME
+
+
+def pytest_sessionstart(session):
+    """Build the dbt manifest before any module imports the dbt assets (collection comes first)."""
+    from orchestration.project import prepare_manifest
+
+    prepare_manifest()
