@@ -5,8 +5,6 @@
         lower(trim({{ json_get_string('payload', '$.type') }})) as message_type,
         {{ json_get_string('payload', '$.anonymousId') }} as anonymous_id,
         {{ json_get_string('payload', '$.userId') }} as user_id,
-        {{ json_get_string('payload', '$.context.traits.email') }} as context_traits_email,
-        {{ json_get_string('payload', '$.context.traits.phone') }} as context_traits_phone,
         {{ json_get('payload', '$.context.traits') }} as context_traits,
         {{ json_get('payload', '$.context') }} as context,
         {{ parse_timestamp(json_get_string('payload', '$.timestamp')) }} as sent_timestamp_at,

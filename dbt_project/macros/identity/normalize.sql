@@ -1,11 +1,11 @@
 {#- Identifier normalisation, as the contract in DESIGN.md defines it. -#}
 
-{#- Ids (anonymous_id, user_id, previous_id): trimmed. -#}
+{#- Ids: trimmed. -#}
 {% macro normalize_id(expr) -%}
     trim({{ expr }})
 {%- endmacro %}
 
-{#- E-mails: trimmed and lower-cased. -#}
+{#- E-mails (and `lower` ids): trimmed and lower-cased. -#}
 {% macro normalize_email(expr) -%}
     lower(trim({{ expr }}))
 {%- endmacro %}
@@ -15,8 +15,8 @@
     number (with or without its trunk '0') gets the configured default country. Anything else is
     left unresolved (null) and reported as an invalid phone. -#}
 {% macro normalize_phone(expr) -%}
-    {%- set cc = var('default_phone_country_code') | string -%}
-    {%- set national_length = var('national_phone_number_length') | int -%}
+    {%- set cc = identity_rules()['default_phone_country_code'] | string -%}
+    {%- set national_length = identity_rules()['national_phone_number_length'] | int -%}
     {%- set without_extension = regex_replace_all(
             'trim(' ~ expr ~ ')', "'(?i)\\s*(extension|ext\\.?|x|#)\\s*[0-9]+\\s*$'", "''") -%}
     {%- set digits = regex_replace_all(without_extension, "'[^0-9]'", "''") -%}
@@ -35,41 +35,59 @@
     end
 {%- endmacro %}
 
+{#- The normalised value of an identifier, by its type's `normalize` rule. -#}
 {% macro normalize_identifier(type_expr, value_expr) -%}
     case {{ type_expr }}
-        when 'email' then {{ normalize_email(value_expr) }}
-        when 'phone' then {{ normalize_phone(value_expr) }}
+        {%- for type, rule in identifier_types().items() %}
+        {%- set method = rule.get('normalize', 'id') %}
+        when '{{ type }}' then
+            {%- if method == 'email' or method == 'lower' %} {{ normalize_email(value_expr) }}
+            {%- elif method == 'phone' %} {{ normalize_phone(value_expr) }}
+            {%- elif method == 'id' %} {{ normalize_id(value_expr) }}
+            {%- else %}{{ exceptions.raise_compiler_error("identity_rules: unknown normalize '" ~ method ~ "' for " ~ type) }}
+            {%- endif %}
+        {%- endfor %}
         else {{ normalize_id(value_expr) }}
     end
 {%- endmacro %}
 
-{#- Why an identifier must not link anyone, or null when it may. `raw_expr` is the value as sent,
-    `value_expr` the normalised value. -#}
-{% macro identifier_block_reason(type_expr, raw_expr, value_expr) -%}
-    {%- set blocklist = var('identifier_blocklist') -%}
-    case
-        when lower(trim({{ raw_expr }})) in (
-            {%- for value in blocklist %}'{{ value | replace("'", "''") }}'{{ ", " if not loop.last }}{% endfor -%}
-        ) then 'blocklisted_value'
-        {%- for pattern in var('identifier_blocklist_patterns') %}
-        when {{ regex_matches('trim(' ~ raw_expr ~ ')', "'" ~ pattern | replace("'", "''") ~ "'") }}
-            then 'blocklisted_pattern'
-        {%- endfor %}
-        when {{ type_expr }} = 'email'
-            and not {{ regex_matches(value_expr, "'^[^@[:space:]]+@[^@[:space:]]+\\.[^@[:space:]]+$'") }}
-            then 'invalid_email'
-        when {{ type_expr }} = 'phone'
-            and ({{ value_expr }} is null or not {{ regex_matches(value_expr, "'^\\+[1-9][0-9]{6,14}$'") }})
-            then 'invalid_phone'
-    end
+{% macro blocklist_conditions(raw_expr, blocklist) -%}
+    {%- set values = blocklist.get('values', []) -%}
+    {%- set conditions = [] -%}
+    {%- if values -%}
+        {%- set quoted = [] -%}
+        {%- for value in values %}{% do quoted.append("'" ~ (value | string | lower | replace("'", "''")) ~ "'") %}{% endfor -%}
+        {%- do conditions.append(("value", "lower(trim(" ~ raw_expr ~ ")) in (" ~ quoted | join(', ') ~ ")")) -%}
+    {%- endif -%}
+    {%- for pattern in blocklist.get('patterns', []) -%}
+        {%- do conditions.append(("pattern", regex_matches('trim(' ~ raw_expr ~ ')', "'" ~ pattern | replace("'", "''") ~ "'"))) -%}
+    {%- endfor -%}
+    {{ return(conditions) }}
 {%- endmacro %}
 
-{#- The identifier priority from the identity rules, as a SQL expression over a type column. -#}
-{% macro identifier_priority(type_expr) -%}
-    case {{ type_expr }}
-        {%- for type, priority in var('identifier_priority').items() %}
-        when '{{ type }}' then {{ priority }}
+{#- Why an identifier must not link anyone, or null when it may: a blocklisted value or pattern
+    (global or of its type), or a value its normaliser cannot make sense of. `raw_expr` is the value
+    as sent, `value_expr` the normalised value. -#}
+{% macro identifier_block_reason(type_expr, raw_expr, value_expr) -%}
+    case
+        when 1 = 0 then null
+        {%- for kind, condition in blocklist_conditions(raw_expr, identity_rules().get('blocklist', {})) %}
+        when {{ condition }} then 'blocklisted_{{ kind }}'
         {%- endfor %}
-        else 99
+        {%- for type, rule in identifier_types().items() %}
+        {%- for kind, condition in blocklist_conditions(raw_expr, rule.get('blocklist', {})) %}
+        when {{ type_expr }} = '{{ type }}' and {{ condition }} then 'blocklisted_{{ kind }}'
+        {%- endfor %}
+        {%- set method = rule.get('normalize', 'id') %}
+        {%- if method == 'email' %}
+        when {{ type_expr }} = '{{ type }}'
+            and not {{ regex_matches(value_expr, "'^[^@[:space:]]+@[^@[:space:]]+\\.[^@[:space:]]+$'") }}
+            then 'invalid_email'
+        {%- elif method == 'phone' %}
+        when {{ type_expr }} = '{{ type }}'
+            and ({{ value_expr }} is null or not {{ regex_matches(value_expr, "'^\\+[1-9][0-9]{6,14}$'") }})
+            then 'invalid_phone'
+        {%- endif %}
+        {%- endfor %}
     end
 {%- endmacro %}

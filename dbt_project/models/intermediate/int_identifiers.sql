@@ -10,35 +10,35 @@ messages as (
 
 observed as (
 
-    {%- set candidates = [
-        ('anonymous_id', 'anonymous_id', 'anonymousId'),
-        ('user_id', 'user_id', 'userId'),
-        ('previous_id', 'previous_id', 'previousId'),
-        ('email', 'traits_email', 'traits.email'),
-        ('email', 'context_traits_email', 'context.traits.email'),
-        ('phone', 'traits_phone', 'traits.phone'),
-        ('phone', 'context_traits_phone', 'context.traits.phone'),
-    ] %}
-    {%- for identifier_type, column, field in candidates %}
+    {#- One branch per identifier type and source of the identity rules, plus an alias's previousId. -#}
+    {%- set branches = [('previous_id', 'previousId')] -%}
+    {%- for type, rule in identifier_types().items() -%}
+        {%- for source in rule['sources'] -%}{%- do branches.append((type, source)) -%}{%- endfor -%}
+    {%- endfor %}
+    {%- for observed_type, field in branches %}
     select
         message_id,
         source,
         event_at,
-        '{{ identifier_type }}' as observed_type,
-        case when source = 'contacts' and '{{ field }}' = 'traits.{{ identifier_type }}'
-            then '{{ identifier_type }} column' else '{{ field }}' end as observed_in,
-        {{ column }} as raw_value
+        '{{ observed_type }}' as observed_type,
+        '{{ field }}' as observed_in,
+        {{ identifier_source_value(field) if field != 'previousId' else 'previous_id' }} as raw_value
     from messages
-    where {{ column }} is not null
     {% if not loop.last %}union all{% endif %}
     {%- endfor %}
+
+),
+
+present as (
+
+    select * from observed where raw_value is not null
 
 ),
 
 known_user_ids as (
 
     select distinct {{ normalize_id('raw_value') }} as user_id
-    from observed
+    from present
     where observed_type = 'user_id'
 
 ),
@@ -48,17 +48,17 @@ known_user_ids as (
 typed as (
 
     select
-        observed.*,
+        present.*,
         case
             when observed_type <> 'previous_id' then observed_type
             when known_user_ids.user_id is not null then 'user_id'
             else 'anonymous_id'
         end as identifier_type
 
-    from observed
+    from present
     left join known_user_ids
-        on observed.observed_type = 'previous_id'
-        and known_user_ids.user_id = {{ normalize_id('observed.raw_value') }}
+        on present.observed_type = 'previous_id'
+        and known_user_ids.user_id = {{ normalize_id('present.raw_value') }}
 
 ),
 

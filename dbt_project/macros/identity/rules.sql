@@ -1,0 +1,47 @@
+{#- Reading the identity rules (`vars: identity_rules` in dbt_project.yml). -#}
+
+{% macro identity_rules() %}
+    {{ return(var('identity_rules')) }}
+{% endmacro %}
+
+{% macro identifier_types() %}
+    {{ return(identity_rules()['identifier_types']) }}
+{% endmacro %}
+
+{#- The identifier priority from the rules, as a SQL expression over a type column. -#}
+{% macro identifier_priority(type_expr) -%}
+    case {{ type_expr }}
+        {%- for type, rule in identifier_types().items() %}
+        when '{{ type }}' then {{ rule['priority'] }}
+        {%- endfor %}
+        else 99
+    end
+{%- endmacro %}
+
+{#- The per-profile limit of a type, as a SQL expression over a type column. -#}
+{% macro identifier_limit(type_expr) -%}
+    case {{ type_expr }}
+        {%- for type, rule in identifier_types().items() %}
+        when '{{ type }}' then {{ rule.get('max_per_profile', 1000000) }}
+        {%- endfor %}
+        else 1000000
+    end
+{%- endmacro %}
+
+{#- The value a rule's source names, read from int_messages; null when the message has none. -#}
+{% macro identifier_source_value(source) -%}
+    {%- set kind, _, path = source.partition('.') -%}
+    {%- if source == 'userId' -%} user_id
+    {%- elif source == 'anonymousId' -%} anonymous_id
+    {%- elif kind == 'traits' -%}
+        case when source = 'segment' then {{ json_get_string('traits', '$.' ~ path) }} end
+    {%- elif kind == 'context' -%}
+        {{ json_get_string('context', '$.' ~ path) }}
+    {%- elif source == 'column.email' -%} contact_email
+    {%- elif source == 'column.phone' -%} contact_phone
+    {%- elif kind == 'column' -%}
+        case when source = 'contacts' then {{ json_get_string('traits', '$.' ~ path) }} end
+    {%- else -%}
+        {{ exceptions.raise_compiler_error("identity_rules: unknown identifier source '" ~ source ~ "'") }}
+    {%- endif -%}
+{%- endmacro %}
