@@ -67,10 +67,15 @@
     {%- endfor -%}
 {% endmacro %}
 
-{% macro cc_work_relations() %}
+{% macro cc_work_parts() %}
+    {{ return(['edges', 'parent', 'next', 'hooks']) }}
+{% endmacro %}
+
+{#- Working tables of the graph macros, named after the model that calls them. -#}
+{% macro cc_work_relations(parts=none) %}
     {%- set prefix = this.identifier ~ '__cc_' -%}
     {%- set names = {} -%}
-    {%- for part in ['edges', 'parent', 'next', 'hooks'] -%}
+    {%- for part in (parts or cc_work_parts()) -%}
         {%- do names.update({part: api.Relation.create(database=this.database, schema=this.schema,
                                                          identifier=prefix ~ part)}) -%}
     {%- endfor -%}
@@ -84,7 +89,7 @@
 {#- post-hook of a model that called connected_components: its working tables are not needed. -#}
 {% macro drop_components_work() %}
     {%- set statements = [] -%}
-    {%- for relation in cc_work_relations().values() -%}
+    {%- for relation in cc_work_relations(cc_work_parts() + limit_work_parts()).values() -%}
         {%- do statements.append("drop table if exists " ~ relation) -%}
     {%- endfor -%}
     {{ return(statements | join('; ')) }}

@@ -1,11 +1,17 @@
-{#- One row per linkable identifier, numbered for the graph algorithm: the earliest seen gets the
-    smallest number, so a component's smallest node is its oldest identifier. -#}
+{#- One row per linkable identifier, numbered for the graph algorithms: the earliest seen gets the
+    smallest number, so a profile's smallest node is its oldest identifier. -#}
 with
 
 linkable as (
 
     select * from {{ ref('int_identifiers') }}
     where is_linkable
+
+),
+
+junk as (
+
+    select distinct identifier_type, identifier_value from {{ ref('int_identity_junk') }}
 
 ),
 
@@ -25,8 +31,15 @@ summarized as (
 
 select
     row_number() over (
-        order by first_seen_at, {{ identifier_priority('identifier_type') }}, identifier_type, identifier_value
+        order by summarized.first_seen_at, {{ identifier_priority('summarized.identifier_type') }},
+            summarized.identifier_type, summarized.identifier_value
     ) as node_id,
-    *
+    summarized.*,
+    {{ identifier_priority('summarized.identifier_type') }} as priority,
+    {{ identifier_limit('summarized.identifier_type') }} as max_per_profile,
+    junk.identifier_type is not null as is_junk
 
 from summarized
+left join junk
+    on junk.identifier_type = summarized.identifier_type
+    and junk.identifier_value = summarized.identifier_value

@@ -6,19 +6,33 @@ messages as (
 
 ),
 
--- All linkable identifiers of a message are in one component, so any of them names its profile.
-message_profiles as (
+-- A message belongs to the profile of its strongest identifier that is not junk (merge protection
+-- or junk detection may have kept its identifiers apart); with only junk ones, the strongest of those.
+ranked_identifiers as (
 
     select
         identifiers.message_id,
-        min(components.profile_id) as profile_id
+        components.profile_id,
+        row_number() over (
+            partition by identifiers.message_id
+            order by nodes.is_junk, nodes.priority, nodes.identifier_type, nodes.identifier_value
+        ) as anchor_rank
 
     from {{ ref('int_identifiers') }} as identifiers
+    join {{ ref('int_identity_nodes') }} as nodes
+        on nodes.identifier_type = identifiers.identifier_type
+        and nodes.identifier_value = identifiers.identifier_value
     join {{ ref('int_identity_components') }} as components
-        on components.identifier_type = identifiers.identifier_type
-        and components.identifier_value = identifiers.identifier_value
+        on components.node_id = nodes.node_id
     where identifiers.is_linkable
-    group by 1
+
+),
+
+message_profiles as (
+
+    select message_id, profile_id
+    from ranked_identifiers
+    where anchor_rank = 1
 
 )
 
