@@ -44,11 +44,39 @@ def _run(_: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from orchestration.generator import generate, write_landing
+    from orchestration.generator import write_landing
 
-    data = generate(args.people, seed=args.seed, days=args.days)
-    write_landing(data, Path(args.out), files=args.files, list_name=args.list_name)
-    print(f"{args.people} people, {len(data.messages)} messages, {len(data.contacts)} contact rows → {args.out}")
+    summary = write_landing(Path(args.out), args.people, seed=args.seed, days=args.days, files=args.files,
+                            list_name=args.list_name)
+    print(", ".join(f"{key} {value}" for key, value in summary.items()) + f" → {args.out}")
+    return 0
+
+
+def _accuracy(args: argparse.Namespace) -> int:
+    """Generate people for each seed, run the real job on them, score every policy."""
+    import os
+    from pathlib import Path
+
+    from orchestration.accuracy import evaluate, markdown
+    from orchestration.generator import write_landing
+    from orchestration.runner import run_build_warehouse
+
+    workdir = Path(args.workdir).resolve()
+    scores = {}
+    for seed in args.seeds:
+        landing, database = workdir / f"seed-{seed}" / "landing", workdir / f"seed-{seed}" / settings.DEFAULT_DUCKDB_PATH.name
+        if not landing.exists():
+            write_landing(landing, args.people, seed=seed)
+        os.environ.update(LANDING_DIR=str(landing), DUCKDB_PATH=str(database))
+        outcome = run_build_warehouse()
+        if not outcome.ok:
+            print(f"ERROR: the build for seed {seed} failed: {outcome}", file=sys.stderr)
+            return 1
+        scores[f"{args.people:,} people, seed {seed}"] = evaluate(database, landing)
+    table = markdown(scores)
+    print(table)
+    if args.out:
+        Path(args.out).write_text(table + "\n")
     return 0
 
 
@@ -65,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--list-name", default="crm_export", help="name of the contact list file")
     gen.add_argument("--out", required=True, help="landing folder to write into (events/, contacts/, truth/)")
     gen.set_defaults(handler=_generate)
+    acc = commands.add_parser("accuracy", help="score identity resolution against generated ground truth")
+    acc.add_argument("--people", type=int, default=10_000)
+    acc.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    acc.add_argument("--workdir", default="data/accuracy", help="where the generated landing data and warehouses go")
+    acc.add_argument("--out", help="also write the markdown table to this file")
+    acc.set_defaults(handler=_accuracy)
     args = parser.parse_args(argv)
     return args.handler(args)
 

@@ -1,10 +1,17 @@
-"""Synthetic landing data with ground truth: people on several devices, as real sources send them.
+"""Synthetic landing data with ground truth, the way real sources send it, at any scale.
 
 Each person browses anonymously on one to three devices (a web browser may reset its cookie and get
 a new anonymous id), may give an e-mail before signing up, signs up on one device (identify with
-``userId``, ``anonymousId`` and traits), and logs in on some of the others. Some appear in a CRM
-export with the e-mail and phone typed the way people type them. Beside the landing files the
-generator writes the truth: which person each identifier and each message belongs to.
+``userId``, ``anonymousId`` and traits, sometimes an alias call), logs in on some of the others, and
+may change e-mail later. Some appear in a CRM export with the e-mail and phone typed the way people
+type them. Around them, what breaks weak identity resolution: household devices shared by two
+signed-up people, an anonymous id a client bug sends for everyone, a store's placeholder e-mail,
+duplicate deliveries, malformed lines and messages with no identity.
+
+People are generated one at a time and written as they come, so memory stays flat for millions.
+Beside the landing files, ``truth/`` says which person each identifier and message belongs to
+(``kind`` = personal, or shared/junk for identifiers that belong to no single person) and
+``truth/summary.json`` counts what was injected.
 """
 
 from __future__ import annotations
@@ -14,7 +21,8 @@ import gzip
 import json
 import random
 import uuid
-from collections import defaultdict
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -29,24 +37,38 @@ PAGES = ["Home", "Pricing", "Features", "Blog", "About", "Docs"]
 SCREENS = ["Home", "Catalog", "Product", "Cart", "Settings"]
 EVENTS = [("Product Viewed", {"product_id": "sku-{n}"}), ("Product Added To Cart", {"product_id": "sku-{n}"}),
           ("Search Performed", {"query": "plan {n}"}), ("Video Played", {"video_id": "v{n}"})]
+PLACEHOLDER_EMAIL = "noemail@store.example"
+
+
+@dataclass(frozen=True)
+class Rates:
+    """How often each behaviour happens (per person, per message or per contact row)."""
+
+    signs_up: float = 0.65
+    has_email: float = 0.75
+    has_phone: float = 0.4
+    cookie_reset: float = 0.12
+    email_before_signup: float = 0.3
+    logs_in_elsewhere: float = 0.6
+    alias_at_signup: float = 0.1
+    changes_email: float = 0.08
+    in_crm_export: float = 0.2
+    shares_household_device: float = 0.03
+    client_bug_message: float = 0.004
+    placeholder_email_row: float = 0.05
+    duplicate_delivery: float = 0.01
+    malformed_line: float = 0.001
+    no_identity_message: float = 0.001
 
 
 @dataclass
-class Person:
-    person_id: str
-    name: tuple[str, str]
-    email: str | None
-    phone: str | None  # E.164
-    user_id: str | None
-    devices: list[tuple[str, str]] = field(default_factory=list)  # (channel, anonymous id)
+class PersonData:
+    """What one person contributes: landing lines, contact rows and their truth."""
 
-
-@dataclass
-class GeneratedData:
-    messages: list[dict]
-    contacts: list[dict]
-    truth_identifiers: dict[tuple[str, str], str]  # (type, normalised value) → person
-    truth_messages: dict[str, str]  # message id → person
+    lines: list[str] = field(default_factory=list)
+    contacts: list[dict] = field(default_factory=list)
+    identifiers: dict[tuple[str, str], str] = field(default_factory=dict)  # (type, value) → kind
+    messages: list[str] = field(default_factory=list)
 
 
 def typed_phone(rng: random.Random, e164: str) -> str:
@@ -62,116 +84,193 @@ def typed_email(rng: random.Random, email: str) -> str:
     return rng.choice([email, email.upper(), f" {email} ", email.title()])
 
 
-def generate(people: int, seed: int = 7, start: datetime | None = None, days: int = 30) -> GeneratedData:
-    rng = random.Random(seed)
-    start = start or datetime(2024, 1, 1, tzinfo=timezone.utc)
-    data = GeneratedData([], [], {}, {})
-    uid = lambda: str(uuid.UUID(int=rng.getrandbits(128), version=4))  # noqa: E731 (seeded uuid4)
-    sequence = 0
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
-    def emit(person: Person, message: dict, at: datetime) -> None:
-        nonlocal sequence
-        sequence += 1
-        message_id = f"gen-{seed}-{sequence:07d}"
+
+class Generator:
+    def __init__(self, seed: int = 7, start: datetime | None = None, days: int = 30, rates: Rates | None = None):
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.start = start or datetime(2024, 1, 1, tzinfo=timezone.utc)
+        self.days = days
+        self.rates = rates or Rates()
+        self.sequence = 0
+        self.bug_anonymous_id = self._uuid()
+        self.household_device: str | None = None  # the last person's web device, for a household
+        self.injected: Counter = Counter()
+
+    def _uuid(self) -> str:
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
+    def people(self, count: int) -> Iterator[tuple[str, PersonData]]:
+        for index in range(count):
+            yield f"person-{self.seed}-{index:07d}", self._person(index)
+
+    def _emit(self, data: PersonData, message: dict, at: datetime) -> None:
+        rng, rates = self.rng, self.rates
+        self.sequence += 1
+        message_id = f"gen-{self.seed}-{self.sequence:08d}"
+        if "userId" in message and rng.random() < rates.client_bug_message:
+            message["anonymousId"] = self.bug_anonymous_id  # a client bug sends one id for everyone
+            data.identifiers[("anonymous_id", self.bug_anonymous_id)] = "junk"
+            self.injected["client_bug_messages"] += 1
         skew = timedelta(seconds=rng.choice([0, 0, 0, 2, -45]))  # some device clocks are off
         sent = at + timedelta(seconds=rng.randint(0, 5))
         received = sent + timedelta(milliseconds=rng.randint(20, 900))
-        iso = lambda t: t.isoformat(timespec="milliseconds").replace("+00:00", "Z")  # noqa: E731
-        data.messages.append({
-            **message, "messageId": message_id,
-            "originalTimestamp": iso(at + skew), "sentAt": iso(sent + skew), "receivedAt": iso(received),
-            "timestamp": iso(at),
-        })
-        data.truth_messages[message_id] = person.person_id
+        line = json.dumps({
+            **message, "messageId": message_id, "originalTimestamp": _iso(at + skew),
+            "sentAt": _iso(sent + skew), "receivedAt": _iso(received), "timestamp": _iso(at),
+        }, separators=(",", ":"))
+        data.lines.append(line)
+        data.messages.append(message_id)
+        if rng.random() < rates.duplicate_delivery:
+            data.lines.append(line)
+            self.injected["duplicate_deliveries"] += 1
+        if rng.random() < rates.malformed_line:
+            data.lines.append(line[: len(line) // 2])
+            self.injected["malformed_lines"] += 1
+        if rng.random() < rates.no_identity_message:
+            data.lines.append(json.dumps({"type": "track", "event": "Heartbeat", "timestamp": _iso(at)}))
+            self.injected["no_identity_messages"] += 1
 
-    for index in range(people):
+    def _person(self, index: int) -> PersonData:
+        rng, rates = self.rng, self.rates
+        data = PersonData()
         first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
-        email = f"{first}.{last}{index}@{rng.choice(DOMAINS)}".lower() if rng.random() < 0.75 else None
-        phone = f"+1{rng.choice(AREA_CODES)}555{index % 10000:04d}" if rng.random() < 0.4 else None
-        person = Person(f"person-{index:06d}", (first, last), email, phone,
-                        f"u{rng.getrandbits(40):010x}" if rng.random() < 0.65 else None)
-        for channel in rng.sample(["web", "ios", "android"], rng.choice([1, 1, 2, 2, 3])):
-            person.devices.append((channel, uid()))
-        if rng.random() < 0.12 and person.devices[0][0] == "web":  # a cookie reset: a second web id
-            person.devices.append(("web", uid()))
+        email = f"{first}.{last}{index}@{rng.choice(DOMAINS)}".lower() if rng.random() < rates.has_email else None
+        phone = f"+1{rng.choice(AREA_CODES)}{rng.randint(200, 999)}{index % 10000:04d}" if rng.random() < rates.has_phone else None
+        user_id = f"u{self.seed}x{rng.getrandbits(40):010x}" if rng.random() < rates.signs_up else None
 
-        clock = start + timedelta(seconds=rng.randint(0, days * 86400 // 2))
-        signed_up = gave_email = False
-        signup_device = rng.randrange(len(person.devices))
-        for position, (channel, anonymous_id) in enumerate(person.devices):
-            for _ in range(rng.randint(1, 4)):  # a few anonymous sessions
+        devices = [(channel, self._uuid()) for channel in rng.sample(["web", "ios", "android"], rng.choice([1, 1, 2, 2, 3]))]
+        if devices[0][0] == "web" and rng.random() < rates.cookie_reset:
+            devices.append(("web", self._uuid()))
+        shared = None
+        if user_id and self.household_device and rng.random() < rates.shares_household_device:
+            shared = self.household_device  # the previous person's laptop, used by this person too
+            devices.append(("web", shared))
+            self.household_device = None
+            self.injected["household_devices"] += 1
+        elif user_id and devices[0][0] == "web":
+            self.household_device = devices[0][1]
+
+        for _, anonymous_id in devices:
+            data.identifiers.setdefault(("anonymous_id", anonymous_id), "personal")
+        if shared:
+            data.identifiers[("anonymous_id", shared)] = "shared"
+
+        clock = self.start + timedelta(seconds=rng.randint(0, self.days * 86400 // 2))
+        signed_up = False
+        signup_device = rng.randrange(len(devices))
+        for position, (channel, anonymous_id) in enumerate(devices):
+            for _ in range(rng.randint(1, 4)):  # a few sessions
                 clock += timedelta(minutes=rng.randint(5, 3000))
                 if channel == "web":
-                    emit(person, {"type": "page", "anonymousId": anonymous_id, "name": rng.choice(PAGES),
-                                  "context": {"library": {"name": "analytics.js"}}}, clock)
+                    page = {"type": "page", "anonymousId": anonymous_id, "name": rng.choice(PAGES),
+                            "context": {"library": {"name": "analytics.js"}}}
                 else:
-                    emit(person, {"type": "screen", "anonymousId": anonymous_id, "name": rng.choice(SCREENS),
-                                  "context": {"library": {"name": f"analytics-{channel}"}}}, clock)
+                    page = {"type": "screen", "anonymousId": anonymous_id, "name": rng.choice(SCREENS),
+                            "context": {"library": {"name": f"analytics-{channel}"}}}
+                self._emit(data, page, clock)
                 name, properties = rng.choice(EVENTS)
-                emit(person, {"type": "track", "anonymousId": anonymous_id, "event": name,
-                              "properties": {k: v.format(n=rng.randint(1, 50)) for k, v in properties.items()},
-                              **({"userId": person.user_id} if signed_up else {})}, clock + timedelta(seconds=30))
-            if person.email and not signed_up and rng.random() < 0.3:  # newsletter before signing up
-                emit(person, {"type": "identify", "anonymousId": anonymous_id, "traits": {"email": person.email}},
-                     clock + timedelta(minutes=1))
-                gave_email = True
-            if person.user_id and position == signup_device:
+                self._emit(data, {"type": "track", "anonymousId": anonymous_id, "event": name,
+                                  "properties": {k: v.format(n=rng.randint(1, 50)) for k, v in properties.items()},
+                                  **({"userId": user_id} if signed_up else {})}, clock + timedelta(seconds=30))
+            if email and not signed_up and anonymous_id != shared and rng.random() < rates.email_before_signup:
+                self._emit(data, {"type": "identify", "anonymousId": anonymous_id, "traits": {"email": email}},
+                           clock + timedelta(minutes=1))
+                data.identifiers[("email", email)] = "personal"
+            if user_id and position == signup_device and not signed_up:
                 traits = {"first_name": first, "last_name": last, "plan": rng.choice(["free", "pro", "team"])}
-                traits.update({"email": person.email} if person.email else {})
-                traits.update({"phone": typed_phone(rng, person.phone)} if person.phone else {})
-                emit(person, {"type": "identify", "userId": person.user_id, "anonymousId": anonymous_id,
-                              "traits": traits}, clock + timedelta(minutes=2))
-                emit(person, {"type": "track", "userId": person.user_id, "anonymousId": anonymous_id,
-                              "event": "Signed Up"}, clock + timedelta(minutes=2, seconds=1))
+                traits.update({"email": email} if email else {})
+                traits.update({"phone": typed_phone(rng, phone)} if phone else {})
+                self._emit(data, {"type": "identify", "userId": user_id, "anonymousId": anonymous_id,
+                                  "traits": traits}, clock + timedelta(minutes=2))
+                self._emit(data, {"type": "track", "userId": user_id, "anonymousId": anonymous_id,
+                                  "event": "Signed Up"}, clock + timedelta(minutes=2, seconds=1))
+                if rng.random() < rates.alias_at_signup:
+                    self._emit(data, {"type": "alias", "previousId": anonymous_id, "userId": user_id},
+                               clock + timedelta(minutes=2, seconds=2))
                 signed_up = True
-            elif person.user_id and signed_up and rng.random() < 0.6:  # logs in on this device too
-                emit(person, {"type": "identify", "userId": person.user_id, "anonymousId": anonymous_id},
-                     clock + timedelta(minutes=3))
+                data.identifiers[("user_id", user_id)] = "personal"
+                data.identifiers.update({key: "personal" for key in [("email", email), ("phone", phone)] if key[1]})
+            elif user_id and signed_up and (anonymous_id == shared or rng.random() < rates.logs_in_elsewhere):
+                self._emit(data, {"type": "identify", "userId": user_id, "anonymousId": anonymous_id},
+                           clock + timedelta(minutes=3))
+        if user_id and not signed_up:  # the sign-up device came first but was the shared one: sign up now
+            self._emit(data, {"type": "identify", "userId": user_id, "traits": {"first_name": first}}, clock)
+            data.identifiers[("user_id", user_id)] = "personal"
+        if signed_up and email and rng.random() < rates.changes_email:
+            new_email = f"{first}.{last}{index}.new@{rng.choice(DOMAINS)}".lower()
+            clock += timedelta(days=rng.randint(1, 20))
+            self._emit(data, {"type": "identify", "userId": user_id, "traits": {"email": new_email}}, clock)
+            data.identifiers[("email", new_email)] = "personal"
+            self.injected["email_changes"] += 1
 
-        carried = {("anonymous_id", anonymous_id) for _, anonymous_id in person.devices}
-        if signed_up:
-            carried.add(("user_id", person.user_id))
-        carried |= {("email", person.email)} if person.email and (signed_up or gave_email) else set()
-        carried |= {("phone", person.phone)} if person.phone and signed_up else set()
-        data.truth_identifiers.update({key: person.person_id for key in carried})
-        if (person.email or person.phone) and rng.random() < 0.2:
+        if (email or phone) and rng.random() < rates.in_crm_export:
+            placeholder = email and rng.random() < rates.placeholder_email_row
             data.contacts.append({
-                "email": typed_email(rng, person.email) if person.email else "",
-                "phone": typed_phone(rng, person.phone) if person.phone else "",
+                "email": PLACEHOLDER_EMAIL if placeholder else (typed_email(rng, email) if email else ""),
+                "phone": typed_phone(rng, phone) if phone else "",
                 "first_name": first, "last_name": last,
-                "created_at": (start + timedelta(days=rng.randint(0, days))).date().isoformat(),
+                "created_at": (self.start + timedelta(days=rng.randint(0, self.days))).date().isoformat(),
             })
-            data.truth_identifiers.update(
-                {key: person.person_id for key in [("email", person.email), ("phone", person.phone)] if key[1]})
-    return data
+            if placeholder:
+                data.identifiers[("email", PLACEHOLDER_EMAIL)] = "junk"
+                self.injected["placeholder_email_rows"] += 1
+            else:
+                data.identifiers.update({key: "personal" for key in [("email", email)] if key[1]})
+            data.identifiers.update({key: "personal" for key in [("phone", phone)] if key[1]})
+        return data
 
 
-def write_landing(data: GeneratedData, out: Path, files: int = 4, list_name: str = "crm_export") -> None:
-    """Events as ``events/generated/part-NNN.jsonl.gz`` (shuffled over files, as they arrive),
-    contacts as ``contacts/<list_name>.csv``, the truth under ``truth/``."""
-    rng = random.Random(len(data.messages))
-    parts: dict[int, list[dict]] = defaultdict(list)
-    for message in data.messages:
-        parts[rng.randrange(files)].append(message)
-    events_dir = out / "events" / "generated"
+def write_landing(out: Path, people: int, seed: int = 7, days: int = 30, files: int = 4,
+                  list_name: str = "crm_export", rates: Rates | None = None) -> dict:
+    """Generate ``people`` people into the landing folder ``out``; returns the summary.
+
+    Events go to ``events/generated-<seed>/part-NNN.jsonl.gz`` (each person's lines to a random
+    part, as deliveries arrive), contacts to ``contacts/<list_name>.csv``, the truth to ``truth/``.
+    """
+    generator = Generator(seed=seed, days=days, rates=rates)
+    rng = random.Random(seed + 1)
+    events_dir = out / "events" / f"generated-{seed}"
     events_dir.mkdir(parents=True, exist_ok=True)
-    for part, messages in sorted(parts.items()):
-        with gzip.open(events_dir / f"part-{part:03d}.jsonl.gz", "wt", encoding="utf-8") as handle:
-            for message in messages:
-                handle.write(json.dumps(message, separators=(",", ":")) + "\n")
-    if data.contacts:
-        (out / "contacts").mkdir(parents=True, exist_ok=True)
-        with (out / "contacts" / f"{list_name}.csv").open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(data.contacts[0]))
-            writer.writeheader()
-            writer.writerows(data.contacts)
-    truth = out / "truth"
-    truth.mkdir(parents=True, exist_ok=True)
-    with (truth / "identifiers.csv").open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["identifier_type", "identifier_value", "person_id"])
-        writer.writerows(sorted((t, v, p) for (t, v), p in data.truth_identifiers.items()))
-    with (truth / "messages.csv").open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["message_id", "person_id"])
-        writer.writerows(sorted(data.truth_messages.items()))
+    (out / "contacts").mkdir(parents=True, exist_ok=True)
+    truth_dir = out / "truth"
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    parts = [gzip.open(events_dir / f"part-{part:03d}.jsonl.gz", "wt", encoding="utf-8") for part in range(files)]
+    shared_kinds: dict[tuple[str, str], str] = {}
+    counts: Counter = Counter()
+    contact_columns = ["email", "phone", "first_name", "last_name", "created_at"]
+    try:
+        with (out / "contacts" / f"{list_name}.csv").open("w", newline="", encoding="utf-8") as contacts_file, \
+                (truth_dir / f"identifiers-{seed}.csv").open("w", newline="", encoding="utf-8") as identifiers_file, \
+                (truth_dir / f"messages-{seed}.csv").open("w", newline="", encoding="utf-8") as messages_file:
+            contacts = csv.DictWriter(contacts_file, fieldnames=contact_columns)
+            contacts.writeheader()
+            identifiers = csv.writer(identifiers_file)
+            identifiers.writerow(["identifier_type", "identifier_value", "person_id", "kind"])
+            messages = csv.writer(messages_file)
+            messages.writerow(["message_id", "person_id"])
+            for person_id, data in generator.people(people):
+                for line in data.lines:
+                    parts[rng.randrange(files)].write(line + "\n")
+                contacts.writerows(data.contacts)
+                for (identifier_type, value), kind in sorted(data.identifiers.items()):
+                    if kind == "personal":
+                        identifiers.writerow([identifier_type, value, person_id, kind])
+                    else:  # shared and junk identifiers belong to no single person: listed once, below
+                        shared_kinds[(identifier_type, value)] = kind
+                messages.writerows([message_id, person_id] for message_id in data.messages)
+                counts["people"] += 1
+                counts["messages"] += len(data.messages)
+                counts["lines"] += len(data.lines)
+                counts["contact_rows"] += len(data.contacts)
+            for (identifier_type, value), kind in sorted(shared_kinds.items()):
+                identifiers.writerow([identifier_type, value, "", kind])
+    finally:
+        for part in parts:
+            part.close()
+    summary = {"seed": seed, **counts, **generator.injected}
+    (truth_dir / f"summary-{seed}.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return summary

@@ -1,25 +1,47 @@
-from orchestration.generator import generate, write_landing
+import csv
+import gzip
+import json
+
+from orchestration.generator import Generator, Rates, write_landing
 
 
-def test_same_seed_same_data_and_truth_for_every_message():
-    first, second = generate(40, seed=3), generate(40, seed=3)
-    assert first.messages == second.messages and first.contacts == second.contacts
-    assert {m["messageId"] for m in first.messages} == set(first.truth_messages)
-    assert generate(40, seed=4).messages != first.messages
+def test_same_seed_same_people():
+    first = [data.lines for _, data in Generator(seed=3).people(30)]
+    second = [data.lines for _, data in Generator(seed=3).people(30)]
+    assert first == second
+    assert [data.lines for _, data in Generator(seed=4).people(30)] != first
 
 
-def test_people_use_several_devices_and_sign_up(tmp_path):
-    data = generate(200, seed=1)
-    people_by_anonymous_id = {v: p for (t, v), p in data.truth_identifiers.items() if t == "anonymous_id"}
-    devices_per_person = {}
-    for anonymous_id, person in people_by_anonymous_id.items():
-        devices_per_person[person] = devices_per_person.get(person, 0) + 1
-    assert max(devices_per_person.values()) >= 3
-    assert any(m["type"] == "identify" and "userId" in m and "anonymousId" in m for m in data.messages)
-    assert any(m["type"] == "identify" and "userId" not in m for m in data.messages)  # e-mail before sign-up
-    assert data.contacts and all(row["email"] or row["phone"] for row in data.contacts)
+def test_people_behave_like_real_visitors():
+    people = [data for _, data in Generator(seed=1).people(400)]
+    messages = [json.loads(line) for data in people for line in data.lines if line.endswith("}")]
+    devices = [sum(1 for (t, _), kind in data.identifiers.items() if t == "anonymous_id") for data in people]
+    assert max(devices) >= 3  # several devices and cookie resets
+    assert any(m["type"] == "identify" and "userId" in m and "anonymousId" in m for m in messages)  # sign-up
+    assert any(m["type"] == "identify" and "userId" not in m and "email" in m.get("traits", {}) for m in messages)
+    assert any(m["type"] == "alias" for m in messages)
+    assert any(data.contacts for data in people)
 
-    write_landing(data, tmp_path, files=3)
-    assert len(list((tmp_path / "events" / "generated").glob("part-*.jsonl.gz"))) == 3
-    assert (tmp_path / "contacts" / "crm_export.csv").exists()
-    assert (tmp_path / "truth" / "identifiers.csv").read_text().startswith("identifier_type,identifier_value,person_id")
+
+def test_injected_faults_are_counted_and_marked_in_the_truth(tmp_path):
+    rates = Rates(shares_household_device=0.5, client_bug_message=0.05, placeholder_email_row=0.5,
+                  duplicate_delivery=0.05, malformed_line=0.02, no_identity_message=0.02, changes_email=0.5)
+    summary = write_landing(tmp_path, 200, seed=5, files=3, rates=rates)
+    for key in ("household_devices", "client_bug_messages", "placeholder_email_rows", "duplicate_deliveries",
+                "malformed_lines", "no_identity_messages", "email_changes"):
+        assert summary[key] > 0, key
+    with open(tmp_path / "truth" / "identifiers-5.csv", newline="") as handle:
+        kinds = {(row["identifier_type"], row["identifier_value"]): row["kind"] for row in csv.DictReader(handle)
+                 if row["kind"] != "personal"}
+    assert ("email", "noemail@store.example") in kinds
+    assert "shared" in kinds.values() and "junk" in kinds.values()
+
+    lines = []
+    for part in sorted((tmp_path / "events" / "generated-5").glob("part-*.jsonl.gz")):
+        with gzip.open(part, "rt") as handle:
+            lines += handle.read().splitlines()
+    assert len(lines) == summary["lines"]
+    malformed = sum(1 for line in lines if not line.endswith("}"))
+    assert malformed == summary["malformed_lines"]
+    with open(tmp_path / "truth" / "messages-5.csv", newline="") as handle:
+        assert sum(1 for _ in handle) - 1 == summary["messages"]
