@@ -34,12 +34,17 @@ SNAPSHOT_TABLES = {
         for t in ["tracks", "identifies", "pages", "screens", "aliases", "groups"]
     ),
     "raw_contacts": "select * exclude (traits) from raw.contacts order by file_path, row_number",
+    "profile_merges": "select * from marts.profile_merges order by merged_profile_id",
 }
 
-# Intilery scenario 2's mobile user finally logs in on the phone: the two profiles merge.
 LATE_MESSAGES = [
+    # Intilery scenario 2's mobile user finally logs in on the phone: the two profiles merge.
     {"type": "identify", "messageId": "late-001", "anonymousId": "intilery-s2-mobile", "userId": "intilery-user-2",
      "timestamp": "2024-05-10T08:00:00Z", "receivedAt": "2024-05-10T08:00:01Z"},
+    # An old tablet of scenario 3's user turns up with a message older than anything of theirs:
+    # the profile gains an identifier but keeps its id.
+    {"type": "identify", "messageId": "late-002", "anonymousId": "intilery-s3-old-tablet", "userId": "intilery-user-3",
+     "timestamp": "2024-04-01T08:00:00Z", "receivedAt": "2024-05-11T08:00:00Z"},
 ]
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 import pandas as pd
 import pytest
 
+from orchestration.accuracy import load_truth
 from tests.e2e.conftest import SampleRuns
 
 pytestmark = pytest.mark.e2e
@@ -53,10 +54,12 @@ STORIES = {
 }
 
 
-def test_every_run_succeeds_with_all_checks_passing(sample_runs: SampleRuns):
+def test_every_run_succeeds_and_only_the_junk_check_warns(sample_runs: SampleRuns):
     for run in (sample_runs.first, sample_runs.second, sample_runs.after_late_file):
         assert run.outcome.success, run.outcome
-        assert run.outcome.failed_checks == [] and run.outcome.warned_checks == []
+        assert run.outcome.failed_checks == []
+        # The generated people include household devices, a client-bug id and a placeholder e-mail.
+        assert [check.split(":")[-1] for check in run.outcome.warned_checks] == ["no_junk_identifiers_detected"]
 
 
 @pytest.mark.parametrize("story", STORIES)
@@ -104,6 +107,9 @@ def test_traits_merge_last_non_null_wins_by_event_time(sample_runs: SampleRuns):
 
 def test_rejected_records_carry_file_line_and_reason(sample_runs: SampleRuns):
     rejected = sample_runs.first.tables["rejected_records"]
+    generated = rejected.file_path.str.startswith("events/generated-")
+    assert set(rejected[generated].reason) <= {"malformed_json", "no_identity"}  # injected by the generator
+    rejected = rejected[~generated]
     rows = [(r.file_path, r.line_number, r.reason) for r in rejected.itertuples()]
     assert rows == [
         ("contacts/badge_scans.csv", 1, "missing_identifier_columns"),
@@ -179,24 +185,37 @@ def test_a_second_run_over_the_same_files_changes_nothing(sample_runs: SampleRun
         pd.testing.assert_frame_equal(table, sample_runs.second.tables[name], obj=name)
 
 
-def test_a_late_file_is_picked_up_and_merges_two_profiles(sample_runs: SampleRuns):
+def test_a_late_file_is_picked_up_merges_two_profiles_and_renames_no_one(sample_runs: SampleRuns):
     before, after = sample_runs.second, sample_runs.after_late_file
     new_files = set(after.tables["loaded_files"].file_path) - set(before.tables["loaded_files"].file_path)
     assert new_files == {"events/late/intilery_s2_mobile_login.jsonl"}
+    assert {"late-001", "late-002"} <= set(after.tables["profile_events"].message_id)
+
     web_profile = before.profile_of("user_id", "intilery-user-2")
+    mobile_profile = before.profile_of("anonymous_id", "intilery-s2-mobile")
     assert after.profile_of("anonymous_id", "intilery-s2-mobile") == web_profile  # the older profile survives
     assert after.identifiers_of(web_profile) == (
         STORIES["intilery 2: multi-device, single login (web)"] | {("anonymous_id", "intilery-s2-mobile")}
     )
     assert len(after.tables["profiles"]) == len(before.tables["profiles"]) - 1
-    assert "late-001" in set(after.tables["profile_events"].message_id)
+    merges = after.tables["profile_merges"]
+    assert list(zip(merges.merged_profile_id, merges.surviving_profile_id, merges.caused_by_message_id)) == [
+        (mobile_profile, web_profile, "late-001")
+    ]
+
+    # Scenario 3's profile gains a tablet whose message is older than the profile, and keeps its id.
+    multi_login = before.profile_of("user_id", "intilery-user-3")
+    assert after.profile_of("anonymous_id", "intilery-s3-old-tablet") == multi_login
+    # No other identifier changed profile.
+    joined = before.tables["profile_identifiers"].merge(
+        after.tables["profile_identifiers"], on=["identifier_type", "identifier_value"], suffixes=("_before", "_after"))
+    moved = joined[joined.profile_id_before != joined.profile_id_after]
+    assert set(zip(moved.identifier_type, moved.identifier_value)) == {("anonymous_id", "intilery-s2-mobile")}
 
 
 def test_generated_people_are_never_merged_with_each_other(sample_runs: SampleRuns):
     """Precision against the generator's ground truth: a profile never holds two people."""
-    truth = pd.read_csv(sample_runs.landing / "truth" / "identifiers.csv", dtype=str)
-    identifiers = sample_runs.first.tables["profile_identifiers"].merge(
-        truth, on=["identifier_type", "identifier_value"], how="inner")
-    assert len(identifiers) == len(truth)  # every generated identifier made it into the graph
-    people_per_profile = identifiers.groupby("profile_id").person_id.nunique()
-    assert people_per_profile.max() == 1
+    truth = load_truth(sample_runs.landing)
+    identifiers = sample_runs.first.tables["profile_identifiers"].merge(truth, on=["identifier_type", "identifier_value"])
+    assert len(identifiers) > 0.95 * len(truth)  # nearly every generated identifier is in the graph
+    assert identifiers.groupby("profile_id").person_id.nunique().max() == 1

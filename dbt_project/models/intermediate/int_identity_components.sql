@@ -38,7 +38,7 @@ select
     nodes.identifier_value,
     nodes.node_id,
     clusters.cluster_id as component_id,
-    'prof_' || substr({{ dbt.hash("root.identifier_type || ':' || root.identifier_value") }}, 1, 20) as profile_id
+    'prof_' || substr({{ dbt.hash("root.identifier_type || ':' || root.identifier_value") }}, 1, 20) as derived_profile_id
 
 from nodes
 join clusters on clusters.node_id = nodes.node_id

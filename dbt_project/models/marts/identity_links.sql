@@ -10,7 +10,7 @@ edges as (
 
 components as (
 
-    select * from {{ ref('int_identity_components') }}
+    select * from {{ ref('int_profile_ids') }}
 
 ),
 

@@ -22,7 +22,7 @@ ranked_identifiers as (
     join {{ ref('int_identity_nodes') }} as nodes
         on nodes.identifier_type = identifiers.identifier_type
         and nodes.identifier_value = identifiers.identifier_value
-    join {{ ref('int_identity_components') }} as components
+    join {{ ref('int_profile_ids') }} as components
         on components.node_id = nodes.node_id
     where identifiers.is_linkable
 

@@ -8,7 +8,7 @@ nodes as (
 
 components as (
 
-    select * from {{ ref('int_identity_components') }}
+    select * from {{ ref('int_profile_ids') }}
 
 )
 

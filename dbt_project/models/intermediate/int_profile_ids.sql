@@ -1,0 +1,117 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key=['identifier_type', 'identifier_value'],
+) }}
+
+{#- Stable profile ids. The first build names each profile after its oldest identifier
+    (int_identity_components.derived_profile_id). Later builds keep every profile's id: a profile
+    belongs to the cluster that now holds its oldest identifier; when one cluster holds several
+    earlier profiles (they merged), the oldest survives and the others are recorded in
+    marts.profile_merges; a cluster with no earlier profile gets a derived id. This model reads its
+    own previous state; `dbt build --full-refresh` starts the naming over. -#}
+with
+
+clusters as (
+
+    select
+        components.identifier_type,
+        components.identifier_value,
+        components.node_id,
+        components.component_id,
+        components.derived_profile_id,
+        nodes.first_seen_at
+
+    from {{ ref('int_identity_components') }} as components
+    join {{ ref('int_identity_nodes') }} as nodes on nodes.node_id = components.node_id
+
+),
+
+previous as (
+
+    {% if is_incremental() %}
+    select identifier_type, identifier_value, profile_id, profile_first_seen_at
+    from {{ this }}
+    {% else %}
+    select
+        cast(null as {{ dbt.type_string() }}) as identifier_type,
+        cast(null as {{ dbt.type_string() }}) as identifier_value,
+        cast(null as {{ dbt.type_string() }}) as profile_id,
+        cast(null as timestamp) as profile_first_seen_at
+    where 1 = 0
+    {% endif %}
+
+),
+
+placed as (
+
+    select
+        clusters.*,
+        previous.profile_id as previous_profile_id,
+        previous.profile_first_seen_at as previous_profile_first_seen_at
+
+    from clusters
+    left join previous
+        on previous.identifier_type = clusters.identifier_type
+        and previous.identifier_value = clusters.identifier_value
+
+),
+
+-- An earlier profile goes with the cluster that holds its oldest identifier (the smallest node).
+earlier_profiles as (
+
+    select
+        previous_profile_id,
+        min(node_id) as anchor_node_id,
+        min(previous_profile_first_seen_at) as profile_first_seen_at
+
+    from placed
+    where previous_profile_id is not null
+    group by 1
+
+),
+
+-- Of the earlier profiles a cluster holds, the oldest survives.
+survivors as (
+
+    select component_id, profile_id, profile_first_seen_at
+    from (
+        select
+            clusters.component_id,
+            earlier_profiles.previous_profile_id as profile_id,
+            earlier_profiles.profile_first_seen_at,
+            row_number() over (
+                partition by clusters.component_id
+                order by earlier_profiles.profile_first_seen_at, earlier_profiles.previous_profile_id
+            ) as age_rank
+        from earlier_profiles
+        join clusters on clusters.node_id = earlier_profiles.anchor_node_id
+    ) as ranked
+    where age_rank = 1
+
+),
+
+cluster_first_seen as (
+
+    select component_id, min(first_seen_at) as first_seen_at
+    from clusters
+    group by 1
+
+)
+
+select
+    placed.identifier_type,
+    placed.identifier_value,
+    placed.node_id,
+    placed.component_id,
+    coalesce(survivors.profile_id, placed.derived_profile_id) as profile_id,
+    placed.previous_profile_id,
+    case
+        when survivors.profile_first_seen_at < cluster_first_seen.first_seen_at then survivors.profile_first_seen_at
+        else cluster_first_seen.first_seen_at
+    end as profile_first_seen_at,
+    cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S") }}' as timestamp) as assigned_at
+
+from placed
+join cluster_first_seen on cluster_first_seen.component_id = placed.component_id
+left join survivors on survivors.component_id = placed.component_id
