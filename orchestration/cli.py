@@ -80,6 +80,18 @@ def _accuracy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explain(args: argparse.Namespace) -> int:
+    """Runs the dbt macro `explain_identity` (one implementation for people and analysts)."""
+    import json
+    import subprocess
+
+    settings.duckdb_path()  # exported for dbt's profile
+    macro_args = {"identifier": args.identifier, **({"other": args.other} if args.other else {})}
+    command = [settings.DBT_EXECUTABLE, "--quiet", "run-operation", "explain_identity", "--args",
+               json.dumps(macro_args), "--profiles-dir", str(settings.DBT_PROFILES_DIR)]
+    return subprocess.run(command, cwd=settings.DBT_PROJECT_DIR).returncode
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="identity-warehouse", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -99,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     acc.add_argument("--workdir", default="data/accuracy", help="where the generated landing data and warehouses go")
     acc.add_argument("--out", help="also write the markdown table to this file")
     acc.set_defaults(handler=_accuracy)
+    explain = commands.add_parser("explain", help="why an identifier is in its profile, or why two are one person")
+    explain.add_argument("identifier", help="type:value, e.g. email:dana@example.com (as sent or normalised)")
+    explain.add_argument("other", nargs="?", help="a second type:value: show the chain of links between the two")
+    explain.set_defaults(handler=_explain)
     args = parser.parse_args(argv)
     return args.handler(args)
 

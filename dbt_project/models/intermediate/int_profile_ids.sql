@@ -2,6 +2,7 @@
     materialized='incremental',
     incremental_strategy='delete+insert',
     unique_key=['identifier_type', 'identifier_value'],
+    full_refresh=false,
 ) }}
 
 {#- Stable profile ids. The first build names each profile after its oldest identifier
@@ -9,7 +10,8 @@
     belongs to the cluster that now holds its oldest identifier; when one cluster holds several
     earlier profiles (they merged), the oldest survives and the others are recorded in
     marts.profile_merges; a cluster with no earlier profile gets a derived id. This model reads its
-    own previous state; `dbt build --full-refresh` starts the naming over. -#}
+    own previous state and is kept by `dbt build --full-refresh` (ids must outlive rebuilds); to
+    start the naming over, drop intermediate.int_profile_ids and marts.profile_merges. -#}
 with
 
 clusters as (
@@ -91,6 +93,23 @@ survivors as (
 
 ),
 
+-- A new cluster is named after its oldest identifier, unless an earlier profile had that name (its
+-- oldest identifier now sits in another cluster): then the name is made new for this build.
+new_names as (
+
+    select distinct
+        clusters.component_id,
+        case
+            when clusters.derived_profile_id in (select previous_profile_id from earlier_profiles)
+                then 'prof_' || substr({{ dbt.hash("clusters.derived_profile_id || '/' || '" ~ run_started_at.isoformat() ~ "'") }}, 1, 20)
+            else clusters.derived_profile_id
+        end as profile_id
+
+    from clusters
+    where clusters.component_id not in (select component_id from survivors)
+
+),
+
 cluster_first_seen as (
 
     select component_id, min(first_seen_at) as first_seen_at
@@ -104,7 +123,7 @@ select
     placed.identifier_value,
     placed.node_id,
     placed.component_id,
-    coalesce(survivors.profile_id, placed.derived_profile_id) as profile_id,
+    coalesce(survivors.profile_id, new_names.profile_id) as profile_id,
     placed.previous_profile_id,
     case
         when survivors.profile_first_seen_at < cluster_first_seen.first_seen_at then survivors.profile_first_seen_at
@@ -115,3 +134,4 @@ select
 from placed
 join cluster_first_seen on cluster_first_seen.component_id = placed.component_id
 left join survivors on survivors.component_id = placed.component_id
+left join new_names on new_names.component_id = placed.component_id

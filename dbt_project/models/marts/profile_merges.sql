@@ -2,6 +2,7 @@
     materialized='incremental',
     incremental_strategy='delete+insert',
     unique_key='merged_profile_id',
+    full_refresh=false,
     on_schema_change='append_new_columns',
 ) }}
 
