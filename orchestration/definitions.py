@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import dagster as dg
+from dagster_dbt.dbt_project import using_dagster_dev
 
 from orchestration import settings
 from orchestration.project import dbt_project, dbt_resource, prepare_manifest
 
 settings.quiet_telemetry()
 settings.duckdb_path()  # exported to dbt as an absolute path before anything runs
-dbt_project.prepare_if_dev()
-if not dbt_project.manifest_path.exists():
+if using_dagster_dev() or not dbt_project.manifest_path.exists():
     prepare_manifest()
 
 from orchestration.assets.dbt import identity_warehouse_dbt_models  # noqa: E402 (needs the manifest)

@@ -52,6 +52,7 @@ class Rates:
     logs_in_elsewhere: float = 0.6
     alias_at_signup: float = 0.1
     changes_email: float = 0.08
+    orders: float = 0.45
     in_crm_export: float = 0.2
     shares_household_device: float = 0.03
     client_bug_message: float = 0.004
@@ -197,6 +198,12 @@ class Generator:
             elif user_id and signed_up and (anonymous_id == shared or rng.random() < rates.logs_in_elsewhere):
                 self._emit(data, {"type": "identify", "userId": user_id, "anonymousId": anonymous_id},
                            clock + timedelta(minutes=3))
+        if signed_up and rng.random() < rates.orders:
+            for _ in range(rng.choice([1, 1, 2, 3])):
+                clock += timedelta(hours=rng.randint(1, 200))
+                self._emit(data, {"type": "track", "userId": user_id, "event": "Order Completed", "properties": {
+                    "order_id": f"o-{self._uuid()[:8]}", "revenue": round(rng.uniform(5, 250), 2), "currency": "USD"}},
+                    clock)
         if user_id and not signed_up:  # the sign-up device came first but was the shared one: sign up now
             self._emit(data, {"type": "identify", "userId": user_id, "traits": {"first_name": first}}, clock)
             data.identifiers[("user_id", user_id)] = "personal"

@@ -77,3 +77,16 @@
 {% macro spark__json_is_present(json_expr) -%}
     ({{ json_expr }} is not null and {{ json_expr }} <> 'null')
 {%- endmacro %}
+
+{#- Aggregate: the distinct non-null values as a sorted JSON array. -#}
+{% macro json_array_agg_distinct(expr) -%}
+    {{ return(adapter.dispatch('json_array_agg_distinct', 'identity_warehouse')(expr)) }}
+{%- endmacro %}
+
+{% macro default__json_array_agg_distinct(expr) -%}
+    to_json(list(distinct {{ expr }} order by {{ expr }}))
+{%- endmacro %}
+
+{% macro spark__json_array_agg_distinct(expr) -%}
+    to_json(array_sort(collect_set({{ expr }})))
+{%- endmacro %}
