@@ -445,7 +445,8 @@ def _models_yaml(definitions: Definitions, groups: dict[str, list[Trait]], descr
 
 def compile_definitions(project_dir: Path) -> Definitions:
     """Check the YAML and (re)write the generated models; raises DefinitionError before any SQL runs."""
-    definitions = load_definitions(project_dir / "definitions" / "traits.yml", project_dir / "definitions" / "audiences.yml")
+    definitions = load_definitions(project_dir / "definitions" / "traits.yml",
+                                   project_dir / "definitions" / "audiences.yml")
     out = project_dir / "models" / "computed"
     staging = project_dir / "models" / ".computed.tmp"
     shutil.rmtree(staging, ignore_errors=True)

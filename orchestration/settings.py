@@ -16,6 +16,8 @@ DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 DBT_PROFILES_DIR = PROJECT_ROOT
 SAMPLE_LANDING_DIR = PROJECT_ROOT / "seeds"
 DEFAULT_DUCKDB_PATH = PROJECT_ROOT / "data" / "identity_warehouse.duckdb"
+DEFAULT_EXPORT_DIR = PROJECT_ROOT / "data" / "exports"
+DEFINITIONS_DIR = DBT_PROJECT_DIR / "definitions"
 DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
 
 
@@ -33,6 +35,11 @@ def duckdb_path() -> Path:
     path = _resolve(os.environ.get("DUCKDB_PATH"), DEFAULT_DUCKDB_PATH)
     os.environ["DUCKDB_PATH"] = str(path)
     return path
+
+
+def export_dir() -> Path:
+    """Where audience exports are written: ``EXPORT_DIR`` or ``data/exports``."""
+    return _resolve(os.environ.get("EXPORT_DIR"), DEFAULT_EXPORT_DIR)
 
 
 def quiet_telemetry() -> None:

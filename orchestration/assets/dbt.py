@@ -12,7 +12,7 @@ from orchestration.dbt_args import dbt_build_args
 from orchestration.project import dbt_project
 
 # dbt folder → Dagster group, so the graph reads like the data flow.
-GROUP_BY_FOLDER = {"staging": "staging", "intermediate": "identity", "marts": "profiles"}
+GROUP_BY_FOLDER = {"staging": "staging", "intermediate": "identity", "marts": "profiles", "computed": "traits_and_audiences"}
 
 
 class IdentityWarehouseTranslator(DagsterDbtTranslator):
