@@ -283,7 +283,7 @@ def _trait(group: str, index: int, spec: dict) -> Trait:
         return Trait(name, group, kind, description, event_filter, value_type="integer")
     value_kind = next((k for k in ("property", "field") if k in spec), None)
     if kind in ("first", "last") and spec.get("value") == "timestamp":
-        return Trait(name, group, kind, description, event_filter, "timestamp", "event_at", "timestamp")
+        return Trait(name, group, kind, description, event_filter, "field", "event_at", "timestamp")
     if value_kind is None:
         _fail(where, f"a {kind} trait needs a 'property' (of the events) or a 'field' ({', '.join(EVENT_FIELDS)})")
     subject = spec[value_kind]

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+# A copy of the dbt project can be run instead (the tests run their own trait and audience definitions).
+DBT_PROJECT_DIR = Path(os.environ.get("DBT_PROJECT_DIR") or PROJECT_ROOT / "dbt_project").resolve()
 DBT_PROFILES_DIR = PROJECT_ROOT
 SAMPLE_LANDING_DIR = PROJECT_ROOT / "seeds"
 DEFAULT_DUCKDB_PATH = PROJECT_ROOT / "data" / "identity_warehouse.duckdb"

@@ -1,0 +1,88 @@
+"""Trait and audience definitions are checked before any SQL runs, with errors that name the definition."""
+
+import pytest
+import yaml
+
+from orchestration import settings
+from orchestration.computed_compiler import compile_definitions, describe_filter
+from orchestration.computed_schema import DefinitionError, load_definitions
+
+TRAITS = {"trait_groups": {"commerce": {"traits": [
+    {"name": "revenue", "type": "sum", "event": "Order Completed", "property": "revenue"},
+    {"name": "plan_name", "type": "last", "message_type": "identify", "property": "plan"},
+]}}}
+
+
+def load(tmp_path, traits=None, audiences=None):
+    (tmp_path / "traits.yml").write_text(yaml.safe_dump(traits if traits is not None else TRAITS))
+    (tmp_path / "audiences.yml").write_text(yaml.safe_dump({"audiences": audiences or {}}))
+    return load_definitions(tmp_path / "traits.yml", tmp_path / "audiences.yml")
+
+
+@pytest.mark.parametrize("audiences, message", [
+    ({"big": {"condition": {"trait": "revenue", "op": "greater", "value": 1}}},
+     "audience 'big', condition: unknown operator 'greater'"),
+    ({"big": {"condition": {"trait": "revnue", "op": ">", "value": 1}}},
+     "audience 'big', condition: unknown computed trait 'revnue'"),
+    ({"big": {"condition": {"trait": "revenue", "op": ">", "value": "lots"}}},
+     "trait 'revenue' is compared as a number, but 'lots' is not one"),
+    ({"big": {"condition": {"trait": "revenue", "op": "contains", "value": "1"}}},
+     "operator 'contains' does not apply to a number"),
+    ({"x": {"condition": {"event": "Order", "where": [{"property": "size", "type": "colour", "op": "=", "value": 1}]}}},
+     "audience 'x', condition, where, all[1]: unknown type 'colour'"),
+    ({"x": {"condition": {"all": [{"event": "Order"}, {"audience": "y"}]}},
+      "y": {"condition": {"audience": "x"}}},
+     "audiences depend on each other in a cycle"),
+    ({"x": {"condition": {"funnel": [{"event": "A"}, {"event": "B", "performed": False}, {"event": "C"}]}}},
+     "funnel step 2: 'then did not perform' (performed: false) can only be the last step"),
+    ({"x": {"condition": {"event": "Order", "window": {"within_days": 0}}}},
+     "audience 'x', condition, window: within_days must be a positive whole number of days"),
+    ({"x": {"condition": {"event": "Order", "count": {"op": ">=", "value": "two"}}}},
+     "audience 'x', condition, count: count 'events' is compared as a number"),
+    ({"x": {"condition": {"profile": "shoe_size", "op": "exists"}}}, "unknown profile field 'shoe_size'"),
+    ({"x": {"condition": {"event": "Order", "where": [{"field": "event_at", "op": "before", "value": "soon"}]}}},
+     "'before' needs a date or time like 2024-06-01"),
+    ({"x": {"condition": {"colour": "red"}}}, "a condition is an event, a funnel, a trait"),
+    ({"x": {"condition": {"event": "A"}, "export_traits": ["nope"]}}, "export_traits: unknown computed trait 'nope'"),
+])
+def test_wrong_audiences_name_the_definition_and_the_problem(tmp_path, audiences, message):
+    with pytest.raises(DefinitionError) as error:
+        load(tmp_path, audiences=audiences)
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize("trait, message", [
+    ({"name": "x", "type": "median", "event": "A"}, "trait 'x' (group 'g'): unknown trait type 'median'"),
+    ({"name": "x", "type": "sum", "event": "A"}, "a sum trait needs a 'property'"),
+    ({"name": "x", "type": "sum", "event": "A", "property": "p", "value_type": "string"}, "a sum trait needs a number property"),
+    ({"name": "X-1", "type": "count"}, "a trait name is lower case letters"),
+    ({"name": "x", "type": "count", "window": {"between_days": [60, 30]}}, "between_days must be [N, M]"),
+    ({"name": "x", "type": "sql", "sql": "count(*)"}, "a sql trait needs 'sql'"),
+    ({"name": "x", "type": "count", "colour": "red"}, "unknown key(s) colour"),
+    ({"name": "x", "type": "most_frequent", "field": "colour"}, "unknown event field 'colour'"),
+])
+def test_wrong_traits_name_the_definition_and_the_problem(tmp_path, trait, message):
+    with pytest.raises(DefinitionError) as error:
+        load(tmp_path, traits={"trait_groups": {"g": {"traits": [trait]}}})
+    assert message in str(error.value)
+
+
+def test_operator_spellings_and_inferred_types(tmp_path):
+    definitions = load(tmp_path, audiences={"x": {"condition": {"all": [
+        {"trait": "revenue", "op": ">=", "value": 10},
+        {"custom_trait": "vip", "op": "=", "value": True},
+        {"event": "Search", "where": {"any": [{"property": "q", "op": "starts_with", "value": "red"},
+                                              {"field": "event_at", "op": "after", "value": "2024-01-01"}]}},
+    ]}}})
+    first, second, third = definitions.audiences[0].condition.parts
+    assert (first.operator, first.value_type) == ("gte", "number")
+    assert (second.operator, second.value_type) == ("equals", "boolean")
+    assert describe_filter(third.filter) == (
+        "'Search' where (property q starts_with \"red\") or (field event_at after \"2024-01-01\")")
+
+
+def test_the_shipped_definitions_compile(tmp_path):
+    definitions = compile_definitions(settings.DBT_PROJECT_DIR)
+    generated = settings.DBT_PROJECT_DIR / "models" / "computed"
+    assert {p.name for p in generated.glob("audience__*.sql")} == {f"audience__{a.name}.sql" for a in definitions.audiences}
+    assert (generated / "profile_traits.sql").exists() and (generated / "_computed__models.yml").exists()
