@@ -24,6 +24,14 @@ def test_groups_follow_the_data_flow(defs):
     assert groups["staging/stg_contacts__records"] == "staging"
     assert groups["intermediate/int_identity_components"] == "identity"
     assert {groups[f"marts/{name}"] for name in ("profiles", "profile_events", "profile_identifiers")} == {"profiles"}
+    assert groups["traits/traits__commerce"] == groups["audiences/audience__cart_abandoners"] == "traits_and_audiences"
+    assert groups["exports/cart_abandoners"] == "exports"
+
+
+def test_every_audience_has_an_export_downstream_of_its_model(defs):
+    graph = defs.resolve_asset_graph()
+    export = graph.get(dg.AssetKey(["exports", "high_value_customers"]))
+    assert dg.AssetKey(["audiences", "audience__high_value_customers"]) in export.parent_keys
 
 
 def test_dbt_sources_are_the_raw_tables_the_ingestion_lands(defs):
