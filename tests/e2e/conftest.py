@@ -35,6 +35,7 @@ SNAPSHOT_TABLES = {
     ),
     "raw_contacts": "select * exclude (traits) from raw.contacts order by file_path, row_number",
     "profile_merges": "select * from marts.profile_merges order by merged_profile_id",
+    "audience_members": "select * from marts.audience_members order by audience, profile_id",
 }
 
 LATE_MESSAGES = [

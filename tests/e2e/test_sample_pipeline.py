@@ -219,3 +219,18 @@ def test_generated_people_are_never_merged_with_each_other(sample_runs: SampleRu
     identifiers = sample_runs.first.tables["profile_identifiers"].merge(truth, on=["identifier_type", "identifier_value"])
     assert len(identifiers) > 0.95 * len(truth)  # nearly every generated identifier is in the graph
     assert identifiers.groupby("profile_id").person_id.nunique().max() == 1
+
+
+def test_the_sample_audiences_find_the_people_the_stories_describe(sample_runs: SampleRuns):
+    run = sample_runs.first
+    members = run.tables["audience_members"]
+    webinar_only = set(members[members.audience == "webinar_attendees_without_account"].profile_id)
+    # Of the five webinar attendees Dana and Ravi signed up; Mia, Olu and Sam never did.
+    assert webinar_only == {run.profile_of("email", e) for e in ("mia.chen@example.net", "olu@example.com",
+                                                                 "sam.lee@example.org")}
+    newsletter = set(members[members.audience == "newsletter_subscribers_without_account"].profile_id)
+    assert run.profile_of("email", "mia.chen@example.net") in newsletter
+    assert run.profile_of("user_id", "97980cfea0067") not in newsletter  # subscribed, then created an account
+    high_value = members[members.audience == "high_value_customers"]
+    assert run.profile_of("user_id", "intilery-user-3") not in set(high_value.profile_id)  # one order of 42.50
+    assert set(members[members.audience == "loyal_pro_customers"].profile_id) <= set(high_value.profile_id)

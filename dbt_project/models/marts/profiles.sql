@@ -62,6 +62,7 @@ trait_keys as (
         profile_id,
         message_id,
         event_at,
+        case when source = 'contacts' then 'list:' || list_name else source end as trait_source,
         traits,
         {{ json_object_keys('traits') }} as trait_key
 
@@ -76,6 +77,7 @@ trait_values as (
         profile_id,
         message_id,
         event_at,
+        trait_source,
         trait_key,
         {{ json_get_key('traits', 'trait_key') }} as trait_value
 
@@ -83,14 +85,25 @@ trait_values as (
 
 ),
 
--- Traits merge per key: the last non-null value by event time wins.
+-- Traits merge per key: the last non-null value by event time wins, after the source order of
+-- `custom_trait_sources` when the trait has one.
 latest_traits as (
 
     select
         *,
         row_number() over (
             partition by profile_id, trait_key
-            order by event_at desc, message_id desc
+            order by
+                case
+                    {%- for trait, sources in var('custom_trait_sources', {}).items() %}
+                    {%- for source in sources %}
+                    when trait_key = '{{ trait }}' and trait_source = '{{ source }}' then {{ loop.index }}
+                    {%- endfor %}
+                    {%- endfor %}
+                    else 1000
+                end,
+                event_at desc,
+                message_id desc
         ) as recency_rank
 
     from trait_values
