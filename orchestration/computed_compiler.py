@@ -413,33 +413,6 @@ def _models_yaml(definitions: Definitions, groups: dict[str, list[Trait]], descr
                        "description": f"{audience.description} (audience; anonymous profiles "
                                       f"{'included' if audience.include_anonymous else 'left out'}).",
                        "columns": columns})
-    models.append({
-        "name": "audience_members",
-        "description": "Who is in each audience now, with the identifiers marketing tools match on.",
-        "config": {"contract": {"enforced": True}},
-        "columns": [
-            {"name": "audience", "data_type": "varchar", "description": "The audience (dbt_project/definitions/audiences.yml)."},
-            {"name": "profile_id", "data_type": "varchar", "description": "The member."},
-            {"name": "user_id", "data_type": "varchar", "description": "Its best user id."},
-            {"name": "email", "data_type": "varchar", "description": "Its best e-mail."},
-            {"name": "phone", "data_type": "varchar", "description": "Its best phone."},
-        ],
-        "data_tests": [{"unique_combination_of_columns": {"arguments": {"combination_of_columns": ["audience", "profile_id"]}}}],
-    })
-    models.append({
-        "name": "audience_condition_results",
-        "description": "Why each profile is or is not in each audience: every condition, whether it held, and the value that decided.",
-        "config": {"contract": {"enforced": True}},
-        "columns": [
-            {"name": "audience", "data_type": "varchar", "description": "The audience."},
-            {"name": "profile_id", "data_type": "varchar", "description": "The profile."},
-            {"name": "is_member", "data_type": "boolean", "description": "Whether the profile is in the audience."},
-            {"name": "condition_number", "data_type": "integer", "description": "The condition's position in the definition."},
-            {"name": "condition", "data_type": "varchar", "description": "The condition, in words."},
-            {"name": "held", "data_type": "boolean", "description": "Whether it held for this profile."},
-            {"name": "decided_by", "data_type": "varchar", "description": "The value that decided (a count, a trait value, a funnel's completion)."},
-        ],
-    })
     return {"version": 2, "models": models}
 
 
