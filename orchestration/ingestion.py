@@ -109,10 +109,6 @@ class LandingFile:
     relative_path: str
     kind: str  # 'events' or 'contacts'
 
-    @property
-    def size(self) -> int:
-        return self.path.stat().st_size
-
 
 @dataclass
 class FileResult:
