@@ -37,16 +37,32 @@ RAW_TABLES = [*MESSAGE_TABLES.values(), CONTACTS_TABLE]
 EMAIL_COLUMNS = ("email", "e_mail", "email_address", "emailaddress", "mail")
 PHONE_COLUMNS = ("phone", "phone_number", "phonenumber", "mobile", "mobile_phone", "telephone", "tel")
 
-# JSON paths that identify a person; a message with none of them is rejected at the door.
-IDENTITY_PATHS = (
-    "$.anonymousId",
-    "$.userId",
-    "$.previousId",
-    "$.traits.email",
-    "$.traits.phone",
-    "$.context.traits.email",
-    "$.context.traits.phone",
-)
+
+
+@dataclass(frozen=True)
+class IdentityFields:
+    """Where a person's identity can be: a message with none of ``message_paths`` (JSON paths), or a
+    contact row with no e-mail, phone or ``contact_columns`` value, is rejected at the door."""
+
+    message_paths: tuple[str, ...] = ("$.anonymousId", "$.userId", "$.previousId", "$.traits.email",
+                                      "$.traits.phone", "$.context.traits.email", "$.context.traits.phone")
+    contact_columns: tuple[str, ...] = ()
+
+    @classmethod
+    def from_rules(cls, rules: dict) -> "IdentityFields":
+        """The fields the identity rules read (``sources`` of every identifier type, custom ones included)."""
+        paths = ["$.anonymousId", "$.userId", "$.previousId"]
+        columns = []
+        for rule in rules.get("identifier_types", {}).values():
+            for source in rule.get("sources", []):
+                kind, _, path = source.partition(".")
+                if kind == "traits":
+                    paths += [f"$.traits.{path}", f"$.context.traits.{path}"]
+                elif kind == "context":
+                    paths.append(f"$.context.{path}")
+                elif kind == "column" and path not in ("email", "phone"):
+                    columns.append(snake_case(path))
+        return cls(tuple(dict.fromkeys(paths)), tuple(dict.fromkeys(columns)))
 
 _MESSAGE_COLUMNS = """
     message_id varchar not null,
@@ -159,7 +175,8 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def ingest_landing_dir(conn: duckdb.DuckDBPyConnection, landing_dir: Path) -> IngestionSummary:
+def ingest_landing_dir(conn: duckdb.DuckDBPyConnection, landing_dir: Path,
+                       identity: IdentityFields = IdentityFields()) -> IngestionSummary:
     """Load every landing file not loaded before; one transaction per file."""
     create_raw_tables(conn)
     already = {
@@ -172,11 +189,12 @@ def ingest_landing_dir(conn: duckdb.DuckDBPyConnection, landing_dir: Path) -> In
         if (landing_file.relative_path, sha) in already:
             summary.files_skipped += 1
             continue
-        summary.files_loaded.append(_load_file(conn, landing_file, sha))
+        summary.files_loaded.append(_load_file(conn, landing_file, sha, identity))
     return summary
 
 
-def _load_file(conn: duckdb.DuckDBPyConnection, landing_file: LandingFile, sha: str) -> FileResult:
+def _load_file(conn: duckdb.DuckDBPyConnection, landing_file: LandingFile, sha: str,
+               identity: IdentityFields) -> FileResult:
     load_id = hashlib.md5(f"{landing_file.relative_path}\n{sha}".encode()).hexdigest()
     stat = landing_file.path.stat()
     context = {
@@ -187,7 +205,7 @@ def _load_file(conn: duckdb.DuckDBPyConnection, landing_file: LandingFile, sha: 
     # Staging reads the file into temp tables; a read error aborts DuckDB's transaction, so it runs
     # before the transaction that writes the raw tables.
     stage, write = (_stage_events, _write_events) if landing_file.kind == "events" else (_stage_contacts, _write_contacts)
-    staged = stage(conn, landing_file.path)
+    staged = stage(conn, landing_file.path, identity)
     conn.execute("begin transaction")
     try:
         if isinstance(staged, WholeFileRejection):
@@ -240,12 +258,17 @@ def _reject_whole_file(conn, context: dict, rejection: WholeFileRejection):
 # Events (JSON lines)
 # ---------------------------------------------------------------------------------------------
 
-_has_identity = " or ".join(
-    f"nullif(trim(json_extract_string(line, '{path}')), '') is not null" for path in IDENTITY_PATHS
-)
 _known_types = ", ".join(f"'{t}'" for t in MESSAGE_TABLES)
 
-# Classifies every line of the file: a reason when it cannot be accepted, else its type and id.
+
+def _classify_lines_sql(identity: IdentityFields) -> str:
+    """Classifies every line of the file: a reason when it cannot be accepted, else its type."""
+    has_identity = " or ".join(
+        f"nullif(trim(json_extract_string(line, {_literal(path)})), '') is not null" for path in identity.message_paths
+    )
+    return _CLASSIFY_LINES.replace("{has_identity}", has_identity)
+
+
 _CLASSIFY_LINES = f"""
 create or replace temp table landing_lines as
 with split as (
@@ -282,13 +305,13 @@ select
         when json_kind <> 'OBJECT' then 'not_a_json_object'
         when message_type is null or message_type = '' then 'missing_type'
         when message_type not in ({_known_types}) then 'unknown_type'
-        when not ({_has_identity}) then 'no_identity'
+        when not ({{has_identity}}) then 'no_identity'
     end as reason
 from typed
 """
 
 
-def _stage_events(conn, path: Path) -> WholeFileRejection | None:
+def _stage_events(conn, path: Path, identity: IdentityFields) -> WholeFileRejection | None:
     """Reads and classifies every line into the temp table ``landing_lines``."""
     with tempfile.TemporaryDirectory(prefix="landing-") as scratch:
         try:
@@ -296,14 +319,14 @@ def _stage_events(conn, path: Path) -> WholeFileRejection | None:
         except (OSError, EOFError) as error:
             return WholeFileRejection("unreadable_file", str(error))
         try:
-            conn.execute(_CLASSIFY_LINES, [str(text_path), False])
+            conn.execute(_classify_lines_sql(identity), [str(text_path), False])
         except duckdb.InvalidInputException as error:
             if "UTF-8" not in str(error):
                 raise
             # Replace the bad bytes and reject the lines that held them, keeping the good lines.
             repaired = Path(scratch) / "landing.utf8.jsonl"
             repaired.write_text(text_path.read_bytes().decode("utf-8", errors="replace"), encoding="utf-8")
-            conn.execute(_CLASSIFY_LINES, [str(repaired), True])
+            conn.execute(_classify_lines_sql(identity), [str(repaired), True])
     return None
 
 
@@ -383,8 +406,8 @@ class StagedContacts:
     list_name: str
 
 
-def _stage_contacts(conn, path: Path) -> WholeFileRejection | StagedContacts | None:
-    """Reads the list into the temp table ``landing_contacts`` (line, row, email, phone, traits)."""
+def _stage_contacts(conn, path: Path, identity: IdentityFields) -> WholeFileRejection | StagedContacts | None:
+    """Reads the list into the temp table ``landing_contacts`` (line, row, email, phone, traits, has_identity)."""
     header = _first_line(path)
     if header is None:  # an empty file: nothing to load, nothing to reject
         return None
@@ -405,17 +428,22 @@ def _stage_contacts(conn, path: Path) -> WholeFileRejection | StagedContacts | N
     names = _unique_snake_names(source_columns)
     email_column = _pick(list(names.values()), EMAIL_COLUMNS)
     phone_column = _pick(list(names.values()), PHONE_COLUMNS)
-    if email_column is None and phone_column is None:
+    custom_columns = [name for name in identity.contact_columns if name in names.values()]
+    if email_column is None and phone_column is None and not custom_columns:
         _drop_contact_temp_tables(conn)
+        custom = f", or one of the identity rules' columns ({', '.join(identity.contact_columns)})" if identity.contact_columns else ""
         return WholeFileRejection(
             "missing_identifier_columns",
-            "a contact list needs an 'email' and/or a 'phone' column "
+            f"a contact list needs an 'email' and/or a 'phone' column{custom} "
             f"(also accepted: {', '.join(EMAIL_COLUMNS[1:] + PHONE_COLUMNS[1:])}); "
             f"found: {', '.join(source_columns)}",
             header,
             1,
         )
     by_name = {snake: source for source, snake in names.items()}
+    has_identity = " or ".join(
+        [f"nullif(trim({_quote(by_name[c])}), '') is not null" for c in (email_column, phone_column, *custom_columns) if c]
+    )
     trait_pairs = ", ".join(
         f"{_literal(snake)}, nullif(trim({_quote(source)}), '')"
         for source, snake in names.items()
@@ -433,7 +461,7 @@ def _stage_contacts(conn, path: Path) -> WholeFileRejection | StagedContacts | N
         create or replace temp table landing_contacts as
         with rows as (
             select row_number() over () as ordinal, {email_expr} as email, {phone_expr} as phone,
-                   {traits_expr} as traits
+                   {traits_expr} as traits, coalesce({has_identity}, false) as has_identity
             from landing_csv
         ),
         rejected_lines as (select distinct line from landing_csv_rejects),
@@ -442,7 +470,7 @@ def _stage_contacts(conn, path: Path) -> WholeFileRejection | StagedContacts | N
             from range(2, (select count(*) from rows) + (select count(*) from rejected_lines) + 2) as t(line)
             where line not in (select line from rejected_lines)
         )
-        select free_lines.line as line_number, free_lines.line - 1 as row_number, email, phone, traits
+        select free_lines.line as line_number, free_lines.line - 1 as row_number, email, phone, traits, has_identity
         from rows join free_lines using (ordinal)
         """
     )
@@ -463,7 +491,7 @@ def _write_contacts(conn, context: dict, staged: StagedContacts | None):
         f"""
         insert into raw.contacts
         select {_literal(list_name)}, row_number, email, phone, traits, ?, ?, line_number, ?
-        from landing_contacts where email is not null or phone is not null
+        from landing_contacts where has_identity
         order by line_number
         """,
         params,
@@ -472,8 +500,8 @@ def _write_contacts(conn, context: dict, staged: StagedContacts | None):
         """
         insert into raw.rejected_records
         select ?, ?, line_number, concat_ws(',', email, phone, traits::varchar), 'no_identity',
-               'neither an e-mail nor a phone in this row', ?
-        from landing_contacts where email is null and phone is null
+               'no e-mail, phone or other identifier in this row', ?
+        from landing_contacts where not has_identity
         """,
         params,
     )
@@ -487,8 +515,7 @@ def _write_contacts(conn, context: dict, staged: StagedContacts | None):
         params,
     )
     accepted_rows, no_identity = conn.execute(
-        "select count(*) filter (email is not null or phone is not null), "
-        "count(*) filter (email is null and phone is null) from landing_contacts"
+        "select count(*) filter (has_identity), count(*) filter (not has_identity) from landing_contacts"
     ).fetchone()
     malformed = conn.execute("select count(distinct line) from landing_csv_rejects").fetchone()[0]
     _drop_contact_temp_tables(conn)

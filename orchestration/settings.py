@@ -38,6 +38,14 @@ def duckdb_path() -> Path:
     return path
 
 
+def identity_rules() -> dict:
+    """The identity rules of the dbt project (``vars: identity_rules`` in dbt_project.yml)."""
+    import yaml
+
+    project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())
+    return project["vars"]["identity_rules"]
+
+
 def export_dir() -> Path:
     """Where audience exports are written: ``EXPORT_DIR`` or ``data/exports``."""
     return _resolve(os.environ.get("EXPORT_DIR"), DEFAULT_EXPORT_DIR)

@@ -3,7 +3,8 @@
 
 import dagster as dg
 
-from orchestration.ingestion import RAW_TABLES, ingest_landing_dir
+from orchestration import settings
+from orchestration.ingestion import RAW_TABLES, IdentityFields, ingest_landing_dir
 from orchestration.resources import Warehouse
 from orchestration.warehouse import connect
 
@@ -37,7 +38,9 @@ def ingest_landing_files(context: dg.AssetExecutionContext, warehouse: Warehouse
     """Load the landing files not loaded before (events JSONL and contact CSVs) into ``raw``."""
     assert set(RAW_TABLE_DESCRIPTIONS) == set(RAW_TABLES)
     with connect(warehouse.database) as conn:
-        summary = ingest_landing_dir(conn, warehouse.landing)
+        # Accept what the identity rules can use (custom identifier types included).
+        identity = IdentityFields.from_rules(settings.identity_rules())
+        summary = ingest_landing_dir(conn, warehouse.landing, identity)
         row_counts = {
             table: conn.execute(f"select count(*) from raw.{table}").fetchone()[0]
             for table in [*RAW_TABLES, *AUDIT_TABLES]

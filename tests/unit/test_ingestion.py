@@ -224,3 +224,26 @@ def test_discovery_ignores_other_files(tmp_path):
     (tmp_path / "truth").mkdir()
     (tmp_path / "truth" / "people.csv").write_text("x\n")
     assert [f.relative_path for f in discover_landing_files(tmp_path)] == ["events/a.jsonl", "contacts/list.csv"]
+
+
+def test_identity_fields_follow_the_identity_rules(tmp_path, conn):
+    from orchestration import settings
+    from orchestration.ingestion import IdentityFields
+
+    shipped = IdentityFields.from_rules(settings.identity_rules())
+    assert set(IdentityFields().message_paths) <= set(shipped.message_paths)  # the defaults are the shipped rules
+    rules = {"identifier_types": {"crm_id": {"sources": ["traits.crm_id", "context.crm.id", "column.CRM ID"]}}}
+    identity = IdentityFields.from_rules(rules)
+    assert "$.traits.crm_id" in identity.message_paths and "$.context.crm.id" in identity.message_paths
+    assert identity.contact_columns == ("crm_id",)
+
+    write_jsonl(tmp_path / "events" / "a.jsonl", [
+        {"type": "identify", "messageId": "crm-only", "traits": {"crm_id": "C-1"}},
+        {"type": "track", "messageId": "nothing", "traits": {"plan": "pro"}},
+    ])
+    (tmp_path / "contacts").mkdir()
+    (tmp_path / "contacts" / "crm.csv").write_text("CRM ID,name\nC-2,Ann\n,Bob\n")
+    ingest_landing_dir(conn, tmp_path, identity)
+    assert conn.execute("select message_id from raw.identifies").fetchall() == [("crm-only",)]
+    assert conn.execute("select traits ->> 'crm_id' from raw.contacts").fetchall() == [("C-2",)]
+    assert rejected(conn) == [("contacts/crm.csv", 3, "no_identity"), ("events/a.jsonl", 2, "no_identity")]
