@@ -26,6 +26,16 @@ def _resolve(value: str | os.PathLike | None, default: Path) -> Path:
     return Path(value).expanduser().resolve() if value else default
 
 
+def duckdb_config() -> dict[str, str]:
+    """How much memory DuckDB may use and where it spills beyond that: ``DUCKDB_MEMORY_LIMIT``
+    (default 80% of RAM) and ``DUCKDB_TEMP_DIR`` (default beside the database file). dbt's profile
+    reads the same variables with the same defaults."""
+    return {
+        "memory_limit": os.environ.get("DUCKDB_MEMORY_LIMIT") or "80%",
+        "temp_directory": os.environ.get("DUCKDB_TEMP_DIR") or f"{duckdb_path()}.tmp",
+    }
+
+
 def landing_dir() -> Path:
     """Folder of landing files: ``LANDING_DIR`` or the sample data in ``seeds/``."""
     return _resolve(os.environ.get("LANDING_DIR"), SAMPLE_LANDING_DIR)

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import duckdb
 
+from orchestration import settings
+
 
 @contextmanager
 def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = duckdb.connect(str(path), read_only=read_only)
+    conn = duckdb.connect(str(path), read_only=read_only, config=settings.duckdb_config())
     try:
         yield conn
     finally:
