@@ -19,6 +19,7 @@ from orchestration import settings
 def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = duckdb.connect(str(path), read_only=read_only, config=settings.duckdb_config())
+    conn.execute("set enable_progress_bar = false")  # it would fill the run logs
     try:
         yield conn
     finally:
