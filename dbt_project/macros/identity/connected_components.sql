@@ -11,7 +11,7 @@
     component). Working tables are named after the model and dropped by `drop_components_work`. -#}
 {% macro connected_components(nodes_sql, edges_sql, max_rounds=64) %}
     {%- set work = cc_work_relations() -%}
-    {%- if execute -%}
+    {%- if graph_loops_run() -%}
         {%- do run_query(cc_replace_table(work.edges,
             "select distinct src, dst from (select src, dst from (" ~ edges_sql ~ ") as e"
             ~ " union all select dst as src, src as dst from (" ~ edges_sql ~ ") as e) as both_ways"
@@ -65,6 +65,12 @@
             {%- do run_query(cc_replace_table(work.parent, "select * from " ~ work.next)) -%}
         {%- endif -%}
     {%- endfor -%}
+{% endmacro %}
+
+{#- The graph loops write working tables: only when models are being built, not when they are only
+    compiled (dbt compile, dbt docs generate). -#}
+{% macro graph_loops_run() %}
+    {{ return(execute and flags.WHICH in ['run', 'build']) }}
 {% endmacro %}
 
 {% macro cc_work_parts() %}

@@ -15,7 +15,7 @@
 
 {% macro enforce_identifier_limits(components_sql, typed_nodes_sql, ordered_edges_sql, max_rounds=2000) %}
     {%- set work = cc_work_relations(limit_work_parts()) -%}
-    {%- if execute -%}
+    {%- if graph_loops_run() -%}
         {%- do run_query(cc_replace_table(work.limit_typed,
             "select c.node_id, c.component_id, n.identifier_type, n.max_per_profile"
             ~ " from (" ~ components_sql ~ ") as c join (" ~ typed_nodes_sql ~ ") as n on n.node_id = c.node_id")) -%}
