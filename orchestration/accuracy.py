@@ -57,14 +57,21 @@ def message_identifiers(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     ).df()
 
 
-def _partition_from_messages(rows: pd.DataFrame, links) -> dict[tuple[str, str], str]:
-    """Union the identifiers each message's ``links(identifiers)`` pairs up; return identifier → cluster."""
+def _partition_from_messages(rows: pd.DataFrame, links, attach_once: frozenset = frozenset()) -> dict:
+    """Union the identifiers each message's ``links(identifiers)`` pairs up; return identifier → cluster.
+
+    An identifier of an ``attach_once`` type joins only the first profile it meets (a trait, not a link)."""
     union = UnionFind()
+    attached: set = set()
     for _, group in rows.groupby("message_id", sort=False):
         identifiers = list(zip(group.identifier_type, group.identifier_value))
         for identifier in identifiers:
             union.find(identifier)
         for a, b in links(identifiers):
+            if b[0] in attach_once:
+                if b in attached:
+                    continue
+                attached.add(b)
             union.union(a, b)
     return {identifier: str(union.find(identifier)) for identifier in union.parent}
 
@@ -82,7 +89,7 @@ def anonymous_and_user_id_policy(rows: pd.DataFrame) -> dict:
         traits = [i for i in ids if i[0] not in ("anonymous_id", "user_id")]
         anchor = stitched[0] if stitched else None
         return [(anchor, other) for other in stitched[1:]] + [(anchor, t) for t in traits if anchor]
-    return _attach_traits_first_seen(rows, links)
+    return _partition_from_messages(rows, links, attach_once=frozenset({"email", "phone"}))
 
 
 def user_id_only_policy(rows: pd.DataFrame) -> dict:
@@ -107,23 +114,6 @@ def user_id_only_policy(rows: pd.DataFrame) -> dict:
         for device in devices:
             owner_of[device] = device_owner.get(device, owner_of[device])
     return {identifier: str(profile) for identifier, profile in owner_of.items()}
-
-
-def _attach_traits_first_seen(rows: pd.DataFrame, links) -> dict:
-    """Like ``_partition_from_messages`` but a trait identifier joins only the first profile it meets."""
-    union = UnionFind()
-    attached: set = set()
-    for _, group in rows.groupby("message_id", sort=False):
-        identifiers = list(zip(group.identifier_type, group.identifier_value))
-        for identifier in identifiers:
-            union.find(identifier)
-        for a, b in links(identifiers):
-            if b[0] in ("anonymous_id", "user_id"):
-                union.union(a, b)
-            elif b not in attached:
-                attached.add(b)
-                union.union(a, b)
-    return {identifier: str(union.find(identifier)) for identifier in union.parent}
 
 
 def ceiling_policy(rows: pd.DataFrame, truth: pd.DataFrame) -> dict:

@@ -15,6 +15,7 @@ conditions or a profile's several identities never multiply counts.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -307,7 +308,8 @@ class _AudienceBuilder:
         return held, value
 
     def sql(self) -> str:
-        membership = _predicate_sql(self.audience.condition, lambda c: f"condition_{self._leaf_index(c)}_held")
+        numbers = itertools.count(1)  # leaves are numbered in the order build() visited them
+        membership = _predicate_sql(self.audience.condition, lambda _: f"condition_{next(numbers)}_held")
         anonymous = "" if self.audience.include_anonymous else "\n    where not is_anonymous"
         ctes = [("profiles", f"select * from {{{{ ref('profiles') }}}}{anonymous}"),
                 ("events", "select * from {{ ref('profile_events') }} where profile_id is not null and event_at <= {{ as_of() }}"),
@@ -327,18 +329,12 @@ class _AudienceBuilder:
                 f"select\n    profile_id,\n    coalesce({membership}, false) as is_member,\n    {conditions_select}\n"
                 f"from evaluated\n")
 
-    def _leaf_index(self, condition) -> int:
-        return self._leaves.index(condition) + 1
-
     def build(self) -> str:
-        self._leaves = []
-
         def collect(predicate, negated: bool):
             if isinstance(predicate, Combination):
                 for part in predicate.parts:
                     collect(part, negated != (predicate.kind == "not"))
             else:
-                self._leaves.append(predicate)
                 self.leaf(predicate)
                 if negated:  # say so: the condition is wanted false
                     held, value, description = self.conditions[-1]

@@ -133,9 +133,6 @@ class Definitions:
     traits: list[Trait]
     audiences: list[Audience]
 
-    def trait(self, name: str) -> Trait | None:
-        return next((t for t in self.traits if t.name == name), None)
-
 
 # ---------------------------------------------------------------------------------------------
 

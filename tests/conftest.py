@@ -6,9 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
-import pytest
 
 from orchestration import settings
 
@@ -32,10 +30,6 @@ def environment(**values: os.PathLike | str) -> Iterator[None]:
             else:
                 os.environ[key] = value
 
-
-@pytest.fixture
-def warehouse_path(tmp_path: Path) -> Path:
-    return tmp_path / "warehouse" / WAREHOUSE_FILE_NAME
 
 
 def pytest_sessionstart(session):

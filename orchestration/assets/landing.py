@@ -4,7 +4,7 @@
 import dagster as dg
 
 from orchestration import settings
-from orchestration.ingestion import RAW_TABLES, IdentityFields, ingest_landing_dir
+from orchestration.ingestion import CONTACTS_TABLE, MESSAGE_TABLES, RAW_TABLES, IdentityFields, ingest_landing_dir
 from orchestration.resources import Warehouse
 from orchestration.warehouse import connect
 
@@ -15,13 +15,9 @@ AUDIT_TABLES = {
     "rejected_records": "Every landing line or file that could not be accepted, with file, line, raw text and reason.",
 }
 RAW_TABLE_DESCRIPTIONS = {
-    "tracks": "Segment track calls, one row per accepted line, JSON payload kept.",
-    "identifies": "Segment identify calls, one row per accepted line, JSON payload kept.",
-    "pages": "Segment page calls, one row per accepted line, JSON payload kept.",
-    "screens": "Segment screen calls, one row per accepted line, JSON payload kept.",
-    "aliases": "Segment alias calls, one row per accepted line, JSON payload kept.",
-    "groups": "Segment group calls, one row per accepted line, JSON payload kept.",
-    "contacts": "Contact-list rows (list name, row number, e-mail, phone, other columns as traits).",
+    **{table: f"Segment {message_type} calls, one row per accepted line, JSON payload kept."
+       for message_type, table in MESSAGE_TABLES.items()},
+    CONTACTS_TABLE: "Contact-list rows (list name, row number, e-mail, phone, other columns as traits).",
 }
 
 
@@ -36,7 +32,6 @@ RAW_TABLE_DESCRIPTIONS = {
 )
 def ingest_landing_files(context: dg.AssetExecutionContext, warehouse: Warehouse):
     """Load the landing files not loaded before (events JSONL and contact CSVs) into ``raw``."""
-    assert set(RAW_TABLE_DESCRIPTIONS) == set(RAW_TABLES)
     with connect(warehouse.database) as conn:
         # Accept what the identity rules can use (custom identifier types included).
         identity = IdentityFields.from_rules(settings.identity_rules())
