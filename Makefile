@@ -9,7 +9,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 # dagster-dbt finds `dbt` on PATH.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install run test test-fast ui docs clean
+.PHONY: install run test test-fast ui docs bench clean
 
 install: $(INSTALLED)
 
@@ -38,6 +38,12 @@ ui: $(INSTALLED)
 ## dbt's documentation site for analysts on http://127.0.0.1:8080.
 docs: $(INSTALLED)
 	cd dbt_project && ../$(VENV)/bin/dbt docs generate --profiles-dir .. && ../$(VENV)/bin/dbt docs serve --profiles-dir .. --host 127.0.0.1 --port 8080
+
+## The benchmarks (not tests): the real job on generated people at scale, and the identity graph
+## against other algorithms. Writes benchmarks/results/. Options: make bench BENCH_ARGS='--people 100000 --repeats 1'
+bench: $(INSTALLED)
+	$(VENV)/bin/pip install --quiet -e '.[bench]'
+	$(VENV)/bin/python -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf data dbt_project/target dbt_project/logs

@@ -165,14 +165,26 @@ def _run_results(run_id: str) -> dict:
     return json.loads(candidates[-1].read_text())
 
 
-def run_pipeline(landing: Path, workdir: Path, people: int, extra_env: dict[str, str] | None = None) -> RunMeasurement:
-    """Run the job once into a fresh warehouse under `workdir`, and measure it."""
-    if workdir.exists():
+def _lines_accepted(database: Path) -> int:
+    import duckdb
+
+    if not database.exists():
+        return 0
+    with duckdb.connect(str(database), read_only=True) as conn:
+        return int(conn.execute("select coalesce(sum(lines_accepted), 0) from raw.loaded_files").fetchone()[0])
+
+
+def run_pipeline(landing: Path, workdir: Path, people: int, fresh: bool = True,
+                 extra_env: dict[str, str] | None = None) -> RunMeasurement:
+    """Run the job once into the warehouse under `workdir` (a new one when `fresh`), and measure it.
+    `lines_accepted` counts the lines this run accepted."""
+    if fresh and workdir.exists():
         shutil.rmtree(workdir)
     dagster_home = workdir / "dagster_home"
-    dagster_home.mkdir(parents=True)
+    dagster_home.mkdir(parents=True, exist_ok=True)
     shutil.copy(settings.PROJECT_ROOT / "dagster_home" / "dagster.yaml", dagster_home / "dagster.yaml")
     database = workdir / settings.DEFAULT_DUCKDB_PATH.name
+    lines_before = _lines_accepted(database)
     env = {
         **os.environ,
         "LANDING_DIR": str(landing), "DUCKDB_PATH": str(database), "DAGSTER_HOME": str(dagster_home),
@@ -202,10 +214,7 @@ def run_pipeline(landing: Path, workdir: Path, people: int, extra_env: dict[str,
     stage_peaks = {stage: max((sampler.peak(i.start, i.end) for i in intervals if i.stage == stage), default=0)
                    for stage in STAGES}
 
-    import duckdb
-
-    with duckdb.connect(str(database), read_only=True) as conn:
-        lines_accepted = conn.execute("select coalesce(sum(lines_accepted), 0) from raw.loaded_files").fetchone()[0]
+    lines_accepted = _lines_accepted(database) - lines_before
     return RunMeasurement(
         people=people, wall_seconds=ended - started, peak_rss_bytes=sampler.peak(), stage_seconds=stage_seconds,
         stage_peak_rss_bytes=stage_peaks, lines_accepted=int(lines_accepted), exit_code=exit_code,

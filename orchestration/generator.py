@@ -104,8 +104,10 @@ class Generator:
     def _uuid(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
 
-    def people(self, count: int) -> Iterator[tuple[str, PersonData]]:
-        for index in range(count):
+    def people(self, count: int, start: int = 0) -> Iterator[tuple[str, PersonData]]:
+        """People number ``start`` … ``start + count - 1`` (their e-mails carry the number: generators
+        with different seeds and disjoint ranges can write one landing folder in parallel)."""
+        for index in range(start, start + count):
             yield f"person-{self.seed}-{index:07d}", self._person(index)
 
     def _emit(self, data: PersonData, message: dict, at: datetime) -> None:
@@ -232,7 +234,7 @@ class Generator:
 
 
 def write_landing(out: Path, people: int, seed: int = 7, days: int = 30, files: int = 4,
-                  list_name: str = "crm_export", rates: Rates | None = None) -> dict:
+                  list_name: str = "crm_export", rates: Rates | None = None, start_index: int = 0) -> dict:
     """Generate ``people`` people into the landing folder ``out``; returns the summary.
 
     Events go to ``events/generated-<seed>/part-NNN.jsonl.gz`` (each person's lines to a random
@@ -245,7 +247,9 @@ def write_landing(out: Path, people: int, seed: int = 7, days: int = 30, files: 
     (out / "contacts").mkdir(parents=True, exist_ok=True)
     truth_dir = out / "truth"
     truth_dir.mkdir(parents=True, exist_ok=True)
-    parts = [gzip.open(events_dir / f"part-{part:03d}.jsonl.gz", "wt", encoding="utf-8") for part in range(files)]
+    # Fast compression: at millions of people, level 9 would cost more than generating the data.
+    parts = [gzip.open(events_dir / f"part-{part:03d}.jsonl.gz", "wt", encoding="utf-8", compresslevel=1)
+             for part in range(files)]
     shared_kinds: dict[tuple[str, str], str] = {}
     counts: Counter = Counter()
     contact_columns = ["email", "phone", "first_name", "last_name", "created_at"]
@@ -259,7 +263,7 @@ def write_landing(out: Path, people: int, seed: int = 7, days: int = 30, files: 
             identifiers.writerow(["identifier_type", "identifier_value", "person_id", "kind"])
             messages = csv.writer(messages_file)
             messages.writerow(["message_id", "person_id"])
-            for person_id, data in generator.people(people):
+            for person_id, data in generator.people(people, start=start_index):
                 for line in data.lines:
                     parts[rng.randrange(files)].write(line + "\n")
                 contacts.writerows(data.contacts)

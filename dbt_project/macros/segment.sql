@@ -28,13 +28,22 @@
         end
 {%- endmacro %}
 
-{#- A staging model over one raw message table: extract, time, de-duplicate (first received wins). -#}
+{#- A staging model over one raw message table: extract, time, de-duplicate (first received wins).
+    Incremental: a build reads only the raw rows of messages that arrived since the last one. -#}
 {% macro segment_staging(table, extra_columns) -%}
 with
 
 source as (
 
     select * from {{ source('segment', table) }}
+    {% if is_incremental() -%}
+    {#- Only the messages that arrived since the last build, with every earlier copy of them, so the
+        first received still wins whichever run brought it (delete+insert on message_id). -#}
+    where message_id in (
+        select message_id from {{ source('segment', table) }}
+        where loaded_at > (select max(loaded_at) from {{ this }})
+    )
+    {%- endif %}
 
 ),
 

@@ -1,0 +1,160 @@
+"""`make bench`: the real job on generated people at several scales, and an incremental run.
+
+    python -m benchmarks --people 100000 1000000 --repeats 3
+
+Writes benchmarks/results/pipeline.md, pipeline.json and stages.png (stage times against scale).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from benchmarks.data import generated_landing, landing_with_increment
+from benchmarks.pipeline import STAGES, RunMeasurement, run_pipeline
+from orchestration import settings
+
+RESULTS_DIR = settings.PROJECT_ROOT / "benchmarks" / "results"
+GIB = 1024 ** 3
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor() or "unknown CPU")
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
+    return f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB RAM, {platform.system()} {platform.release()}"
+
+
+def median_run(runs: list[RunMeasurement]) -> dict:
+    """Medians over repeated runs: of the wall time, of each stage, of the peaks."""
+    return {
+        "people": runs[0].people,
+        "runs": len(runs),
+        "lines_accepted": runs[0].lines_accepted,
+        "wall_seconds": statistics.median(r.wall_seconds for r in runs),
+        "wall_seconds_all": [round(r.wall_seconds, 1) for r in runs],
+        "peak_rss_gib": statistics.median(r.peak_rss_bytes for r in runs) / GIB,
+        "messages_per_second": statistics.median(r.messages_per_second for r in runs),
+        "stage_seconds": {s: statistics.median(r.stage_seconds[s] for r in runs) for s in STAGES},
+        "stage_peak_rss_gib": {s: statistics.median(r.stage_peak_rss_bytes.get(s, 0) for r in runs) / GIB
+                               for s in STAGES},
+    }
+
+
+def markdown(scales: list[dict], incremental: dict | None, command: str) -> str:
+    lines = [
+        "# Pipeline benchmark",
+        "",
+        f"Measured {datetime.now(timezone.utc):%Y-%m-%d} on {machine()}.",
+        f"Command: `{command}`. Medians of the runs given; each run is `identity-warehouse run` on a fresh",
+        "warehouse; peak memory is the summed resident memory of the run's process tree (Dagster, dbt, DuckDB).",
+        "",
+        "| stage | " + " | ".join(f"{s['people']:,} people" for s in scales) + " |",
+        "| --- | " + " | ".join("---:" for _ in scales) + " |",
+    ]
+    for stage in STAGES:
+        cells = [f"{s['stage_seconds'][stage]:.1f} s" + (f" · {s['stage_peak_rss_gib'][stage]:.2f} GiB"
+                                                        if s["stage_peak_rss_gib"][stage] else "")
+                 for s in scales]
+        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    lines += [
+        "| **whole run** | " + " | ".join(f"**{s['wall_seconds']:.1f} s** (runs: {s['wall_seconds_all']})"
+                                           for s in scales) + " |",
+        "| peak memory | " + " | ".join(f"{s['peak_rss_gib']:.2f} GiB" for s in scales) + " |",
+        "| messages accepted | " + " | ".join(f"{s['lines_accepted']:,}" for s in scales) + " |",
+        "| messages per second | " + " | ".join(f"{s['messages_per_second']:,.0f}" for s in scales) + " |",
+        "",
+        "![stage times against scale](stages.png)",
+    ]
+    if incremental:
+        lines += [
+            "",
+            "## Incremental run",
+            "",
+            f"After a full run on {incremental['people']:,} people, new files with {incremental['new_people']:,} more "
+            f"people ({incremental['lines_accepted']:,} messages) arrive and the job runs again:",
+            f"**{incremental['wall_seconds']:.1f} s**, {incremental['share_of_full']:.0%} of the full run's "
+            f"{incremental['full_wall_seconds']:.1f} s.",
+            "",
+            "| stage | incremental run |",
+            "| --- | ---: |",
+            *[f"| {stage} | {incremental['stage_seconds'][stage]:.1f} s |" for stage in STAGES],
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def chart(scales: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    labels = [f"{s['people']:,}" for s in scales]
+    bottoms = [0.0] * len(scales)
+    for stage in STAGES:
+        heights = [s["stage_seconds"][stage] for s in scales]
+        axis.bar(labels, heights, bottom=bottoms, label=stage)
+        bottoms = [b + h for b, h in zip(bottoms, heights)]
+    axis.set_xlabel("people (about 12 messages each)")
+    axis.set_ylabel("seconds (median)")
+    axis.set_title("identity-warehouse: time per stage against scale")
+    axis.legend(fontsize=8, loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("--people", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--incremental-share", type=float, default=0.01,
+                        help="new people in the incremental run, as a share of the smallest scale (0: skip)")
+    parser.add_argument("--workdir", default=str(settings.PROJECT_ROOT / "data" / "bench"))
+    parser.add_argument("--out", default=str(RESULTS_DIR))
+    args = parser.parse_args(argv)
+    settings.quiet_telemetry()
+    workdir, out = Path(args.workdir).resolve(), Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+
+    scales = []
+    for people in args.people:
+        landing = generated_landing(workdir, people)
+        runs = []
+        for repeat in range(args.repeats):
+            runs.append(run_pipeline(landing, workdir / f"run-{people}", people))
+            print(f"{people:,} people, run {repeat + 1}: {runs[-1].wall_seconds:.1f} s, "
+                  f"peak {runs[-1].peak_rss_bytes / GIB:.2f} GiB", flush=True)
+        scales.append(median_run(runs))
+
+    incremental = None
+    if args.incremental_share:
+        people = min(args.people)
+        base, with_increment = landing_with_increment(workdir, people, args.incremental_share)
+        full = run_pipeline(base, workdir / "run-incremental", people)
+        increment = run_pipeline(with_increment, workdir / "run-incremental", people, fresh=False)
+        incremental = {
+            "people": people, "new_people": max(1, int(people * args.incremental_share)),
+            "lines_accepted": increment.lines_accepted, "wall_seconds": increment.wall_seconds,
+            "full_wall_seconds": full.wall_seconds, "share_of_full": increment.wall_seconds / full.wall_seconds,
+            "stage_seconds": increment.stage_seconds,
+        }
+        print(f"incremental run: {increment.wall_seconds:.1f} s ({incremental['share_of_full']:.0%} of a full run)")
+
+    command = "make bench BENCH_ARGS='" + " ".join(argv if argv is not None else sys.argv[1:]) + "'"
+    (out / "pipeline.md").write_text(markdown(scales, incremental, command))
+    (out / "pipeline.json").write_text(json.dumps({"machine": machine(), "scales": scales,
+                                                   "incremental": incremental}, indent=2) + "\n")
+    chart(scales, out / "stages.png")
+    print(f"report: {out / 'pipeline.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
