@@ -55,6 +55,9 @@ def raw(sql: str) -> str:
     return '"' + sql.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+NUMBER_DECIMALS = 6  # sums and averages of numbers are rounded to this many decimals
+
+
 def emit(expression: str) -> str:
     """A Jinja expression rendered into the SQL."""
     return "{{ " + expression + " }}"
@@ -186,7 +189,12 @@ def _trait_cte(trait: Trait) -> tuple[str, str]:
     value = emit(expression)
     sql_type = SQL_TYPES[trait.value_type]
     if trait.type in ("sum", "avg", "min", "max"):
-        return f"select profile_id, {trait.type}({value}) as value {source} and {value} is not null group by 1", sql_type
+        aggregate = f"{trait.type}({value})"
+        if trait.type in ("sum", "avg") and trait.value_type == "number":
+            # Sums of doubles differ in the last digits with the order the threads add them up in
+            # (208.89 vs 208.89000000000001): rounded, a rebuild gives the same value.
+            aggregate = f"round({aggregate}, {NUMBER_DECIMALS})"
+        return f"select profile_id, {aggregate} as value {source} and {value} is not null group by 1", sql_type
     if trait.type == "unique_count":
         return f"select profile_id, count(distinct {value}) as value {source} group by 1", "bigint"
     if trait.type == "unique_list":

@@ -41,7 +41,8 @@ source as (
         first received still wins whichever run brought it (delete+insert on message_id). -#}
     where message_id in (
         select message_id from {{ source('segment', table) }}
-        where loaded_at > (select max(loaded_at) from {{ this }})
+        -- an empty table (no such messages yet) reads everything
+        where loaded_at > (select coalesce(max(loaded_at), cast('1900-01-01' as timestamp)) from {{ this }})
     )
     {%- endif %}
 
