@@ -253,8 +253,8 @@ def solve_scipy(graph: Graph) -> SolverRun:
     return SolverRun("ok", seconds, (graph.nodes, labels), {"components": int(count)})
 
 
-def _with_timeout(conn: duckdb.DuckDBPyConnection, timeout: float, work: Callable[[], object]) -> tuple[str, float | None, object]:
-    """Run `work` (queries on `conn`); past `timeout` seconds interrupt it. (status, seconds, result).
+def _with_timeout(conn: duckdb.DuckDBPyConnection, timeout: float, work: Callable[[], object]) -> tuple[str, float, object]:
+    """Run `work` (queries on `conn`); past `timeout` seconds interrupt it. (status, elapsed seconds, result).
 
     A client may run many queries in a row (Splink does), so the interrupt is repeated until `work`
     returns: one falling between two queries would be lost."""
@@ -282,7 +282,7 @@ def _with_timeout(conn: duckdb.DuckDBPyConnection, timeout: float, work: Callabl
     seconds = time.perf_counter() - started
     finished.set()
     thread.join()
-    return status, (seconds if status == "ok" else None), result
+    return status, seconds, result
 
 
 def solve_splink(bench_file: Path, timeout: float) -> SolverRun:
@@ -299,7 +299,7 @@ def solve_splink(bench_file: Path, timeout: float) -> SolverRun:
                 edge_id_column_name_left="src", edge_id_column_name_right="dst")
             return clusters.physical_name
 
-        status, seconds, table = _with_timeout(conn, timeout, cluster)
+        status, elapsed, table = _with_timeout(conn, timeout, cluster)
         assignment = None
         if status == "ok":
             columns = conn.execute(f"select node_id, cluster_id from {table}").fetchnumpy()
@@ -307,7 +307,7 @@ def solve_splink(bench_file: Path, timeout: float) -> SolverRun:
         for (name,) in conn.execute("select table_name from information_schema.tables "
                                     "where table_name like '__splink__%'").fetchall():
             conn.execute(f'drop table if exists "{name}"')
-    return SolverRun(status, seconds, assignment)
+    return _finished_or_stopped(status, elapsed, assignment)
 
 
 RECURSIVE_CTE_SQL = f"""
@@ -330,11 +330,17 @@ select node_id, min(reached) as component_id from reachable group by node_id
 def solve_recursive_cte(bench_file: Path, timeout: float, memory_limit: str) -> SolverRun:
     """Every node's transitive closure, then its smallest member: what one writes without a loop."""
     with _bench_connection(bench_file, memory_limit=memory_limit) as conn:
-        status, seconds, _ = _with_timeout(conn, timeout, lambda: conn.execute(RECURSIVE_CTE_SQL).fetchall())
+        status, elapsed, _ = _with_timeout(conn, timeout, lambda: conn.execute(RECURSIVE_CTE_SQL).fetchall())
     assignment = None
     if status == "ok":
         assignment = _assignment(bench_file, f"select node_id, component_id from {BENCH_SCHEMA}.cc_cte")
-    return SolverRun(status, seconds, assignment)
+    return _finished_or_stopped(status, elapsed, assignment)
+
+
+def _finished_or_stopped(status: str, elapsed: float, assignment) -> SolverRun:
+    if status == "ok":
+        return SolverRun(status, elapsed, assignment)
+    return SolverRun(status, None, None, {"stopped_after": elapsed})
 
 
 # ---------------------------------------------------------------------------------------------- results
@@ -349,6 +355,7 @@ class FamilyResult:
     seconds: dict[str, float | None]  # solver -> seconds, None when it did not finish
     status: dict[str, str]
     timeout_seconds: float
+    stopped_after: dict[str, float]  # solver -> seconds until its timeout or out-of-memory error
     project_wall_seconds: float | None
     project_rounds: int | None
     project_jumps: int | None
@@ -361,8 +368,8 @@ class FamilyResult:
         project, other = self.seconds.get("project"), self.seconds.get(solver)
         if solver == "scipy":
             return project / other if project and other else None
-        if project and other is None and self.status.get(solver) == "timeout":
-            return self.timeout_seconds / project  # a lower bound
+        if project and solver in self.stopped_after:
+            return self.stopped_after[solver] / project  # a lower bound: it did not finish
         return other / project if project and other else None
 
     def targets(self) -> dict[str, bool | None]:
@@ -412,6 +419,7 @@ def compare(graph: Graph, workdir: Path, timeout: float = 120.0, cte_memory_limi
         seconds={name: run.seconds for name, run in runs.items()},
         status={name: run.status for name, run in runs.items()},
         timeout_seconds=timeout,
+        stopped_after={name: run.details["stopped_after"] for name, run in runs.items() if "stopped_after" in run.details},
         project_wall_seconds=project.details.get("wall_seconds"),
         project_rounds=project.details.get("rounds"), project_jumps=project.details.get("jumps"),
         project_round_seconds=project.details.get("round_seconds", []),
@@ -432,7 +440,9 @@ def _seconds(result: FamilyResult, solver: str) -> str:
     if status == "ok":
         return f"{result.seconds[solver]:.2f}"
     if status == "timeout":
-        return f"> {result.timeout_seconds:.0f}"
+        return f"> {result.stopped_after.get(solver, result.timeout_seconds):.0f} (timeout)"
+    if solver in result.stopped_after:
+        return f"> {result.stopped_after[solver]:.0f} ({status})"
     return status.split(":")[0]
 
 
@@ -440,7 +450,7 @@ def _ratio(result: FamilyResult, solver: str) -> str:
     value = result.ratio(solver)
     if value is None:
         return "-"
-    bound = "> " if result.status.get(solver) == "timeout" else ""
+    bound = "> " if solver in result.stopped_after else ""
     return f"{bound}{value:.1f}x"
 
 
@@ -521,9 +531,10 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     (args.out / "graphs.md").write_text(
         "# Identity graph step against its alternatives\n\n" + table + "\n\n"
-        f"Splink and the recursive CTE are interrupted after {args.timeout:.0f} s (`> {args.timeout:.0f}`); "
-        "scipy's time is its computation on the edges in memory. Ratios: project / scipy, and Splink or "
-        "CTE / project (a lower bound after a timeout).\n")
+        f"Splink and the recursive CTE are interrupted after {args.timeout:.0f} s; the CTE runs under a "
+        f"{args.cte_memory_limit} memory limit (`> N (out of memory)`: it failed after N s). scipy's time is its "
+        "computation on the edges in memory (loading them is not counted). Ratios: project / scipy, and "
+        "Splink or CTE / project (a lower bound when it did not finish).\n")
     (args.out / "graphs.json").write_text(json.dumps(
         [{**asdict(r), "ratios": {s: r.ratio(s) for s in ("scipy", "splink", "cte")}, "targets": r.targets()}
          for r in results], indent=2))

@@ -114,7 +114,7 @@ def result(**overrides) -> graphs.FamilyResult:
     values = dict(family="chain_sorted", nodes=10, edges=9, components=1,
                   seconds={"project": 2.0, "scipy": 0.5, "splink": None, "cte": 1.0},
                   status={"project": "ok", "scipy": "ok", "splink": "timeout", "cte": "ok"},
-                  timeout_seconds=60.0, project_wall_seconds=9.0, project_rounds=12, project_jumps=20,
+                  timeout_seconds=60.0, stopped_after={"splink": 60.0}, project_wall_seconds=9.0, project_rounds=12, project_jumps=20,
                   project_round_seconds=[], partitions_equal=True)
     return graphs.FamilyResult(**{**values, **overrides})
 
@@ -135,7 +135,11 @@ def test_markdown_table_marks_timeouts_and_missed_targets():
     table = graphs.markdown_table([result(), result(family="hub", partitions_equal=False, disagreeing=["cte"])])
     header, rule, chain, hub = table.splitlines()
     assert header.count("|") == rule.count("|") == chain.count("|")
-    assert "> 60" in chain and "> 30.0x" in chain
+    assert "> 60 (timeout)" in chain and "> 30.0x" in chain
+    oom = graphs.markdown_table([result(status={"project": "ok", "scipy": "ok", "splink": "ok", "cte": "out of memory"},
+                                        seconds={"project": 2.0, "scipy": 0.5, "splink": 1.0, "cte": None},
+                                        stopped_after={"cte": 40.0})]).splitlines()[-1]
+    assert "> 40 (out of memory)" in oom and "> 20.0x" in oom
     assert "faster than the recursive CTE, <= 10 rounds" in chain
     assert "NO: cte" in hub
 
