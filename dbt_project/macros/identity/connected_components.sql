@@ -8,9 +8,11 @@
     nodes_sql: select returning `node_id` (integer, every node).
     edges_sql: select returning `src`, `dst` (integers).
     Returns the select of the result table: `node_id`, `component_id` (the smallest node id of the
-    component). Working tables are named after the model and dropped by `drop_components_work`. -#}
-{% macro connected_components(nodes_sql, edges_sql, max_rounds=64) %}
-    {%- set work = cc_work_relations() -%}
+    component). Working tables are named after the model and dropped by `drop_components_work`.
+    Outside a model (run-operation bench_connected_components) `work_base` names them instead, and
+    `stats` (a dict) receives the rounds, pointer jumps and each round's seconds. -#}
+{% macro connected_components(nodes_sql, edges_sql, max_rounds=64, work_base=none, stats=none) %}
+    {%- set work = cc_work_relations(base=work_base) -%}
     {%- if graph_loops_run() -%}
         {%- do run_query(cc_replace_table(work.edges,
             "select distinct src, dst from (select src, dst from (" ~ edges_sql ~ ") as e"
@@ -23,6 +25,7 @@
         {%- set state = namespace(converged=false, rounds=0, jumps=0) -%}
         {%- for round in range(max_rounds) if not state.converged -%}
             {%- set state.rounds = round + 1 -%}
+            {%- set round_started = modules.datetime.datetime.now() if stats is not none else none -%}
             {{- cc_flatten(work, state) -}}
             {%- do run_query(cc_replace_table(work.hooks,
                 "select p.parent as root, min(q.parent) as new_parent"
@@ -39,11 +42,16 @@
                     ~ " from " ~ work.parent ~ " as p left join " ~ work.hooks ~ " as h on h.root = p.parent")) -%}
                 {%- do run_query(cc_replace_table(work.parent, "select * from " ~ work.next)) -%}
             {%- endif -%}
+            {%- if stats is not none -%}
+                {%- do stats.setdefault('round_seconds', []).append(
+                    (modules.datetime.datetime.now() - round_started).total_seconds()) -%}
+            {%- endif -%}
         {%- endfor -%}
         {%- if not state.converged -%}
             {{ exceptions.raise_compiler_error("connected_components did not converge in " ~ max_rounds ~ " rounds") }}
         {%- endif -%}
         {{ log("connected_components: " ~ state.rounds ~ " rounds, " ~ state.jumps ~ " pointer jumps", info=true) }}
+        {%- if stats is not none -%}{%- do stats.update({'rounds': state.rounds, 'jumps': state.jumps}) -%}{%- endif -%}
     {%- endif %}
     select node_id, parent as component_id from {{ work.parent }}
 {% endmacro %}
@@ -67,22 +75,23 @@
     {%- endfor -%}
 {% endmacro %}
 
-{#- The graph loops write working tables: only when models are being built, not when they are only
-    compiled (dbt compile, dbt docs generate). -#}
+{#- The graph loops write working tables: only when models are being built (or an operation runs
+    them), not when they are only compiled (dbt compile, dbt docs generate). -#}
 {% macro graph_loops_run() %}
-    {{ return(execute and flags.WHICH in ['run', 'build']) }}
+    {{ return(execute and flags.WHICH in ['run', 'build', 'run-operation']) }}
 {% endmacro %}
 
 {% macro cc_work_parts() %}
     {{ return(['edges', 'parent', 'next', 'hooks']) }}
 {% endmacro %}
 
-{#- Working tables of the graph macros, named after the model that calls them. -#}
-{% macro cc_work_relations(parts=none) %}
-    {%- set prefix = this.identifier ~ '__cc_' -%}
+{#- Working tables of the graph macros, named after the model that calls them (or `base`). -#}
+{% macro cc_work_relations(parts=none, base=none) %}
+    {%- set base = base or this -%}
+    {%- set prefix = base.identifier ~ '__cc_' -%}
     {%- set names = {} -%}
     {%- for part in (parts or cc_work_parts()) -%}
-        {%- do names.update({part: api.Relation.create(database=this.database, schema=this.schema,
+        {%- do names.update({part: api.Relation.create(database=base.database, schema=base.schema,
                                                          identifier=prefix ~ part)}) -%}
     {%- endfor -%}
     {{ return(names) }}

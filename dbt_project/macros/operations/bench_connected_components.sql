@@ -1,0 +1,31 @@
+{#- The project's connected components on any integer graph, for the graph benchmark
+    (benchmarks/graphs.py):
+
+        dbt run-operation bench_connected_components --args '{nodes: "bench.nodes", edges: "bench.edges", result: "bench.cc_project"}'
+
+    nodes: a table with `node_id`; edges: a table with `src`, `dst` (integers). The result table gets
+    `node_id`, `component_id`. Prints one line `bench_connected_components {json}` with the rounds, the
+    pointer jumps, each round's seconds and the macro's own elapsed seconds. -#}
+{% macro bench_connected_components(nodes, edges, result, max_rounds=64) %}
+    {%- set started = modules.datetime.datetime.now() -%}
+    {%- set result_relation = _bench_relation(result) -%}
+    {%- do run_query("create schema if not exists " ~ result_relation.schema) -%}
+    {%- set stats = {} -%}
+    {%- set components_sql = connected_components(
+        "select node_id from " ~ nodes, "select src, dst from " ~ edges,
+        max_rounds=max_rounds, work_base=result_relation, stats=stats) -%}
+    {%- do run_query("drop table if exists " ~ result_relation ~ "; create table " ~ result_relation ~ " as " ~ components_sql) -%}
+    {%- for relation in cc_work_relations(base=result_relation).values() -%}
+        {%- do run_query("drop table if exists " ~ relation) -%}
+    {%- endfor -%}
+    {%- do stats.update({'seconds': (modules.datetime.datetime.now() - started).total_seconds()}) -%}
+    {%- do print("bench_connected_components " ~ tojson(stats)) -%}
+{% endmacro %}
+
+{#- `schema.table` (or `table`, in the target's schema) as a relation of the target database. -#}
+{% macro _bench_relation(name) %}
+    {%- set parts = name.split('.') -%}
+    {{ return(api.Relation.create(database=target.database,
+                                  schema=parts[0] if parts | length > 1 else target.schema,
+                                  identifier=parts[-1])) }}
+{% endmacro %}
