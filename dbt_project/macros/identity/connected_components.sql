@@ -1,9 +1,12 @@
 {#- Connected components over an integer edge list, in portable SQL driven by a run_query loop.
 
-    Each round every cluster hooks its root to the smallest root among its neighbouring clusters,
-    then pointers are flattened by repeated self-joins (pointer jumping) until every node points at
-    a root. Roots only ever point to smaller ids, so no cycle can form; pointer jumping halves the
-    depth of every tree per step, which keeps long chains cheap.
+    Each round works on a contracted graph whose nodes are the clusters still linked to others:
+    every cluster hooks to its smallest neighbour (or stays a root when it is the smallest), the
+    hooks are flattened by pointer jumping until each points at a root, and the edges are rewritten
+    between roots, dropping those inside one cluster. Every hook goes to a smaller id, so no cycle
+    can form; pointer jumping halves the depth of every tree per step, so a long chain costs a few
+    steps, not one per node; and each round's work shrinks with the graph (settled clusters leave
+    it). The hooks of retired clusters form a forest, flattened once at the end.
 
     nodes_sql: select returning `node_id` (integer, every node).
     edges_sql: select returning `src`, `dst` (integers).
@@ -14,65 +17,73 @@
 {% macro connected_components(nodes_sql, edges_sql, max_rounds=64, work_base=none, stats=none) %}
     {%- set work = cc_work_relations(base=work_base) -%}
     {%- if graph_loops_run() -%}
-        {%- do run_query(cc_replace_table(work.edges,
+        {%- set remaining = cc_query_count(cc_replace_table(work.edges,
             "select distinct src, dst from (select src, dst from (" ~ edges_sql ~ ") as e"
             ~ " union all select dst as src, src as dst from (" ~ edges_sql ~ ") as e) as both_ways"
-            ~ " where src <> dst")) -%}
-        {%- do run_query(cc_replace_table(work.parent,
-            "select n.node_id, coalesce(least(n.node_id, min(e.dst)), n.node_id) as parent"
-            ~ " from (" ~ nodes_sql ~ ") as n left join " ~ work.edges ~ " as e on e.src = n.node_id"
-            ~ " group by n.node_id")) -%}
-        {%- set state = namespace(converged=false, rounds=0, jumps=0) -%}
-        {%- for round in range(max_rounds) if not state.converged -%}
+            ~ " where src <> dst") ~ "; " ~ cc_replace_table(work.forest,
+            "select node_id, node_id as parent from (" ~ nodes_sql ~ ") as n where 1 = 0")
+            ~ "; select count(*) from " ~ work.edges) -%}
+        {%- set state = namespace(rounds=0, jumps=0, remaining=remaining) -%}
+        {%- for round in range(max_rounds) if state.remaining > 0 -%}
             {%- set state.rounds = round + 1 -%}
             {%- set round_started = modules.datetime.datetime.now() if stats is not none else none -%}
-            {{- cc_flatten(work, state) -}}
-            {%- do run_query(cc_replace_table(work.hooks,
-                "select p.parent as root, min(q.parent) as new_parent"
-                ~ " from " ~ work.edges ~ " as e"
-                ~ " join " ~ work.parent ~ " as p on p.node_id = e.src"
-                ~ " join " ~ work.parent ~ " as q on q.node_id = e.dst"
-                ~ " where q.parent < p.parent group by p.parent")) -%}
-            {%- set hooks = run_query("select count(*) from " ~ work.hooks).columns[0].values()[0] -%}
-            {%- if hooks == 0 -%}
-                {%- set state.converged = true -%}
-            {%- else -%}
-                {%- do run_query(cc_replace_table(work.next,
-                    "select p.node_id, case when h.root is null then p.parent else h.new_parent end as parent"
-                    ~ " from " ~ work.parent ~ " as p left join " ~ work.hooks ~ " as h on h.root = p.parent")) -%}
-                {%- do run_query(cc_replace_table(work.parent, "select * from " ~ work.next)) -%}
-            {%- endif -%}
+            {#- Each cluster hooks to its smallest neighbour, or is a root (in the query of the first jump). -#}
+            {{- cc_flatten(work.hooks, work.next, state, cc_replace_table(work.hooks,
+                "select src as node_id, case when min(dst) < src then min(dst) else src end as parent"
+                ~ " from " ~ work.edges ~ " group by src") ~ "; ") -}}
+            {#- Retired clusters join the forest; the edges between the remaining roots go on. -#}
+            {%- set state.remaining = cc_query_count(
+                "insert into " ~ work.forest ~ " select node_id, parent from " ~ work.hooks
+                ~ " where parent <> node_id; "
+                ~ cc_replace_table(work.next,
+                    "select distinct s.parent as src, d.parent as dst from " ~ work.edges ~ " as e"
+                    ~ " join " ~ work.hooks ~ " as s on s.node_id = e.src"
+                    ~ " join " ~ work.hooks ~ " as d on d.node_id = e.dst where s.parent <> d.parent")
+                ~ "; " ~ cc_swap(work.next, work.edges) ~ "; select count(*) from " ~ work.edges) -%}
             {%- if stats is not none -%}
                 {%- do stats.setdefault('round_seconds', []).append(
                     (modules.datetime.datetime.now() - round_started).total_seconds()) -%}
             {%- endif -%}
         {%- endfor -%}
-        {%- if not state.converged -%}
+        {%- if state.remaining > 0 -%}
             {{ exceptions.raise_compiler_error("connected_components did not converge in " ~ max_rounds ~ " rounds") }}
         {%- endif -%}
+        {{- cc_flatten(work.forest, work.next, state) -}}
         {{ log("connected_components: " ~ state.rounds ~ " rounds, " ~ state.jumps ~ " pointer jumps", info=true) }}
         {%- if stats is not none -%}{%- do stats.update({'rounds': state.rounds, 'jumps': state.jumps}) -%}{%- endif -%}
     {%- endif %}
-    select node_id, parent as component_id from {{ work.parent }}
+    select n.node_id, coalesce(f.parent, n.node_id) as component_id
+    from ({{ nodes_sql }}) as n
+    left join {{ work.forest }} as f on f.node_id = n.node_id
 {% endmacro %}
 
-{#- Pointer jumping until every node points at a root. -#}
-{% macro cc_flatten(work, state) %}
+{#- Pointer jumping on `pointers` (node_id, parent; a root points at itself or is absent) until
+    every node points at a root: one query per step, which also counts the pointers that moved.
+    `first` (statements) runs in the query of the first step. -#}
+{% macro cc_flatten(pointers, scratch, state, first='') %}
     {%- set flat = namespace(done=false) -%}
     {%- for step in range(64) if not flat.done -%}
-        {%- set deep = run_query(
-            "select count(*) from " ~ work.parent ~ " as p join " ~ work.parent ~ " as q"
-            ~ " on q.node_id = p.parent where q.parent <> p.parent").columns[0].values()[0] -%}
-        {%- if deep == 0 -%}
-            {%- set flat.done = true -%}
-        {%- else -%}
-            {%- set state.jumps = state.jumps + 1 -%}
-            {%- do run_query(cc_replace_table(work.next,
-                "select p.node_id, q.parent from " ~ work.parent ~ " as p join " ~ work.parent ~ " as q"
-                ~ " on q.node_id = p.parent")) -%}
-            {%- do run_query(cc_replace_table(work.parent, "select * from " ~ work.next)) -%}
-        {%- endif -%}
+        {%- set moved = cc_query_count((first if step == 0 else '') ~ cc_replace_table(scratch,
+            "select p.node_id, coalesce(q.parent, p.parent) as parent,"
+            ~ " case when q.parent is not null and q.parent <> p.parent then 1 else 0 end as moved"
+            ~ " from " ~ pointers ~ " as p left join " ~ pointers ~ " as q on q.node_id = p.parent")
+            ~ "; " ~ cc_swap(scratch, pointers) ~ "; select coalesce(sum(moved), 0) from " ~ pointers) -%}
+        {%- set state.jumps = state.jumps + 1 -%}
+        {%- set flat.done = moved == 0 -%}
     {%- endfor -%}
+    {%- if not flat.done -%}
+        {{ exceptions.raise_compiler_error("pointer jumping did not finish in 64 steps") }}
+    {%- endif -%}
+{% endmacro %}
+
+{#- Runs the statements and returns the number the last one selects. -#}
+{% macro cc_query_count(sql) %}
+    {{ return(run_query(sql).columns[0].values()[0] | int) }}
+{% endmacro %}
+
+{#- `scratch` becomes `target` (a rename, not a copy). -#}
+{% macro cc_swap(scratch, target) %}
+    {{ return("drop table if exists " ~ target ~ "; alter table " ~ scratch ~ " rename to " ~ target.identifier) }}
 {% endmacro %}
 
 {#- The graph loops write working tables: only when models are being built (or an operation runs
@@ -82,7 +93,7 @@
 {% endmacro %}
 
 {% macro cc_work_parts() %}
-    {{ return(['edges', 'parent', 'next', 'hooks']) }}
+    {{ return(['edges', 'hooks', 'next', 'forest']) }}
 {% endmacro %}
 
 {#- Working tables of the graph macros, named after the model that calls them (or `base`). -#}
