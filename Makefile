@@ -44,6 +44,7 @@ docs: $(INSTALLED)
 bench: $(INSTALLED)
 	$(VENV)/bin/pip install --quiet -e '.[bench]'
 	$(VENV)/bin/python -m benchmarks $(BENCH_ARGS)
+	$(VENV)/bin/python -m benchmarks.graphs --families chain_sorted,chain_random,hub,giant --out benchmarks/results $(GRAPH_BENCH_ARGS)
 
 clean:
 	rm -rf data dbt_project/target dbt_project/logs

@@ -16,6 +16,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from benchmarks import graphs
 from benchmarks.data import generated_landing, landing_with_increment
 from benchmarks.pipeline import STAGES, RunMeasurement, run_pipeline
 from orchestration import settings
@@ -47,7 +48,7 @@ def median_run(runs: list[RunMeasurement]) -> dict:
     }
 
 
-def markdown(scales: list[dict], incremental: dict | None, command: str) -> str:
+def markdown(scales: list[dict], incremental: dict | None, graph_table: str | None, command: str) -> str:
     lines = [
         "# Pipeline benchmark",
         "",
@@ -72,6 +73,17 @@ def markdown(scales: list[dict], incremental: dict | None, command: str) -> str:
         "",
         "![stage times against scale](stages.png)",
     ]
+    if graph_table:
+        lines += [
+            "",
+            "## The identity-graph step against its peers, on each warehouse's own edge list",
+            "",
+            "The project's connected components (the dbt macro, timed inside dbt), scipy's",
+            "`csgraph.connected_components` (in memory: the lower bound), Splink's",
+            "`cluster_pairwise_predictions_at_threshold` on DuckDB, a recursive CTE in DuckDB.",
+            "",
+            graph_table,
+        ]
     if incremental:
         lines += [
             "",
@@ -116,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--incremental-share", type=float, default=0.01,
                         help="new people in the incremental run, as a share of the smallest scale (0: skip)")
+    parser.add_argument("--no-graphs", dest="graphs", action="store_false",
+                        help="skip timing the graph step's peers on each warehouse's edge list")
+    parser.add_argument("--graph-timeout", type=float, default=300.0)
     parser.add_argument("--workdir", default=str(settings.PROJECT_ROOT / "data" / "bench"))
     parser.add_argument("--out", default=str(RESULTS_DIR))
     args = parser.parse_args(argv)
@@ -123,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir, out = Path(args.workdir).resolve(), Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
 
-    scales = []
+    scales, graph_results = [], []
     for people in args.people:
         landing = generated_landing(workdir, people)
         runs = []
@@ -132,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{people:,} people, run {repeat + 1}: {runs[-1].wall_seconds:.1f} s, "
                   f"peak {runs[-1].peak_rss_bytes / GIB:.2f} GiB", flush=True)
         scales.append(median_run(runs))
+        if args.graphs:
+            graph_results.append(graphs.compare_on_warehouse(
+                workdir / f"run-{people}" / settings.DEFAULT_DUCKDB_PATH.name, workdir / f"graphs-{people}",
+                timeout=args.graph_timeout))
 
     incremental = None
     if args.incremental_share:
@@ -148,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"incremental run: {increment.wall_seconds:.1f} s ({incremental['share_of_full']:.0%} of a full run)")
 
     command = "make bench BENCH_ARGS='" + " ".join(argv if argv is not None else sys.argv[1:]) + "'"
-    (out / "pipeline.md").write_text(markdown(scales, incremental, command))
+    graph_table = graphs.markdown_table(graph_results) if graph_results else None
+    (out / "pipeline.md").write_text(markdown(scales, incremental, graph_table, command))
     (out / "pipeline.json").write_text(json.dumps({"machine": machine(), "scales": scales,
                                                    "incremental": incremental}, indent=2) + "\n")
     chart(scales, out / "stages.png")
