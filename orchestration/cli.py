@@ -9,10 +9,17 @@ from orchestration import settings
 
 
 def _run(_: argparse.Namespace) -> int:
+    from orchestration.locking import writer_lock
+
+    print(f"landing folder: {settings.landing_dir()}\nwarehouse:      {settings.duckdb_path()}", flush=True)
+    with writer_lock(settings.duckdb_path()):  # the run and its summary, before another run starts
+        return _run_and_summarise()
+
+
+def _run_and_summarise() -> int:
     from orchestration.runner import run_build_warehouse
     from orchestration.warehouse import connect
 
-    print(f"landing folder: {settings.landing_dir()}\nwarehouse:      {settings.duckdb_path()}")
     outcome = run_build_warehouse()
     if outcome.success:
         with connect(settings.duckdb_path(), read_only=True) as conn:

@@ -176,8 +176,9 @@ def file_sha256(path: Path) -> str:
 
 
 def ingest_landing_dir(conn: duckdb.DuckDBPyConnection, landing_dir: Path,
-                       identity: IdentityFields = IdentityFields()) -> IngestionSummary:
-    """Load every landing file not loaded before; one transaction per file."""
+                       identity: IdentityFields = IdentityFields(), screen=None) -> IngestionSummary:
+    """Load every landing file not loaded before; one transaction per file. ``screen`` (a
+    ``privacy.PrivacyScreen``) rejects the lines of erased or locked identities."""
     create_raw_tables(conn)
     already = {
         (path, sha)
@@ -189,12 +190,12 @@ def ingest_landing_dir(conn: duckdb.DuckDBPyConnection, landing_dir: Path,
         if (landing_file.relative_path, sha) in already:
             summary.files_skipped += 1
             continue
-        summary.files_loaded.append(_load_file(conn, landing_file, sha, identity))
+        summary.files_loaded.append(_load_file(conn, landing_file, sha, identity, screen))
     return summary
 
 
 def _load_file(conn: duckdb.DuckDBPyConnection, landing_file: LandingFile, sha: str,
-               identity: IdentityFields) -> FileResult:
+               identity: IdentityFields, screen=None) -> FileResult:
     load_id = hashlib.md5(f"{landing_file.relative_path}\n{sha}".encode()).hexdigest()
     stat = landing_file.path.stat()
     context = {
@@ -211,7 +212,9 @@ def _load_file(conn: duckdb.DuckDBPyConnection, landing_file: LandingFile, sha: 
         if isinstance(staged, WholeFileRejection):
             accepted, rejected, blank = _reject_whole_file(conn, context, staged)
         else:
+            screened = screen.screen(conn, landing_file.kind, context) if screen else Counter()
             accepted, rejected, blank = write(conn, context, staged)
+            rejected += screened
         conn.execute(
             "insert into raw.loaded_files values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [

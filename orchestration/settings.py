@@ -56,6 +56,23 @@ def identity_rules() -> dict:
     return project["vars"]["identity_rules"]
 
 
+def hash_pii_in_exports() -> bool:
+    """E-mails and phones in audience exports as SHA-256 of the normalised value:
+    ``HASH_PII_IN_EXPORTS`` (true/false), else ``vars: hash_pii_in_exports`` in dbt_project.yml."""
+    import yaml
+
+    value = os.environ.get("HASH_PII_IN_EXPORTS")
+    if value is None or not value.strip():
+        value = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"].get("hash_pii_in_exports", False)
+    if isinstance(value, bool):
+        return value
+    if str(value).strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if str(value).strip().lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"HASH_PII_IN_EXPORTS / hash_pii_in_exports: expected true or false, got {value!r}")
+
+
 def export_dir() -> Path:
     """Where audience exports are written: ``EXPORT_DIR`` or ``data/exports``."""
     return _resolve(os.environ.get("EXPORT_DIR"), DEFAULT_EXPORT_DIR)
