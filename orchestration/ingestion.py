@@ -14,6 +14,7 @@ import hashlib
 import re
 import shutil
 import tempfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -310,6 +311,7 @@ select
     given_message_id,
     case
         when is_blank then null
+        when line = {_literal(TRUNCATED_MARK)} then 'truncated_file'
         when strpos(line, chr(65533)) > 0 and ? then 'invalid_utf8'
         when not is_json then 'malformed_json'
         when json_kind <> 'OBJECT' then 'not_a_json_object'
@@ -326,7 +328,7 @@ def _stage_events(conn, path: Path, identity: IdentityFields) -> WholeFileReject
     with tempfile.TemporaryDirectory(prefix="landing-") as scratch:
         try:
             text_path = _gunzipped(path, Path(scratch))
-        except (OSError, EOFError) as error:
+        except (OSError, EOFError, zlib.error) as error:
             return WholeFileRejection("unreadable_file", str(error))
         try:
             conn.execute(_classify_lines_sql(identity), [str(text_path), False])
@@ -381,13 +383,30 @@ def _write_events(conn, context: dict, _staged: None):
 
 
 def _gunzipped(path: Path, scratch: Path) -> Path:
-    """``read_text`` does not decompress: give it a plain copy of a ``.gz`` file."""
+    """``read_text`` does not decompress: give it a plain copy of a ``.gz`` file.
+
+    A file cut short (a transfer that died) keeps every line before the cut; the copy then ends
+    with a ``TRUNCATED_MARK`` line, rejected as ``truncated_file``."""
     if not path.name.endswith(".gz"):
         return path
     plain = scratch / "landing.jsonl"
-    with gzip.open(path, "rb") as source, plain.open("wb") as target:
-        shutil.copyfileobj(source, target, 1 << 20)
+    decompressor, in_member, last_byte = zlib.decompressobj(31), False, b"\n"
+    with path.open("rb") as source, plain.open("wb") as target:
+        for block in iter(lambda: source.read(1 << 20), b""):
+            while block:
+                in_member = True
+                text = decompressor.decompress(block)
+                target.write(text)
+                last_byte = text[-1:] or last_byte
+                block = decompressor.unused_data if decompressor.eof else b""
+                if decompressor.eof:  # a gzip file may hold several members, one after the other
+                    decompressor, in_member = zlib.decompressobj(31), False
+        if in_member:
+            target.write((b"" if last_byte == b"\n" else b"\n") + TRUNCATED_MARK.encode() + b"\n")
     return plain
+
+
+TRUNCATED_MARK = "(identity-warehouse: the gzip file was cut short here)"
 
 
 # ---------------------------------------------------------------------------------------------
