@@ -27,9 +27,11 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def personal_columns(table: str, hashed: bool) -> str:
+def personal_columns(table: str, hashed: bool, hashed_in_marts: bool = False) -> str:
     """The e-mail and phone columns, plain or as SHA-256 hex of the normalised value (marts hold
-    normalised values: trimmed lower-case e-mails, E.164 phones)."""
+    normalised values: trimmed lower-case e-mails, E.164 phones), hashed once."""
+    if hashed_in_marts:
+        return f"{table}.email as email_sha256, {table}.phone as phone_sha256"
     if not hashed:
         return f"{table}.email, {table}.phone"
     return f"sha256({table}.email) as email_sha256, sha256({table}.phone) as phone_sha256"
@@ -38,7 +40,8 @@ def personal_columns(table: str, hashed: bool) -> str:
 def members_sql(audience: Audience, hash_pii: bool = False) -> str:
     traits = "".join(f", traits.{name}" for name in audience.export_traits)
     return (
-        f"select members.profile_id, members.user_id, {personal_columns('members', hash_pii)}" + traits +
+        f"select members.profile_id, members.user_id, {personal_columns('members', hash_pii, settings.hash_pii_in_marts())}"
+        + traits +
         " from marts.audience_members as members"
         " left join marts.profile_traits as traits on traits.profile_id = members.profile_id"
         f" where members.audience = {_quote(audience.name)} order by members.profile_id"
@@ -57,7 +60,7 @@ def export_audience(conn, audience: Audience, folder, exported_at: datetime, has
     conn.execute(f"copy ({members}) to {_quote(str(folder / 'members.parquet'))} (format parquet)")
     changes = (
         "select history.change, history.changed_at, history.profile_id, profiles.user_id, "
-        + personal_columns("profiles", hash_pii) +
+        + personal_columns("profiles", hash_pii, settings.hash_pii_in_marts()) +
         " from marts.audience_membership_history as history"
         " left join marts.profiles as profiles on profiles.profile_id = history.profile_id"
         f" where history.audience = {_quote(audience.name)}"

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -55,6 +56,14 @@ def run_env(database: Path, landing: Path, exports: Path) -> dict:
     return env
 
 
+def comparable(value: str | None) -> str | None:
+    """A sum of doubles depends on the order parallel aggregation adds them in (256.96 or
+    256.96000000000004): compare decimals to 12 significant digits."""
+    if value is None or not re.fullmatch(r"-?\d+\.\d+(e-?\d+)?", value):
+        return value
+    return f"{float(value):.12g}"
+
+
 def marts_snapshot(database: Path) -> dict[str, list[tuple]]:
     """Every table of the schemas analysts read, sorted, without wall-clock columns."""
     tables = {}
@@ -66,7 +75,9 @@ def marts_snapshot(database: Path) -> dict[str, list[tuple]]:
                 "select column_name from information_schema.columns where table_schema = ? and table_name = ? "
                 "order by ordinal_position", [schema, table]).fetchall() if c not in WALL_CLOCK_COLUMNS]
             select = ", ".join(f'"{c}"::varchar' for c in columns)
-            tables[f"{schema}.{table}"] = conn.execute(f'select {select} from "{schema}"."{table}" order by all').fetchall()
+            rows = conn.execute(f'select {select} from "{schema}"."{table}"').fetchall()
+            tables[f"{schema}.{table}"] = sorted((tuple(map(comparable, row)) for row in rows),
+                                                 key=lambda row: [(v is None, v or "") for v in row])
     return tables
 
 
