@@ -9,10 +9,8 @@ back the file it was on, and the next run loads it again.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import re
-import shutil
 import tempfile
 import zlib
 from collections import Counter

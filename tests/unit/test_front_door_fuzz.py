@@ -171,7 +171,7 @@ def test_generated_bad_input_never_crashes_and_every_line_is_accounted_for(event
             assert not lost_contacts, f"good contact rows lost: {sorted(lost_contacts)}"
 
             whole_file_reasons = ("unreadable_file", "unreadable_csv", "missing_identifier_columns")
-            per_file = dict(conn.execute(f"""
+            per_file = dict(conn.execute("""
                 select f.file_path, f.lines_total - count(r.reason) filter (where r.reason = 'truncated_file')
                 from raw.loaded_files f left join raw.rejected_records r using (load_id)
                 group by f.file_path, f.lines_total""").fetchall())

@@ -198,3 +198,22 @@ def test_delete_erases_matching_rows_in_every_schema_and_counts_raw_lines(tmp_pa
     assert conn.execute("select sum(accepted_lines), sum(rejected_lines) from privacy.erased_lines").fetchone() == (1, 1)
     by_table = json.loads(conn.execute("select rows_erased_by_table from privacy.requests").fetchone()[0])
     assert by_table == {"custom.notes": 1, "raw.identifies": 1, "raw.rejected_records": 1}
+
+
+def test_exports_hash_personal_columns_once():
+    from orchestration.assets.exports import personal_columns
+
+    assert personal_columns("m", hashed=False) == "m.email, m.phone"
+    assert personal_columns("m", hashed=True) == "sha256(m.email) as email_sha256, sha256(m.phone) as phone_sha256"
+    # Already hashed in the marts: renamed, not hashed again.
+    assert personal_columns("m", hashed=True, hashed_in_marts=True) == "m.email as email_sha256, m.phone as phone_sha256"
+
+
+def test_pii_flags_from_the_environment_or_the_project(monkeypatch):
+    monkeypatch.setenv("HASH_PII_IN_EXPORTS", "yes")
+    assert settings.hash_pii_in_exports() is True
+    monkeypatch.setenv("HASH_PII_IN_EXPORTS", "")
+    assert settings.hash_pii_in_exports() is False  # dbt_project.yml's default
+    monkeypatch.setenv("HASH_PII_IN_EXPORTS", "maybe")
+    with pytest.raises(ValueError, match="expected true or false"):
+        settings.hash_pii_in_exports()
