@@ -354,10 +354,10 @@ def person_row_predicate(columns: list[tuple[str, str]], has_pattern: bool) -> s
         name = column.lower()
         text = f"{_quote(column)}::varchar"
         if name.endswith("profile_id"):
-            conditions.append(f"{text} in (select unnest($profiles))")
+            conditions.append(f"{text} in (select unnest($profiles::varchar[]))")
         elif name.endswith("message_id"):
-            conditions.append(f"{text} in (select unnest($messages))")
-        conditions.append(f"lower(trim({text})) in (select unnest($values))")
+            conditions.append(f"{text} in (select unnest($messages::varchar[]))")
+        conditions.append(f"lower(trim({text})) in (select unnest($values::varchar[]))")
         if has_pattern:
             conditions.append(f"regexp_matches(lower({text}), $pattern)")
     return " or ".join(conditions) if conditions else None
@@ -366,7 +366,7 @@ def person_row_predicate(columns: list[tuple[str, str]], has_pattern: bool) -> s
 def erase_person(conn, person: Person, request_id: str) -> Erasure:
     """Deletes every row of every table (outside ``privacy``) that holds the person. Raw lines
     erased are counted per load in ``privacy.erased_lines`` for the landing reconciliation."""
-    values = sorted({v.lower() for _, v in person.identifiers} | {v.strip().lower() for v in person.raw_values})
+    values = sorted({v.lower() for _, v in person.identifiers} | {v.strip().lower() for v in person.raw_values} - {""})
     pattern = text_match_pattern(values)
     params = {"profiles": person.profile_ids, "messages": person.message_ids, "values": values}
     if pattern:
@@ -378,22 +378,17 @@ def erase_person(conn, person: Person, request_id: str) -> Erasure:
             continue
         target = f"{_quote(schema)}.{_quote(table)}"
         used = {k: v for k, v in params.items() if f"${k}" in predicate}
-        typed = {k: (v if k == "pattern" else list(v)) for k, v in used.items()}
         if schema == "raw" and any(c == "load_id" for c, _ in columns) and table != "loaded_files":
             kind = "rejected_lines" if table == "rejected_records" else "accepted_lines"
             other = "accepted_lines" if kind == "rejected_lines" else "rejected_lines"
             conn.execute(
                 f"insert into privacy.erased_lines (request_id, load_id, {kind}, {other}) "
                 f"select {_sql_literal(request_id)}, load_id, count(*), 0 from {target} where {predicate} group by load_id",
-                _typed_params(typed))
-        deleted = conn.execute(f"delete from {target} where {predicate}", _typed_params(typed)).fetchone()[0]
+                used)
+        deleted = conn.execute(f"delete from {target} where {predicate}", used).fetchone()[0]
         if deleted:
             erasure.rows_by_table[f"{schema}.{table}"] = deleted
     return erasure
-
-
-def _typed_params(params: dict) -> dict:
-    return {k: (v if isinstance(v, str) else [str(x) for x in v] or [""]) for k, v in params.items()}
 
 
 def _sql_literal(text: str) -> str:

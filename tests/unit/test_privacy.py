@@ -217,3 +217,24 @@ def test_pii_flags_from_the_environment_or_the_project(monkeypatch):
     monkeypatch.setenv("HASH_PII_IN_EXPORTS", "maybe")
     with pytest.raises(ValueError, match="expected true or false"):
         settings.hash_pii_in_exports()
+
+
+def test_requests_given_as_the_run_configuration_of_the_dagster_asset(tmp_path):
+    import dagster as dg
+
+    from orchestration.assets.privacy import process_privacy_requests
+    from orchestration.resources import Warehouse
+    from tests.conftest import WAREHOUSE_FILE_NAME, environment
+
+    database = tmp_path / WAREHOUSE_FILE_NAME
+    run_config = {"ops": {"process_privacy_requests": {"config": {"requests": [
+        {"action": "lock", "identifier": "email:Kim@Example.com", "requested_by": "dpo", "request_id": "cfg-1"}]}}}}
+    with environment(DUCKDB_PATH=database, LANDING_DIR=tmp_path / "landing", EXPORT_DIR=tmp_path / "exports",
+                     PRIVACY_SALT=SALT):
+        result = dg.materialize([process_privacy_requests], resources={"warehouse": Warehouse()}, run_config=run_config)
+    assert result.success
+    with duckdb.connect(str(database), read_only=True) as conn:
+        assert conn.execute("select request_id, source, outcome from privacy.requests").fetchall() == [
+            ("cfg-1", "run_config", "completed")]
+        assert conn.execute("select identifier_hash from privacy.locks").fetchone()[0] == identifier_hash(
+            SALT, "email", "kim@example.com")
