@@ -172,9 +172,10 @@ def test_generated_bad_input_never_crashes_and_every_line_is_accounted_for(event
 
             whole_file_reasons = ("unreadable_file", "unreadable_csv", "missing_identifier_columns")
             per_file = dict(conn.execute("""
-                select f.file_path, f.lines_total - count(r.reason) filter (where r.reason = 'truncated_file')
+                select f.file_path,
+                       f.lines_total + f.blank_lines - count(r.reason) filter (where r.reason = 'truncated_file')
                 from raw.loaded_files f left join raw.rejected_records r using (load_id)
-                group by f.file_path, f.lines_total""").fetchall())
+                group by f.file_path, f.lines_total, f.blank_lines""").fetchall())
             whole = {r[0] for r in conn.execute("select file_path from raw.rejected_records where reason in "
                                                 f"{whole_file_reasons}").fetchall()}
             blank = conn.execute("select coalesce(sum(blank_lines), 0) from raw.loaded_files").fetchone()[0]
