@@ -304,9 +304,11 @@ _WORD = "a-z0-9@._+-"
 MIN_TEXT_MATCH_LENGTH = 4  # shorter values are matched by whole columns only
 
 
-def text_match_pattern(values: list[str]) -> str | None:
-    """A regular expression (on lower-cased text) finding any of ``values`` as a whole token."""
-    tokens = sorted({v.strip().lower() for v in values if v and len(v.strip()) >= MIN_TEXT_MATCH_LENGTH}, key=len, reverse=True)
+def text_match_pattern(values: list[str], ids: list[str] = ()) -> str | None:
+    """A regular expression (on lower-cased text) finding any of ``values`` (of some length) or
+    ``ids`` (profile ids, whatever their length) as a whole token."""
+    tokens = {v.strip().lower() for v in values if v and len(v.strip()) >= MIN_TEXT_MATCH_LENGTH}
+    tokens = sorted(tokens | {i.lower() for i in ids if i}, key=len, reverse=True)
     if not tokens:
         return None
     return f"(^|[^{_WORD}])(" + "|".join(re.escape(t) for t in tokens) + f")($|[^{_WORD}])"
@@ -399,8 +401,7 @@ def scrub_export_files(conn, export_dir: Path, person: Person) -> int:
     """Past exports (audience member lists and change files, earlier privacy exports) lose the person's rows."""
     if not export_dir.is_dir():
         return 0
-    needles = [v.lower() for _, v in person.identifiers] + list(person.profile_ids)
-    pattern = text_match_pattern(needles)
+    pattern = text_match_pattern([v for _, v in person.identifiers], person.profile_ids)
     if pattern is None:
         return 0
     compiled = re.compile(pattern)

@@ -238,3 +238,19 @@ def test_requests_given_as_the_run_configuration_of_the_dagster_asset(tmp_path):
             ("cfg-1", "run_config", "completed")]
         assert conn.execute("select identifier_hash from privacy.locks").fetchone()[0] == identifier_hash(
             SALT, "email", "kim@example.com")
+
+
+def test_past_export_files_lose_the_persons_rows_only(tmp_path, conn):
+    folder = tmp_path / "exports" / "audience"
+    (folder / "changes").mkdir(parents=True)
+    conn.execute(f"copy (select * from (values ('p1', 'dana@x.com'), ('p2', 'jimbo.dana@x.com')) as t(profile_id, email))"
+                 f" to '{folder / 'members.parquet'}' (format parquet)")
+    (folder / "changes" / "1.csv").write_text("change,profile_id,email\nentered,p1,\nentered,p2,sam@x.com\n")
+    (tmp_path / "exports" / "privacy").mkdir()
+    (tmp_path / "exports" / "privacy" / "old.json").write_text('{"profile_id": "p1"}')
+    (tmp_path / "exports" / "privacy" / "other.json").write_text('{"profile_id": "p2"}')
+    person = privacy.Person(profile_ids=["p1"], identifiers=[("email", "dana@x.com")])
+    assert privacy.scrub_export_files(conn, tmp_path / "exports", person) == 3
+    assert conn.execute(f"select profile_id from '{folder / 'members.parquet'}'").fetchall() == [("p2",)]
+    assert (folder / "changes" / "1.csv").read_text() == "change,profile_id,email\nentered,p2,sam@x.com\n"
+    assert sorted(p.name for p in (tmp_path / "exports" / "privacy").iterdir()) == ["other.json"]
