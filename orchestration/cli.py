@@ -96,7 +96,10 @@ def _explain(args: argparse.Namespace) -> int:
     macro_args = {"identifier": args.identifier, **({"other": args.other} if args.other else {})}
     command = [settings.DBT_EXECUTABLE, "--quiet", "run-operation", "explain_identity", "--args",
                json.dumps(macro_args), "--profiles-dir", str(settings.DBT_PROFILES_DIR)]
-    return subprocess.run(command, cwd=settings.DBT_PROJECT_DIR).returncode
+    from orchestration.locking import writer_lock
+
+    with writer_lock(settings.duckdb_path()):  # dbt opens the file: wait for a run that holds it
+        return subprocess.run(command, cwd=settings.DBT_PROJECT_DIR).returncode
 
 
 def main(argv: list[str] | None = None) -> int:
