@@ -12,8 +12,15 @@ _RAW_ROWS_BY_LOAD = " union all ".join(
     f"select load_id from raw.{table}" for table in [*MESSAGE_TABLES.values(), "contacts"]
 )
 
+# Lines erased by privacy requests (privacy.erased_lines) left the raw tables on purpose.
+_NO_ERASED_LINES = "select null::varchar as load_id, 0 as accepted_lines, 0 as rejected_lines where false"
+_ERASED_LINES = "select load_id, accepted_lines, rejected_lines from privacy.erased_lines"
+
 LANDED_LINES_SQL = f"""
-with raw_rows as (
+with erased as (
+    select load_id, sum(accepted_lines) as accepted, sum(rejected_lines) as rejected from ({{erased_lines}}) group by 1
+),
+raw_rows as (
     select load_id, count(*) as accepted from ({_RAW_ROWS_BY_LOAD}) as accepted_rows group by 1
 ),
 rejected_rows as (
@@ -29,9 +36,10 @@ select
 from raw.loaded_files as files
 left join raw_rows using (load_id)
 left join rejected_rows using (load_id)
+left join erased using (load_id)
 where files.lines_total <> files.lines_accepted + files.lines_rejected
-   or files.lines_accepted <> coalesce(raw_rows.accepted, 0)
-   or files.lines_rejected <> coalesce(rejected_rows.rejected, 0)
+   or files.lines_accepted <> coalesce(raw_rows.accepted, 0) + coalesce(erased.accepted, 0)
+   or files.lines_rejected <> coalesce(rejected_rows.rejected, 0) + coalesce(erased.rejected, 0)
 """
 
 # Accepted messages: distinct message ids over the raw message tables; contact records: the rows of
@@ -62,13 +70,15 @@ select
 @dg.asset_check(
     asset=dg.AssetKey(["raw", "loaded_files"]),
     name="landed_lines_reconcile",
-    description="Every landed line is either in a raw table or in raw.rejected_records, per file.",
+    description="Every landed line is either in a raw table or in raw.rejected_records (or was erased by a "
+                "privacy request), per file.",
     blocking=True,
     pool=DUCKDB_POOL,
 )
 def landed_lines_reconcile(warehouse: Warehouse) -> dg.AssetCheckResult:
     with connect(warehouse.database) as conn:
-        mismatches = conn.execute(LANDED_LINES_SQL).fetchall()
+        erased = _ERASED_LINES if table_exists(conn, "privacy", "erased_lines") else _NO_ERASED_LINES
+        mismatches = conn.execute(LANDED_LINES_SQL.replace("{erased_lines}", erased)).fetchall()
         totals = conn.execute(
             "select count(*), coalesce(sum(lines_total), 0), coalesce(sum(lines_accepted), 0), "
             "coalesce(sum(lines_rejected), 0) from raw.loaded_files"

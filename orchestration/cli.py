@@ -9,10 +9,17 @@ from orchestration import settings
 
 
 def _run(_: argparse.Namespace) -> int:
+    from orchestration.locking import writer_lock
+
+    print(f"landing folder: {settings.landing_dir()}\nwarehouse:      {settings.duckdb_path()}", flush=True)
+    with writer_lock(settings.duckdb_path()):  # the run and its summary, before another run starts
+        return _run_and_summarise()
+
+
+def _run_and_summarise() -> int:
     from orchestration.runner import run_build_warehouse
     from orchestration.warehouse import connect
 
-    print(f"landing folder: {settings.landing_dir()}\nwarehouse:      {settings.duckdb_path()}")
     outcome = run_build_warehouse()
     if outcome.success:
         with connect(settings.duckdb_path(), read_only=True) as conn:
@@ -89,7 +96,10 @@ def _explain(args: argparse.Namespace) -> int:
     macro_args = {"identifier": args.identifier, **({"other": args.other} if args.other else {})}
     command = [settings.DBT_EXECUTABLE, "--quiet", "run-operation", "explain_identity", "--args",
                json.dumps(macro_args), "--profiles-dir", str(settings.DBT_PROFILES_DIR)]
-    return subprocess.run(command, cwd=settings.DBT_PROJECT_DIR).returncode
+    from orchestration.locking import writer_lock
+
+    with writer_lock(settings.duckdb_path()):  # dbt opens the file: wait for a run that holds it
+        return subprocess.run(command, cwd=settings.DBT_PROJECT_DIR).returncode
 
 
 def main(argv: list[str] | None = None) -> int:

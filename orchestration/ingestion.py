@@ -9,11 +9,10 @@ back the file it was on, and the next run loads it again.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import re
-import shutil
 import tempfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -176,8 +175,9 @@ def file_sha256(path: Path) -> str:
 
 
 def ingest_landing_dir(conn: duckdb.DuckDBPyConnection, landing_dir: Path,
-                       identity: IdentityFields = IdentityFields()) -> IngestionSummary:
-    """Load every landing file not loaded before; one transaction per file."""
+                       identity: IdentityFields = IdentityFields(), screen=None) -> IngestionSummary:
+    """Load every landing file not loaded before; one transaction per file. ``screen`` (a
+    ``privacy.PrivacyScreen``) rejects the lines of erased or locked identities."""
     create_raw_tables(conn)
     already = {
         (path, sha)
@@ -189,12 +189,12 @@ def ingest_landing_dir(conn: duckdb.DuckDBPyConnection, landing_dir: Path,
         if (landing_file.relative_path, sha) in already:
             summary.files_skipped += 1
             continue
-        summary.files_loaded.append(_load_file(conn, landing_file, sha, identity))
+        summary.files_loaded.append(_load_file(conn, landing_file, sha, identity, screen))
     return summary
 
 
 def _load_file(conn: duckdb.DuckDBPyConnection, landing_file: LandingFile, sha: str,
-               identity: IdentityFields) -> FileResult:
+               identity: IdentityFields, screen=None) -> FileResult:
     load_id = hashlib.md5(f"{landing_file.relative_path}\n{sha}".encode()).hexdigest()
     stat = landing_file.path.stat()
     context = {
@@ -211,7 +211,9 @@ def _load_file(conn: duckdb.DuckDBPyConnection, landing_file: LandingFile, sha: 
         if isinstance(staged, WholeFileRejection):
             accepted, rejected, blank = _reject_whole_file(conn, context, staged)
         else:
+            screened = screen.screen(conn, landing_file.kind, context) if screen else Counter()
             accepted, rejected, blank = write(conn, context, staged)
+            rejected += screened
         conn.execute(
             "insert into raw.loaded_files values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
@@ -307,6 +309,7 @@ select
     given_message_id,
     case
         when is_blank then null
+        when line = {_literal(TRUNCATED_MARK)} then 'truncated_file'
         when strpos(line, chr(65533)) > 0 and ? then 'invalid_utf8'
         when not is_json then 'malformed_json'
         when json_kind <> 'OBJECT' then 'not_a_json_object'
@@ -323,7 +326,7 @@ def _stage_events(conn, path: Path, identity: IdentityFields) -> WholeFileReject
     with tempfile.TemporaryDirectory(prefix="landing-") as scratch:
         try:
             text_path = _gunzipped(path, Path(scratch))
-        except (OSError, EOFError) as error:
+        except (OSError, EOFError, zlib.error) as error:
             return WholeFileRejection("unreadable_file", str(error))
         try:
             conn.execute(_classify_lines_sql(identity), [str(text_path), False])
@@ -378,13 +381,30 @@ def _write_events(conn, context: dict, _staged: None):
 
 
 def _gunzipped(path: Path, scratch: Path) -> Path:
-    """``read_text`` does not decompress: give it a plain copy of a ``.gz`` file."""
+    """``read_text`` does not decompress: give it a plain copy of a ``.gz`` file.
+
+    A file cut short (a transfer that died) keeps every line before the cut; the copy then ends
+    with a ``TRUNCATED_MARK`` line, rejected as ``truncated_file``."""
     if not path.name.endswith(".gz"):
         return path
     plain = scratch / "landing.jsonl"
-    with gzip.open(path, "rb") as source, plain.open("wb") as target:
-        shutil.copyfileobj(source, target, 1 << 20)
+    decompressor, in_member, last_byte = zlib.decompressobj(31), False, b"\n"
+    with path.open("rb") as source, plain.open("wb") as target:
+        for block in iter(lambda: source.read(1 << 20), b""):
+            while block:
+                in_member = True
+                text = decompressor.decompress(block)
+                target.write(text)
+                last_byte = text[-1:] or last_byte
+                block = decompressor.unused_data if decompressor.eof else b""
+                if decompressor.eof:  # a gzip file may hold several members, one after the other
+                    decompressor, in_member = zlib.decompressobj(31), False
+        if in_member:
+            target.write((b"" if last_byte == b"\n" else b"\n") + TRUNCATED_MARK.encode() + b"\n")
     return plain
+
+
+TRUNCATED_MARK = "(identity-warehouse: the gzip file was cut short here)"
 
 
 # ---------------------------------------------------------------------------------------------

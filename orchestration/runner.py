@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from orchestration import settings
+from orchestration.locking import writer_lock
 from orchestration.project import prepare_manifest
 
 
@@ -49,5 +50,7 @@ def run_build_warehouse(instance: dg.DagsterInstance | None = None, run_config: 
         instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     job = defs.resolve_job_def("build_warehouse")
     run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}, **(run_config or {})}
-    result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config)
+    # This process runs outside Dagster's run queue: the lock serialises it with other runs.
+    with writer_lock(settings.duckdb_path()):
+        result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config)
     return judge(result)

@@ -56,6 +56,35 @@ def identity_rules() -> dict:
     return project["vars"]["identity_rules"]
 
 
+def _flag(value, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}: expected true or false, got {value!r}")
+
+
+def _project_var(name: str, default=None):
+    import yaml
+
+    return yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"].get(name, default)
+
+
+def hash_pii_in_exports() -> bool:
+    """E-mails and phones in audience exports as SHA-256 of the normalised value:
+    ``HASH_PII_IN_EXPORTS`` (true/false), else ``vars: hash_pii_in_exports`` in dbt_project.yml."""
+    value = os.environ.get("HASH_PII_IN_EXPORTS", "").strip() or _project_var("hash_pii_in_exports", False)
+    return _flag(value, "HASH_PII_IN_EXPORTS / hash_pii_in_exports")
+
+
+def hash_pii_in_marts() -> bool:
+    """Whether the profile marts hold hashed e-mails and phones (``vars: hash_pii_in_marts``)."""
+    return _flag(_project_var("hash_pii_in_marts", False), "hash_pii_in_marts")
+
+
 def export_dir() -> Path:
     """Where audience exports are written: ``EXPORT_DIR`` or ``data/exports``."""
     return _resolve(os.environ.get("EXPORT_DIR"), DEFAULT_EXPORT_DIR)

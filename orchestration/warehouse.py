@@ -13,17 +13,20 @@ from pathlib import Path
 import duckdb
 
 from orchestration import settings
+from orchestration.locking import writer_lock
 
 
 @contextmanager
 def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = duckdb.connect(str(path), read_only=read_only, config=settings.duckdb_config())
-    conn.execute("set enable_progress_bar = false")  # it would fill the run logs
-    try:
-        yield conn
-    finally:
-        conn.close()
+    # Any open connection keeps other processes out of the file: wait for their turn (locking.py).
+    with writer_lock(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = duckdb.connect(str(path), read_only=read_only, config=settings.duckdb_config())
+        conn.execute("set enable_progress_bar = false")  # it would fill the run logs
+        try:
+            yield conn
+        finally:
+            conn.close()
 
 
 def fetch_value(conn: duckdb.DuckDBPyConnection, sql: str, params: list | None = None):

@@ -7,7 +7,9 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
+from orchestration import settings
 from orchestration.assets.landing import DUCKDB_POOL
+from orchestration.locking import writer_lock
 from orchestration.dbt_args import dbt_build_args
 from orchestration.project import dbt_project
 
@@ -41,4 +43,5 @@ class DbtBuildConfig(dg.Config):
 )
 def identity_warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: DbtBuildConfig):
     """``dbt build``: the models of the selection, with their tests as asset checks."""
-    yield from dbt.cli(dbt_build_args(config.full_refresh, config.dbt_vars), context=context).stream()
+    with writer_lock(settings.duckdb_path(), context.log.info):  # dbt opens the file itself
+        yield from dbt.cli(dbt_build_args(config.full_refresh, config.dbt_vars), context=context).stream()

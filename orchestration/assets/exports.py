@@ -27,28 +27,40 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def members_sql(audience: Audience) -> str:
+def personal_columns(table: str, hashed: bool, hashed_in_marts: bool = False) -> str:
+    """The e-mail and phone columns, plain or as SHA-256 hex of the normalised value (marts hold
+    normalised values: trimmed lower-case e-mails, E.164 phones), hashed once."""
+    if hashed_in_marts:
+        return f"{table}.email as email_sha256, {table}.phone as phone_sha256"
+    if not hashed:
+        return f"{table}.email, {table}.phone"
+    return f"sha256({table}.email) as email_sha256, sha256({table}.phone) as phone_sha256"
+
+
+def members_sql(audience: Audience, hash_pii: bool = False) -> str:
     traits = "".join(f", traits.{name}" for name in audience.export_traits)
     return (
-        "select members.profile_id, members.user_id, members.email, members.phone" + traits +
+        f"select members.profile_id, members.user_id, {personal_columns('members', hash_pii, settings.hash_pii_in_marts())}"
+        + traits +
         " from marts.audience_members as members"
         " left join marts.profile_traits as traits on traits.profile_id = members.profile_id"
         f" where members.audience = {_quote(audience.name)} order by members.profile_id"
     )
 
 
-def export_audience(conn, audience: Audience, folder, exported_at: datetime) -> dict:
+def export_audience(conn, audience: Audience, folder, exported_at: datetime, hash_pii: bool = False) -> dict:
     """Members as CSV and Parquet, and the entered/exited changes since the previous export as CSV."""
     conn.execute(EXPORT_LOG_DDL)
     folder.mkdir(parents=True, exist_ok=True)
     last = conn.execute(
         "select max(exported_at) from exports.audience_exports where audience = ?", [audience.name]
     ).fetchone()[0]
-    members = members_sql(audience)
+    members = members_sql(audience, hash_pii)
     conn.execute(f"copy ({members}) to {_quote(str(folder / 'members.csv'))} (format csv, header)")
     conn.execute(f"copy ({members}) to {_quote(str(folder / 'members.parquet'))} (format parquet)")
     changes = (
-        "select history.change, history.changed_at, history.profile_id, profiles.user_id, profiles.email, profiles.phone"
+        "select history.change, history.changed_at, history.profile_id, profiles.user_id, "
+        + personal_columns("profiles", hash_pii, settings.hash_pii_in_marts()) +
         " from marts.audience_membership_history as history"
         " left join marts.profiles as profiles on profiles.profile_id = history.profile_id"
         f" where history.audience = {_quote(audience.name)}"
@@ -80,14 +92,16 @@ def audience_export_asset(audience: Audience) -> dg.AssetsDefinition:
                     "entered/exited changes since the previous export, in EXPORT_DIR/<audience>/.",
         deps=[dg.AssetKey(["audiences", f"audience__{audience.name}"]),
               dg.AssetKey(["marts", "audience_membership_history"]),
-              dg.AssetKey(["marts", "audience_members"])],
+              dg.AssetKey(["marts", "audience_members"]),
+              dg.AssetKey(["privacy", "requests"])],  # an erased person is in no export
         pool=DUCKDB_POOL,
         kinds={"csv", "parquet"},
     )
     def _export(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         exported_at = datetime.now(timezone.utc).replace(tzinfo=None)
         with connect(warehouse.database) as conn:
-            result = export_audience(conn, audience, settings.export_dir() / audience.name, exported_at)
+            result = export_audience(conn, audience, settings.export_dir() / audience.name, exported_at,
+                                     settings.hash_pii_in_exports())
         context.log.info(f"{audience.name}: {result['members']} members, +{result['entered']} -{result['exited']}")
         return dg.MaterializeResult(metadata={
             "dagster/row_count": result["members"],

@@ -5,6 +5,7 @@ import dagster as dg
 
 from orchestration import settings
 from orchestration.ingestion import CONTACTS_TABLE, MESSAGE_TABLES, RAW_TABLES, IdentityFields, ingest_landing_dir
+from orchestration.privacy import PrivacyScreen, privacy_salt
 from orchestration.resources import Warehouse
 from orchestration.warehouse import connect
 
@@ -35,7 +36,9 @@ def ingest_landing_files(context: dg.AssetExecutionContext, warehouse: Warehouse
     with connect(warehouse.database) as conn:
         # Accept what the identity rules can use (custom identifier types included).
         identity = IdentityFields.from_rules(settings.identity_rules())
-        summary = ingest_landing_dir(conn, warehouse.landing, identity)
+        # Lines of erased or locked identities are rejected at the door (privacy requests).
+        screen = PrivacyScreen.load(conn, privacy_salt(warehouse.database), settings.identity_rules())
+        summary = ingest_landing_dir(conn, warehouse.landing, identity, screen)
         row_counts = {
             table: conn.execute(f"select count(*) from raw.{table}").fetchone()[0]
             for table in [*RAW_TABLES, *AUDIT_TABLES]

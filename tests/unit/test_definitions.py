@@ -75,3 +75,13 @@ def test_sensor_fires_once_per_change_of_the_landing_folder(tmp_path):
         (tmp_path / "events" / "b.jsonl").write_text('{"type":"track","anonymousId":"b"}\n')
         again = new_landing_files_sensor(dg.build_sensor_context(cursor=cursor))
         assert isinstance(again, dg.RunRequest) and again.run_key != cursor
+
+
+def test_privacy_requests_run_after_the_marts_and_before_every_export(defs):
+    graph = defs.resolve_asset_graph()
+    requests = graph.get(dg.AssetKey(["privacy", "requests"]))
+    assert requests.group_name == "privacy"
+    assert dg.AssetKey(["marts", "profile_identifiers"]) in requests.parent_keys
+    for key in graph.get_all_asset_keys():
+        if key.path[0] == "exports":
+            assert dg.AssetKey(["privacy", "requests"]) in graph.get(key).parent_keys, key

@@ -124,6 +124,22 @@ def test_unreadable_gzip_is_rejected_as_a_whole_and_the_rest_still_loads(tmp_pat
     assert reasons[0][2] == "unreadable_file"
 
 
+def test_a_gzip_file_cut_short_keeps_the_lines_before_the_cut(tmp_path, conn):
+    lines = [{"type": "track", "messageId": f"m{i}", "anonymousId": "a", "properties": {"n": i}} for i in range(2000)]
+    text = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    compressed = gzip.compress(text)
+    (tmp_path / "events").mkdir()
+    (tmp_path / "events" / "cut.jsonl.gz").write_bytes(compressed[: len(compressed) * 2 // 3])
+    summary = ingest_landing_dir(conn, tmp_path)
+    kept = summary.accepted["tracks"]
+    assert 0 < kept < 2000
+    assert conn.execute("select min(message_id = 'm0') from raw.tracks where line_number = 1").fetchone()[0]
+    reasons = dict(conn.execute("select reason, count(*) from raw.rejected_records group by 1").fetchall())
+    assert reasons.pop("truncated_file") == 1
+    assert sum(reasons.values()) <= 1  # the line the cut went through, if any: malformed_json
+    assert set(reasons) <= {"malformed_json"}
+
+
 def test_files_are_loaded_once_and_a_rewritten_file_again(tmp_path, conn):
     path = write_jsonl(tmp_path / "events" / "a.jsonl", [{"type": "track", "messageId": "m1", "anonymousId": "a"}])
     first = ingest_landing_dir(conn, tmp_path)

@@ -126,8 +126,8 @@ merged_traits as (
 select
     identity.profile_id,
     identity.user_id,
-    identity.email,
-    identity.phone,
+    {{ personal_value('identity.email') }} as email,
+    {{ personal_value('identity.phone') }} as phone,
     activity.first_seen_at,
     activity.last_seen_at,
     identity.user_id is null as is_anonymous,

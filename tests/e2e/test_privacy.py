@@ -1,0 +1,191 @@
+"""Privacy requests through the real job: export, lock, delete, then a replay of every landing file.
+
+Runs on a copy of ``seeds/`` (once per session):
+
+1. the sample data as shipped;
+2. requests: export Dana (the Amplitude webinar attendee who signed up), lock Ravi's user id, export
+   the hashed PII of the audiences (``HASH_PII_IN_EXPORTS``);
+3. a new message from Ravi lands (locked), and a request deletes Dana, named by her phone as typed;
+4. every event file and contact list is landed again under a new name (a replay, as Segment's
+   users suffer it): nothing of Dana may come back.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from orchestration.runner import JobOutcome, run_build_warehouse
+from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME, environment
+
+pytestmark = pytest.mark.e2e
+
+DANA = {("email", "dana.argelies@example.com"), ("phone", "+14155550101"), ("user_id", "amp-user-dana"),
+        ("anonymous_id", "amp-web-dana")}
+DANA_VALUES = sorted(value for _, value in DANA)
+RAVI_LATE = {"type": "track", "messageId": "ravi-late-1", "userId": "amp-user-ravi", "event": "Page Viewed",
+             "timestamp": "2024-05-01T10:00:00Z"}
+
+
+@dataclass
+class PrivacyRuns:
+    landing: Path
+    database: Path
+    exports: Path
+    outcomes: list[JobOutcome]
+    export_document: dict
+    hashed_members: list[dict]
+
+
+def occurrences(database: Path, values: list[str]) -> list[tuple]:
+    """Every (schema, table, column, value) where a value occurs in any text or JSON column, anywhere."""
+    found = []
+    with duckdb.connect(str(database), read_only=True) as conn:
+        columns = conn.execute(
+            "select table_schema, table_name, column_name from information_schema.columns "
+            "where data_type in ('VARCHAR', 'JSON')").fetchall()
+        for schema, table, column in columns:
+            for value in values:
+                hits = conn.execute(
+                    f'select count(*) from "{schema}"."{table}" where contains(lower("{column}"::varchar), ?)',
+                    [value.lower()]).fetchone()[0]
+                if hits:
+                    found.append((schema, table, column, value, hits))
+    return found
+
+
+@pytest.fixture(scope="session")
+def privacy_runs(tmp_path_factory) -> PrivacyRuns:
+    landing = tmp_path_factory.mktemp("privacy_landing")
+    shutil.copytree(SEEDS, landing, dirs_exist_ok=True)
+    database = tmp_path_factory.mktemp("privacy_warehouse") / WAREHOUSE_FILE_NAME
+    exports = tmp_path_factory.mktemp("privacy_exports")
+    requests = landing / "privacy"
+    outcomes = []
+    with environment(LANDING_DIR=landing, DUCKDB_PATH=database, EXPORT_DIR=exports, PRIVACY_SALT="test-salt"):
+        outcomes.append(run_build_warehouse())
+
+        requests.mkdir()
+        (requests / "2024-06-01-export.jsonl").write_text(
+            json.dumps({"request_id": "req-export-dana", "action": "export",
+                        "identifier": "email: Dana.Argelies@Example.com", "requested_by": "dpo@shop.example"}) + "\n")
+        (requests / "2024-06-01-lock.yml").write_text(
+            "- {request_id: req-lock-ravi, action: lock, identifier_type: user_id, identifier_value: amp-user-ravi,"
+            " requested_by: support@shop.example}\n")
+        with environment(HASH_PII_IN_EXPORTS="true"):
+            outcomes.append(run_build_warehouse())
+        export_document = json.loads((exports / "privacy" / "req-export-dana.json").read_text())
+        with (exports / "webinar_attendees_without_account" / "members.csv").open() as handle:
+            hashed_members = list(csv.DictReader(handle))
+
+        (landing / "events" / "late").mkdir()
+        (landing / "events" / "late" / "ravi.jsonl").write_text(json.dumps(RAVI_LATE) + "\n")
+        (requests / "2024-06-02-delete.csv").write_text(
+            "request_id,action,identifier_type,identifier_value,requested_by\n"
+            'req-delete-dana,delete,phone,"(415) 555-0101",dpo@shop.example\n')
+        outcomes.append(run_build_warehouse())
+
+        replay = landing / "events" / "replay"
+        for path in sorted((landing / "events").rglob("*.jsonl*")):
+            if replay not in path.parents:
+                target = replay / path.relative_to(landing / "events").as_posix().replace("/", "__")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(path, target)
+        for path in sorted((landing / "contacts").glob("*.csv")):
+            shutil.copy(path, path.with_name(f"replayed_{path.name}"))
+        outcomes.append(run_build_warehouse())
+    return PrivacyRuns(landing, database, exports, outcomes, export_document, hashed_members)
+
+
+def test_every_run_succeeds_without_failed_checks(privacy_runs: PrivacyRuns):
+    for outcome in privacy_runs.outcomes:
+        assert outcome.success, outcome
+        assert outcome.failed_checks == []  # landed_lines_reconcile counts erased lines
+
+
+def test_export_holds_every_identifier_trait_audience_and_event_of_the_person(privacy_runs: PrivacyRuns):
+    document = privacy_runs.export_document
+    assert {(i["identifier_type"], i["identifier_value"]) for i in document["identifiers"]} == DANA
+    assert document["profile"]["email"] == "dana.argelies@example.com"
+    assert document["traits"]["name"] == "Dana Argelies"
+    assert document["computed_traits"]["webinars_attended"] == 1
+    assert {e["message_id"] for e in document["events"]} >= {"amp-002", "contact:webinar_attendees:1"}
+    assert all(e["file_path"] for e in document["events"])
+    assert isinstance(document["audiences"], list) and isinstance(document["audience_history"], list)
+    assert {link["to_value"] for link in document["identity_links"]} & {"amp-user-dana", "dana.argelies@example.com"}
+
+
+def test_hashed_pii_option_writes_sha256_of_normalised_values(privacy_runs: PrivacyRuns):
+    import hashlib
+
+    members = privacy_runs.hashed_members
+    assert members and set(members[0]) >= {"email_sha256", "phone_sha256"} and "email" not in members[0]
+    expected = hashlib.sha256(b"mia.chen@example.net").hexdigest()
+    assert expected in {m["email_sha256"] for m in members}
+
+
+def test_the_audit_log_records_who_what_when_without_the_identifier(privacy_runs: PrivacyRuns):
+    with duckdb.connect(str(privacy_runs.database), read_only=True) as conn:
+        log = {row[0]: row for row in conn.execute(
+            "select request_id, action, identifier_type, identifier_hash, requested_by, source, processed_at, outcome,"
+            " profiles_found, identifiers_erased, rows_erased from privacy.requests").fetchall()}
+    assert set(log) == {"req-export-dana", "req-lock-ravi", "req-delete-dana"}
+    export, lock, delete = log["req-export-dana"], log["req-lock-ravi"], log["req-delete-dana"]
+    assert export[1:3] == ("export", "email") and export[4:6] == ("dpo@shop.example", "privacy/2024-06-01-export.jsonl")
+    assert lock[1] == "lock" and lock[7] == "completed"
+    assert delete[1:3] == ("delete", "phone") and delete[7] == "completed"
+    assert delete[8:10] == (1, 4) and delete[10] > 0
+    assert all(len(row[3]) == 64 for row in log.values())  # a SHA-256, never the value
+    assert not (privacy_runs.landing / "privacy").exists() or not list((privacy_runs.landing / "privacy").iterdir())
+
+
+def test_a_locked_identifier_is_rejected_at_ingestion(privacy_runs: PrivacyRuns):
+    with duckdb.connect(str(privacy_runs.database), read_only=True) as conn:
+        rows = conn.execute("select file_path, line_number, raw_text from raw.rejected_records "
+                            "where reason = 'locked_identity'").fetchall()
+        in_raw = conn.execute("select count(*) from raw.tracks where message_id = 'ravi-late-1'").fetchone()[0]
+    assert ("events/late/ravi.jsonl", 1, None) in rows
+    assert in_raw == 0
+
+
+def test_after_a_delete_and_a_replay_no_table_holds_the_person(privacy_runs: PrivacyRuns):
+    assert occurrences(privacy_runs.database, DANA_VALUES) == []
+
+
+def test_the_replay_was_loaded_and_the_persons_lines_were_rejected_as_erased(privacy_runs: PrivacyRuns):
+    with duckdb.connect(str(privacy_runs.database), read_only=True) as conn:
+        replayed = conn.execute("select count(*) from raw.loaded_files where file_path like 'events/replay/%' "
+                                "or file_path like 'contacts/replayed_%'").fetchone()[0]
+        erased = conn.execute("select file_path, raw_text from raw.rejected_records "
+                              "where reason = 'erased_identity' order by all").fetchall()
+        profiles = conn.execute("select count(*) from marts.profile_identifiers where identifier_value in "
+                                "(select unnest(?::varchar[]))", [DANA_VALUES]).fetchone()[0]
+    assert replayed > 0
+    files = {path for path, _ in erased}
+    assert "contacts/replayed_webinar_attendees.csv" in files
+    assert any(path.startswith("events/replay/stories__amplitude") for path in files)
+    assert all(text is None for _, text in erased)  # the rejection keeps no copy of the data
+    assert profiles == 0
+
+
+def test_no_export_file_holds_the_person_after_the_delete(privacy_runs: PrivacyRuns):
+    for path in privacy_runs.exports.rglob("*"):
+        if path.is_file() and path.suffix in (".csv", ".json"):
+            text = path.read_text().lower()
+            assert not [v for v in DANA_VALUES if v in text], path
+    assert not (privacy_runs.exports / "privacy" / "req-export-dana.json").exists()
+
+
+def test_other_people_are_untouched_by_the_delete(privacy_runs: PrivacyRuns):
+    with duckdb.connect(str(privacy_runs.database), read_only=True) as conn:
+        ravi = conn.execute("select count(*) from marts.profile_identifiers where identifier_value = 'amp-user-ravi'"
+                            ).fetchone()[0]
+        sam = conn.execute("select count(*) from marts.profile_identifiers where identifier_value = 'sam.lee@example.org'"
+                           ).fetchone()[0]
+    assert (ravi, sam) == (1, 1)

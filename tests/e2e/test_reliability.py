@@ -1,0 +1,196 @@
+"""Faults and concurrency, with real processes: ``identity-warehouse run`` as users start it.
+
+- Two runs started at once on one DuckDB file: both succeed, one after the other (the writer lock).
+- A run SIGKILLed inside the transaction of an ingested file, then a run SIGKILLed in the middle of
+  ``dbt build`` (after the incremental ``int_profile_ids`` was written), then a normal run: every
+  mart holds the same rows as after the uninterrupted runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from orchestration import settings
+from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME
+
+pytestmark = pytest.mark.e2e
+
+CLI = [sys.executable, "-m", "orchestration.cli", "run"]
+# Wall-clock columns: when a row was built or loaded, not what it says.
+WALL_CLOCK_COLUMNS = {"loaded_at", "assigned_at", "changed_at", "merged_at", "rejected_at", "exported_at"}
+KILL_INSIDE_FILE = 4  # SIGKILL inside the transaction of the 4th file
+# Runs the command line with ingestion patched to die (SIGKILL, no clean-up) after writing the rows
+# of one file and before its commit.
+KILL_DURING_INGESTION = f"""
+import os, signal, sys
+from orchestration import ingestion
+real_write, calls = ingestion._write_events, []
+def write_then_die(*args):
+    result = real_write(*args)
+    calls.append(1)
+    if len(calls) == {KILL_INSIDE_FILE}:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return result
+ingestion._write_events = write_then_die
+from orchestration.cli import main
+sys.exit(main(["run"]))
+"""
+KILL_DBT_AFTER = "OK created sql incremental model intermediate.int_profile_ids"
+
+
+def run_env(database: Path, landing: Path, exports: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    env.update(LANDING_DIR=str(landing), DUCKDB_PATH=str(database), EXPORT_DIR=str(exports),
+               PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}", PYTHONUNBUFFERED="1")
+    return env
+
+
+def comparable(value: str | None) -> str | None:
+    """A sum of doubles depends on the order parallel aggregation adds them in (256.96 or
+    256.96000000000004): compare decimals to 12 significant digits."""
+    if value is None or not re.fullmatch(r"-?\d+\.\d+(e-?\d+)?", value):
+        return value
+    return f"{float(value):.12g}"
+
+
+def marts_snapshot(database: Path) -> dict[str, list[tuple]]:
+    """Every table of the schemas analysts read, sorted, without wall-clock columns."""
+    tables = {}
+    with duckdb.connect(str(database), read_only=True) as conn:
+        for schema, table in conn.execute(
+            "select table_schema, table_name from information_schema.tables where table_type = 'BASE TABLE' "
+            "and table_schema in ('marts', 'audiences', 'traits') order by 1, 2").fetchall():
+            columns = [c for (c,) in conn.execute(
+                "select column_name from information_schema.columns where table_schema = ? and table_name = ? "
+                "order by ordinal_position", [schema, table]).fetchall() if c not in WALL_CLOCK_COLUMNS]
+            select = ", ".join(f'"{c}"::varchar' for c in columns)
+            rows = conn.execute(f'select {select} from "{schema}"."{table}"').fetchall()
+            tables[f"{schema}.{table}"] = sorted((tuple(map(comparable, row)) for row in rows),
+                                                 key=lambda row: [(v is None, v or "") for v in row])
+    return tables
+
+
+@pytest.fixture(scope="session")
+def reliability_landing(tmp_path_factory) -> Path:
+    landing = tmp_path_factory.mktemp("reliability_landing")
+    shutil.copytree(SEEDS, landing, dirs_exist_ok=True)
+    return landing
+
+
+@pytest.fixture(scope="session")
+def concurrent_runs(tmp_path_factory, reliability_landing):
+    """Two ``identity-warehouse run`` started together on one file; the warehouse is the baseline."""
+    database = tmp_path_factory.mktemp("concurrent") / WAREHOUSE_FILE_NAME
+    env = run_env(database, reliability_landing, database.parent / "exports")
+    started = time.monotonic()
+    processes = [subprocess.Popen(CLI, env=env, cwd=settings.PROJECT_ROOT, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=900)[0] for p in processes]
+    return {"database": database, "returncodes": [p.returncode for p in processes], "outputs": outputs,
+            "seconds": time.monotonic() - started, "marts": marts_snapshot(database)}
+
+
+def test_two_runs_started_at_once_both_succeed_one_after_the_other(concurrent_runs):
+    assert concurrent_runs["returncodes"] == [0, 0], "\n".join(o[-3000:] for o in concurrent_runs["outputs"])
+    waited = [o for o in concurrent_runs["outputs"] if "waiting for another run to finish" in o]
+    assert len(waited) == 1
+    for output in concurrent_runs["outputs"]:
+        assert "Could not set lock on file" not in output  # DuckDB's error when two processes write
+    # One run landed the 14 files, the other (after waiting) found them loaded.
+    assert sorted("0 new file(s), 14 already loaded" in o for o in concurrent_runs["outputs"]) == [False, True]
+
+
+@pytest.fixture(scope="session")
+def interrupted_runs(tmp_path_factory, reliability_landing):
+    database = tmp_path_factory.mktemp("interrupted") / WAREHOUSE_FILE_NAME
+    env = run_env(database, reliability_landing, database.parent / "exports")
+    record = {"database": database}
+
+    killed = subprocess.run([sys.executable, "-c", KILL_DURING_INGESTION], env=env, cwd=settings.PROJECT_ROOT,
+                            capture_output=True, text=True, timeout=900)
+    record["ingestion_kill_returncode"] = killed.returncode
+    with duckdb.connect(str(database), read_only=True) as conn:
+        record["files_after_ingestion_kill"] = conn.execute("select count(*) from raw.loaded_files").fetchone()[0]
+        record["marts_after_ingestion_kill"] = conn.execute(
+            "select count(*) from information_schema.tables where table_schema = 'marts'").fetchone()[0]
+
+    process = subprocess.Popen(CLI, env=env, cwd=settings.PROJECT_ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    seen = []
+    timer = threading.Timer(900, lambda: os.killpg(process.pid, signal.SIGKILL))
+    timer.start()
+    for line in process.stdout:
+        seen.append(line)
+        if KILL_DBT_AFTER in line:
+            os.killpg(process.pid, signal.SIGKILL)  # the CLI and its dbt child, mid-build
+            break
+    timer.cancel()
+    process.wait()
+    record["dbt_kill_seen"] = any(KILL_DBT_AFTER in line for line in seen)
+    record["dbt_kill_returncode"] = process.returncode
+    with duckdb.connect(str(database), read_only=True) as conn:
+        record["marts_after_dbt_kill"] = conn.execute(
+            "select count(*) from information_schema.tables where table_schema = 'marts'").fetchone()[0]
+
+    final = subprocess.run(CLI, env=env, cwd=settings.PROJECT_ROOT, capture_output=True, text=True, timeout=900)
+    record["final_returncode"], record["final_output"] = final.returncode, final.stdout + final.stderr
+    return record
+
+
+def test_a_run_killed_during_ingestion_then_during_dbt_ends_like_an_uninterrupted_run(concurrent_runs, interrupted_runs):
+    record = interrupted_runs
+    assert record["ingestion_kill_returncode"] == -signal.SIGKILL
+    # Killed inside the 4th file: the three before it were committed, the 4th rolled back.
+    assert record["files_after_ingestion_kill"] == KILL_INSIDE_FILE - 1
+    assert record["marts_after_ingestion_kill"] == 0
+    assert record["dbt_kill_seen"] and record["dbt_kill_returncode"] == -signal.SIGKILL
+    assert record["final_returncode"] == 0, record["final_output"][-3000:]
+
+    expected, actual = concurrent_runs["marts"], marts_snapshot(record["database"])
+    assert sorted(actual) == sorted(expected)
+    for table in expected:
+        assert actual[table] == expected[table], table
+    with duckdb.connect(str(record["database"]), read_only=True) as conn:
+        assert conn.execute("select count(*), count(distinct file_path) from raw.loaded_files").fetchone() == (14, 14)
+        duplicated = conn.execute(
+            "select count(*) from (select file_path, line_number from raw.tracks group by all having count(*) > 1)"
+        ).fetchone()[0]
+    assert duplicated == 0
+
+
+def test_replaying_every_event_file_under_new_names_twice_changes_no_mart(concurrent_runs, reliability_landing,
+                                                                        tmp_path_factory):
+    """At-least-once delivery: the same messages arrive again in new files (a re-sent batch, a
+    restored bucket). Contact lists re-sent under their own name with the same content are skipped;
+    under a new name a list is a new list, by design, so only event files are replayed here."""
+    from orchestration.runner import run_build_warehouse
+    from tests.conftest import environment
+
+    landing = tmp_path_factory.mktemp("replay_landing")
+    shutil.copytree(reliability_landing, landing, dirs_exist_ok=True)
+    for copy in ("replay-1", "replay-2"):
+        for path in sorted((reliability_landing / "events").rglob("*.jsonl*")):
+            target = landing / "events" / copy / path.relative_to(reliability_landing / "events")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, target)
+    database = concurrent_runs["database"]
+    with environment(LANDING_DIR=landing, DUCKDB_PATH=database, EXPORT_DIR=database.parent / "exports"):
+        outcome = run_build_warehouse()
+    assert outcome.ok, outcome
+    with duckdb.connect(str(database), read_only=True) as conn:
+        assert conn.execute("select count(*) from raw.loaded_files where file_path like 'events/replay-%'"
+                            ).fetchone()[0] == 2 * 10
+    actual = marts_snapshot(database)
+    for table, rows in concurrent_runs["marts"].items():
+        assert actual[table] == rows, table
