@@ -44,9 +44,12 @@ STORIES = {
     "amplitude: Mia never signs up": {("email", "mia.chen@example.net")},
     "amplitude: Olu never signs up": {("email", "olu@example.com"), ("phone", "+14155550105")},
     "store sign-up with a foreign mobile": {("email", "ana.souza@example.com"), ("phone", "+5511912345678")},
-    "attractify: web and app channels, one user id": {
-        ("anonymous_id", "attr-web-anon-1"), ("anonymous_id", "attr-app-anon-1"),
+    "attractify: web and app channels, one user id, and the help centre Snowplow tracks": {
+        ("anonymous_id", "attr-web-anon-1"), ("anonymous_id", "attr-app-anon-1"), ("anonymous_id", "sp-duid-7f3a"),
         ("user_id", "attr-user-42"), ("email", "kim@example.com"),
+    },
+    "snowplow: a newsletter subscriber's e-mail in a custom entity, normalised": {
+        ("anonymous_id", "sp-duid-b21c"), ("email", "noor.haddad@example.com"),
     },
     "edge cases: an alias links a cookie to a user; junk ids link nothing": {
         ("anonymous_id", "edge-anon-1"), ("user_id", "edge-user-1"),
@@ -125,7 +128,7 @@ def test_rejected_records_carry_file_line_and_reason(sample_runs: SampleRuns):
 def _landing_lines(landing) -> dict[str, int]:
     """Non-blank lines of every event file and data rows of every contact file, counted apart from the product."""
     counts = {}
-    for path in sorted((landing / "events").rglob("*.jsonl*")):
+    for path in sorted([*(landing / "events").rglob("*.jsonl*"), *(landing / "snowplow").rglob("*.jsonl")]):
         opener = gzip.open if path.name.endswith(".gz") else open
         with opener(path, "rt", encoding="utf-8") as handle:
             counts[path.relative_to(landing).as_posix()] = sum(1 for line in handle if line.strip())
@@ -159,6 +162,10 @@ def test_every_accepted_message_is_in_profile_events_exactly_once(sample_runs: S
     assert segment == set(run.tables["raw_message_ids"].message_id)
     contacts = events[events.source == "contacts"]
     assert len(contacts) == len(run.tables["raw_contacts"])
+    # The Snowplow sample (a registered landing source): five events, one delivered twice.
+    snowplow = events[events.source == "snowplow"]
+    assert len(snowplow) == 5 and snowplow.profile_id.notna().all()
+    assert set(snowplow.event_name) == {"Returns", "help search", "My orders", "Help centre", "newsletter subscribe"}
 
 
 def test_duplicates_are_dropped_first_received_wins_and_clock_skew_is_corrected(sample_runs: SampleRuns):
