@@ -92,6 +92,33 @@ def _explain(args: argparse.Namespace) -> int:
     return subprocess.run(command, cwd=settings.DBT_PROJECT_DIR).returncode
 
 
+def _lookup(args: argparse.Namespace) -> int:
+    """Finds the profile(s) of any identifier and shows them (see orchestration/lookup.py)."""
+    from pathlib import Path
+
+    from orchestration.lookup import read_profile, render_text, resolve, write_graph
+    from orchestration.warehouse import connect
+
+    value, identifier_type = args.value, args.type
+    try:
+        matches = resolve(value, identifier_type)
+    except RuntimeError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return 1
+    if not matches:
+        print(f"no profile holds {value!r} (tried it as every identifier type, normalised and as sent)", file=sys.stderr)
+        return 1
+    profiles = list(dict.fromkeys(m["profile_id"] for m in matches))
+    with connect(settings.duckdb_path(), read_only=True) as conn:
+        reports = [read_profile(conn, p, [m for m in matches if m["profile_id"] == p]) for p in profiles]
+    for report in reports:
+        print(render_text(report))
+        if not args.no_graph:
+            for path in write_graph(report, Path(args.graph_dir)):
+                print(f"graph: {path}")
+    return 0
+
+
 def _add_source(args: argparse.Namespace) -> int:
     """Scaffolds a landing source from a sample file (see orchestration/add_source.py)."""
     import shlex
@@ -153,6 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     explain.add_argument("identifier", help="type:value, e.g. email:dana@example.com (as sent or normalised)")
     explain.add_argument("other", nargs="?", help="a second type:value: show the chain of links between the two")
     explain.set_defaults(handler=_explain)
+    lookup = commands.add_parser("lookup", help="a person's profile from any identifier: identifiers, traits and "
+                                 "their sources, computed traits, audiences, latest events, identity graph")
+    lookup.add_argument("value", help="an e-mail (any case), a phone as typed, a user id, an anonymous id, ...")
+    lookup.add_argument("--type", help="only this identifier type (default: every type of the identity rules)")
+    lookup.add_argument("--graph-dir", default="data/lookups", help="where the graph is written (DOT, and SVG "
+                        "when Graphviz's dot is installed)")
+    lookup.add_argument("--no-graph", action="store_true", help="print only")
+    lookup.set_defaults(handler=_lookup)
     add = commands.add_parser("add-source", help="scaffold a new landing source (raw table, staging model, "
                               "identifier mapping) from a sample CSV/TSV or JSON-lines file")
     add.add_argument("name", help="the source's name, snake_case (its raw table, folder and staging model)")
