@@ -162,7 +162,7 @@ NODE_STYLE = {"user_id": "#c7e9c0", "email": "#c6dbef", "phone": "#fdd0a2", "ano
 
 
 def _dot_string(text: str) -> str:
-    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def render_dot(report: ProfileReport) -> str:
