@@ -7,6 +7,7 @@ from orchestration import settings
 from orchestration.ingestion import CONTACTS_TABLE, MESSAGE_TABLES, RAW_TABLES, IdentityFields, ingest_landing_dir
 from orchestration.landing_sources import registered_sources
 from orchestration.resources import Warehouse
+from orchestration.run_metadata import markdown_bars
 from orchestration.warehouse import connect
 
 DUCKDB_POOL = "duckdb"  # one op at a time holds the DuckDB file (one writer per file)
@@ -74,5 +75,9 @@ def ingest_landing_files(context: dg.AssetExecutionContext, warehouse: Warehouse
             "lines_accepted": sum(accepted.values()),
             "lines_rejected": sum(rejected.values()),
             "rejected_by_reason": dg.MetadataValue.json(dict(sorted(rejected.items()))),
+            "lines_by_outcome": dg.MetadataValue.md(
+                markdown_bars([(f"accepted → raw.{table}", n) for table, n in sorted(accepted.items())]
+                              + [(f"rejected: {reason}", n) for reason, n in sorted(rejected.items())], "lines")
+            ),
         },
     )
