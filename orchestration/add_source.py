@@ -33,6 +33,9 @@ ANONYMOUS_ID_FIELDS = ("anonymous_id", "anonymousid", "anon_id", "device_id", "c
 MESSAGE_ID_FIELDS = ("message_id", "messageid", "event_id", "eventid", "record_id")
 EVENT_NAME_FIELDS = ("event", "event_name", "event_type", "action", "activity")
 TIMESTAMP_HINTS = ("timestamp", "tstamp", "_at", "_time", "date")
+# Preferred time fields, before any other that looks like a time (Snowplow's derived_tstamp is
+# clock-skew corrected; etl_tstamp is not when it happened).
+PREFERRED_TIMESTAMPS = ("timestamp", "derived_tstamp", "event_time", "event_at", "occurred_at", "created_at")
 
 
 @dataclass
@@ -136,7 +139,8 @@ def plan_source(name: str, sample: Path, identity_types: list[str], overrides: d
         identifiers=identifiers,
         message_id=message_id or next((by_name[n] for n in MESSAGE_ID_FIELDS if n in by_name), None),
         event_name=event_name or next((by_name[n] for n in EVENT_NAME_FIELDS if n in by_name), None),
-        timestamp=timestamp or next((f for f in fields if _looks_like_time(f) and f not in identifiers), None),
+        timestamp=timestamp or next((by_name[n] for n in PREFERRED_TIMESTAMPS if n in by_name), None)
+        or next((f for f in fields if _looks_like_time(f) and f not in identifiers), None),
     )
 
 

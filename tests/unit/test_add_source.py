@@ -46,6 +46,9 @@ def test_a_json_lines_sample_gives_nested_paths(tmp_path):
     assert plan.identifiers == {"context.traits.email": "email"}
     assert (plan.message_id, plan.event_name, plan.timestamp) == ("event_id", "event", "sent_at")
     assert json_path("context.traits.email", "jsonl") == "$.context.traits.email"
+    snowplow = plan_source("sp", Path(settings.SAMPLE_LANDING_DIR / "snowplow" / "enriched_events.jsonl"), TYPES)
+    assert snowplow.identifiers == {"user_id": "user_id", "domain_userid": "anonymous_id"}
+    assert (snowplow.message_id, snowplow.timestamp) == ("event_id", "derived_tstamp")
     assert json_path("Member Email", "csv") == '$."Member Email"'
 
 
