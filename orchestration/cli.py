@@ -144,7 +144,8 @@ def _add_source(args: argparse.Namespace) -> int:
     print(f"  message id: {plan.message_id or '(derived from the content)'}; event name: "
           f"{plan.event_name or repr(plan.name)}; time: {plan.timestamp or '(load time)'}")
     for path in written:
-        print(f"  wrote {path}")
+        shown = path.relative_to(settings.PROJECT_ROOT) if path.is_relative_to(settings.PROJECT_ROOT) else path
+        print(f"  wrote {shown}")
     for kind in sorted(set(plan.identifiers.values()) - {"user_id", "anonymous_id"}):
         if kind not in rules:
             print(f"NOTE: '{kind}' is not an identifier type yet: add it to vars: identity_rules: identifier_types "
