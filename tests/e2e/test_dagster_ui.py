@@ -132,6 +132,9 @@ def page(dagster_server):
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.set_default_timeout(60_000)
+        # The first visit's newsletter dialog can open at any moment and cover the page: dismiss it
+        # whenever it shows, before any action.
+        page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda skip: skip.click())
         yield page
         browser.close()
 
@@ -139,9 +142,6 @@ def page(dagster_server):
 def _open(page, url: str) -> None:
     page.goto(url)
     page.wait_for_load_state("networkidle")
-    skip = page.get_by_role("button", name="Skip")  # the first visit's newsletter dialog
-    if skip.count():
-        skip.click()
 
 
 def test_asset_graph_shows_the_groups_and_dbt_models(dagster_server, page):
