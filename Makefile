@@ -37,6 +37,7 @@ ui: $(INSTALLED)
 
 ## dbt's documentation site for analysts on http://127.0.0.1:8080.
 docs: $(INSTALLED)
+	$(VENV)/bin/python -c 'from orchestration.project import prepare_manifest; prepare_manifest()'
 	cd dbt_project && ../$(VENV)/bin/dbt docs generate --profiles-dir .. && ../$(VENV)/bin/dbt docs serve --profiles-dir .. --host 127.0.0.1 --port 8080
 
 ## The benchmarks (not tests): the real job on generated people at scale, and the identity graph

@@ -5,11 +5,14 @@ import dagster as dg
 
 from orchestration.assets.landing import DUCKDB_POOL
 from orchestration.ingestion import MESSAGE_TABLES
+from orchestration.landing_sources import registered_sources
 from orchestration.resources import Warehouse
 from orchestration.warehouse import connect, table_exists
 
+# The raw message tables, the registered landing sources' tables (vars: landing_sources) included.
+_MESSAGE_RAW_TABLES = [*MESSAGE_TABLES.values(), *(source.table for source in registered_sources())]
 _RAW_ROWS_BY_LOAD = " union all ".join(
-    f"select load_id from raw.{table}" for table in [*MESSAGE_TABLES.values(), "contacts"]
+    f"select load_id from raw.{table}" for table in [*_MESSAGE_RAW_TABLES, "contacts"]
 )
 
 # Lines erased by privacy requests (privacy.erased_lines) left the raw tables on purpose.
@@ -44,7 +47,7 @@ where files.lines_total <> files.lines_accepted + files.lines_rejected
 
 # Accepted messages: distinct message ids over the raw message tables; contact records: the rows of
 # the newest load of each list file (an older version of a list is replaced, not added).
-ACCEPTED_MESSAGES_SQL = " union ".join(f"select message_id from raw.{t}" for t in MESSAGE_TABLES.values())
+ACCEPTED_MESSAGES_SQL = " union ".join(f"select message_id from raw.{t}" for t in _MESSAGE_RAW_TABLES)
 PROFILE_EVENTS_RECONCILIATION_SQL = f"""
 with accepted as ({ACCEPTED_MESSAGES_SQL}),
 events as (select message_id, source from marts.profile_events),
@@ -60,7 +63,7 @@ select
         as accepted_contact_records,
     (select count(*) from events) as profile_events,
     (select count(*) from accepted where message_id not in (select message_id from events)) as missing,
-    (select count(*) from events where source = 'segment'
+    (select count(*) from events where source <> 'contacts'
         and message_id not in (select message_id from accepted)) as unexpected,
     (select count(*) - count(distinct message_id) from events) as duplicated,
     (select count(*) from events where source = 'contacts') as contact_events

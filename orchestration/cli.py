@@ -102,6 +102,72 @@ def _explain(args: argparse.Namespace) -> int:
         return subprocess.run(command, cwd=settings.DBT_PROJECT_DIR).returncode
 
 
+def _lookup(args: argparse.Namespace) -> int:
+    """Finds the profile(s) of any identifier and shows them (see orchestration/lookup.py)."""
+    from pathlib import Path
+
+    from orchestration.lookup import read_profile, render_text, resolve, write_graph
+    from orchestration.warehouse import connect
+
+    value, identifier_type = args.value, args.type
+    try:
+        matches = resolve(value, identifier_type)
+    except RuntimeError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return 1
+    if not matches:
+        print(f"no profile holds {value!r} (tried it as every identifier type, normalised and as sent)", file=sys.stderr)
+        return 1
+    profiles = list(dict.fromkeys(m["profile_id"] for m in matches))
+    with connect(settings.duckdb_path(), read_only=True) as conn:
+        reports = [read_profile(conn, p, [m for m in matches if m["profile_id"] == p]) for p in profiles]
+    for report in reports:
+        print(render_text(report))
+        if not args.no_graph:
+            for path in write_graph(report, Path(args.graph_dir)):
+                print(f"graph: {path}")
+    return 0
+
+
+def _add_source(args: argparse.Namespace) -> int:
+    """Scaffolds a landing source from a sample file (see orchestration/add_source.py)."""
+    import shlex
+    from pathlib import Path
+
+    from orchestration.add_source import plan_source, scaffold
+
+    overrides = dict(item.split("=", 1) for item in args.identifier)
+    sample = Path(args.sample)
+    try:
+        plan = plan_source(args.name, sample, list(settings.identity_rules()["identifier_types"]), overrides,
+                           args.message_id, args.event_name, args.timestamp)
+        command = "identity-warehouse add-source " + shlex.join([args.name, sample.name, *(
+            f"--identifier={item}" for item in args.identifier)])
+        written = scaffold(plan, settings.DBT_PROJECT_DIR, settings.landing_dir(), sample, command,
+                           copy_sample=not args.no_copy)
+    except (ValueError, OSError) as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return 1
+    rules = settings.identity_rules()["identifier_types"]
+    print(f"landing source '{plan.name}' ({plan.format}); identifiers: "
+          + ", ".join(f"{field} → {kind}" for field, kind in plan.identifiers.items()))
+    print(f"  message id: {plan.message_id or '(derived from the content)'}; event name: "
+          f"{plan.event_name or repr(plan.name)}; time: {plan.timestamp or '(load time)'}")
+    for path in written:
+        shown = path.relative_to(settings.PROJECT_ROOT) if path.is_relative_to(settings.PROJECT_ROOT) else path
+        print(f"  wrote {shown}")
+    for kind in sorted(set(plan.identifiers.values()) - {"user_id", "anonymous_id"}):
+        if kind not in rules:
+            print(f"NOTE: '{kind}' is not an identifier type yet: add it to vars: identity_rules: identifier_types "
+                  f"in dbt_project.yml, e.g.\n    {kind}: {{priority: 2, max_per_profile: 1, normalize: lower, "
+                  f"sources: [traits.{kind}]}}")
+        elif f"traits.{kind}" not in rules[kind].get("sources", []):
+            print(f"NOTE: add traits.{kind} to the sources of identifier type '{kind}' in dbt_project.yml")
+    print("next: `make run` (or `identity-warehouse run`), then "
+          f"`identity-warehouse lookup VALUE` for one of its identifiers")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="identity-warehouse", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -125,6 +191,26 @@ def main(argv: list[str] | None = None) -> int:
     explain.add_argument("identifier", help="type:value, e.g. email:dana@example.com (as sent or normalised)")
     explain.add_argument("other", nargs="?", help="a second type:value: show the chain of links between the two")
     explain.set_defaults(handler=_explain)
+    lookup = commands.add_parser("lookup", help="a person's profile from any identifier: identifiers, traits and "
+                                 "their sources, computed traits, audiences, latest events, identity graph")
+    lookup.add_argument("value", help="an e-mail (any case), a phone as typed, a user id, an anonymous id, ...")
+    lookup.add_argument("--type", help="only this identifier type (default: every type of the identity rules)")
+    lookup.add_argument("--graph-dir", default="data/lookups", help="where the graph is written (DOT, and SVG "
+                        "when Graphviz's dot is installed)")
+    lookup.add_argument("--no-graph", action="store_true", help="print only")
+    lookup.set_defaults(handler=_lookup)
+    add = commands.add_parser("add-source", help="scaffold a new landing source (raw table, staging model, "
+                              "identifier mapping) from a sample CSV/TSV or JSON-lines file")
+    add.add_argument("name", help="the source's name, snake_case (its raw table, folder and staging model)")
+    add.add_argument("sample", help="a sample file: .csv, .tsv or .jsonl")
+    add.add_argument("--identifier", action="append", default=[], metavar="FIELD=TYPE",
+                     help="map a field to an identifier type (email, phone, user_id, anonymous_id or a custom "
+                     "type); TYPE 'none' drops a field detected by its name. Repeatable")
+    add.add_argument("--message-id", help="the field holding a message id (detected: message_id, event_id, ...)")
+    add.add_argument("--event-name", help="the field holding the event name (detected: event, action, ...)")
+    add.add_argument("--timestamp", help="the field holding the event time (detected: *_at, *timestamp, date, ...)")
+    add.add_argument("--no-copy", action="store_true", help="do not copy the sample into LANDING_DIR/<name>/")
+    add.set_defaults(handler=_add_source)
     args = parser.parse_args(argv)
     return args.handler(args)
 

@@ -386,6 +386,10 @@ def condition_results_sql(audiences: list[Audience], descriptions: dict[str, lis
 # ---------------------------------------------------------------------------------------------
 
 
+def _example_query(what: str, sql: str) -> str:
+    return f"\n\n\nExample: {what}\n\n```sql\n{sql}\n```\n"
+
+
 def _models_yaml(definitions: Definitions, groups: dict[str, list[Trait]], descriptions: dict[str, list[str]]) -> dict:
     trait_type = {"count": "bigint", "unique_count": "bigint", "unique_list": "json"}
     models = []
@@ -399,7 +403,12 @@ def _models_yaml(definitions: Definitions, groups: dict[str, list[Trait]], descr
     all_traits = [t for ts in groups.values() for t in ts]
     models.append({
         "name": "profile_traits",
-        "description": "Every computed trait, one typed column each, one row per profile (join marts.profiles on profile_id).",
+        "description": "Every computed trait, one typed column each, one row per profile (join marts.profiles on profile_id)."
+                       + _example_query("the computed traits of the people with an e-mail, highest first",
+                                        "select p.email, t.* exclude (profile_id)\nfrom marts.profile_traits as t\n"
+                                        "join marts.profiles as p using (profile_id)\nwhere p.email is not null\n"
+                                        + (f"order by t.{all_traits[0].name} desc nulls last\n" if all_traits else "")
+                                        + "limit 20;"),
         "config": {"contract": {"enforced": True}},
         "columns": [{"name": "profile_id", "data_type": "varchar", "description": "The profile.",
                      "constraints": [{"type": "not_null"}], "data_tests": ["unique"]}]
@@ -415,7 +424,10 @@ def _models_yaml(definitions: Definitions, groups: dict[str, list[Trait]], descr
                         {"name": f"condition_{i}_value", "description": f"The value that decided: {description}."}]
         models.append({"name": f"audience__{audience.name}",
                        "description": f"{audience.description} (audience; anonymous profiles "
-                                      f"{'included' if audience.include_anonymous else 'left out'}).",
+                                      f"{'included' if audience.include_anonymous else 'left out'})."
+                                      + _example_query("the members, with the value that decided the first condition",
+                                                       f"select profile_id, condition_1_value\nfrom audiences.audience__{audience.name}\n"
+                                                       "where is_member;"),
                        "columns": columns})
     return {"version": 2, "models": models}
 

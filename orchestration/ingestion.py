@@ -20,6 +20,9 @@ from pathlib import Path
 
 import duckdb
 
+from orchestration import landing_sources
+from orchestration.landing_sources import LandingSource
+
 # Segment spec message type → raw table that keeps it.
 MESSAGE_TABLES: dict[str, str] = {
     "track": "tracks",
@@ -122,7 +125,8 @@ RAW_DDL = [
 class LandingFile:
     path: Path
     relative_path: str
-    kind: str  # 'events' or 'contacts'
+    kind: str  # 'events', 'contacts' or 'source:<name>' (a registered landing source)
+    source: LandingSource | None = None
 
 
 @dataclass
@@ -146,13 +150,16 @@ class IngestionSummary:
         return sum((f.rejected for f in self.files_loaded), Counter())
 
 
-def create_raw_tables(conn: duckdb.DuckDBPyConnection) -> None:
+def create_raw_tables(conn: duckdb.DuckDBPyConnection, sources: list[LandingSource] = ()) -> None:
     for statement in RAW_DDL:
         conn.execute(statement)
+    for source in sources:
+        conn.execute(f"create table if not exists raw.{source.table} ({_MESSAGE_COLUMNS})")
 
 
-def discover_landing_files(landing_dir: Path) -> list[LandingFile]:
-    """Event files (``events/**/*.jsonl[.gz]``) and contact lists (``contacts/*.csv``), sorted."""
+def discover_landing_files(landing_dir: Path, sources: list[LandingSource] = ()) -> list[LandingFile]:
+    """Event files (``events/**/*.jsonl[.gz]``), contact lists (``contacts/*.csv``) and the files of
+    registered landing sources (``<folder>/**``), sorted."""
     found: list[LandingFile] = []
     events_dir, contacts_dir = landing_dir / "events", landing_dir / "contacts"
     if events_dir.is_dir():
@@ -163,6 +170,10 @@ def discover_landing_files(landing_dir: Path) -> list[LandingFile]:
         for path in sorted(contacts_dir.glob("*.csv")):
             if path.is_file():
                 found.append(LandingFile(path, path.relative_to(landing_dir).as_posix(), "contacts"))
+    for source in sources:
+        for path in sorted((landing_dir / source.folder).rglob("*")):
+            if path.is_file() and source.matches(path):
+                found.append(LandingFile(path, path.relative_to(landing_dir).as_posix(), source.kind, source))
     return found
 
 
@@ -175,16 +186,17 @@ def file_sha256(path: Path) -> str:
 
 
 def ingest_landing_dir(conn: duckdb.DuckDBPyConnection, landing_dir: Path,
-                       identity: IdentityFields = IdentityFields(), screen=None) -> IngestionSummary:
+                       identity: IdentityFields = IdentityFields(),
+                       sources: list[LandingSource] = (), screen=None) -> IngestionSummary:
     """Load every landing file not loaded before; one transaction per file. ``screen`` (a
     ``privacy.PrivacyScreen``) rejects the lines of erased or locked identities."""
-    create_raw_tables(conn)
+    create_raw_tables(conn, sources)
     already = {
         (path, sha)
         for path, sha in conn.execute("select file_path, content_sha256 from raw.loaded_files").fetchall()
     }
     summary = IngestionSummary()
-    for landing_file in discover_landing_files(landing_dir):
+    for landing_file in discover_landing_files(landing_dir, sources):
         sha = file_sha256(landing_file.path)
         if (landing_file.relative_path, sha) in already:
             summary.files_skipped += 1
@@ -204,14 +216,18 @@ def _load_file(conn: duckdb.DuckDBPyConnection, landing_file: LandingFile, sha: 
     }
     # Staging reads the file into temp tables; a read error aborts DuckDB's transaction, so it runs
     # before the transaction that writes the raw tables.
-    stage, write = (_stage_events, _write_events) if landing_file.kind == "events" else (_stage_contacts, _write_contacts)
+    if landing_file.source is not None:
+        stage, write, identity = _stage_source_file, _write_source_records, landing_file.source
+    else:
+        stage, write = (_stage_events, _write_events) if landing_file.kind == "events" else (_stage_contacts, _write_contacts)
     staged = stage(conn, landing_file.path, identity)
     conn.execute("begin transaction")
     try:
         if isinstance(staged, WholeFileRejection):
             accepted, rejected, blank = _reject_whole_file(conn, context, staged)
         else:
-            screened = screen.screen(conn, landing_file.kind, context) if screen else Counter()
+            # registered sources are not screened yet: privacy covers Segment events and contact lists
+            screened = screen.screen(conn, landing_file.kind, context) if screen and landing_file.source is None else Counter()
             accepted, rejected, blank = write(conn, context, staged)
             rejected += screened
         conn.execute(
@@ -480,9 +496,7 @@ def _stage_contacts(conn, path: Path, identity: IdentityFields) -> WholeFileReje
     phone_expr = f"nullif(trim({_quote(by_name[phone_column])}), '')" if phone_column else "null"
     traits_expr = f"json_object({trait_pairs})" if trait_pairs else "json_object()"
 
-    # DuckDB drops malformed rows into the rejects table with their line number. Accepted rows keep
-    # their order, so the k-th accepted row sits on the k-th line that was not rejected (this assumes
-    # one line per record: a quoted value spanning lines shifts the numbers after it).
+    # Rows are numbered by their file line (see CSV_LINE_NUMBERS: one line per record assumed).
     conn.execute(
         f"""
         create or replace temp table landing_contacts as
@@ -491,12 +505,7 @@ def _stage_contacts(conn, path: Path, identity: IdentityFields) -> WholeFileReje
                    {traits_expr} as traits, coalesce({has_identity}, false) as has_identity
             from landing_csv
         ),
-        rejected_lines as (select distinct line from landing_csv_rejects),
-        free_lines as (
-            select line, row_number() over (order by line) as ordinal
-            from range(2, (select count(*) from rows) + (select count(*) from rejected_lines) + 2) as t(line)
-            where line not in (select line from rejected_lines)
-        )
+        {landing_sources.CSV_LINE_NUMBERS}
         select free_lines.line as line_number, free_lines.line - 1 as row_number, email, phone, traits, has_identity
         from rows join free_lines using (ordinal)
         """
@@ -566,3 +575,55 @@ def _unique_snake_names(columns: list[str]) -> dict[str, str]:
         seen[base] += 1
         names[column] = base if seen[base] == 1 else f"{base}_{seen[base]}"
     return names
+
+
+# ---------------------------------------------------------------------------------------------
+# Registered landing sources (``vars: landing_sources``): any JSON lines or CSV/TSV → raw.<name>
+# ---------------------------------------------------------------------------------------------
+
+
+def _stage_source_file(conn, path: Path, source: LandingSource) -> WholeFileRejection | LandingSource:
+    """Reads the file into the temp table ``landing_records`` (line_number, line, is_blank, given_message_id, reason)."""
+    with tempfile.TemporaryDirectory(prefix="landing-") as scratch:
+        try:
+            text_path = _gunzipped(path, Path(scratch))
+        except (OSError, EOFError) as error:
+            return WholeFileRejection("unreadable_file", str(error))
+        if source.format != "jsonl":
+            if _first_line(text_path) is None:
+                conn.execute("create or replace temp table landing_records as select 1 as line_number, '' as line, "
+                             "true as is_blank, null as given_message_id, null as reason where false")
+                return source
+            try:
+                conn.execute(landing_sources.stage_delimited_sql(source), [str(text_path)])
+            except duckdb.Error as error:
+                _drop_contact_temp_tables(conn)
+                return WholeFileRejection("unreadable_csv", str(error).splitlines()[0], _first_line(text_path), 1)
+            columns = [row[0] for row in conn.execute("describe landing_csv").fetchall()]
+            conn.execute(landing_sources.csv_records_sql(source, columns))
+            _drop_contact_temp_tables(conn)
+            return source
+        try:
+            conn.execute(landing_sources.stage_jsonl_sql(source), [str(text_path), False])
+        except duckdb.InvalidInputException as error:
+            if "UTF-8" not in str(error):
+                raise
+            repaired = Path(scratch) / "landing.utf8.jsonl"
+            repaired.write_text(text_path.read_bytes().decode("utf-8", errors="replace"), encoding="utf-8")
+            conn.execute(landing_sources.stage_jsonl_sql(source), [str(repaired), True])
+    return source
+
+
+def _write_source_records(conn, context: dict, source: LandingSource):
+    params = [context["load_id"], context["file_path"], context["loaded_at"]]
+    conn.execute(landing_sources.write_records_sql(source), params)
+    conn.execute(
+        """
+        insert into raw.rejected_records
+        select ?, ?, line_number, line, reason, null, ? from landing_records where reason is not null order by line_number
+        """,
+        params,
+    )
+    accepted, rejected, blank = landing_sources.count_outcomes(conn)
+    conn.execute("drop table landing_records")
+    return Counter({source.table: accepted} if accepted else {}), rejected, blank

@@ -9,6 +9,7 @@ import dagster as dg
 
 from orchestration import settings
 from orchestration.ingestion import discover_landing_files
+from orchestration.landing_sources import registered_sources
 
 # Runs carrying this tag are queued one at a time (see dagster_home/dagster.yaml): DuckDB has one writer.
 WRITER_TAG = {"identity_warehouse/duckdb_writer": "true"}
@@ -32,7 +33,7 @@ hourly_build_schedule = dg.ScheduleDefinition(
 def landing_fingerprint(landing_dir: os.PathLike) -> str:
     """Changes whenever a landing file is added, removed or rewritten (path, size, mtime)."""
     digest = hashlib.sha256()
-    for landing_file in discover_landing_files(Path(landing_dir)):
+    for landing_file in discover_landing_files(Path(landing_dir), registered_sources()):
         stat = landing_file.path.stat()
         digest.update(f"{landing_file.relative_path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()

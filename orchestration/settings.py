@@ -50,10 +50,14 @@ def duckdb_path() -> Path:
 
 def identity_rules() -> dict:
     """The identity rules of the dbt project (``vars: identity_rules`` in dbt_project.yml)."""
+    return dbt_vars()["identity_rules"]
+
+
+def dbt_vars() -> dict:
+    """The ``vars`` of the dbt project (dbt_project.yml)."""
     import yaml
 
-    project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())
-    return project["vars"]["identity_rules"]
+    return yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
 
 
 def _flag(value, name: str) -> bool:

@@ -1,10 +1,12 @@
 """The dbt models as Dagster assets, and dbt tests as asset checks."""
 
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
 from typing import Any
 
 import dagster as dg
+import duckdb
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from orchestration import settings
@@ -12,6 +14,8 @@ from orchestration.assets.landing import DUCKDB_POOL
 from orchestration.locking import writer_lock
 from orchestration.dbt_args import dbt_build_args
 from orchestration.project import dbt_project
+from orchestration.run_metadata import warehouse_metadata
+from orchestration.warehouse import connect
 
 # dbt folder → Dagster group, so the graph reads like the data flow.
 GROUP_BY_FOLDER = {"staging": "staging", "intermediate": "identity", "marts": "profiles", "computed": "traits_and_audiences"}
@@ -33,6 +37,8 @@ class IdentityWarehouseTranslator(DagsterDbtTranslator):
 class DbtBuildConfig(dg.Config):
     full_refresh: bool = False
     dbt_vars: dict[str, Any] = {}
+    # Column schema and column-level lineage on every model (about 10 s per build on the sample).
+    column_metadata: bool = True
 
 
 @dbt_assets(
@@ -42,6 +48,48 @@ class DbtBuildConfig(dg.Config):
     pool=DUCKDB_POOL,
 )
 def identity_warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: DbtBuildConfig):
-    """``dbt build``: the models of the selection, with their tests as asset checks."""
+    """``dbt build``: the models of the selection, with their tests as asset checks, column metadata
+    and lineage, and (identity and audience models) what the build did."""
+    # DuckDB: dagster-dbt collects the whole stream before it fetches column metadata (the dbt
+    # process holds the file until it ends); the summaries are read after that, then every event is
+    # yielded with its metadata.
+    build_started_at = datetime.now(timezone.utc).replace(tzinfo=None)  # dbt stamps history rows in UTC
     with writer_lock(settings.duckdb_path(), context.log.info):  # dbt opens the file itself
-        yield from dbt.cli(dbt_build_args(config.full_refresh, config.dbt_vars), context=context).stream()
+        stream = dbt.cli(dbt_build_args(config.full_refresh, config.dbt_vars), context=context).stream()
+        events = list(stream.fetch_column_metadata() if config.column_metadata else stream)
+        release_dbt_duckdb_handle()
+        yield from with_run_metadata(context, events, build_started_at)
+
+
+def release_dbt_duckdb_handle() -> None:
+    """Column metadata is read through dbt-duckdb's adapter inside this process, which keeps the file
+    open with its own configuration: close it, or no other connection (ours, the next dbt run) can
+    open the file."""
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # another warehouse: nothing held here
+        return
+    try:
+        DuckDBConnectionManager.env().close()
+    except Exception:  # no environment was created (nothing was fetched)
+        pass
+    DuckDBConnectionManager.close_all_connections()
+
+
+def with_run_metadata(context: dg.AssetExecutionContext, events: list, build_started_at: datetime) -> Iterator:
+    """The events, the identity and audience ones with the build's summaries added."""
+    def key_of(event) -> dg.AssetKey | None:
+        if isinstance(event, dg.Output):
+            return context.asset_key_for_output(event.output_name)
+        return getattr(event, "asset_key", None) if isinstance(event, dg.AssetMaterialization) else None
+
+    keys = {key for key in map(key_of, events) if key is not None}
+    try:
+        with connect(settings.duckdb_path(), read_only=True) as conn:
+            summaries = warehouse_metadata(conn, keys, build_started_at)
+    except duckdb.Error as error:  # metadata is a nicety: never fail a build over it
+        context.log.warning(f"run metadata not read: {error}")
+        summaries = {}
+    for event in events:
+        extra = summaries.get(key_of(event))
+        yield event.with_metadata({**event.metadata, **extra}) if extra else event

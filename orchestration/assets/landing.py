@@ -6,7 +6,9 @@ import dagster as dg
 from orchestration import settings
 from orchestration.ingestion import CONTACTS_TABLE, MESSAGE_TABLES, RAW_TABLES, IdentityFields, ingest_landing_dir
 from orchestration.privacy import PrivacyScreen, privacy_salt
+from orchestration.landing_sources import registered_sources
 from orchestration.resources import Warehouse
+from orchestration.run_metadata import markdown_bars
 from orchestration.warehouse import connect
 
 DUCKDB_POOL = "duckdb"  # one op at a time holds the DuckDB file (one writer per file)
@@ -19,6 +21,9 @@ RAW_TABLE_DESCRIPTIONS = {
     **{table: f"Segment {message_type} calls, one row per accepted line, JSON payload kept."
        for message_type, table in MESSAGE_TABLES.items()},
     CONTACTS_TABLE: "Contact-list rows (list name, row number, e-mail, phone, other columns as traits).",
+    **{source.table: f"Records of the landing source '{source.name}' ({source.format} files in "
+                     f"LANDING_DIR/{source.folder}/), one row per accepted line, JSON payload kept."
+       for source in registered_sources()},
 }
 
 
@@ -38,17 +43,19 @@ def ingest_landing_files(context: dg.AssetExecutionContext, warehouse: Warehouse
         identity = IdentityFields.from_rules(settings.identity_rules())
         # Lines of erased or locked identities are rejected at the door (privacy requests).
         screen = PrivacyScreen.load(conn, privacy_salt(warehouse.database), settings.identity_rules())
-        summary = ingest_landing_dir(conn, warehouse.landing, identity, screen)
+        sources = registered_sources()
+        summary = ingest_landing_dir(conn, warehouse.landing, identity, sources, screen)
+        source_tables = [source.table for source in sources]
         row_counts = {
             table: conn.execute(f"select count(*) from raw.{table}").fetchone()[0]
-            for table in [*RAW_TABLES, *AUDIT_TABLES]
+            for table in [*RAW_TABLES, *source_tables, *AUDIT_TABLES]
         }
     accepted, rejected = summary.accepted, summary.rejected
     context.log.info(
         f"{len(summary.files_loaded)} new file(s), {summary.files_skipped} already loaded; "
         f"accepted {dict(accepted)}, rejected {dict(rejected)}"
     )
-    for table in RAW_TABLES:
+    for table in [*RAW_TABLES, *source_tables]:
         yield dg.MaterializeResult(
             asset_key=["raw", table],
             metadata={"dagster/row_count": row_counts[table], "rows_added": accepted.get(table, 0)},
@@ -71,5 +78,9 @@ def ingest_landing_files(context: dg.AssetExecutionContext, warehouse: Warehouse
             "lines_accepted": sum(accepted.values()),
             "lines_rejected": sum(rejected.values()),
             "rejected_by_reason": dg.MetadataValue.json(dict(sorted(rejected.items()))),
+            "lines_by_outcome": dg.MetadataValue.md(
+                markdown_bars([(f"accepted → raw.{table}", n) for table, n in sorted(accepted.items())]
+                              + [(f"rejected: {reason}", n) for reason, n in sorted(rejected.items())], "lines")
+            ),
         },
     )

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
@@ -34,6 +35,7 @@ SNAPSHOT_TABLES = {
         for t in ["tracks", "identifies", "pages", "screens", "aliases", "groups"]
     ),
     "raw_contacts": "select * exclude (traits) from raw.contacts order by file_path, row_number",
+    "raw_snowplow": "select message_id, file_path, line_number from raw.snowplow order by file_path, line_number",
     "profile_merges": "select * from marts.profile_merges order by merged_profile_id",
     "audience_members": "select * from marts.audience_members order by audience, profile_id",
 }
@@ -53,6 +55,8 @@ LATE_MESSAGES = [
 class Run:
     outcome: JobOutcome
     tables: dict[str, pd.DataFrame]
+    # materialization metadata of the run, per asset key (user string, e.g. "marts/profiles")
+    metadata: dict[str, dict] = field(default_factory=dict)
 
     def profile_of(self, identifier_type: str, identifier_value: str) -> str:
         identifiers = self.tables["profile_identifiers"]
@@ -82,6 +86,15 @@ class SampleRuns:
     after_late_file: Run
 
 
+def run_metadata(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict]:
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    return {
+        record.event_log_entry.asset_materialization.asset_key.to_user_string(): {
+            key: value.value for key, value in record.event_log_entry.asset_materialization.metadata.items()}
+        for record in records
+    }
+
+
 def snapshot(database: Path) -> dict[str, pd.DataFrame]:
     with duckdb.connect(str(database), read_only=True) as conn:
         return {name: conn.execute(sql).df() for name, sql in SNAPSHOT_TABLES.items()}
@@ -92,11 +105,17 @@ def sample_runs(tmp_path_factory) -> SampleRuns:
     landing = tmp_path_factory.mktemp("landing")
     shutil.copytree(SEEDS, landing, dirs_exist_ok=True)
     database = tmp_path_factory.mktemp("warehouse") / WAREHOUSE_FILE_NAME
+    instance = dg.DagsterInstance.ephemeral()
+
+    def run() -> Run:
+        outcome = run_build_warehouse(instance)
+        return Run(outcome, snapshot(database), run_metadata(instance, outcome.run_id))
+
     with environment(LANDING_DIR=landing, DUCKDB_PATH=database):
-        first = Run(run_build_warehouse(), snapshot(database))
-        second = Run(run_build_warehouse(), snapshot(database))
+        first = run()
+        second = run()
         late = landing / "events" / "late" / "intilery_s2_mobile_login.jsonl"
         late.parent.mkdir(parents=True)
         late.write_text("".join(json.dumps(m) + "\n" for m in LATE_MESSAGES))
-        third = Run(run_build_warehouse(), snapshot(database))
+        third = run()
     return SampleRuns(landing, database, first, second, third)

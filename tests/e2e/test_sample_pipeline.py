@@ -44,9 +44,12 @@ STORIES = {
     "amplitude: Mia never signs up": {("email", "mia.chen@example.net")},
     "amplitude: Olu never signs up": {("email", "olu@example.com"), ("phone", "+14155550105")},
     "store sign-up with a foreign mobile": {("email", "ana.souza@example.com"), ("phone", "+5511912345678")},
-    "attractify: web and app channels, one user id": {
-        ("anonymous_id", "attr-web-anon-1"), ("anonymous_id", "attr-app-anon-1"),
+    "attractify: web and app channels, one user id, and the help centre Snowplow tracks": {
+        ("anonymous_id", "attr-web-anon-1"), ("anonymous_id", "attr-app-anon-1"), ("anonymous_id", "sp-duid-7f3a"),
         ("user_id", "attr-user-42"), ("email", "kim@example.com"),
+    },
+    "snowplow: a newsletter subscriber's e-mail in a custom entity, normalised": {
+        ("anonymous_id", "sp-duid-b21c"), ("email", "noor.haddad@example.com"),
     },
     "edge cases: an alias links a cookie to a user; junk ids link nothing": {
         ("anonymous_id", "edge-anon-1"), ("user_id", "edge-user-1"),
@@ -125,7 +128,7 @@ def test_rejected_records_carry_file_line_and_reason(sample_runs: SampleRuns):
 def _landing_lines(landing) -> dict[str, int]:
     """Non-blank lines of every event file and data rows of every contact file, counted apart from the product."""
     counts = {}
-    for path in sorted((landing / "events").rglob("*.jsonl*")):
+    for path in sorted([*(landing / "events").rglob("*.jsonl*"), *(landing / "snowplow").rglob("*.jsonl")]):
         opener = gzip.open if path.name.endswith(".gz") else open
         with opener(path, "rt", encoding="utf-8") as handle:
             counts[path.relative_to(landing).as_posix()] = sum(1 for line in handle if line.strip())
@@ -140,7 +143,7 @@ def test_every_landing_line_is_in_a_raw_table_or_rejected(sample_runs: SampleRun
     accepted = defaultdict(int)
     for file_path in run.tables["raw_message_ids"].file_path:
         accepted[file_path] += 1
-    for file_path in run.tables["raw_contacts"].file_path:
+    for file_path in [*run.tables["raw_contacts"].file_path, *run.tables["raw_snowplow"].file_path]:
         accepted[file_path] += 1
     rejected = run.tables["rejected_records"].groupby("file_path").size().to_dict()
     for file_path, lines in _landing_lines(sample_runs.landing).items():
@@ -159,6 +162,10 @@ def test_every_accepted_message_is_in_profile_events_exactly_once(sample_runs: S
     assert segment == set(run.tables["raw_message_ids"].message_id)
     contacts = events[events.source == "contacts"]
     assert len(contacts) == len(run.tables["raw_contacts"])
+    # The Snowplow sample (a registered landing source): five events, one delivered twice.
+    snowplow = events[events.source == "snowplow"]
+    assert len(snowplow) == 5 and snowplow.profile_id.notna().all()
+    assert set(snowplow.event_name) == {"Returns", "help search", "My orders", "Help centre", "newsletter subscribe"}
 
 
 def test_duplicates_are_dropped_first_received_wins_and_clock_skew_is_corrected(sample_runs: SampleRuns):
@@ -234,3 +241,27 @@ def test_the_sample_audiences_find_the_people_the_stories_describe(sample_runs: 
     high_value = members[members.audience == "high_value_customers"]
     assert run.profile_of("user_id", "intilery-user-3") not in set(high_value.profile_id)  # one order of 42.50
     assert set(members[members.audience == "loyal_pro_customers"].profile_id) <= set(high_value.profile_id)
+
+
+def test_each_build_attaches_what_it_did_to_the_assets(sample_runs: SampleRuns):
+    first, second = sample_runs.first, sample_runs.second
+    profiles = first.tables["profiles"]
+    assert first.metadata["marts/profiles"]["profiles"] == len(profiles)
+    assert first.metadata["marts/profiles"]["known_profiles"] == int((~profiles.is_anonymous).sum())
+    assert "identifiers per profile" in first.metadata["marts/profiles"]["profile_sizes"]
+    by_type = first.tables["profile_identifiers"].identifier_type.value_counts()
+    assert first.metadata["marts/profile_identifiers"]["identifiers/email"] == by_type["email"]
+    assert first.metadata["marts/junk_identifiers"]["junk_identifiers"] > 0  # the generated household devices
+    assert first.metadata["marts/profile_merges"]["merges"] == len(first.tables["profile_merges"])
+    assert "dagster/column_schema" in first.metadata["marts/profile_events"]
+    # audiences: everyone enters at the first build, nobody enters or leaves when nothing changed
+    members = first.tables["audience_members"]
+    cart = first.metadata["audiences/audience__cart_abandoners"]
+    assert cart == {**cart, "members": int((members.audience == "cart_abandoners").sum()), "exited": 0}
+    assert cart["entered"] == cart["members"]
+    assert (second.metadata["audiences/audience__cart_abandoners"]["entered"],
+            second.metadata["audiences/audience__cart_abandoners"]["exited"]) == (0, 0)
+    # ingestion: lines by outcome
+    landed = first.metadata["raw/rejected_records"]
+    assert landed["lines_rejected"] == len(first.tables["rejected_records"])
+    assert "rejected: malformed_json" in landed["lines_by_outcome"]

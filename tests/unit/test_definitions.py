@@ -75,6 +75,10 @@ def test_sensor_fires_once_per_change_of_the_landing_folder(tmp_path):
         (tmp_path / "events" / "b.jsonl").write_text('{"type":"track","anonymousId":"b"}\n')
         again = new_landing_files_sensor(dg.build_sensor_context(cursor=cursor))
         assert isinstance(again, dg.RunRequest) and again.run_key != cursor
+        # a file of a registered landing source (the sample registers snowplow) counts too
+        (tmp_path / "snowplow").mkdir()
+        (tmp_path / "snowplow" / "events.jsonl").write_text('{"event_id":"e1"}\n')
+        assert landing_fingerprint(tmp_path) != again.run_key
 
 
 def test_privacy_requests_run_after_the_marts_and_before_every_export(defs):

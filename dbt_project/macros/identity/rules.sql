@@ -34,7 +34,9 @@
     {%- if source == 'userId' -%} user_id
     {%- elif source == 'anonymousId' -%} anonymous_id
     {%- elif kind == 'traits' -%}
-        case when source = 'segment' then {{ json_get_string('traits', '$.' ~ path) }} end
+        {#- identify traits or context.traits; the traits a landing source's staging model maps (a contact
+            list's other columns are read by column.<name>) -#}
+        case when source <> 'contacts' then {{ json_get_string('traits', '$.' ~ path) }} end
     {%- elif kind == 'context' -%}
         {{ json_get_string('context', '$.' ~ path) }}
     {%- elif source == 'column.email' -%} contact_email

@@ -70,13 +70,7 @@
 
 {% macro _resolve_identifier(text) %}
     {%- set type, _, value = text.partition(':') -%}
-    {%- set quoted = value | replace("'", "''") -%}
-    {%- set found = run_query(
-        "select i.identifier_type, i.identifier_value, p.profile_id from " ~ ref('int_identifiers') ~ " as i"
-        ~ " join " ~ ref('profile_identifiers') ~ " as p on p.identifier_type = i.identifier_type"
-        ~ " and p.identifier_value = i.identifier_value"
-        ~ " where i.identifier_type = '" ~ type ~ "' and (i.identifier_value = '" ~ quoted ~ "'"
-        ~ " or lower(trim(i.raw_value)) = lower(trim('" ~ quoted ~ "'))) limit 1") -%}
+    {%- set found = run_query(find_identifiers_sql(value, type) ~ " limit 1") -%}
     {%- if found.rows | length == 0 -%}
         {{ exceptions.raise_compiler_error(text ~ ": no such identifier in any profile (expected type:value, e.g. email:dana@example.com)") }}
     {%- endif -%}

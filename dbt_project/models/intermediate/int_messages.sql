@@ -92,11 +92,23 @@ contact_records as (
 
 ),
 
+{%- if var('landing_sources', {}) %}
+
+-- The registered landing sources (vars: landing_sources), each through its stg_<name>__events.
+landing_source_messages as (
+    {{ landing_source_messages() }}
+),
+{%- endif %}
+
 unioned as (
 
     select * from segment_messages
     union all
     select * from contact_records
+    {%- if var('landing_sources', {}) %}
+    union all
+    select * from landing_source_messages
+    {%- endif %}
 
 ),
 

@@ -56,58 +56,10 @@ activity as (
 
 ),
 
-trait_keys as (
+-- The winning value of each trait and where it came from (the merge rule is in profile_trait_sources).
+trait_sources as (
 
-    select
-        profile_id,
-        message_id,
-        event_at,
-        case when source = 'contacts' then 'list:' || list_name else source end as trait_source,
-        traits,
-        {{ json_object_keys('traits') }} as trait_key
-
-    from events
-    where {{ json_is_present('traits') }}
-
-),
-
-trait_values as (
-
-    select
-        profile_id,
-        message_id,
-        event_at,
-        trait_source,
-        trait_key,
-        {{ json_get_key('traits', 'trait_key') }} as trait_value
-
-    from trait_keys
-
-),
-
--- Traits merge per key: the last non-null value by event time wins, after the source order of
--- `custom_trait_sources` when the trait has one.
-latest_traits as (
-
-    select
-        *,
-        row_number() over (
-            partition by profile_id, trait_key
-            order by
-                case
-                    {%- for trait, sources in var('custom_trait_sources', {}).items() %}
-                    {%- for source in sources %}
-                    when trait_key = '{{ trait }}' and trait_source = '{{ source }}' then {{ loop.index }}
-                    {%- endfor %}
-                    {%- endfor %}
-                    else 1000
-                end,
-                event_at desc,
-                message_id desc
-        ) as recency_rank
-
-    from trait_values
-    where {{ json_is_present('trait_value') }}
+    select * from {{ ref('profile_trait_sources') }}
 
 ),
 
@@ -117,8 +69,7 @@ merged_traits as (
         profile_id,
         {{ json_object_agg('trait_key', 'trait_value') }} as traits
 
-    from latest_traits
-    where recency_rank = 1
+    from trait_sources
     group by 1
 
 )

@@ -1,0 +1,215 @@
+"""``identity-warehouse lookup VALUE``: a person's profile, found from any identifier.
+
+The value is resolved by the dbt macro ``lookup_identifier`` (normalised by the identity rules, as
+``int_identifiers`` does); everything shown is then read from the documented marts, so an analyst
+gets the same answers in SQL (README, "Look up a person"). The identity graph is written as
+Graphviz DOT and, when ``dot`` is installed, rendered to SVG.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestration import settings
+
+LATEST_EVENTS = 10
+
+# section → SQL over the marts, parameter: the profile id
+SECTIONS = {
+    "profile": "select * exclude (traits) from marts.profiles where profile_id = ?",
+    "identifiers": """
+        select identifier_type, identifier_value, first_seen_at, last_seen_at, message_count
+        from marts.profile_identifiers where profile_id = ? order by first_seen_at, identifier_type, identifier_value""",
+    "traits": """
+        select trait_key, trait_value::varchar as trait_value, trait_source, event_at, message_id, file_path,
+               line_number, values_seen
+        from marts.profile_trait_sources where profile_id = ? order by trait_key""",
+    "computed_traits": "select * exclude (profile_id) from marts.profile_traits where profile_id = ?",
+    "audiences": "select audience from marts.audience_members where profile_id = ? order by audience",
+    "audience_history": """
+        select audience, change, changed_at from marts.audience_membership_history
+        where profile_id = ? order by changed_at, audience""",
+    "events": f"""
+        select event_at, source, message_type, event_name, message_id, file_path, line_number
+        from marts.profile_events where profile_id = ? order by event_at desc, message_id limit {LATEST_EVENTS}""",
+    # links inside the profile, one per pair with the first message that made it and how many did;
+    # refused links from or to the profile, with the reason
+    "links": """
+        select from_type, from_value, to_type, to_value, link_status, refusal_reason,
+               min(event_at) as first_at, count(*) as messages,
+               min_by(message_id, event_at) as message_id, min_by(file_path, event_at) as file_path,
+               min_by(line_number, event_at) as line_number,
+               case when from_profile_id = $1 then to_profile_id else from_profile_id end as other_profile_id
+        from marts.identity_links
+        where from_profile_id = $1 or to_profile_id = $1
+        group by all order by first_at, from_type, from_value, to_type, to_value""",
+    "junk": """
+        select identifier_type, identifier_value, reason, distinct_neighbours, max_distinct_neighbours
+        from marts.junk_identifiers where profile_id = ?""",
+    "merges": """
+        select merged_profile_id, merged_at, from_identifier, to_identifier, caused_by_message_id
+        from marts.profile_merges where surviving_profile_id = ? order by merged_at""",
+}
+
+
+@dataclass
+class ProfileReport:
+    profile_id: str
+    matched: list[dict]
+    sections: dict[str, list[dict]] = field(default_factory=dict)
+
+
+def resolve(value: str, identifier_type: str | None = None) -> list[dict]:
+    """Profiles holding ``value`` (any identifier type unless given), through the dbt macro."""
+    settings.duckdb_path()  # exported for dbt's profile
+    args = {"value": value, **({"type": identifier_type} if identifier_type else {})}
+    result = subprocess.run(
+        [settings.DBT_EXECUTABLE, "--quiet", "run-operation", "lookup_identifier", "--args", json.dumps(args),
+         "--profiles-dir", str(settings.DBT_PROFILES_DIR)],
+        cwd=settings.DBT_PROJECT_DIR, capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        raise RuntimeError((result.stdout + result.stderr).strip() or "dbt run-operation lookup_identifier failed")
+    return parse_lookup_output(result.stdout)
+
+
+def parse_lookup_output(stdout: str) -> list[dict]:
+    """The matches the macro printed (its last JSON line)."""
+    for line in reversed(stdout.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)["matches"]
+    raise RuntimeError(f"no answer from lookup_identifier: {stdout[-500:]}")
+
+
+def read_profile(conn, profile_id: str, matched: list[dict]) -> ProfileReport:
+    report = ProfileReport(profile_id, matched)
+    for name, sql in SECTIONS.items():
+        cursor = conn.execute(sql, [profile_id])
+        columns = [d[0] for d in cursor.description]
+        report.sections[name] = [dict(zip(columns, row)) for row in cursor.fetchall()]
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# Text
+# ---------------------------------------------------------------------------------------------
+
+
+def _table(rows: list[dict], columns: list[str]) -> list[str]:
+    if not rows:
+        return ["  (none)"]
+    cells = [[("" if row[c] is None else str(row[c])) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  " + "  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
+    lines += ["  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells]
+    return lines
+
+
+def identifier_key(identifier_type: str, value: str) -> str:
+    return f"{identifier_type}:{value}"
+
+
+def render_text(report: ProfileReport) -> str:
+    s = report.sections
+    profile = s["profile"][0] if s["profile"] else {}
+    out = [f"profile {report.profile_id}"
+           + (f"  (found by {', '.join(identifier_key(m['identifier_type'], m['identifier_value']) for m in report.matched)})")]
+    if profile:
+        out.append(f"  user_id {profile['user_id'] or '-'} | email {profile['email'] or '-'} | phone {profile['phone'] or '-'}"
+                   f" | {'anonymous' if profile['is_anonymous'] else 'known'} | {profile['event_count']} events"
+                   f" | first seen {profile['first_seen_at']} | last seen {profile['last_seen_at']}")
+    out += ["", "identifiers"] + _table(s["identifiers"], ["identifier_type", "identifier_value", "first_seen_at",
+                                                           "last_seen_at", "message_count"])
+    traits = [{**t, "from": f"{t['trait_source']} {t['message_id']} ({t['file_path']}:{t['line_number']}, {t['event_at']})"}
+              for t in s["traits"]]
+    out += ["", "traits (merged; where each value came from)"] + _table(traits, ["trait_key", "trait_value", "from",
+                                                                                 "values_seen"])
+    computed = [{"trait": k, "value": v} for row in s["computed_traits"] for k, v in row.items() if v is not None]
+    out += ["", "computed traits"] + _table(computed, ["trait", "value"])
+    out += ["", "audiences: " + (", ".join(a["audience"] for a in s["audiences"]) or "(none)")]
+    out += ["audience history"] + _table(s["audience_history"], ["changed_at", "audience", "change"])
+    out += ["", f"latest events (up to {LATEST_EVENTS})"] + _table(
+        s["events"], ["event_at", "source", "message_type", "event_name", "message_id"])
+    out += ["", "identity graph (links with their evidence)"]
+    for link in s["links"]:
+        status = "==" if link["link_status"] == "linked" else "-x-"
+        evidence = (f"{link['message_id']} ({link['file_path']}:{link['line_number']}, {link['first_at']}"
+                    + (f", and {link['messages'] - 1} more" if link["messages"] > 1 else "") + ")")
+        refused = (f"  REFUSED ({link['refusal_reason'] or 'merge protection'}; other profile "
+                   f"{link['other_profile_id']})" if link["link_status"] != "linked" else "")
+        out.append(f"  {identifier_key(link['from_type'], link['from_value'])} {status} "
+                   f"{identifier_key(link['to_type'], link['to_value'])}   {evidence}{refused}")
+    if not s["links"]:
+        out.append("  (a single identifier: no links)")
+    for junk in s["junk"]:
+        out.append(f"  junk, links no one: {identifier_key(junk['identifier_type'], junk['identifier_value'])} "
+                   f"({junk['reason']}, {junk['distinct_neighbours']} > {junk['max_distinct_neighbours']})")
+    for merge in s["merges"]:
+        out.append(f"  merged in {merge['merged_profile_id']} at {merge['merged_at']} through "
+                   f"{merge['from_identifier']} -- {merge['to_identifier']} ({merge['caused_by_message_id']})")
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Picture
+# ---------------------------------------------------------------------------------------------
+
+NODE_STYLE = {"user_id": "#c7e9c0", "email": "#c6dbef", "phone": "#fdd0a2", "anonymous_id": "#efedf5"}
+
+
+def _dot_string(text: str) -> str:
+    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def render_dot(report: ProfileReport) -> str:
+    """The profile's identity graph: identifiers as nodes, links as edges labelled with their evidence;
+    refused links (to other profiles) dashed red, junk identifiers grey."""
+    s = report.sections
+    junk = {identifier_key(j["identifier_type"], j["identifier_value"]) for j in s["junk"]}
+    lines = ["graph identity {", "  graph [rankdir=LR, fontname=Helvetica, fontsize=11, labelloc=t, "
+             f"label={_dot_string('profile ' + report.profile_id)}];",
+             "  node [shape=box, style=\"rounded,filled\", fontname=Helvetica, fontsize=10];",
+             "  edge [fontname=Helvetica, fontsize=8, color=\"#555555\"];"]
+    for row in s["identifiers"]:
+        key = identifier_key(row["identifier_type"], row["identifier_value"])
+        color = "#d9d9d9" if key in junk else NODE_STYLE.get(row["identifier_type"], "#ffffcc")
+        label = f"{row['identifier_type']}\n{row['identifier_value']}" + ("\n(junk)" if key in junk else "")
+        lines.append(f"  {_dot_string(key)} [label={_dot_string(label)}, fillcolor={_dot_string(color)}];")
+    others = set()
+    for link in s["links"]:
+        a = identifier_key(link["from_type"], link["from_value"])
+        b = identifier_key(link["to_type"], link["to_value"])
+        evidence = f"{link['message_id']}\n{Path(str(link['file_path'])).name}:{link['line_number']}"
+        if link["messages"] > 1:
+            evidence += f" (+{link['messages'] - 1})"
+        if link["link_status"] == "linked":
+            lines.append(f"  {_dot_string(a)} -- {_dot_string(b)} [label={_dot_string(evidence)}];")
+        else:
+            for node in (a, b):
+                if node not in {identifier_key(r["identifier_type"], r["identifier_value"]) for r in s["identifiers"]}:
+                    others.add(node)
+            lines.append(f"  {_dot_string(a)} -- {_dot_string(b)} [style=dashed, color=red, fontcolor=red, "
+                         f"label={_dot_string('refused: ' + (link['refusal_reason'] or '') + chr(10) + evidence)}];")
+    for node in sorted(others):
+        lines.append(f"  {_dot_string(node)} [label={_dot_string(node.replace(':', chr(10), 1) + chr(10) + '(other profile)')}, "
+                     "style=\"rounded,dashed\"];")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def write_graph(report: ProfileReport, out_dir: Path) -> list[Path]:
+    """Writes ``<profile>.dot`` and, when Graphviz's ``dot`` is on PATH, ``<profile>.svg``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dot_file = out_dir / f"{report.profile_id}.dot"
+    dot_file.write_text(render_dot(report))
+    written = [dot_file]
+    dot = shutil.which("dot")
+    if dot:
+        svg = dot_file.with_suffix(".svg")
+        subprocess.run([dot, "-Tsvg", str(dot_file), "-o", str(svg)], check=True)
+        written.append(svg)
+    return written
