@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -30,7 +31,10 @@ pytestmark = pytest.mark.e2e
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SCREENSHOTS = settings.PROJECT_ROOT / "docs" / "images"
+# The README's screenshots are refreshed with UPDATE_SCREENSHOTS=1; otherwise a test run leaves the tree alone.
+SCREENSHOTS = (settings.PROJECT_ROOT / "docs" / "images" if os.environ.get("UPDATE_SCREENSHOTS") == "1"
+               else Path(tempfile.gettempdir()) / "identity-warehouse-screenshots")
+SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 GROUPS = ["landing", "staging", "identity", "profiles", "traits_and_audiences", "exports"]
 RUN_TIMEOUT_S = 900
 
