@@ -22,6 +22,8 @@ import duckdb
 import pytest
 
 from orchestration import settings
+from orchestration.ingestion import discover_landing_files
+from orchestration.landing_sources import registered_sources
 from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME
 
 pytestmark = pytest.mark.e2e
@@ -54,6 +56,11 @@ def run_env(database: Path, landing: Path, exports: Path) -> dict:
     env.update(LANDING_DIR=str(landing), DUCKDB_PATH=str(database), EXPORT_DIR=str(exports),
                PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}", PYTHONUNBUFFERED="1")
     return env
+
+
+def landing_file_count(landing: Path) -> int:
+    """The files a run lands: Segment events, contact lists and the registered sources' files."""
+    return len(discover_landing_files(landing, registered_sources()))
 
 
 def comparable(value: str | None) -> str | None:
@@ -97,7 +104,8 @@ def concurrent_runs(tmp_path_factory, reliability_landing):
     processes = [subprocess.Popen(CLI, env=env, cwd=settings.PROJECT_ROOT, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True) for _ in range(2)]
     outputs = [p.communicate(timeout=900)[0] for p in processes]
-    return {"database": database, "returncodes": [p.returncode for p in processes], "outputs": outputs,
+    return {"database": database, "landing": reliability_landing, "returncodes": [p.returncode for p in processes],
+            "outputs": outputs,
             "seconds": time.monotonic() - started, "marts": marts_snapshot(database)}
 
 
@@ -107,8 +115,9 @@ def test_two_runs_started_at_once_both_succeed_one_after_the_other(concurrent_ru
     assert len(waited) == 1
     for output in concurrent_runs["outputs"]:
         assert "Could not set lock on file" not in output  # DuckDB's error when two processes write
-    # One run landed the 14 files, the other (after waiting) found them loaded.
-    assert sorted("0 new file(s), 14 already loaded" in o for o in concurrent_runs["outputs"]) == [False, True]
+    # One run landed the files, the other (after waiting) found them loaded.
+    files = landing_file_count(concurrent_runs["landing"])
+    assert sorted(f"0 new file(s), {files} already loaded" in o for o in concurrent_runs["outputs"]) == [False, True]
 
 
 @pytest.fixture(scope="session")
@@ -162,7 +171,7 @@ def test_a_run_killed_during_ingestion_then_during_dbt_ends_like_an_uninterrupte
     for table in expected:
         assert actual[table] == expected[table], table
     with duckdb.connect(str(record["database"]), read_only=True) as conn:
-        assert conn.execute("select count(*), count(distinct file_path) from raw.loaded_files").fetchone() == (14, 14)
+        assert conn.execute("select count(*), count(distinct file_path) from raw.loaded_files").fetchone() == (landing_file_count(concurrent_runs["landing"]),) * 2
         duplicated = conn.execute(
             "select count(*) from (select file_path, line_number from raw.tracks group by all having count(*) > 1)"
         ).fetchone()[0]
