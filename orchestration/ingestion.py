@@ -288,20 +288,13 @@ def _classify_lines_sql(identity: IdentityFields) -> str:
     has_identity = " or ".join(f"nullif(trim(fields[{i}]), '') is not null" for i in range(3, len(paths) + 1))
     return f"""
 create or replace temp table landing_lines as
-with file_lines as (
-    -- split once: splitting in both unnest() and generate_subscripts() costs 80 times more
-    select string_split(content, chr(10)) as lines from read_text(?)
-),
-split as (
-    select unnest(lines) as line, generate_subscripts(lines, 1) as line_number from file_lines
-),
-checked as (
+with checked as (
     select
         line_number,
         rtrim(line, chr(13)) as line,
         trim(rtrim(line, chr(13))) = '' as is_blank,
         json_valid(rtrim(line, chr(13))) as is_json
-    from split
+    from landing_split
 ),
 parsed as (
     select
@@ -337,6 +330,22 @@ from typed
 """
 
 
+def _split_lines(conn, text_path: Path, scratch: Path) -> bool:
+    """Reads the file into the temp table ``landing_split``, one row per line. A file that is not
+    valid UTF-8 has its bad bytes replaced (the lines that held them are rejected, the good lines
+    kept): returns whether it was."""
+    try:
+        conn.execute(landing_sources.SPLIT_LINES_SQL, [str(text_path)])
+        return False
+    except duckdb.InvalidInputException as error:
+        if "UTF-8" not in str(error):
+            raise
+    repaired = scratch / "landing.utf8.jsonl"
+    repaired.write_text(text_path.read_bytes().decode("utf-8", errors="replace"), encoding="utf-8")
+    conn.execute(landing_sources.SPLIT_LINES_SQL, [str(repaired)])
+    return True
+
+
 def _stage_events(conn, path: Path, identity: IdentityFields) -> WholeFileRejection | None:
     """Reads and classifies every line into the temp table ``landing_lines``."""
     with tempfile.TemporaryDirectory(prefix="landing-") as scratch:
@@ -344,15 +353,9 @@ def _stage_events(conn, path: Path, identity: IdentityFields) -> WholeFileReject
             text_path = _gunzipped(path, Path(scratch))
         except (OSError, EOFError, zlib.error) as error:
             return WholeFileRejection("unreadable_file", str(error))
-        try:
-            conn.execute(_classify_lines_sql(identity), [str(text_path), False])
-        except duckdb.InvalidInputException as error:
-            if "UTF-8" not in str(error):
-                raise
-            # Replace the bad bytes and reject the lines that held them, keeping the good lines.
-            repaired = Path(scratch) / "landing.utf8.jsonl"
-            repaired.write_text(text_path.read_bytes().decode("utf-8", errors="replace"), encoding="utf-8")
-            conn.execute(_classify_lines_sql(identity), [str(repaired), True])
+        repaired = _split_lines(conn, text_path, Path(scratch))
+    conn.execute(_classify_lines_sql(identity), [repaired])
+    conn.execute("drop table landing_split")
     return None
 
 
@@ -603,14 +606,9 @@ def _stage_source_file(conn, path: Path, source: LandingSource) -> WholeFileReje
             conn.execute(landing_sources.csv_records_sql(source, columns))
             _drop_contact_temp_tables(conn)
             return source
-        try:
-            conn.execute(landing_sources.stage_jsonl_sql(source), [str(text_path), False])
-        except duckdb.InvalidInputException as error:
-            if "UTF-8" not in str(error):
-                raise
-            repaired = Path(scratch) / "landing.utf8.jsonl"
-            repaired.write_text(text_path.read_bytes().decode("utf-8", errors="replace"), encoding="utf-8")
-            conn.execute(landing_sources.stage_jsonl_sql(source), [str(repaired), True])
+        repaired = _split_lines(conn, text_path, Path(scratch))
+    conn.execute(landing_sources.stage_jsonl_sql(source), [repaired])
+    conn.execute("drop table landing_split")
     return source
 
 

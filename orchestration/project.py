@@ -21,9 +21,10 @@ MANIFEST_INPUTS = ["dbt_project.yml", "models", "macros", "tests", "definitions"
 
 
 def manifest_fingerprint() -> str:
-    """SHA-256 over the dbt project's sources, the profile and the warehouse path (dbt writes the
-    database name into the manifest)."""
-    digest = hashlib.sha256(f"{settings.duckdb_path()}\0{settings.DBT_PROJECT_DIR}\n".encode())
+    """SHA-256 over the dbt project's sources, the profile and the database name (the DuckDB file's
+    stem, which dbt writes into the manifest; the rest of the path is not in it, so a warehouse moved
+    or made anew under the same file name keeps the manifest)."""
+    digest = hashlib.sha256(f"{settings.duckdb_path().stem}\0{settings.DBT_PROJECT_DIR}\n".encode())
     files = [settings.DBT_PROFILES_DIR / "profiles.yml"]
     for name in MANIFEST_INPUTS:
         path = settings.DBT_PROJECT_DIR / name

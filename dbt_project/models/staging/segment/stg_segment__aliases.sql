@@ -1,3 +1,1 @@
-{{ segment_staging('aliases', {
-    'previous_id': json_get_string('payload', '$.previousId'),
-}) }}
+{{ segment_staging('aliases', strings={'previous_id': '$.previousId'}) }}

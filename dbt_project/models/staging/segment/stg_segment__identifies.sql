@@ -1,3 +1,1 @@
-{{ segment_staging('identifies', {
-    'traits': json_get('payload', '$.traits'),
-}) }}
+{{ segment_staging('identifies', objects={'traits': '$.traits'}) }}

@@ -1,4 +1,1 @@
-{{ segment_staging('screens', {
-    'screen_name': json_get_string('payload', '$.name'),
-    'properties': json_get('payload', '$.properties'),
-}) }}
+{{ segment_staging('screens', strings={'screen_name': '$.name'}, objects={'properties': '$.properties'}) }}
