@@ -14,14 +14,15 @@ linkable as (
 
 ),
 
-seen_together as (
+-- Each pair of identifiers seen in the same message, once (a person repeats the same pairs in
+-- most of their messages: counting distinct pairs first keeps the counts below small).
+pairs as (
 
-    select
+    select distinct
         subject.identifier_type,
         subject.identifier_value,
         neighbour.identifier_type as neighbour_type,
-        neighbour.identifier_value as neighbour_value,
-        subject.message_id
+        neighbour.identifier_value as neighbour_value
 
     from linkable as subject
     join linkable as neighbour
@@ -52,31 +53,63 @@ counted as (
         identifier_type,
         identifier_value,
         neighbour_type,
-        count(distinct neighbour_value) as distinct_neighbours,
-        count(distinct message_id) as evidence_messages,
+        count(*) as distinct_neighbours,
         min(neighbour_value) as first_neighbour,
-        max(neighbour_value) as last_neighbour,
-        min(message_id) as example_message_id
+        max(neighbour_value) as last_neighbour
 
-    from seen_together
+    from pairs
+    group by 1, 2, 3
+
+),
+
+junk as (
+
+    select counted.*, thresholds.max_distinct_neighbours
+    from counted
+    join thresholds
+        on thresholds.identifier_type = counted.identifier_type
+        and thresholds.neighbour_type = counted.neighbour_type
+    where counted.distinct_neighbours > thresholds.max_distinct_neighbours
+
+),
+
+-- The messages behind each junk identifier's neighbours of the type (read for the few junk ones only).
+evidence as (
+
+    select
+        junk.identifier_type,
+        junk.identifier_value,
+        junk.neighbour_type,
+        count(distinct subject.message_id) as evidence_messages,
+        min(subject.message_id) as example_message_id
+
+    from junk
+    join linkable as subject
+        on subject.identifier_type = junk.identifier_type
+        and subject.identifier_value = junk.identifier_value
+    join linkable as neighbour
+        on neighbour.message_id = subject.message_id
+        and neighbour.identifier_type = junk.neighbour_type
+        and not (neighbour.identifier_type = subject.identifier_type
+                 and neighbour.identifier_value = subject.identifier_value)
     group by 1, 2, 3
 
 )
 
 select
-    counted.identifier_type,
-    counted.identifier_value,
-    'seen_with_too_many_' || counted.neighbour_type || 's' as reason,
-    counted.neighbour_type,
-    counted.distinct_neighbours,
-    thresholds.max_distinct_neighbours,
-    counted.evidence_messages,
-    counted.first_neighbour,
-    counted.last_neighbour,
-    counted.example_message_id
+    junk.identifier_type,
+    junk.identifier_value,
+    'seen_with_too_many_' || junk.neighbour_type || 's' as reason,
+    junk.neighbour_type,
+    junk.distinct_neighbours,
+    junk.max_distinct_neighbours,
+    evidence.evidence_messages,
+    junk.first_neighbour,
+    junk.last_neighbour,
+    evidence.example_message_id
 
-from counted
-join thresholds
-    on thresholds.identifier_type = counted.identifier_type
-    and thresholds.neighbour_type = counted.neighbour_type
-where counted.distinct_neighbours > thresholds.max_distinct_neighbours
+from junk
+join evidence
+    on evidence.identifier_type = junk.identifier_type
+    and evidence.identifier_value = junk.identifier_value
+    and evidence.neighbour_type = junk.neighbour_type

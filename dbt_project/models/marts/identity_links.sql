@@ -52,6 +52,24 @@ placed as (
 
 ),
 
+-- The two profiles of each refused link, one row each (an equi-join below, not an `in` that
+-- compares every pair with every profile).
+refused_pairs as (
+
+    select distinct from_profile_id, to_profile_id
+    from placed
+    where from_profile_id <> to_profile_id
+
+),
+
+refused_pair_profiles as (
+
+    select from_profile_id, to_profile_id, from_profile_id as profile_id from refused_pairs
+    union all
+    select from_profile_id, to_profile_id, to_profile_id as profile_id from refused_pairs
+
+),
+
 -- A refused link joins two profiles whose identifiers together break a limit; name the limits.
 refusals as (
 
@@ -72,8 +90,8 @@ refusals as (
             counts.identifier_type,
             sum(counts.identifiers) as identifiers,
             max(counts.max_per_profile) as max_per_profile
-        from (select distinct from_profile_id, to_profile_id from placed where from_profile_id <> to_profile_id) as pair
-        join type_counts as counts on counts.profile_id in (pair.from_profile_id, pair.to_profile_id)
+        from refused_pair_profiles as pair
+        join type_counts as counts on counts.profile_id = pair.profile_id
         group by 1, 2, 3
     ) as combined
         on combined.from_profile_id = placed.from_profile_id

@@ -1,1 +1,3 @@
-{{ segment_staging('aliases', strings={'previous_id': '$.previousId'}) }}
+{{ segment_staging('aliases', {
+    'previous_id': json_get_string('payload', '$.previousId'),
+}) }}

@@ -1,1 +1,4 @@
-{{ segment_staging('groups', strings={'group_id': '$.groupId'}, objects={'group_traits': '$.traits'}) }}
+{{ segment_staging('groups', {
+    'group_id': json_get_string('payload', '$.groupId'),
+    'group_traits': json_get('payload', '$.traits'),
+}) }}

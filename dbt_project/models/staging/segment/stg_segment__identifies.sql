@@ -1,1 +1,3 @@
-{{ segment_staging('identifies', objects={'traits': '$.traits'}) }}
+{{ segment_staging('identifies', {
+    'traits': json_get('payload', '$.traits'),
+}) }}

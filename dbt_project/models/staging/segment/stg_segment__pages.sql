@@ -1,1 +1,5 @@
-{{ segment_staging('pages', strings={'page_name': '$.name', 'page_category': '$.category'}, objects={'properties': '$.properties'}) }}
+{{ segment_staging('pages', {
+    'page_name': json_get_string('payload', '$.name'),
+    'page_category': json_get_string('payload', '$.category'),
+    'properties': json_get('payload', '$.properties'),
+}) }}

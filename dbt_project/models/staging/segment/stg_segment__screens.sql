@@ -1,1 +1,4 @@
-{{ segment_staging('screens', strings={'screen_name': '$.name'}, objects={'properties': '$.properties'}) }}
+{{ segment_staging('screens', {
+    'screen_name': json_get_string('payload', '$.name'),
+    'properties': json_get('payload', '$.properties'),
+}) }}

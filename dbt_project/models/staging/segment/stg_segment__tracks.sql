@@ -1,1 +1,4 @@
-{{ segment_staging('tracks', strings={'event_name': '$.event'}, objects={'properties': '$.properties'}) }}
+{{ segment_staging('tracks', {
+    'event_name': json_get_string('payload', '$.event'),
+    'properties': json_get('payload', '$.properties'),
+}) }}
