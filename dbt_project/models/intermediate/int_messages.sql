@@ -1,5 +1,3 @@
-{{ config(materialized='view') }}
-
 {#- Every accepted message once: the Segment message types and the contact-list records in one
     shape. A messageId seen under two types keeps the first received, as within a type. -#}
 {%- set segment_models = {
