@@ -8,9 +8,16 @@
                'properties', 'context', 'load_id', 'file_path', 'line_number', 'loaded_at']) }}
 {% endmacro %}
 
+{#- The staging models of the registered sources. -#}
+{% macro landing_source_models() %}
+    {%- set models = [] -%}
+    {%- for name in var('landing_sources', {}) %}{% do models.append('stg_' ~ name ~ '__events') %}{% endfor -%}
+    {{ return(models) }}
+{% endmacro %}
+
 {#- One `select` per registered source in int_messages' column order, joined by `union all`;
-    nothing when no source is registered. -#}
-{% macro landing_source_messages() %}
+    nothing when no source is registered. `where` filters each. -#}
+{% macro landing_source_messages(where='') %}
     {%- for name in var('landing_sources', {}) %}
     {%- if not loop.first %}
     union all
@@ -42,5 +49,16 @@
         line_number,
         loaded_at
     from {{ ref('stg_' ~ name ~ '__events') }}
+    {{ where }}
     {%- endfor %}
+{% endmacro %}
+
+{#- post-hook of int_messages: a contact list replaced by a newer export (same file, new content)
+    loses the records the new export no longer has; they leave int_messages too. -#}
+{% macro forget_replaced_contact_records() %}
+    {%- if is_incremental() -%}
+    delete from {{ this }}
+    where source = 'contacts'
+        and message_id not in (select record_id from {{ ref('stg_contacts__records') }})
+    {%- endif -%}
 {% endmacro %}

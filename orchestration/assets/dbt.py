@@ -9,13 +9,15 @@ import dagster as dg
 import duckdb
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
-from orchestration import settings
+from orchestration import dbt_event_stream, settings
 from orchestration.assets.landing import DUCKDB_POOL
 from orchestration.locking import writer_lock
 from orchestration.dbt_args import dbt_build_args
 from orchestration.project import dbt_project
 from orchestration.run_metadata import warehouse_metadata
 from orchestration.warehouse import connect
+
+dbt_event_stream.install()  # column metadata without a spinning thread while dbt runs
 
 # dbt folder → Dagster group, so the graph reads like the data flow.
 GROUP_BY_FOLDER = {"staging": "staging", "intermediate": "identity", "marts": "profiles", "computed": "traits_and_audiences"}

@@ -1,5 +1,14 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key='message_id',
+    post_hook="{{ forget_replaced_contact_records() }}",
+) }}
+
 {#- Every accepted message once: the Segment message types and the contact-list records in one
-    shape. A messageId seen under two types keeps the first received, as within a type. -#}
+    shape. A messageId seen under two types keeps the first received, as within a type.
+    Incremental: a build reads the messages that arrived since the last one, with every copy of
+    them in any staging model (so the first received still wins). -#}
 {%- set segment_models = {
     'stg_segment__tracks': {'event_name': 'event_name', 'properties': 'properties'},
     'stg_segment__identifies': {'traits': 'traits'},
@@ -17,8 +26,28 @@
     'group_traits': 'json',
 } -%}
 
+{%- set arrived_only -%}
+    {%- if is_incremental() %}
+    where message_id in (select message_id from arrived)
+    {%- endif %}
+{%- endset %}
+
 with
 
+{% if is_incremental() -%}
+arrived as (
+
+    {%- set message_ids = {'stg_contacts__records': 'record_id'} -%}
+    {%- for model in (segment_models | list) + ['stg_contacts__records'] + landing_source_models() %}
+    select {{ message_ids.get(model, 'message_id') }} as message_id
+    from {{ ref(model) }}
+    where loaded_at > (select coalesce(max(loaded_at), cast('1900-01-01' as timestamp)) from {{ this }})
+    {% if not loop.last %}union all{% endif %}
+    {%- endfor %}
+
+),
+
+{% endif -%}
 segment_messages as (
 
     {%- for model, columns in segment_models.items() %}
@@ -54,6 +83,7 @@ segment_messages as (
         loaded_at
 
     from {{ ref(model) }}
+    {{ arrived_only }}
     {% if not loop.last %}union all{% endif %}
     {%- endfor %}
 
@@ -89,6 +119,7 @@ contact_records as (
         loaded_at
 
     from {{ ref('stg_contacts__records') }}
+    {{ arrived_only | replace('where message_id', 'where record_id') }}
 
 ),
 
@@ -96,7 +127,7 @@ contact_records as (
 
 -- The registered landing sources (vars: landing_sources), each through its stg_<name>__events.
 landing_source_messages as (
-    {{ landing_source_messages() }}
+    {{ landing_source_messages(arrived_only) }}
 ),
 {%- endif %}
 
