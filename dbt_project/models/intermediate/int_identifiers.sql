@@ -8,50 +8,24 @@ messages as (
 
 ),
 
-{#- One branch per identifier type and source of the identity rules, plus an alias's previousId. -#}
-{%- set branches = [('previous_id', 'previousId')] -%}
-{%- for type, rule in identifier_types().items() -%}
-    {%- for source in rule['sources'] -%}{%- do branches.append((type, source)) -%}{%- endfor -%}
-{%- endfor %}
+observed as (
 
--- Every message read once, with the value of each branch in a column ...
-extracted as (
-
+    {#- One branch per identifier type and source of the identity rules, plus an alias's previousId. -#}
+    {%- set branches = [('previous_id', 'previousId')] -%}
+    {%- for type, rule in identifier_types().items() -%}
+        {%- for source in rule['sources'] -%}{%- do branches.append((type, source)) -%}{%- endfor -%}
+    {%- endfor %}
+    {%- for observed_type, field in branches %}
     select
         message_id,
         source,
         event_at,
-        {%- for observed_type, field in branches %}
-        {{ identifier_source_value(field) if field != 'previousId' else 'previous_id' }} as value_{{ loop.index }}
-        {{- "," if not loop.last }}
-        {%- endfor %}
-
+        '{{ observed_type }}' as observed_type,
+        '{{ field }}' as observed_in,
+        {{ identifier_source_value(field) if field != 'previousId' else 'previous_id' }} as raw_value
     from messages
-
-),
-
--- ... then one row per message and branch.
-observed as (
-
-    select
-        extracted.message_id,
-        extracted.source,
-        extracted.event_at,
-        branches.observed_type,
-        branches.observed_in,
-        case branches.branch_number
-            {%- for _ in branches %}
-            when {{ loop.index }} then value_{{ loop.index }}
-            {%- endfor %}
-        end as raw_value
-
-    from extracted
-    cross join (
-        values
-        {%- for observed_type, field in branches %}
-        ({{ loop.index }}, '{{ observed_type }}', '{{ field }}'){{ "," if not loop.last }}
-        {%- endfor %}
-    ) as branches (branch_number, observed_type, observed_in)
+    {% if not loop.last %}union all{% endif %}
+    {%- endfor %}
 
 ),
 

@@ -3,21 +3,29 @@
     connect them all, with the message as evidence. Junk identifiers (int_identity_junk) link no one. -#}
 with
 
+junk as (
+
+    select distinct identifier_type, identifier_value from {{ ref('int_identity_junk') }}
+
+),
+
 linkable as (
 
     select
         identifiers.*,
-        nodes.priority,
+        {{ identifier_priority('identifiers.identifier_type') }} as priority,
         row_number() over (
             partition by identifiers.message_id
-            order by nodes.priority, identifiers.identifier_type, identifiers.identifier_value
+            order by {{ identifier_priority('identifiers.identifier_type') }}, identifiers.identifier_type,
+                identifiers.identifier_value
         ) as anchor_rank
 
     from {{ ref('int_identifiers') }} as identifiers
-    join {{ ref('int_identity_nodes') }} as nodes
-        on nodes.identifier_type = identifiers.identifier_type
-        and nodes.identifier_value = identifiers.identifier_value
-    where identifiers.is_linkable and not nodes.is_junk
+    -- few identifiers are junk: an anti-join with a small table, not a join with every node
+    left join junk
+        on junk.identifier_type = identifiers.identifier_type
+        and junk.identifier_value = identifiers.identifier_value
+    where identifiers.is_linkable and junk.identifier_type is null
 
 ),
 

@@ -8,6 +8,12 @@ messages as (
 
 -- A message belongs to the profile of its strongest identifier that is not junk (merge protection
 -- or junk detection may have kept its identifiers apart); with only junk ones, the strongest of those.
+junk as (
+
+    select distinct identifier_type, identifier_value from {{ ref('int_identity_junk') }}
+
+),
+
 ranked_identifiers as (
 
     select
@@ -15,15 +21,21 @@ ranked_identifiers as (
         components.profile_id,
         row_number() over (
             partition by identifiers.message_id
-            order by nodes.is_junk, nodes.priority, nodes.identifier_type, nodes.identifier_value
+            order by
+                junk.identifier_type is not null,
+                {{ identifier_priority('identifiers.identifier_type') }},
+                identifiers.identifier_type,
+                identifiers.identifier_value
         ) as anchor_rank
 
     from {{ ref('int_identifiers') }} as identifiers
-    join {{ ref('int_identity_nodes') }} as nodes
-        on nodes.identifier_type = identifiers.identifier_type
-        and nodes.identifier_value = identifiers.identifier_value
     join {{ ref('int_profile_ids') }} as components
-        on components.node_id = nodes.node_id
+        on components.identifier_type = identifiers.identifier_type
+        and components.identifier_value = identifiers.identifier_value
+    -- few identifiers are junk: a small table to look them up in, not a join with every node
+    left join junk
+        on junk.identifier_type = identifiers.identifier_type
+        and junk.identifier_value = identifiers.identifier_value
     where identifiers.is_linkable
 
 ),
