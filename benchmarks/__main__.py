@@ -45,6 +45,9 @@ def median_run(runs: list[RunMeasurement]) -> dict:
         "stage_seconds": {s: statistics.median(r.stage_seconds[s] for r in runs) for s in STAGES},
         "stage_peak_rss_gib": {s: statistics.median(r.stage_peak_rss_bytes.get(s, 0) for r in runs) / GIB
                                for s in STAGES},
+        "slowest_dbt_nodes": dict(sorted(
+            ((node, statistics.median(r.dbt_nodes.get(node, 0.0) for r in runs)) for node in runs[0].dbt_nodes),
+            key=lambda item: -item[1])[:12]),
     }
 
 
@@ -72,6 +75,12 @@ def markdown(scales: list[dict], incremental: dict | None, graph_table: str | No
         "| messages per second | " + " | ".join(f"{s['messages_per_second']:,.0f}" for s in scales) + " |",
         "",
         "![stage times against scale](stages.png)",
+        "",
+        f"Slowest dbt models and tests at {scales[-1]['people']:,} people (seconds, from dbt's run_results.json):",
+        "",
+        "| node | seconds |",
+        "| --- | ---: |",
+        *[f"| {node.split('.', 2)[-1][:90]} | {seconds:.1f} |" for node, seconds in scales[-1]["slowest_dbt_nodes"].items()],
     ]
     if graph_table:
         lines += [
@@ -131,10 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-graphs", dest="graphs", action="store_false",
                         help="skip timing the graph step's peers on each warehouse's edge list")
     parser.add_argument("--graph-timeout", type=float, default=300.0)
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="environment of every run, e.g. DUCKDB_MEMORY_LIMIT=4GB or DBT_THREADS=1 (repeatable)")
     parser.add_argument("--workdir", default=str(settings.PROJECT_ROOT / "data" / "bench"))
     parser.add_argument("--out", default=str(RESULTS_DIR))
     args = parser.parse_args(argv)
     settings.quiet_telemetry()
+    run_env = dict(item.split("=", 1) for item in args.env)
     workdir, out = Path(args.workdir).resolve(), Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
 
@@ -143,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         landing = generated_landing(workdir, people)
         runs = []
         for repeat in range(args.repeats):
-            runs.append(run_pipeline(landing, workdir / f"run-{people}", people))
+            runs.append(run_pipeline(landing, workdir / f"run-{people}", people, extra_env=run_env))
             print(f"{people:,} people, run {repeat + 1}: {runs[-1].wall_seconds:.1f} s, "
                   f"peak {runs[-1].peak_rss_bytes / GIB:.2f} GiB", flush=True)
         scales.append(median_run(runs))
@@ -156,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.incremental_share:
         people = min(args.people)
         base, with_increment = landing_with_increment(workdir, people, args.incremental_share)
-        full = run_pipeline(base, workdir / "run-incremental", people)
-        increment = run_pipeline(with_increment, workdir / "run-incremental", people, fresh=False)
+        full = run_pipeline(base, workdir / "run-incremental", people, extra_env=run_env)
+        increment = run_pipeline(with_increment, workdir / "run-incremental", people, fresh=False, extra_env=run_env)
         incremental = {
             "people": people, "new_people": max(1, int(people * args.incremental_share)),
             "lines_accepted": increment.lines_accepted, "wall_seconds": increment.wall_seconds,
