@@ -8,22 +8,52 @@ messages as (
 
 ),
 
+{#- One branch per identifier type and source of the identity rules, plus an alias's previousId
+    (typed below as a user id or an anonymous id). -#}
+{%- set branches = [('previous_id', 'previousId')] -%}
+{%- for type, rule in identifier_types().items() -%}
+    {%- for source in rule['sources'] -%}{%- do branches.append((type, source)) -%}{%- endfor -%}
+{%- endfor %}
+
+-- Each message's value of every branch, read once.
+extracted as (
+
+    select
+        message_id,
+        source,
+        event_at,
+        {%- for observed_type, field in branches %}
+        {{ identifier_source_value(field) if field != 'previousId' else 'previous_id' }} as value_{{ loop.index }}
+        {{- "," if not loop.last }}
+        {%- endfor %}
+
+    from messages
+
+),
+
 observed as (
 
-    {#- One branch per identifier type and source of the identity rules, plus an alias's previousId. -#}
-    {%- set branches = [('previous_id', 'previousId')] -%}
-    {%- for type, rule in identifier_types().items() -%}
-        {%- for source in rule['sources'] -%}{%- do branches.append((type, source)) -%}{%- endfor -%}
-    {%- endfor %}
     {%- for observed_type, field in branches %}
+    {%- set branch = loop.index %}
+    {#- Branches that can give this one's identifier again in the same message: the other sources of
+        its type, and an alias's previousId with the user and anonymous ids. -#}
+    {%- set rivals = [] -%}
+    {%- for other_type, other_field in branches -%}
+        {%- if loop.index != branch and (other_type == observed_type
+                or (observed_type == 'previous_id' and other_type in ['user_id', 'anonymous_id'])
+                or (other_type == 'previous_id' and observed_type in ['user_id', 'anonymous_id'])) -%}
+            {%- do rivals.append('value_' ~ loop.index ~ ' is not null') -%}
+        {%- endif -%}
+    {%- endfor %}
     select
         message_id,
         source,
         event_at,
         '{{ observed_type }}' as observed_type,
         '{{ field }}' as observed_in,
-        {{ identifier_source_value(field) if field != 'previousId' else 'previous_id' }} as raw_value
-    from messages
+        value_{{ branch }} as raw_value,
+        {{ '(' ~ rivals | join(' or ') ~ ')' if rivals else 'false' }} as may_repeat
+    from extracted
     {% if not loop.last %}union all{% endif %}
     {%- endfor %}
 
@@ -83,7 +113,24 @@ checked as (
 ),
 
 -- The same identifier twice in one message (traits.email and context.traits.email): one row.
+-- Only messages where another branch of the type has a value can have it twice: the rest skip the
+-- grouping (a hash aggregate over every identifier, the costliest step at millions of messages).
 per_message as (
+
+    select
+        message_id,
+        identifier_type,
+        coalesce(identifier_value, trim(raw_value)) as identifier_value,
+        source,
+        event_at,
+        raw_value,
+        observed_in,
+        block_reason
+
+    from checked
+    where not may_repeat
+
+    union all
 
     select
         message_id,
@@ -96,6 +143,7 @@ per_message as (
         min(block_reason) as block_reason
 
     from checked
+    where may_repeat
     group by 1, 2, 3
 
 )
