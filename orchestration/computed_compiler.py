@@ -228,7 +228,7 @@ def trait_group_sql(group: str, traits: list[Trait]) -> str:
         value = f"trait_{trait.name}.value"
         if trait.type in ("count", "unique_count"):
             value = f"coalesce({value}, 0)"
-        columns.append((trait.name, emit(f"dbt.cast({raw(value)}, {raw(sql_type)})")))
+        columns.append((trait.name, emit(f"dbt.cast({raw(value)}, {raw(sql_type)}) | trim")))
     joins = "\n".join(f"left join trait_{t.name} on trait_{t.name}.profile_id = profiles.profile_id" for t in traits)
     body = ",\n\n".join(f"{name} as (\n\n    {sql}\n\n)" for name, sql in ctes)
     select = ",\n    ".join(["profiles.profile_id"] + [f"{expr} as {name}" for name, expr in columns])

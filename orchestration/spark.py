@@ -86,36 +86,68 @@ def dbt_environment() -> dict[str, str]:
 
 
 @dataclass
-class DbtResult:
-    args: list[str]
+class StepResult:
+    name: str
     seconds: float
-    output: str
-    returncode: int
     lines: list[str] = field(default_factory=list)
 
 
-def dbt(args: list[str], *, check: bool = True, echo: bool = False) -> DbtResult:
-    """One dbt command on the Spark target, from the dbt project (its own artifact folder). The
-    computed trait and audience models are compiled from their YAML first, as for DuckDB."""
+def run_steps(steps: list[dict], dbt_vars: dict | None = None, echo: bool = False) -> dict[str, StepResult]:
+    """dbt commands on the Spark target, in one process: Spark starts once (its JVM and the Hive
+    metastore take half a minute) and the project is parsed once. Each step is ``{"name": ...,
+    "args": [dbt arguments]}``; the computed trait and audience models are compiled from their
+    YAML first, as for DuckDB. Raises ``SparkRunError`` when a step fails."""
     from orchestration.computed_compiler import compile_definitions
 
     compile_definitions(settings.DBT_PROJECT_DIR)
-    command = [settings.DBT_EXECUTABLE, *args, "--target", TARGET, "--profiles-dir", str(settings.DBT_PROFILES_DIR),
-               "--target-path", TARGET_PATH]
-    started = time.monotonic()
+    plan = {"steps": steps, "vars": dbt_vars or {}}
+    command = [sys.executable, "-m", "orchestration.spark", json.dumps(plan)]
     process = subprocess.Popen(command, cwd=settings.DBT_PROJECT_DIR, env=dbt_environment(), text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    lines = []
+    results: dict[str, StepResult] = {}
+    lines: list[str] = []
     for line in process.stdout:
-        lines.append(line.rstrip("\n"))
+        line = line.rstrip("\n")
+        if line.startswith(STEP_MARK):
+            done = json.loads(line[len(STEP_MARK):])
+            results[done["name"]] = StepResult(done["name"], done["seconds"], lines)
+            lines = []
+            continue
+        lines.append(line)
         if echo:
-            print(line, end="", flush=True)
+            print(line, flush=True)
     returncode = process.wait()
-    result = DbtResult(command, time.monotonic() - started, "\n".join(lines), returncode, lines)
-    if check and returncode != 0:
-        tail = "\n".join(lines[-60:])
-        raise SparkRunError(f"dbt {' '.join(args[:2])} on Spark failed (exit {returncode}):\n{tail}")
-    return result
+    if returncode != 0:
+        failed = next((step["name"] for step in steps if step["name"] not in results), "start")
+        tail = "\n".join(line for line in lines[-80:] if "WARN SparkSession" not in line)
+        raise SparkRunError(f"{failed} on Spark failed (exit {returncode}):\n{tail}")
+    return results
+
+
+STEP_MARK = "@@identity-warehouse-step "
+
+
+def _worker(plan: dict) -> int:
+    """``python -m orchestration.spark PLAN``: runs the steps with dbt's Python API, one Spark."""
+    from dbt.cli.main import dbtRunner
+
+    common = ["--target", TARGET, "--profiles-dir", str(settings.DBT_PROFILES_DIR), "--project-dir",
+              str(settings.DBT_PROJECT_DIR), "--target-path", TARGET_PATH]
+    if plan["vars"]:
+        common += ["--vars", json.dumps(plan["vars"], sort_keys=True)]
+    parsed = dbtRunner().invoke(["parse", "--quiet", *common])
+    if not parsed.success:
+        print(f"dbt parse failed: {parsed.exception}", flush=True)
+        return 1
+    runner = dbtRunner(manifest=parsed.result)
+    for step in plan["steps"]:
+        started = time.monotonic()
+        result = runner.invoke([*step["args"], *common])
+        if not result.success:
+            print(f"{step['name']} failed: {result.exception or 'see the lines above'}", flush=True)
+            return 1
+        print(STEP_MARK + json.dumps({"name": step["name"], "seconds": time.monotonic() - started}), flush=True)
+    return 0
 
 
 def export_raw_tables(duckdb_path: Path, out_dir: Path) -> list[dict]:
@@ -142,37 +174,42 @@ def export_raw_tables(duckdb_path: Path, out_dir: Path) -> list[dict]:
     return tables
 
 
-def land_raw_tables(duckdb_path: Path, parquet_dir: Path | None = None) -> DbtResult:
-    """The raw tables of the DuckDB landing database, recreated in Spark's ``raw`` database.
-    ``parquet_dir`` (default ``SPARK_LANDING_DIR`` or ``<SPARK_WAREHOUSE_DIR>/landing``) must be
-    readable by Spark."""
+def land_step(duckdb_path: Path, parquet_dir: Path | None = None) -> dict:
+    """The step that recreates the raw tables of the DuckDB landing database in Spark's ``raw``
+    database. ``parquet_dir`` (default ``SPARK_LANDING_DIR`` or ``<SPARK_WAREHOUSE_DIR>/landing``)
+    must be readable by Spark: the raw tables are exported there first."""
     parquet_dir = parquet_dir or Path(os.environ.get("SPARK_LANDING_DIR") or spark_dir() / "landing")
     shutil.rmtree(parquet_dir, ignore_errors=True)
     tables = export_raw_tables(duckdb_path, parquet_dir)
-    return dbt(["run-operation", "land_raw_tables", "--args", json.dumps({"tables": tables})])
+    return {"name": "land", "args": ["run-operation", "land_raw_tables", "--args", json.dumps({"tables": tables})]}
 
 
-def build(dbt_vars: dict | None = None, full_refresh: bool = False, echo: bool = False) -> DbtResult:
-    """``dbt build`` on Spark: every model, data test and unit test."""
-    from orchestration.dbt_args import dbt_build_args
-
-    return dbt(dbt_build_args(full_refresh, dbt_vars), echo=echo)
+def build_step(full_refresh: bool = False) -> dict:
+    """``dbt build``: every model, data test and unit test (the vars are the run's)."""
+    return {"name": "build", "args": ["build", *(["--full-refresh"] if full_refresh else [])]}
 
 
-def export_schemas(out_dir: Path, schemas: list[str] = OUTPUT_SCHEMAS) -> dict[str, Path]:
-    """Every table of ``schemas`` in Spark, as Parquet folders ``out_dir/<schema>/<table>/``;
-    returns ``{"schema.table": folder}``."""
+def export_step(out_dir: Path, schemas: list[str] = OUTPUT_SCHEMAS) -> dict:
+    """Every table of ``schemas`` as Parquet folders ``out_dir/<schema>/<table>/``."""
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
-    result = dbt(["run-operation", "export_schemas", "--args", json.dumps({"schemas": schemas, "out_dir": str(out_dir)})])
-    exported = [line.split("exported ", 1)[1].strip() for line in result.lines if "exported " in line]
-    return {name: out_dir / name.split(".")[0] / name.split(".")[1] for name in exported}
+    return {"name": "export", "args": ["run-operation", "export_schemas", "--args",
+                                       json.dumps({"schemas": schemas, "out_dir": str(out_dir)})]}
 
 
-def row_counts(relations: list[str]) -> dict[str, int]:
-    result = dbt(["--quiet", "run-operation", "count_rows", "--args", json.dumps({"relations": relations})])
-    line = next(line for line in result.lines if line.startswith("row_counts "))
-    return json.loads(line.split(" ", 1)[1])
+def exported_tables(result: StepResult, out_dir: Path) -> dict[str, Path]:
+    """``{"schema.table": Parquet folder}`` of an export step."""
+    names = [line.split("exported ", 1)[1].strip() for line in result.lines if "exported " in line]
+    return {name: out_dir / name.split(".")[0] / name.split(".")[1] for name in names}
+
+
+def count_step(relations: list[str]) -> dict:
+    return {"name": "count", "args": ["run-operation", "count_rows", "--args", json.dumps({"relations": relations})]}
+
+
+def counted_rows(result: StepResult) -> dict[str, int]:
+    line = next(line for line in result.lines if "row_counts " in line)
+    return json.loads(line.split("row_counts ", 1)[1])
 
 
 def ingest(duckdb_path: Path, landing_dir: Path):
@@ -188,21 +225,24 @@ def ingest(duckdb_path: Path, landing_dir: Path):
         return ingest_landing_dir(conn, landing_dir, identity, registered_sources(), screen)
 
 
-def run(dbt_vars: dict | None = None, echo: bool = True) -> dict[str, float]:
+def run(dbt_vars: dict | None = None, echo: bool = True) -> tuple[dict[str, float], dict[str, int]]:
     """Land ``LANDING_DIR`` (through ``DUCKDB_PATH``) into Spark and build everything there.
-    Returns the seconds of each step."""
+    Returns the seconds of each step and the row counts of the main marts."""
     missing = missing_requirements()
     if missing:
         raise SparkRunError("running on Spark needs " + " and ".join(missing))
-    seconds = {}
     started = time.monotonic()
     summary = ingest(settings.duckdb_path(), settings.landing_dir())
-    seconds["ingest"] = time.monotonic() - started
+    seconds = {"ingest": time.monotonic() - started}
     if echo:
         print(f"ingested {len(summary.files_loaded)} new file(s), {summary.files_skipped} already loaded; "
               f"accepted {sum(summary.accepted.values())}, rejected {sum(summary.rejected.values())} line(s)", flush=True)
-    seconds["land"] = land_raw_tables(settings.duckdb_path()).seconds
-    if echo:
-        print(f"landed the raw tables in Spark ({seconds['land']:.0f} s)", flush=True)
-    seconds["build"] = build(dbt_vars, echo=echo).seconds
-    return seconds
+    results = run_steps([land_step(settings.duckdb_path()), build_step(),
+                         count_step(["marts.profile_events", "marts.profile_identifiers", "marts.profiles"])],
+                        dbt_vars, echo=echo)
+    seconds.update({name: result.seconds for name, result in results.items()})
+    return seconds, counted_rows(results["count"])
+
+
+if __name__ == "__main__":
+    sys.exit(_worker(json.loads(sys.argv[1])))

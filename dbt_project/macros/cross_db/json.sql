@@ -18,7 +18,7 @@
 
 {#- `path` ('$.a.b', '$.a[0].b') under Spark's array wildcard over the wrapped document. -#}
 {% macro spark_json_wildcard(json_expr, path) -%}
-    get_json_object(concat('[', {{ json_expr }}, ']'), '$[*]{{ path[1:] }}')
+    get_json_object(concat('[', {{ json_expr }}, ']'), '$[*]{{ spark_json_path(path)[1:] }}')
 {%- endmacro %}
 
 {#- The text of a scalar at `path` ('$.a.b'); null when absent or JSON null. -#}
@@ -31,7 +31,13 @@
 {%- endmacro %}
 
 {% macro spark__json_get_string(json_expr, path) -%}
-    get_json_object({{ json_expr }}, '{{ path }}')
+    get_json_object({{ json_expr }}, '{{ spark_json_path(path) }}')
+{%- endmacro %}
+
+{#- A path in Spark's syntax: a quoted key (`$."Member Email"`) in brackets (`$['Member Email']`),
+    written for a SQL literal. -#}
+{% macro spark_json_path(path) -%}
+    {{ modules.re.sub('\\."((?:[^"\\\\]|\\\\.)*)"', "[\\\\'\\1\\\\']", path) }}
 {%- endmacro %}
 
 {#- The JSON value at `path`, as JSON; null when absent. -#}
