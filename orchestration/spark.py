@@ -184,9 +184,10 @@ def land_step(duckdb_path: Path, parquet_dir: Path | None = None) -> dict:
     return {"name": "land", "args": ["run-operation", "land_raw_tables", "--args", json.dumps({"tables": tables})]}
 
 
-def build_step(full_refresh: bool = False) -> dict:
+def build_step(full_refresh: bool = False, unit_tests: bool = True) -> dict:
     """``dbt build``: every model, data test and unit test (the vars are the run's)."""
-    return {"name": "build", "args": ["build", *(["--full-refresh"] if full_refresh else [])]}
+    return {"name": "build", "args": ["build", *(["--full-refresh"] if full_refresh else []),
+                                      *([] if unit_tests else ["--exclude-resource-type", "unit_test"])]}
 
 
 def export_step(out_dir: Path, schemas: list[str] = OUTPUT_SCHEMAS) -> dict:
