@@ -213,7 +213,7 @@ renamed as (
         {id_column('anonymous_id')} as anonymous_id,
         {traits} as traits,
         payload as properties,
-        cast(null as {{ type_json() }}) as context,
+        cast(null as {{{{ type_json() }}}}) as context,
         payload,
         load_id,
         file_path,
