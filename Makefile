@@ -9,7 +9,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 # dagster-dbt finds `dbt` on PATH.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install run test test-fast ui docs bench clean
+.PHONY: install run run-spark test test-fast ui docs bench clean
 
 install: $(INSTALLED)
 
@@ -17,11 +17,19 @@ $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	@# The Spark target (dbt-spark, pyspark) when Java is there to run it: the equivalence test needs it.
+	if command -v java >/dev/null 2>&1; then $(VENV)/bin/pip install --quiet -e '.[dev,spark]'; fi
 	touch $@
 
 ## Land the files of LANDING_DIR (default: seeds/), build and check everything into DUCKDB_PATH.
 run: $(INSTALLED)
 	$(VENV)/bin/identity-warehouse run
+
+## The same on Apache Spark (local PySpark, needs Java): LANDING_DIR → DUCKDB_PATH's raw tables →
+## Spark (SPARK_WAREHOUSE_DIR, default data/spark) → dbt build --target spark.
+run-spark: $(INSTALLED)
+	$(VENV)/bin/pip install --quiet -e '.[spark]'
+	$(VENV)/bin/identity-warehouse run --target spark
 
 ## The whole test suite: unit tests, dbt tests and end-to-end runs of the real Dagster job.
 test: $(INSTALLED)

@@ -184,7 +184,7 @@ def render_staging_sql(plan: SourcePlan, command: str) -> str:
     trait_types = [t for t in by_type if t not in ("user_id", "anonymous_id")]
     traits = ("{{ json_object_of([\n"
               + "".join(f"            ('{t}', {first_of(by_type[t])}),\n" for t in trait_types)
-              + "        ]) }}") if trait_types else "cast(null as json)"
+              + "        ]) }}") if trait_types else "cast(null as {{ type_json() }})"
     event_name = ("{{ " + _string(plan.event_name, fmt) + " }}") if plan.event_name else f"'{plan.name}'"
     event_at = ("coalesce({{ parse_timestamp(" + _string(plan.timestamp, fmt) + ") }}, loaded_at)"
                 if plan.timestamp else "loaded_at")
@@ -213,7 +213,7 @@ renamed as (
         {id_column('anonymous_id')} as anonymous_id,
         {traits} as traits,
         payload as properties,
-        cast(null as json) as context,
+        cast(null as {{{{ type_json() }}}}) as context,
         payload,
         load_id,
         file_path,

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from orchestration import settings
 
 
-def _run(_: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace) -> int:
     from orchestration.locking import writer_lock
 
+    if args.target == "spark":
+        return _run_spark(args)
     print(f"landing folder: {settings.landing_dir()}\nwarehouse:      {settings.duckdb_path()}", flush=True)
     with writer_lock(settings.duckdb_path()):  # the run and its summary, before another run starts
         return _run_and_summarise()
@@ -46,6 +49,31 @@ def _run_and_summarise() -> int:
     if not outcome.success:
         print(f"ERROR: run {outcome.run_id} failed (see the run's logs in the Dagster UI)", file=sys.stderr)
     return 0 if outcome.ok else 1
+
+
+def _run_spark(args: argparse.Namespace) -> int:
+    """The same project on Apache Spark (the `spark` target of profiles.yml): the landing files go
+    through the ingestion into DUCKDB_PATH's raw tables, which are landed in Spark, then dbt builds
+    and tests everything there (see orchestration/spark.py)."""
+    import time
+
+    from orchestration import spark
+    from orchestration.locking import writer_lock
+
+    print(f"landing folder: {settings.landing_dir()}\nlanding tables: {settings.duckdb_path()}\n"
+          f"spark:          {spark.spark_dir()}", flush=True)
+    started = time.monotonic()
+    try:
+        with writer_lock(settings.duckdb_path()):
+            seconds, counts = spark.run(dbt_vars=json.loads(args.vars) if args.vars else None)
+    except spark.SparkRunError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return 1
+    for relation, value in counts.items():
+        print(f"{relation.split('.')[1]:>20}: {value}")
+    print(f"{'seconds':>20}: " + ", ".join(f"{step} {value:.0f}" for step, value in seconds.items())
+          + f", total {time.monotonic() - started:.0f}")
+    return 0
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -172,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="identity-warehouse", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the main job: land → build → check (LANDING_DIR → DUCKDB_PATH)")
+    run.add_argument("--target", choices=["duckdb", "spark"], default="duckdb",
+                     help="the warehouse: duckdb (the Dagster job, default) or spark (dbt-spark, profiles.yml's "
+                     "`spark` target: lands the raw tables in Spark and runs dbt build there)")
+    run.add_argument("--vars", help="dbt vars for the Spark build, as JSON (e.g. '{\"as_of\": \"2024-06-01\"}')")
     run.set_defaults(handler=_run)
     gen = commands.add_parser("generate", help="write synthetic landing files (and their ground truth) to a folder")
     gen.add_argument("--people", type=int, default=300)

@@ -42,12 +42,19 @@ HEADER = "-- Generated from dbt_project/definitions/{source} by orchestration/co
 
 
 def _literal(value, value_type: str) -> str:
+    """SQL for a literal value. Strings go through the dbt macro ``string_literal`` (engines escape
+    quotes and backslashes differently)."""
     if value_type == "number":
         return repr(float(value)) if isinstance(value, float) else str(int(value))
     if value_type == "boolean":
         return "true" if value else "false"
-    text = "'" + str(value).replace("'", "''") + "'"
+    text = emit(_string_literal_expression(value))
     return f"cast({text} as timestamp)" if value_type == "timestamp" else text
+
+
+def _string_literal_expression(value) -> str:
+    """The Jinja expression of a SQL string literal holding ``value``."""
+    return f"string_literal({raw(str(value))})"
 
 
 def raw(sql: str) -> str:
@@ -91,7 +98,7 @@ def _compare(expression: str, comparison: Comparison) -> str:
     if op == "in":
         return f"({x} in ({', '.join(_literal(v, value_type) for v in value)}))"
     literal = _literal(value, value_type)
-    position = emit(f"dbt.position({raw(_literal(value, 'string'))}, {expression})")
+    position = emit(f"dbt.position({_string_literal_expression(value)}, {expression})")
     return {
         "equals": f"({x} = {literal})",
         "not_equals": f"coalesce({x} <> {literal}, true)",
@@ -221,7 +228,7 @@ def trait_group_sql(group: str, traits: list[Trait]) -> str:
         value = f"trait_{trait.name}.value"
         if trait.type in ("count", "unique_count"):
             value = f"coalesce({value}, 0)"
-        columns.append((trait.name, f"cast({value} as {sql_type})"))
+        columns.append((trait.name, emit(f"dbt.cast({raw(value)}, {raw(sql_type)}) | trim")))
     joins = "\n".join(f"left join trait_{t.name} on trait_{t.name}.profile_id = profiles.profile_id" for t in traits)
     body = ",\n\n".join(f"{name} as (\n\n    {sql}\n\n)" for name, sql in ctes)
     select = ",\n    ".join(["profiles.profile_id"] + [f"{expr} as {name}" for name, expr in columns])

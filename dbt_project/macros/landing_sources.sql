@@ -41,7 +41,7 @@
         cast(null as {{ dbt.type_string() }}) as group_id,
         properties,
         traits,
-        cast(null as json) as group_traits,
+        cast(null as {{ type_json() }}) as group_traits,
         cast(null as {{ dbt.type_string() }}) as list_name,
         cast(null as {{ dbt.type_int() }}) as list_row_number,
         load_id,

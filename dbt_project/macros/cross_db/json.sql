@@ -1,4 +1,25 @@
-{#- JSON access. DuckDB's functions are the default; other engines add a dispatched version. -#}
+{#- JSON access. DuckDB's functions are the default; other engines add a dispatched version.
+    Spark has no JSON type: JSON is text, minified the way Jackson writes it (as DuckDB does). Its
+    get_json_object gives a string value unquoted, except under an array wildcard: reading
+    `$[*]...` on the document wrapped in `[...]` gives every value as JSON (strings quoted). -#}
+
+{#- The type of a JSON column. -#}
+{% macro type_json() -%}
+    {{ return(adapter.dispatch('type_json', 'identity_warehouse')()) }}
+{%- endmacro %}
+
+{% macro default__type_json() -%}
+    json
+{%- endmacro %}
+
+{% macro spark__type_json() -%}
+    string
+{%- endmacro %}
+
+{#- `path` ('$.a.b', '$.a[0].b') under Spark's array wildcard over the wrapped document. -#}
+{% macro spark_json_wildcard(json_expr, path) -%}
+    get_json_object(concat('[', {{ json_expr }}, ']'), '$[*]{{ spark_json_path(path)[1:] }}')
+{%- endmacro %}
 
 {#- The text of a scalar at `path` ('$.a.b'); null when absent or JSON null. -#}
 {% macro json_get_string(json_expr, path) -%}
@@ -10,7 +31,13 @@
 {%- endmacro %}
 
 {% macro spark__json_get_string(json_expr, path) -%}
-    get_json_object({{ json_expr }}, '{{ path }}')
+    get_json_object({{ json_expr }}, '{{ spark_json_path(path) }}')
+{%- endmacro %}
+
+{#- A path in Spark's syntax: a quoted key (`$."Member Email"`) in brackets (`$['Member Email']`),
+    written for a SQL literal. -#}
+{% macro spark_json_path(path) -%}
+    {{ modules.re.sub('\\."((?:[^"\\\\]|\\\\.)*)"', "[\\\\'\\1\\\\']", path) }}
 {%- endmacro %}
 
 {#- The JSON value at `path`, as JSON; null when absent. -#}
@@ -23,7 +50,7 @@
 {%- endmacro %}
 
 {% macro spark__json_get(json_expr, path) -%}
-    get_json_object({{ json_expr }}, '{{ path }}')
+    {{ spark_json_wildcard(json_expr, path) }}
 {%- endmacro %}
 
 {#- Set-returning: one row per top-level key of a JSON object. -#}
@@ -36,7 +63,7 @@
 {%- endmacro %}
 
 {% macro spark__json_object_keys(json_expr) -%}
-    explode(map_keys(from_json({{ json_expr }}, 'map<string,string>')))
+    explode(json_object_keys({{ json_expr }}))
 {%- endmacro %}
 
 {#- The JSON value under a key held in a column (any characters in the key). -#}
@@ -48,8 +75,9 @@
     json_extract({{ json_expr }}, '$."' || replace({{ key_expr }}, '"', '\"') || '"')
 {%- endmacro %}
 
+{#- Spark: the key in brackets (`$[*]['key']`), so it may hold dots and spaces, but not a quote. -#}
 {% macro spark__json_get_key(json_expr, key_expr) -%}
-    from_json({{ json_expr }}, 'map<string,string>')[{{ key_expr }}]
+    get_json_object(concat('[', {{ json_expr }}, ']'), concat('$[*][\'', {{ key_expr }}, '\']'))
 {%- endmacro %}
 
 {#- Aggregate: build one JSON object from key/value rows, keys in order (the output is deterministic). -#}
@@ -61,8 +89,16 @@
     to_json(map(list({{ key_expr }} order by {{ key_expr }}), list({{ value_expr }} order by {{ key_expr }})))
 {%- endmacro %}
 
+{#- Spark: the values are JSON text already, so the object is written as text, keys in order. -#}
 {% macro spark__json_object_agg(key_expr, value_expr) -%}
-    to_json(map_from_entries(array_sort(collect_list(struct({{ key_expr }}, {{ value_expr }})))))
+    concat('{', array_join(transform(
+        array_sort(collect_list(named_struct('k', {{ key_expr }}, 'v', {{ value_expr }}))),
+        e -> concat({{ spark_json_quote('e.k') }}, ':', e.v)), ','), '}')
+{%- endmacro %}
+
+{#- A string as a JSON string (quoted and escaped as Jackson does). -#}
+{% macro spark_json_quote(expr) -%}
+    substr(to_json(array({{ expr }})), 2, length(to_json(array({{ expr }}))) - 2)
 {%- endmacro %}
 
 {#- True when a JSON value is present and not JSON null. -#}
@@ -74,6 +110,7 @@
     ({{ json_expr }} is not null and json_type({{ json_expr }}) <> 'NULL')
 {%- endmacro %}
 
+{#- Spark: get_json_object gives SQL null for a JSON null. -#}
 {% macro spark__json_is_present(json_expr) -%}
     ({{ json_expr }} is not null and {{ json_expr }} <> 'null')
 {%- endmacro %}

@@ -1,4 +1,5 @@
-{#- Regular expressions (RE2 syntax in DuckDB, Java syntax in Spark: keep patterns to the common part). -#}
+{#- Regular expressions (RE2 syntax in DuckDB, Java syntax in Spark: keep patterns to the common part).
+    `pattern` is a SQL string: write it with string_literal(). -#}
 
 {% macro regex_matches(expr, pattern) -%}
     {{ return(adapter.dispatch('regex_matches', 'identity_warehouse')(expr, pattern)) }}
@@ -9,7 +10,7 @@
 {%- endmacro %}
 
 {% macro spark__regex_matches(expr, pattern) -%}
-    ({{ expr }} rlike {{ pattern }})
+    ({{ expr }} rlike {{ spark_regex(pattern) }})
 {%- endmacro %}
 
 {#- Replace every match. -#}
@@ -22,5 +23,25 @@
 {%- endmacro %}
 
 {% macro spark__regex_replace_all(expr, pattern, replacement) -%}
-    regexp_replace({{ expr }}, {{ pattern }}, {{ replacement }})
+    regexp_replace({{ expr }}, {{ spark_regex(pattern) }}, {{ replacement }})
+{%- endmacro %}
+
+{#- Java has no POSIX bracket classes: `[:space:]` inside a set is `\s` (the same characters). -#}
+{% macro spark_regex(pattern) -%}
+    {{ pattern | replace('[:space:]', '\\\\s') }}
+{%- endmacro %}
+
+{#- A SQL string literal holding `text` exactly. Standard SQL doubles quotes; Spark reads
+    backslash escapes in literals (and two quoted literals side by side as one), so it escapes
+    backslashes and quotes with a backslash. -#}
+{% macro string_literal(text) -%}
+    {{ return(adapter.dispatch('string_literal', 'identity_warehouse')(text)) }}
+{%- endmacro %}
+
+{% macro default__string_literal(text) -%}
+    '{{ text | string | replace("'", "''") }}'
+{%- endmacro %}
+
+{% macro spark__string_literal(text) -%}
+    '{{ text | string | replace("\\", "\\\\") | replace("'", "\\'") }}'
 {%- endmacro %}

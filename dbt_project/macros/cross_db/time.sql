@@ -7,8 +7,12 @@
     (try_cast({{ expr }} as timestamptz) at time zone 'UTC')
 {%- endmacro %}
 
+{#- Spark: only the shapes DuckDB reads (ISO dates and times, an optional `Z` or numeric offset),
+    so that both engines read the same values; a time without seconds gets them. -#}
 {% macro spark__parse_timestamp(expr) -%}
-    to_utc_timestamp(try_cast({{ expr }} as timestamp), current_timezone())
+    case when {{ expr }} rlike '^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}([T ][0-9]{1,2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?$'
+        then to_utc_timestamp(try_cast(regexp_replace({{ expr }}, '([T ][0-9]{1,2}:[0-9]{2})(Z|[+-]|$)', '$1:00$2') as timestamp), current_timezone())
+    end
 {%- endmacro %}
 
 {#- Segment's clock-skew correction: the device clock may be wrong, so shift the event by the time the

@@ -78,7 +78,7 @@
 
 {#- Runs the statements and returns the number the last one selects. -#}
 {% macro cc_query_count(sql) %}
-    {{ return(run_query(sql).columns[0].values()[0] | int) }}
+    {{ return(run_statements(sql).columns[0].values()[0] | int) }}
 {% endmacro %}
 
 {#- `scratch` becomes `target` (a rename, not a copy). -#}
@@ -109,7 +109,7 @@
 {% endmacro %}
 
 {% macro cc_replace_table(relation, sql) %}
-    {{ return("drop table if exists " ~ relation ~ "; create table " ~ relation ~ " as " ~ sql) }}
+    {{ return("drop table if exists " ~ relation ~ "; " ~ create_table_as_select(relation, sql)) }}
 {% endmacro %}
 
 {#- post-hook of a model that called connected_components: its working tables are not needed. -#}
@@ -118,5 +118,17 @@
     {%- for relation in cc_work_relations(cc_work_parts() + limit_work_parts()).values() -%}
         {%- do statements.append("drop table if exists " ~ relation) -%}
     {%- endfor -%}
+    {{ return(adapter.dispatch('drop_components_work', 'identity_warehouse')(statements)) }}
+{% endmacro %}
+
+{% macro default__drop_components_work(statements) %}
     {{ return(statements | join('; ')) }}
+{% endmacro %}
+
+{#- Spark runs one statement per call: they are run here, and the hook itself is left empty. -#}
+{% macro spark__drop_components_work(statements) %}
+    {%- if execute -%}
+        {%- for statement in statements -%}{%- do run_query(statement) -%}{%- endfor -%}
+    {%- endif -%}
+    {{ return('') }}
 {% endmacro %}

@@ -16,31 +16,31 @@
 {% macro enforce_identifier_limits(components_sql, typed_nodes_sql, ordered_edges_sql, max_rounds=2000) %}
     {%- set work = cc_work_relations(limit_work_parts()) -%}
     {%- if graph_loops_run() -%}
-        {%- do run_query(cc_replace_table(work.limit_typed,
+        {%- do run_statements(cc_replace_table(work.limit_typed,
             "select c.node_id, c.component_id, n.identifier_type, n.max_per_profile"
             ~ " from (" ~ components_sql ~ ") as c join (" ~ typed_nodes_sql ~ ") as n on n.node_id = c.node_id")) -%}
-        {%- do run_query(cc_replace_table(work.limit_violating,
+        {%- do run_statements(cc_replace_table(work.limit_violating,
             "select distinct component_id from (select component_id, identifier_type, count(*) as identifiers,"
             ~ " max(max_per_profile) as max_per_profile from " ~ work.limit_typed ~ " group by 1, 2) as counted"
             ~ " where identifiers > max_per_profile")) -%}
-        {%- do run_query(cc_replace_table(work.limit_clusters,
+        {%- do run_statements(cc_replace_table(work.limit_clusters,
             "select node_id, component_id, node_id as cluster_id, identifier_type, max_per_profile from "
             ~ work.limit_typed ~ " where component_id in (select component_id from " ~ work.limit_violating ~ ")")) -%}
-        {%- do run_query(cc_replace_table(work.limit_edges,
+        {%- do run_statements(cc_replace_table(work.limit_edges,
             "select c.component_id, e.src, e.dst, row_number() over (partition by c.component_id"
             ~ " order by e.weak_priority, e.event_at, e.message_id, e.src, e.dst) as edge_rank"
             ~ " from (" ~ ordered_edges_sql ~ ") as e join " ~ work.limit_clusters ~ " as c on c.node_id = e.src")) -%}
         {%- set state = namespace(done=false, rounds=0, refused=0) -%}
         {%- for round in range(max_rounds) if not state.done -%}
             {#- Links inside one cluster already hold; the first other link of each component is next. -#}
-            {%- do run_query(cc_replace_table(work.limit_next,
+            {%- do run_statements(cc_replace_table(work.limit_next,
                 "select e.component_id, e.src, e.dst, e.edge_rank, s.cluster_id as src_cluster,"
                 ~ " d.cluster_id as dst_cluster from " ~ work.limit_edges ~ " as e"
                 ~ " join " ~ work.limit_clusters ~ " as s on s.node_id = e.src"
                 ~ " join " ~ work.limit_clusters ~ " as d on d.node_id = e.dst where s.cluster_id <> d.cluster_id")) -%}
-            {%- do run_query(cc_replace_table(work.limit_edges,
+            {%- do run_statements(cc_replace_table(work.limit_edges,
                 "select component_id, src, dst, edge_rank from " ~ work.limit_next)) -%}
-            {%- do run_query(cc_replace_table(work.limit_decided,
+            {%- do run_statements(cc_replace_table(work.limit_decided,
                 "with picked as (select * from (select *, row_number() over (partition by component_id"
                 ~ " order by edge_rank) as pick from " ~ work.limit_next ~ ") as ranked where pick = 1),"
                 ~ " combined as (select p.component_id, k.identifier_type, count(*) as identifiers,"
@@ -56,20 +56,20 @@
                 {%- set state.rounds = round + 1 -%}
                 {%- set state.refused = state.refused + decided.columns[1].values()[0] -%}
                 {#- The decided link leaves the queue; an accepted one merges its two clusters. -#}
-                {%- do run_query(cc_replace_table(work.limit_moved,
+                {%- do run_statements(cc_replace_table(work.limit_moved,
                     "select src_cluster as old_cluster, least(src_cluster, dst_cluster) as new_cluster from "
                     ~ work.limit_decided ~ " where refused = 0 union all select dst_cluster, least(src_cluster, dst_cluster)"
                     ~ " from " ~ work.limit_decided ~ " where refused = 0")) -%}
-                {%- do run_query(cc_replace_table(work.limit_next,
+                {%- do run_statements(cc_replace_table(work.limit_next,
                     "select k.node_id, k.component_id, coalesce(m.new_cluster, k.cluster_id) as cluster_id,"
                     ~ " k.identifier_type, k.max_per_profile from " ~ work.limit_clusters ~ " as k"
                     ~ " left join " ~ work.limit_moved ~ " as m on m.old_cluster = k.cluster_id")) -%}
-                {%- do run_query(cc_replace_table(work.limit_clusters, "select * from " ~ work.limit_next)) -%}
-                {%- do run_query(cc_replace_table(work.limit_next,
+                {%- do run_statements(cc_replace_table(work.limit_clusters, "select * from " ~ work.limit_next)) -%}
+                {%- do run_statements(cc_replace_table(work.limit_next,
                     "select e.* from " ~ work.limit_edges ~ " as e join (select component_id, min(edge_rank) as decided_rank"
                     ~ " from " ~ work.limit_edges ~ " group by 1) as d on d.component_id = e.component_id"
                     ~ " where e.edge_rank > d.decided_rank")) -%}
-                {%- do run_query(cc_replace_table(work.limit_edges, "select * from " ~ work.limit_next)) -%}
+                {%- do run_statements(cc_replace_table(work.limit_edges, "select * from " ~ work.limit_next)) -%}
             {%- endif -%}
         {%- endfor -%}
         {%- if not state.done -%}

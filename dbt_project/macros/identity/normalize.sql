@@ -18,7 +18,7 @@
     {%- set cc = identity_rules()['default_phone_country_code'] | string -%}
     {%- set national_length = identity_rules()['national_phone_number_length'] | int -%}
     {%- set without_extension = regex_replace_all(
-            'trim(' ~ expr ~ ')', "'(?i)\\s*(extension|ext\\.?|x|#)\\s*[0-9]+\\s*$'", "''") -%}
+            'trim(' ~ expr ~ ')', string_literal('(?i)\\s*(extension|ext\\.?|x|#)\\s*[0-9]+\\s*$'), "''") -%}
     {%- set digits = regex_replace_all(without_extension, "'[^0-9]'", "''") -%}
     case
         when {{ digits }} = '' then null
@@ -56,11 +56,11 @@
     {%- set conditions = [] -%}
     {%- if values -%}
         {%- set quoted = [] -%}
-        {%- for value in values %}{% do quoted.append("'" ~ (value | string | lower | replace("'", "''")) ~ "'") %}{% endfor -%}
+        {%- for value in values %}{% do quoted.append(string_literal(value | string | lower)) %}{% endfor -%}
         {%- do conditions.append(("value", "lower(trim(" ~ raw_expr ~ ")) in (" ~ quoted | join(', ') ~ ")")) -%}
     {%- endif -%}
     {%- for pattern in blocklist.get('patterns', []) -%}
-        {%- do conditions.append(("pattern", regex_matches('trim(' ~ raw_expr ~ ')', "'" ~ pattern | replace("'", "''") ~ "'"))) -%}
+        {%- do conditions.append(("pattern", regex_matches('trim(' ~ raw_expr ~ ')', string_literal(pattern)))) -%}
     {%- endfor -%}
     {{ return(conditions) }}
 {%- endmacro %}
@@ -81,11 +81,11 @@
         {%- set method = rule.get('normalize', 'id') %}
         {%- if method == 'email' %}
         when {{ type_expr }} = '{{ type }}'
-            and not {{ regex_matches(value_expr, "'^[^@[:space:]]+@[^@[:space:]]+\\.[^@[:space:]]+$'") }}
+            and not {{ regex_matches(value_expr, string_literal('^[^@[:space:]]+@[^@[:space:]]+\\.[^@[:space:]]+$')) }}
             then 'invalid_email'
         {%- elif method == 'phone' %}
         when {{ type_expr }} = '{{ type }}'
-            and ({{ value_expr }} is null or not {{ regex_matches(value_expr, "'^\\+[1-9][0-9]{6,14}$'") }})
+            and ({{ value_expr }} is null or not {{ regex_matches(value_expr, string_literal('^\\+[1-9][0-9]{6,14}$')) }})
             then 'invalid_phone'
         {%- endif %}
         {%- endfor %}

@@ -14,7 +14,7 @@
     {%- set components_sql = connected_components(
         "select node_id from " ~ nodes, "select src, dst from " ~ edges,
         max_rounds=max_rounds, work_base=result_relation, stats=stats) -%}
-    {%- do run_query("drop table if exists " ~ result_relation ~ "; create table " ~ result_relation ~ " as " ~ components_sql) -%}
+    {%- do run_statements("drop table if exists " ~ result_relation ~ "; " ~ create_table_as_select(result_relation, components_sql)) -%}
     {%- for relation in cc_work_relations(base=result_relation).values() -%}
         {%- do run_query("drop table if exists " ~ relation) -%}
     {%- endfor -%}

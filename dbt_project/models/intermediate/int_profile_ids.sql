@@ -100,12 +100,14 @@ new_names as (
     select distinct
         clusters.component_id,
         case
-            when clusters.derived_profile_id in (select previous_profile_id from earlier_profiles)
+            when taken.previous_profile_id is not null
                 then 'prof_' || substr({{ dbt.hash("clusters.derived_profile_id || '/' || '" ~ run_started_at.isoformat() ~ "'") }}, 1, 20)
             else clusters.derived_profile_id
         end as profile_id
 
     from clusters
+    left join (select distinct previous_profile_id from earlier_profiles) as taken
+        on taken.previous_profile_id = clusters.derived_profile_id
     where clusters.component_id not in (select component_id from survivors)
 
 ),

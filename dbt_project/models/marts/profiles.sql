@@ -86,7 +86,7 @@ select
     identity.user_id_count,
     identity.anonymous_id_count,
     coalesce(activity.event_count, 0) as event_count,
-    coalesce(merged_traits.traits, cast('{}' as json)) as traits
+    coalesce(merged_traits.traits, cast('{}' as {{ type_json() }})) as traits
 
 from identity
 left join activity on activity.profile_id = identity.profile_id

@@ -41,7 +41,7 @@ renamed as (
             ('category', json_get_string('payload', '$.se_category')),
             ('action', json_get_string('payload', '$.se_action')),
             ('label', json_get_string('payload', '$.se_label')),
-            ('value', json_get('payload', '$.se_value')),
+            ('value', json_get('payload', '$.se_value'), 'json'),
         ]) }} as properties,
         {{ json_object_of([
             ('platform', json_get_string('payload', '$.platform')),

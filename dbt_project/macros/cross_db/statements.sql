@@ -1,0 +1,33 @@
+{#- Runs SQL statements separated by `; ` and returns the result of the last one. DuckDB takes them
+    in one call; Spark runs one statement per call. The statements must not hold `; ` in a literal. -#}
+{% macro run_statements(sql) %}
+    {{ return(adapter.dispatch('run_statements', 'identity_warehouse')(sql)) }}
+{% endmacro %}
+
+{% macro default__run_statements(sql) %}
+    {{ return(run_query(sql)) }}
+{% endmacro %}
+
+{% macro spark__run_statements(sql) %}
+    {%- set statements = [] -%}
+    {%- for statement in sql.split('; ') if statement | trim -%}
+        {%- do statements.append(statement) -%}
+    {%- endfor -%}
+    {%- for statement in statements[:-1] -%}
+        {%- do run_query(statement) -%}
+    {%- endfor -%}
+    {{ return(run_query(statements[-1])) }}
+{% endmacro %}
+
+{#- `create table R as <select>`: Spark's default (without USING) is a Hive text table. -#}
+{% macro create_table_as_select(relation, sql) %}
+    {{ return(adapter.dispatch('create_table_as_select', 'identity_warehouse')(relation, sql)) }}
+{% endmacro %}
+
+{% macro default__create_table_as_select(relation, sql) %}
+    {{ return("create table " ~ relation ~ " as " ~ sql) }}
+{% endmacro %}
+
+{% macro spark__create_table_as_select(relation, sql) %}
+    {{ return("create table " ~ relation ~ " using " ~ var('spark_file_format', 'parquet') ~ " as " ~ sql) }}
+{% endmacro %}
