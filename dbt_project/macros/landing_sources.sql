@@ -57,8 +57,22 @@
     loses the records the new export no longer has; they leave int_messages too. -#}
 {% macro forget_replaced_contact_records() %}
     {%- if is_incremental() -%}
-    delete from {{ this }}
-    where source = 'contacts'
-        and message_id not in (select record_id from {{ ref('stg_contacts__records') }})
+    {{ return(adapter.dispatch('forget_replaced_contact_records', 'identity_warehouse')(
+        "source = 'contacts' and message_id not in (select record_id from " ~ ref('stg_contacts__records') ~ ")")) }}
     {%- endif -%}
+{% endmacro %}
+
+{% macro default__forget_replaced_contact_records(condition) %}
+    {{ return("delete from " ~ this ~ " where " ~ condition) }}
+{% endmacro %}
+
+{#- Parquet tables have no DELETE: the rows that stay go to a working table, which then overwrites
+    the table (Spark cannot overwrite a table its query reads). -#}
+{% macro spark__forget_replaced_contact_records(condition) %}
+    {%- set kept = this.incorporate(path={"identifier": this.identifier ~ '__dbt_kept'}) -%}
+    {%- do run_query("drop table if exists " ~ kept) -%}
+    {%- do run_query("create table " ~ kept ~ " using " ~ (config.get('file_format') or 'parquet')
+                     ~ " as select * from " ~ this ~ " where not (" ~ condition ~ ")") -%}
+    {%- do run_query("insert overwrite table " ~ this ~ " select * from " ~ kept) -%}
+    {{ return("drop table if exists " ~ kept) }}
 {% endmacro %}
