@@ -1,8 +1,9 @@
 """Incremental runs give what a full refresh gives.
 
 The sample data lands in three pieces, three runs of the real job (the last piece brings a message
-that merges two existing profiles, one older than the profile it joins, and an earlier-received copy
-of a message staged two runs before). Then:
+that merges two existing profiles, one older than the profile it joins, an earlier-received copy
+of a message staged two runs before, and a newer export of the CRM list without its last record).
+Then:
 
 - a `--full-refresh` build of the same warehouse must reproduce every table row by row: what the
   incremental models kept is exactly what rebuilding them from the raw tables gives;
@@ -57,6 +58,15 @@ def _earlier_copy_of_a_staged_message(landing: Path) -> dict:
     return message
 
 
+CRM_LIST = "contacts/crm_export.csv"
+
+
+def _newer_export_without_its_last_record(path: Path) -> None:
+    """The same list exported again, one record fewer: that record must leave every table."""
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:-1]))
+
+
 def _tables(database: Path) -> dict[str, pd.DataFrame]:
     """Every table the models build, as text, columns sorted, rows sorted."""
     with duckdb.connect(str(database), read_only=True) as conn:
@@ -104,10 +114,12 @@ def incremental_and_full(tmp_path_factory):
     database = tmp_path_factory.mktemp("incremental-db") / WAREHOUSE_FILE_NAME
     outcomes = []
     with environment(LANDING_DIR=landing, DUCKDB_PATH=database):
-        for piece in PIECES:
+        for number, piece in enumerate(PIECES):
             for relative in piece:
                 (landing / relative).parent.mkdir(parents=True, exist_ok=True)
                 (shutil.copytree if (source / relative).is_dir() else shutil.copy)(source / relative, landing / relative)
+            if number == len(PIECES) - 1:
+                _newer_export_without_its_last_record(landing / CRM_LIST)
             outcomes.append(run_build_warehouse())
         incremental = _tables(database)
         outcomes.append(run_build_warehouse(
@@ -145,6 +157,15 @@ def test_building_at_once_finds_the_same_people_with_the_same_rows(incremental_a
             continue
         pd.testing.assert_frame_equal(_by_person(at_once[name], at_once_names),
                                       _by_person(frame, incremental_names), obj=name)
+
+
+def test_the_record_a_newer_export_dropped_left_the_messages(incremental_and_full):
+    records = SEEDS.joinpath(CRM_LIST).read_text().splitlines()
+    dropped = f"contact:crm_export:{len(records) - 1}"
+    for name in ("intermediate.int_messages", "marts.profile_events"):
+        message_ids = set(incremental_and_full["incremental"][name].message_id)
+        assert dropped not in message_ids, name
+        assert f"contact:crm_export:{len(records) - 2}" in message_ids, name
 
 
 def test_the_late_login_merged_two_profiles_and_the_earlier_copy_won(incremental_and_full):
