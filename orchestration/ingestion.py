@@ -330,20 +330,22 @@ from typed
 """
 
 
-def _split_lines(conn, text_path: Path, scratch: Path) -> bool:
-    """Reads the file into the temp table ``landing_split``, one row per line. A file that is not
-    valid UTF-8 has its bad bytes replaced (the lines that held them are rejected, the good lines
-    kept): returns whether it was."""
+def _split_and_classify(conn, text_path: Path, scratch: Path, classify_sql: str) -> None:
+    """Reads the file into the temp table ``landing_split``, one row per line, then runs
+    ``classify_sql`` over it (its one parameter: whether bad UTF-8 was replaced). A file that is not
+    valid UTF-8 has its bad bytes replaced: the lines that held them are rejected, the good lines kept."""
     try:
         conn.execute(landing_sources.SPLIT_LINES_SQL, [str(text_path)])
-        return False
+        repaired = False
     except duckdb.InvalidInputException as error:
         if "UTF-8" not in str(error):
             raise
-    repaired = scratch / "landing.utf8.jsonl"
-    repaired.write_text(text_path.read_bytes().decode("utf-8", errors="replace"), encoding="utf-8")
-    conn.execute(landing_sources.SPLIT_LINES_SQL, [str(repaired)])
-    return True
+        fixed = scratch / "landing.utf8.jsonl"
+        fixed.write_text(text_path.read_bytes().decode("utf-8", errors="replace"), encoding="utf-8")
+        conn.execute(landing_sources.SPLIT_LINES_SQL, [str(fixed)])
+        repaired = True
+    conn.execute(classify_sql, [repaired])
+    conn.execute("drop table landing_split")
 
 
 def _stage_events(conn, path: Path, identity: IdentityFields) -> WholeFileRejection | None:
@@ -353,9 +355,7 @@ def _stage_events(conn, path: Path, identity: IdentityFields) -> WholeFileReject
             text_path = _gunzipped(path, Path(scratch))
         except (OSError, EOFError, zlib.error) as error:
             return WholeFileRejection("unreadable_file", str(error))
-        repaired = _split_lines(conn, text_path, Path(scratch))
-    conn.execute(_classify_lines_sql(identity), [repaired])
-    conn.execute("drop table landing_split")
+        _split_and_classify(conn, text_path, Path(scratch), _classify_lines_sql(identity))
     return None
 
 
@@ -606,9 +606,7 @@ def _stage_source_file(conn, path: Path, source: LandingSource) -> WholeFileReje
             conn.execute(landing_sources.csv_records_sql(source, columns))
             _drop_contact_temp_tables(conn)
             return source
-        repaired = _split_lines(conn, text_path, Path(scratch))
-    conn.execute(landing_sources.stage_jsonl_sql(source), [repaired])
-    conn.execute("drop table landing_split")
+        _split_and_classify(conn, text_path, Path(scratch), landing_sources.stage_jsonl_sql(source))
     return source
 
 

@@ -26,11 +26,8 @@
     'group_traits': type_json(),
 } -%}
 
-{%- set arrived_only -%}
-    {%- if is_incremental() %}
-    where message_id in (select message_id from arrived)
-    {%- endif %}
-{%- endset %}
+{#- In an incremental build, each model is read for the arrived messages only (`{}`: its id column). -#}
+{%- set arrived_only = "where {} in (select message_id from arrived)" if is_incremental() else "" -%}
 
 with
 
@@ -83,7 +80,7 @@ segment_messages as (
         loaded_at
 
     from {{ ref(model) }}
-    {{ arrived_only }}
+    {{ arrived_only.format('message_id') }}
     {% if not loop.last %}union all{% endif %}
     {%- endfor %}
 
@@ -119,7 +116,7 @@ contact_records as (
         loaded_at
 
     from {{ ref('stg_contacts__records') }}
-    {{ arrived_only | replace('where message_id', 'where record_id') }}
+    {{ arrived_only.format('record_id') }}
 
 ),
 
@@ -127,7 +124,7 @@ contact_records as (
 
 -- The registered landing sources (vars: landing_sources), each through its stg_<name>__events.
 landing_source_messages as (
-    {{ landing_source_messages(arrived_only) }}
+    {{ landing_source_messages(arrived_only.format('message_id')) }}
 ),
 {%- endif %}
 

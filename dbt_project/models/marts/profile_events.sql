@@ -6,14 +6,14 @@ messages as (
 
 ),
 
--- A message belongs to the profile of its strongest identifier that is not junk (merge protection
--- or junk detection may have kept its identifiers apart); with only junk ones, the strongest of those.
 junk as (
 
     select distinct identifier_type, identifier_value from {{ ref('int_identity_junk') }}
 
 ),
 
+-- A message belongs to the profile of its strongest identifier that is not junk (merge protection
+-- or junk detection may have kept its identifiers apart); with only junk ones, the strongest of those.
 ranked_identifiers as (
 
     select
