@@ -11,7 +11,6 @@
         {{ parse_timestamp(json_get_string('payload', '$.originalTimestamp')) }} as original_timestamp_at,
         {{ parse_timestamp(json_get_string('payload', '$.sentAt')) }} as sent_at,
         {{ parse_timestamp(json_get_string('payload', '$.receivedAt')) }} as received_at,
-        payload,
         load_id,
         file_path,
         line_number,

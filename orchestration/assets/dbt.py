@@ -13,7 +13,7 @@ from orchestration import dbt_event_stream, settings
 from orchestration.assets.landing import DUCKDB_POOL
 from orchestration.locking import writer_lock
 from orchestration.dbt_args import dbt_build_args
-from orchestration.project import dbt_project
+from orchestration.project import dbt_project, manifest_fingerprint
 from orchestration.run_metadata import warehouse_metadata
 from orchestration.warehouse import connect
 
@@ -39,8 +39,30 @@ class IdentityWarehouseTranslator(DagsterDbtTranslator):
 class DbtBuildConfig(dg.Config):
     full_refresh: bool = False
     dbt_vars: dict[str, Any] = {}
-    # Column schema and column-level lineage on every model (about 10 s per build on the sample).
+    # Column schema and column-level lineage on every model: computed once per version of the dbt
+    # project (10-40 s: sqlglot over every model), then carried over from the last materialization.
     column_metadata: bool = True
+
+
+# The dbt project version a materialization was built from (manifest_fingerprint), and the metadata
+# that follows from the project alone, not from the data.
+PROJECT_FINGERPRINT = "dbt_project_fingerprint"
+COLUMN_METADATA = ("dagster/column_schema", "dagster/column_lineage")
+
+
+def reusable_column_metadata(instance: dg.DagsterInstance, keys: set[dg.AssetKey],
+                             fingerprint: str) -> dict[dg.AssetKey, dict] | None:
+    """The column metadata of each asset's latest materialization, when all of them were built from
+    this version of the project; else None (fetch it anew)."""
+    reused = {}
+    for key in keys:
+        event = instance.get_latest_materialization_event(key)
+        metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
+        recorded = metadata.get(PROJECT_FINGERPRINT)
+        if recorded is None or recorded.value != fingerprint:
+            return None
+        reused[key] = {name: metadata[name] for name in COLUMN_METADATA if name in metadata}
+    return reused
 
 
 @dbt_assets(
@@ -56,11 +78,18 @@ def identity_warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCli
     # process holds the file until it ends); the summaries are read after that, then every event is
     # yielded with its metadata.
     build_started_at = datetime.now(timezone.utc).replace(tzinfo=None)  # dbt stamps history rows in UTC
+    fingerprint = manifest_fingerprint()
+    reused = None
+    if config.column_metadata:
+        reused = reusable_column_metadata(context.instance, set(context.selected_asset_keys), fingerprint)
+        if reused is not None:
+            context.log.info("column schema and lineage: unchanged dbt project, carried over from the last build")
     with writer_lock(settings.duckdb_path(), context.log.info):  # dbt opens the file itself
         stream = dbt.cli(dbt_build_args(config.full_refresh, config.dbt_vars), context=context).stream()
-        events = list(stream.fetch_column_metadata() if config.column_metadata else stream)
+        events = list(stream.fetch_column_metadata() if config.column_metadata and reused is None else stream)
         release_dbt_duckdb_handle()
-        yield from with_run_metadata(context, events, build_started_at)
+        yield from with_run_metadata(context, events, build_started_at,
+                                     {PROJECT_FINGERPRINT: fingerprint}, reused or {})
 
 
 def release_dbt_duckdb_handle() -> None:
@@ -78,8 +107,10 @@ def release_dbt_duckdb_handle() -> None:
     DuckDBConnectionManager.close_all_connections()
 
 
-def with_run_metadata(context: dg.AssetExecutionContext, events: list, build_started_at: datetime) -> Iterator:
-    """The events, the identity and audience ones with the build's summaries added."""
+def with_run_metadata(context: dg.AssetExecutionContext, events: list, build_started_at: datetime,
+                      every_asset: Mapping[str, Any], per_asset: Mapping[dg.AssetKey, Mapping[str, Any]]) -> Iterator:
+    """The events with ``every_asset`` and ``per_asset`` metadata, the identity and audience ones with
+    the build's summaries too."""
     def key_of(event) -> dg.AssetKey | None:
         if isinstance(event, dg.Output):
             return context.asset_key_for_output(event.output_name)
@@ -93,5 +124,8 @@ def with_run_metadata(context: dg.AssetExecutionContext, events: list, build_sta
         context.log.warning(f"run metadata not read: {error}")
         summaries = {}
     for event in events:
-        extra = summaries.get(key_of(event))
-        yield event.with_metadata({**event.metadata, **extra}) if extra else event
+        key = key_of(event)
+        if key is None:
+            yield event
+            continue
+        yield event.with_metadata({**event.metadata, **every_asset, **per_asset.get(key, {}), **summaries.get(key, {})})

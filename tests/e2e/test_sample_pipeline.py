@@ -254,6 +254,11 @@ def test_each_build_attaches_what_it_did_to_the_assets(sample_runs: SampleRuns):
     assert first.metadata["marts/junk_identifiers"]["junk_identifiers"] > 0  # the generated household devices
     assert first.metadata["marts/profile_merges"]["merges"] == len(first.tables["profile_merges"])
     assert "dagster/column_schema" in first.metadata["marts/profile_events"]
+    # column schema and lineage follow from the project: later builds of the same project carry them over
+    for run in (second, sample_runs.after_late_file):
+        for asset in ("marts/profile_events", "marts/profiles", "intermediate/int_identifiers"):
+            for entry in ("dbt_project_fingerprint", "dagster/column_schema", "dagster/column_lineage"):
+                assert run.metadata[asset][entry] == first.metadata[asset][entry], (asset, entry)
     # audiences: everyone enters at the first build, nobody enters or leaves when nothing changed
     members = first.tables["audience_members"]
     cart = first.metadata["audiences/audience__cart_abandoners"]

@@ -89,3 +89,23 @@ def test_privacy_requests_run_after_the_marts_and_before_every_export(defs):
     for key in graph.get_all_asset_keys():
         if key.path[0] == "exports":
             assert dg.AssetKey(["privacy", "requests"]) in graph.get(key).parent_keys, key
+
+
+def test_column_metadata_is_reused_only_when_every_asset_was_built_from_the_same_project():
+    from orchestration.assets.dbt import PROJECT_FINGERPRINT, reusable_column_metadata
+
+    instance = dg.DagsterInstance.ephemeral()
+    profiles, events = dg.AssetKey(["marts", "profiles"]), dg.AssetKey(["marts", "profile_events"])
+    schema = dg.TableSchema(columns=[dg.TableColumn("profile_id", "varchar")])
+
+    def materialize(key, **metadata):
+        instance.report_runless_asset_event(dg.AssetMaterialization(key, metadata=metadata))
+
+    materialize(profiles, **{PROJECT_FINGERPRINT: "v1", "dagster/column_schema": schema, "profiles": 3})
+    materialize(events, **{PROJECT_FINGERPRINT: "v1"})  # lineage could not be built: nothing to carry
+    reused = reusable_column_metadata(instance, {profiles, events}, "v1")
+    assert reused == {profiles: {"dagster/column_schema": dg.TableSchemaMetadataValue(schema)}, events: {}}
+    assert reusable_column_metadata(instance, {profiles, events}, "v2") is None  # the project changed
+    assert reusable_column_metadata(instance, {profiles, dg.AssetKey(["marts", "new_model"])}, "v1") is None
+    materialize(events)  # built without a recorded version (an earlier release)
+    assert reusable_column_metadata(instance, {profiles, events}, "v1") is None
