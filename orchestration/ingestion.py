@@ -282,31 +282,22 @@ _known_types = ", ".join(f"'{t}'" for t in MESSAGE_TABLES)
 def _classify_lines_sql(identity: IdentityFields) -> str:
     """Classifies every line of the file: a reason when it cannot be accepted, else its type and id.
 
-    Each line's JSON is parsed three times at most (validate, kind, and one multi-path extraction),
-    not once per field."""
+    Each line's JSON is parsed twice (validate, then one multi-path extraction), not once per field."""
     paths = ["$.type", "$.messageId", *identity.message_paths]
     has_identity = " or ".join(f"nullif(trim(fields[{i}]), '') is not null" for i in range(3, len(paths) + 1))
     return f"""
 create or replace temp table landing_lines as
-with checked as (
-    select
-        line_number,
-        rtrim(line, chr(13)) as line,
-        trim(rtrim(line, chr(13))) = '' as is_blank,
-        json_valid(rtrim(line, chr(13))) as is_json
-    from landing_split
-),
+with {landing_sources.CHECKED_LINES_CTES},
 parsed as (
     select
         *,
-        case when is_json then json_type(line) end as json_kind,
         case when is_json then json_extract_string(line, [{", ".join(_literal(p) for p in paths)}]) end as fields
     from checked
 ),
 typed as (
     select
         *,
-        case when json_kind = 'OBJECT' then lower(trim(fields[1])) end as message_type,
+        case when is_object then lower(trim(fields[1])) end as message_type,
         nullif(trim(fields[2]), '') as given_message_id
     from parsed
 )
@@ -321,7 +312,7 @@ select
         when line = {_literal(TRUNCATED_MARK)} then 'truncated_file'
         when strpos(line, chr(65533)) > 0 and ? then 'invalid_utf8'
         when not is_json then 'malformed_json'
-        when json_kind <> 'OBJECT' then 'not_a_json_object'
+        when not is_object then 'not_a_json_object'
         when message_type is null or message_type = '' then 'missing_type'
         when message_type not in ({_known_types}) then 'unknown_type'
         when not ({has_identity}) then 'no_identity'

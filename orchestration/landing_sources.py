@@ -83,6 +83,34 @@ with file_lines as (select string_split(content, chr(10)) as lines from read_tex
 select unnest(lines) as line, generate_subscripts(lines, 1) as line_number from file_lines
 """
 
+_WHITESPACE = "chr(32) || chr(9) || chr(10) || chr(13)"
+
+# The CTEs every JSON-lines reader starts from: the lines of ``landing_split`` in ``checked``, with
+# whether each is valid JSON, blank, and an object. Copying a string costs more than parsing it:
+# trims run only on the few lines that need them.
+CHECKED_LINES_CTES = f"""
+lines as (
+    -- a CRLF file's lines end in CR
+    select line_number, case when ends_with(line, chr(13)) then rtrim(line, chr(13)) else line end as line
+    from landing_split
+),
+validated as (
+    select line_number, line, json_valid(line) as is_json
+    from lines
+),
+checked as (
+    select
+        *,
+        -- valid JSON is never blank, and is an object when it opens with a brace (no second parse)
+        case when is_json then false else trim(line, {_WHITESPACE}) = '' end as is_blank,
+        case
+            when not is_json then null
+            when starts_with(line, '{{') then true
+            else starts_with(ltrim(line, {_WHITESPACE}), '{{')
+        end as is_object
+    from validated
+)"""
+
 
 def stage_jsonl_sql(source: LandingSource) -> str:
     """Every line of ``landing_split``: its JSON object, or why it is rejected (blank lines are counted apart)."""
@@ -90,21 +118,17 @@ def stage_jsonl_sql(source: LandingSource) -> str:
                if source.message_id else "null")
     return f"""
 create or replace temp table landing_records as
-with checked as (
-    select line_number, rtrim(line, chr(13)) as line, trim(rtrim(line, chr(13))) = '' as is_blank,
-           json_valid(rtrim(line, chr(13))) as is_json
-    from landing_split
-)
+with {CHECKED_LINES_CTES}
 select
     line_number,
     line,
     is_blank,
-    case when is_json and json_type(line) = 'OBJECT' then {id_expr} end as given_message_id,
+    case when is_object then {id_expr} end as given_message_id,
     case
         when is_blank then null
         when strpos(line, chr(65533)) > 0 and ? then 'invalid_utf8'
         when not is_json then 'malformed_json'
-        when json_type(line) <> 'OBJECT' then 'not_a_json_object'
+        when not is_object then 'not_a_json_object'
     end as reason
 from checked
 """

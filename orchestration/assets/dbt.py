@@ -2,6 +2,7 @@
 
 
 from collections.abc import Iterator, Mapping
+from contextlib import nullcontext
 from datetime import datetime, timezone
 from typing import Any
 
@@ -13,7 +14,7 @@ from orchestration import dbt_event_stream, settings
 from orchestration.assets.landing import DUCKDB_POOL
 from orchestration.locking import writer_lock
 from orchestration.dbt_args import dbt_build_args
-from orchestration.project import dbt_project, manifest_fingerprint
+from orchestration.project import dbt_project, manifest_fingerprint, without_adapter_in_process
 from orchestration.run_metadata import warehouse_metadata
 from orchestration.warehouse import connect
 
@@ -84,9 +85,11 @@ def identity_warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCli
         reused = reusable_column_metadata(context.instance, set(context.selected_asset_keys), fingerprint)
         if reused is not None:
             context.log.info("column schema and lineage: unchanged dbt project, carried over from the last build")
+    fetch_columns = config.column_metadata and reused is None
     with writer_lock(settings.duckdb_path(), context.log.info):  # dbt opens the file itself
-        stream = dbt.cli(dbt_build_args(config.full_refresh, config.dbt_vars), context=context).stream()
-        events = list(stream.fetch_column_metadata() if config.column_metadata and reused is None else stream)
+        with nullcontext() if fetch_columns else without_adapter_in_process():
+            stream = dbt.cli(dbt_build_args(config.full_refresh, config.dbt_vars), context=context).stream()
+        events = list(stream.fetch_column_metadata() if fetch_columns else stream)
         release_dbt_duckdb_handle()
         yield from with_run_metadata(context, events, build_started_at,
                                      {PROJECT_FINGERPRINT: fingerprint}, reused or {})

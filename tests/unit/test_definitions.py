@@ -109,3 +109,13 @@ def test_column_metadata_is_reused_only_when_every_asset_was_built_from_the_same
     assert reusable_column_metadata(instance, {profiles, dg.AssetKey(["marts", "new_model"])}, "v1") is None
     materialize(events)  # built without a recorded version (an earlier release)
     assert reusable_column_metadata(instance, {profiles, events}, "v1") is None
+
+
+def test_the_dbt_version_is_read_from_the_installed_package_not_by_running_dbt():
+    from dagster_dbt import DbtCliResource
+
+    from orchestration import settings
+    from orchestration.project import dbt_project, dbt_resource
+
+    asked = DbtCliResource(project_dir=dbt_project, dbt_executable=settings.DBT_EXECUTABLE)._cli_version  # runs dbt
+    assert dbt_resource()._cli_version == asked

@@ -70,6 +70,24 @@ def test_lines_are_routed_by_type_or_rejected_with_a_reason(tmp_path, conn):
     assert conn.execute("select payload ->> 'event' from raw.tracks").fetchone() == ("Viewed",)
 
 
+def test_whitespace_around_a_line_does_not_change_its_outcome(tmp_path, conn):
+    write_jsonl(tmp_path / "events" / "w.jsonl", [
+        ' \t{"type": "track", "messageId": "w1", "anonymousId": "a"}  ',  # an object, padded
+        '{"type": "track", "messageId": "w2", "anonymousId": "a"}\r',  # a CRLF line
+        " \t ",  # only whitespace: blank
+        '  ["type", "track"]',  # valid JSON, not an object
+        ' "track"',
+        "42",
+    ])
+    summary = ingest_landing_dir(conn, tmp_path)
+
+    assert summary.accepted == {"tracks": 2}
+    assert conn.execute("select message_id, payload ->> 'anonymousId' from raw.tracks order by 1").fetchall() == [
+        ("w1", "a"), ("w2", "a")]
+    assert rejected(conn) == [("events/w.jsonl", n, "not_a_json_object") for n in (4, 5, 6)]
+    assert conn.execute("select blank_lines from raw.loaded_files").fetchone() == (1,)
+
+
 def test_gzip_files_and_nested_folders_are_read(tmp_path, conn):
     write_jsonl(tmp_path / "events" / "2024" / "01" / "b.jsonl.gz",
                 [{"type": "track", "messageId": f"m{i}", "anonymousId": "a"} for i in range(3)], gz=True)
