@@ -1,6 +1,7 @@
 """Landing → raw tables, without dbt: every line ends up accepted or rejected with a reason."""
 
 import gzip
+import zlib
 import json
 from pathlib import Path
 
@@ -282,3 +283,21 @@ def test_identity_fields_follow_the_identity_rules(tmp_path, conn):
     assert conn.execute("select traits ->> 'crm_id' from raw.contacts").fetchall() == [("C-2",)]
     assert rejected(conn) == [("contacts/crm.csv", 3, "no_identity"), ("events/a.jsonl", 2, "no_identity")]
 
+
+
+def test_gzip_files_are_decompressed_one_ahead_into_the_callers_scratch_folder(tmp_path):
+    first = write_jsonl(tmp_path / "events" / "1.jsonl.gz", [{"n": 1}], gz=True)
+    broken = tmp_path / "events" / "2.jsonl.gz"
+    broken.write_bytes(b"not gzip at all")
+    third = write_jsonl(tmp_path / "events" / "3.jsonl.gz", [{"n": 3}], gz=True)
+    plain = write_jsonl(tmp_path / "events" / "4.jsonl", [{"n": 4}])
+    with ingestion.GunzipAhead([first, broken, third, plain]) as ahead:
+        for path, number in ((first, 1), (third, 3)):
+            scratch = tmp_path / f"scratch-{number}"
+            scratch.mkdir()
+            if path is third:
+                with pytest.raises(zlib.error):  # what decompressing raised, where the file is taken
+                    ahead.take(broken, scratch)
+            text = ahead.take(path, scratch)
+            assert text.parent == scratch and json.loads(text.read_text()) == {"n": number}
+        assert ahead.take(plain, tmp_path) == plain  # a plain file is read where it is
