@@ -518,6 +518,7 @@ def main(argv: list[str] | None = None) -> int:
 
     names = family_names(args.families, args.warehouse is not None)
     solvers = [name.strip() for name in args.solvers.split(",") if name.strip()]
+    args.out = args.out.resolve()  # dbt runs in the dbt project's folder: a relative path would land there
     args.out.mkdir(parents=True, exist_ok=True)
     workdir = args.out / "graphs_work"
     if "project" in solvers:
