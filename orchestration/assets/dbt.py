@@ -91,8 +91,9 @@ def identity_warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCli
             stream = dbt.cli(dbt_build_args(config.full_refresh, config.dbt_vars), context=context).stream()
         events = list(stream.fetch_column_metadata() if fetch_columns else stream)
         release_dbt_duckdb_handle()
-        yield from with_run_metadata(context, events, build_started_at,
-                                     {PROJECT_FINGERPRINT: fingerprint}, reused or {})
+        # the version is recorded only with the column metadata it vouches for
+        version = {PROJECT_FINGERPRINT: fingerprint} if config.column_metadata else {}
+        yield from with_run_metadata(context, events, build_started_at, version, reused or {})
 
 
 def release_dbt_duckdb_handle() -> None:
