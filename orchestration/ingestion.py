@@ -386,11 +386,11 @@ def _split_and_classify(conn, text_path: Path, scratch: Path, classify_sql: str)
     conn.execute("drop table landing_split")
 
 
-def _stage_events(conn, path: Path, identity: IdentityFields, gunzipped=None) -> WholeFileRejection | None:
+def _stage_events(conn, path: Path, identity: IdentityFields, gunzipped) -> WholeFileRejection | None:
     """Reads and classifies every line into the temp table ``landing_lines``."""
     with tempfile.TemporaryDirectory(prefix="landing-") as scratch:
         try:
-            text_path = (gunzipped or _gunzipped)(path, Path(scratch))
+            text_path = gunzipped(path, Path(scratch))
         except (OSError, EOFError, zlib.error) as error:
             return WholeFileRejection("unreadable_file", str(error))
         _split_and_classify(conn, text_path, Path(scratch), _classify_lines_sql(identity))
@@ -490,7 +490,7 @@ class StagedContacts:
     list_name: str
 
 
-def _stage_contacts(conn, path: Path, identity: IdentityFields, gunzipped=None) -> WholeFileRejection | StagedContacts | None:
+def _stage_contacts(conn, path: Path, identity: IdentityFields, gunzipped) -> WholeFileRejection | StagedContacts | None:
     """Reads the list into the temp table ``landing_contacts`` (line, row, email, phone, traits, has_identity).
     Contact lists are plain CSV (``gunzipped`` is not used)."""
     header = _first_line(path)
@@ -624,11 +624,11 @@ def _unique_snake_names(columns: list[str]) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _stage_source_file(conn, path: Path, source: LandingSource, gunzipped=None) -> WholeFileRejection | LandingSource:
+def _stage_source_file(conn, path: Path, source: LandingSource, gunzipped) -> WholeFileRejection | LandingSource:
     """Reads the file into the temp table ``landing_records`` (line_number, line, is_blank, given_message_id, reason)."""
     with tempfile.TemporaryDirectory(prefix="landing-") as scratch:
         try:
-            text_path = (gunzipped or _gunzipped)(path, Path(scratch))
+            text_path = gunzipped(path, Path(scratch))
         except (OSError, EOFError) as error:
             return WholeFileRejection("unreadable_file", str(error))
         if source.format != "jsonl":

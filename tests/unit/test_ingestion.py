@@ -1,8 +1,8 @@
 """Landing → raw tables, without dbt: every line ends up accepted or rejected with a reason."""
 
 import gzip
-import zlib
 import json
+import zlib
 from pathlib import Path
 
 import duckdb
