@@ -16,8 +16,8 @@
 {% endmacro %}
 
 {#- One `select` per registered source in int_messages' column order, joined by `union all`;
-    nothing when no source is registered. `where` filters each. -#}
-{% macro landing_source_messages(where='') %}
+    nothing when no source is registered. -#}
+{% macro landing_source_messages() %}
     {%- for name in var('landing_sources', {}) %}
     {%- if not loop.first %}
     union all
@@ -49,30 +49,6 @@
         line_number,
         loaded_at
     from {{ ref('stg_' ~ name ~ '__events') }}
-    {{ where }}
     {%- endfor %}
 {% endmacro %}
 
-{#- post-hook of int_messages: a contact list replaced by a newer export (same file, new content)
-    loses the records the new export no longer has; they leave int_messages too. -#}
-{% macro forget_replaced_contact_records() %}
-    {%- if is_incremental() -%}
-    {{ return(adapter.dispatch('forget_replaced_contact_records', 'identity_warehouse')(
-        "source = 'contacts' and message_id not in (select record_id from " ~ ref('stg_contacts__records') ~ ")")) }}
-    {%- endif -%}
-{% endmacro %}
-
-{% macro default__forget_replaced_contact_records(condition) %}
-    {{ return("delete from " ~ this ~ " where " ~ condition) }}
-{% endmacro %}
-
-{#- Parquet tables have no DELETE: the rows that stay go to a working table, which then overwrites
-    the table (Spark cannot overwrite a table its query reads). -#}
-{% macro spark__forget_replaced_contact_records(condition) %}
-    {%- set kept = this.incorporate(path={"identifier": this.identifier ~ '__dbt_kept'}) -%}
-    {%- do run_query("drop table if exists " ~ kept) -%}
-    {%- do run_query("create table " ~ kept ~ " using " ~ (config.get('file_format') or 'parquet')
-                     ~ " as select * from " ~ this ~ " where not (" ~ condition ~ ")") -%}
-    {%- do run_query("insert overwrite table " ~ this ~ " select * from " ~ kept) -%}
-    {{ return("drop table if exists " ~ kept) }}
-{% endmacro %}

@@ -68,11 +68,11 @@ def _newer_export_without_its_last_record(path: Path) -> None:
 
 
 def _tables(database: Path) -> dict[str, pd.DataFrame]:
-    """Every table the models build, as text, columns sorted, rows sorted."""
+    """Every table and view the models build, as text, columns sorted, rows sorted."""
     with duckdb.connect(str(database), read_only=True) as conn:
         names = conn.execute(
             "select table_schema || '.' || table_name from information_schema.tables "
-            "where table_schema not in ('raw', 'main') and table_type = 'BASE TABLE' order by 1"
+            "where table_schema not in ('raw', 'main') order by 1"
         ).fetchall()
         tables = {}
         for (name,) in names:

@@ -14,24 +14,6 @@ linkable as (
 
 ),
 
--- Each pair of identifiers seen in the same message, once (a person repeats the same pairs in
--- most of their messages: counting distinct pairs first keeps the counts below small).
-pairs as (
-
-    select distinct
-        subject.identifier_type,
-        subject.identifier_value,
-        neighbour.identifier_type as neighbour_type,
-        neighbour.identifier_value as neighbour_value
-
-    from linkable as subject
-    join linkable as neighbour
-        on neighbour.message_id = subject.message_id
-        and not (neighbour.identifier_type = subject.identifier_type
-                 and neighbour.identifier_value = subject.identifier_value)
-
-),
-
 thresholds as (
 
     {%- set rows = [] -%}
@@ -47,29 +29,64 @@ thresholds as (
 
 ),
 
+-- The identifiers of the types some threshold counts as neighbours: by default user ids, e-mails
+-- and phones, not the anonymous id every message carries, so this side of the pair join is small.
+{%- set neighbour_types = [] -%}
+{%- for limits in thresholds.values() -%}
+    {%- for neighbour_type in limits if neighbour_type not in neighbour_types -%}
+        {%- do neighbour_types.append(neighbour_type) -%}
+    {%- endfor -%}
+{%- endfor %}
+neighbours as (
+
+    select * from linkable
+    where {{ "identifier_type in ('" ~ neighbour_types | join("', '") ~ "')" if neighbour_types else "1 = 0" }}
+
+),
+
+-- Each pair of identifiers seen in the same message, once (a person repeats the same pairs in
+-- most of their messages: counting distinct pairs first keeps the counts below small), for the
+-- pairs of types that have a threshold.
+pairs as (
+
+    select distinct
+        subject.identifier_type,
+        subject.identifier_value,
+        neighbour.identifier_type as neighbour_type,
+        neighbour.identifier_value as neighbour_value,
+        thresholds.max_distinct_neighbours
+
+    from linkable as subject
+    join thresholds
+        on thresholds.identifier_type = subject.identifier_type
+    join neighbours as neighbour
+        on neighbour.message_id = subject.message_id
+        and neighbour.identifier_type = thresholds.neighbour_type
+        and not (neighbour.identifier_type = subject.identifier_type
+                 and neighbour.identifier_value = subject.identifier_value)
+
+),
+
 counted as (
 
     select
         identifier_type,
         identifier_value,
         neighbour_type,
+        max_distinct_neighbours,
         count(*) as distinct_neighbours,
         min(neighbour_value) as first_neighbour,
         max(neighbour_value) as last_neighbour
 
     from pairs
-    group by 1, 2, 3
+    group by 1, 2, 3, 4
 
 ),
 
 junk as (
 
-    select counted.*, thresholds.max_distinct_neighbours
-    from counted
-    join thresholds
-        on thresholds.identifier_type = counted.identifier_type
-        and thresholds.neighbour_type = counted.neighbour_type
-    where counted.distinct_neighbours > thresholds.max_distinct_neighbours
+    select * from counted
+    where distinct_neighbours > max_distinct_neighbours
 
 ),
 
@@ -87,7 +104,7 @@ evidence as (
     join linkable as subject
         on subject.identifier_type = junk.identifier_type
         and subject.identifier_value = junk.identifier_value
-    join linkable as neighbour
+    join neighbours as neighbour
         on neighbour.message_id = subject.message_id
         and neighbour.identifier_type = junk.neighbour_type
         and not (neighbour.identifier_type = subject.identifier_type

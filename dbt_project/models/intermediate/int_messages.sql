@@ -1,22 +1,10 @@
-{{ config(
-    materialized='incremental',
-    incremental_strategy='delete+insert',
-    unique_key='message_id',
-    post_hook="{{ forget_replaced_contact_records() }}",
-) }}
+{{ config(materialized='view') }}
 
 {#- Every accepted message once: the Segment message types and the contact-list records in one
-    shape. A messageId seen under two types keeps the first received, as within a type.
-    Incremental: a build reads the messages that arrived since the last one, with every copy of
-    them in any staging model (so the first received still wins). -#}
-{%- set segment_models = {
-    'stg_segment__tracks': {'event_name': 'event_name', 'properties': 'properties'},
-    'stg_segment__identifies': {'traits': 'traits'},
-    'stg_segment__pages': {'event_name': 'page_name', 'properties': 'properties'},
-    'stg_segment__screens': {'event_name': 'screen_name', 'properties': 'properties'},
-    'stg_segment__aliases': {'previous_id': 'previous_id'},
-    'stg_segment__groups': {'group_id': 'group_id', 'group_traits': 'group_traits'},
-} -%}
+    shape. A messageId seen under two types keeps the first received, as within a type
+    (int_message_duplicates names that copy). A view: the staging tables already hold each
+    message, and a table would be one more copy of every message's JSON to write each run. -#}
+{%- set segment_models = segment_staging_models() -%}
 {%- set optional_columns = {
     'event_name': dbt.type_string(),
     'previous_id': dbt.type_string(),
@@ -26,25 +14,8 @@
     'group_traits': type_json(),
 } -%}
 
-{#- In an incremental build, each model is read for the arrived messages only (`{}`: its id column). -#}
-{%- set arrived_only = "where {} in (select message_id from arrived)" if is_incremental() else "" -%}
-
 with
 
-{% if is_incremental() -%}
-arrived as (
-
-    {%- set message_ids = {'stg_contacts__records': 'record_id'} -%}
-    {%- for model in (segment_models | list) + ['stg_contacts__records'] + landing_source_models() %}
-    select {{ message_ids.get(model, 'message_id') }} as message_id
-    from {{ ref(model) }}
-    where loaded_at > (select coalesce(max(loaded_at), cast('1900-01-01' as timestamp)) from {{ this }})
-    {% if not loop.last %}union all{% endif %}
-    {%- endfor %}
-
-),
-
-{% endif -%}
 segment_messages as (
 
     {%- for model, columns in segment_models.items() %}
@@ -80,7 +51,6 @@ segment_messages as (
         loaded_at
 
     from {{ ref(model) }}
-    {{ arrived_only.format('message_id') }}
     {% if not loop.last %}union all{% endif %}
     {%- endfor %}
 
@@ -116,7 +86,6 @@ contact_records as (
         loaded_at
 
     from {{ ref('stg_contacts__records') }}
-    {{ arrived_only.format('record_id') }}
 
 ),
 
@@ -124,7 +93,7 @@ contact_records as (
 
 -- The registered landing sources (vars: landing_sources), each through its stg_<name>__events.
 landing_source_messages as (
-    {{ landing_source_messages(arrived_only.format('message_id')) }}
+    {{ landing_source_messages() }}
 ),
 {%- endif %}
 
@@ -140,14 +109,21 @@ unioned as (
 
 ),
 
-deduplicated as (
+duplicates as (
 
-    {{ deduplicate(
-        'unioned',
-        partition_by='message_id',
-        order_by='received_at nulls last, loaded_at, file_path, line_number'
-    ) }}
+    select * from {{ ref('int_message_duplicates') }}
+
+),
+
+first_copies as (
+
+    select unioned.*
+    from unioned
+    left join duplicates
+        on duplicates.message_id = unioned.message_id
+    where duplicates.message_id is null
+        or (duplicates.load_id = unioned.load_id and duplicates.line_number = unioned.line_number)
 
 )
 
-select * from deduplicated
+select * from first_copies
