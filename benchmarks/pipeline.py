@@ -37,7 +37,7 @@ def stage_of_dbt_node(unique_id: str) -> str:
     resource_type, _, name = unique_id.split(".", 2)
     if resource_type in {"test", "unit_test"}:
         return "dbt tests"
-    if name.startswith("stg_") or name in {"int_messages", "int_message_duplicates"}:
+    if name.startswith("stg_") or name in {"int_messages", "int_message_copies", "int_message_duplicates"}:
         return "staging"
     if name in IDENTIFIER_MODELS:
         return "identifiers and edges"

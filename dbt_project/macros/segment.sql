@@ -1,22 +1,3 @@
-{#- The staging model of each Segment message type, with the columns it adds to int_messages'
-    (int_messages' column: the model's). -#}
-{% macro segment_staging_models() -%}
-    {{ return({
-        'stg_segment__tracks': {'event_name': 'event_name', 'properties': 'properties'},
-        'stg_segment__identifies': {'traits': 'traits'},
-        'stg_segment__pages': {'event_name': 'page_name', 'properties': 'properties'},
-        'stg_segment__screens': {'event_name': 'screen_name', 'properties': 'properties'},
-        'stg_segment__aliases': {'previous_id': 'previous_id'},
-        'stg_segment__groups': {'group_id': 'group_id', 'group_traits': 'group_traits'},
-    }) }}
-{%- endmacro %}
-
-{#- Every staging model whose rows are messages: the Segment types, the contact lists, the
-    registered landing sources. -#}
-{% macro message_staging_models() -%}
-    {{ return((segment_staging_models() | list) + ['stg_contacts__records'] + landing_source_models()) }}
-{%- endmacro %}
-
 {#- Columns every Segment-spec message has, extracted from its raw JSON payload. -#}
 {% macro segment_message_columns() -%}
         message_id,

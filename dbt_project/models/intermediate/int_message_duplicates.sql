@@ -1,22 +1,13 @@
-{#- Message ids that arrived more than once across the staging models (a messageId sent under two
-    types, a contact record in two list files): the copy that stands, the first received, as within
-    a type. int_messages skips the others. Few rows: most messages arrive once, and this narrow table
+{#- Message ids that arrived more than once (int_message_copies: a messageId sent under two types,
+    a contact record in two list files): the copy that stands, the first received, as within a
+    type. int_messages skips the others. Few rows: most messages arrive once, and this narrow table
     is all int_messages needs to stay a view instead of a second copy of every message. -#}
 with
 
 copies as (
 
-    {%- for model in message_staging_models() %}
-    select
-        {{ 'record_id' if model == 'stg_contacts__records' else 'message_id' }} as message_id,
-        {{ 'received_at' if model.startswith('stg_segment__') else 'cast(null as timestamp)' }} as received_at,
-        loaded_at,
-        load_id,
-        file_path,
-        line_number
-    from {{ ref(model) }}
-    {% if not loop.last %}union all{% endif %}
-    {%- endfor %}
+    select message_id, received_at, loaded_at, load_id, file_path, line_number
+    from {{ ref('int_message_copies') }}
 
 ),
 

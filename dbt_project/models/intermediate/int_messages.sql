@@ -1,111 +1,13 @@
 {{ config(materialized='view') }}
 
-{#- Every accepted message once: the Segment message types and the contact-list records in one
-    shape. A messageId seen under two types keeps the first received, as within a type
-    (int_message_duplicates names that copy). A view: the staging tables already hold each
-    message, and a table would be one more copy of every message's JSON to write each run. -#}
-{%- set segment_models = segment_staging_models() -%}
-{%- set optional_columns = {
-    'event_name': dbt.type_string(),
-    'previous_id': dbt.type_string(),
-    'group_id': dbt.type_string(),
-    'properties': type_json(),
-    'traits': type_json(),
-    'group_traits': type_json(),
-} -%}
-
+{#- Every accepted message once, in the shape of int_message_copies. A messageId seen under two
+    types keeps the first received, as within a type (int_message_duplicates names that copy). A
+    view: a table would be one more copy of every message's JSON to write each run. -#}
 with
 
-segment_messages as (
+copies as (
 
-    {%- for model, columns in segment_models.items() %}
-
-    select
-        message_id,
-        'segment' as source,
-        message_type,
-        event_at,
-        sent_timestamp_at,
-        original_timestamp_at,
-        sent_at,
-        received_at,
-        anonymous_id,
-        user_id,
-        cast(null as {{ dbt.type_string() }}) as contact_email,
-        cast(null as {{ dbt.type_string() }}) as contact_phone,
-        context,
-        {%- for name, type in optional_columns.items() %}
-        {%- if name == 'traits' and 'traits' not in columns %}
-        context_traits as traits,
-        {%- elif name in columns %}
-        {{ columns[name] }} as {{ name }},
-        {%- else %}
-        cast(null as {{ type }}) as {{ name }},
-        {%- endif %}
-        {%- endfor %}
-        cast(null as {{ dbt.type_string() }}) as list_name,
-        cast(null as {{ dbt.type_int() }}) as list_row_number,
-        load_id,
-        file_path,
-        line_number,
-        loaded_at
-
-    from {{ ref(model) }}
-    {% if not loop.last %}union all{% endif %}
-    {%- endfor %}
-
-),
-
-contact_records as (
-
-    select
-        record_id as message_id,
-        'contacts' as source,
-        'contact' as message_type,
-        event_at,
-        cast(null as timestamp) as sent_timestamp_at,
-        cast(null as timestamp) as original_timestamp_at,
-        cast(null as timestamp) as sent_at,
-        cast(null as timestamp) as received_at,
-        cast(null as {{ dbt.type_string() }}) as anonymous_id,
-        cast(null as {{ dbt.type_string() }}) as user_id,
-        email as contact_email,
-        phone as contact_phone,
-        cast(null as {{ type_json() }}) as context,
-        list_name as event_name,
-        cast(null as {{ dbt.type_string() }}) as previous_id,
-        cast(null as {{ dbt.type_string() }}) as group_id,
-        cast(null as {{ type_json() }}) as properties,
-        traits,
-        cast(null as {{ type_json() }}) as group_traits,
-        list_name,
-        list_row_number,
-        load_id,
-        file_path,
-        line_number,
-        loaded_at
-
-    from {{ ref('stg_contacts__records') }}
-
-),
-
-{%- if var('landing_sources', {}) %}
-
--- The registered landing sources (vars: landing_sources), each through its stg_<name>__events.
-landing_source_messages as (
-    {{ landing_source_messages() }}
-),
-{%- endif %}
-
-unioned as (
-
-    select * from segment_messages
-    union all
-    select * from contact_records
-    {%- if var('landing_sources', {}) %}
-    union all
-    select * from landing_source_messages
-    {%- endif %}
+    select * from {{ ref('int_message_copies') }}
 
 ),
 
@@ -117,12 +19,12 @@ duplicates as (
 
 first_copies as (
 
-    select unioned.*
-    from unioned
+    select copies.*
+    from copies
     left join duplicates
-        on duplicates.message_id = unioned.message_id
+        on duplicates.message_id = copies.message_id
     where duplicates.message_id is null
-        or (duplicates.load_id = unioned.load_id and duplicates.line_number = unioned.line_number)
+        or (duplicates.load_id = copies.load_id and duplicates.line_number = copies.line_number)
 
 )
 
