@@ -31,3 +31,13 @@
 {% macro spark__create_table_as_select(relation, sql) %}
     {{ return("create table " ~ relation ~ " using " ~ var('spark_file_format', 'parquet') ~ " as " ~ sql) }}
 {% endmacro %}
+
+{#- `with x as {{ materialized_cte() }} (...)`: a CTE that many branches read is computed once and kept
+    (DuckDB and PostgreSQL take the keyword; Spark has none and plans the CTE itself). -#}
+{% macro materialized_cte() %}
+    {{- return(adapter.dispatch('materialized_cte', 'identity_warehouse')()) -}}
+{% endmacro %}
+
+{% macro default__materialized_cte() %}{{ return('materialized') }}{% endmacro %}
+
+{% macro spark__materialized_cte() %}{{ return('') }}{% endmacro %}

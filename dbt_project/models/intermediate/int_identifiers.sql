@@ -16,7 +16,7 @@ messages as (
 {%- endfor %}
 
 -- Each message's value of every branch, read once.
-extracted as (
+branch_values as (
 
     select
         message_id,
@@ -31,86 +31,115 @@ extracted as (
 
 ),
 
-observed as (
+-- Kept as a narrow table that every branch below reads, so the messages' JSON is parsed once.
+extracted as {{ materialized_cte() }} (
 
-    {%- for observed_type, field in branches %}
-    {%- set branch = loop.index %}
-    {#- Branches that can give this one's identifier again in the same message: the other sources of
-        its type, and an alias's previousId with the user and anonymous ids. -#}
-    {%- set rivals = [] -%}
-    {%- for other_type, other_field in branches -%}
-        {%- if loop.index != branch and (other_type == observed_type
-                or (observed_type == 'previous_id' and other_type in ['user_id', 'anonymous_id'])
-                or (other_type == 'previous_id' and observed_type in ['user_id', 'anonymous_id'])) -%}
-            {%- do rivals.append('value_' ~ loop.index ~ ' is not null') -%}
-        {%- endif -%}
-    {%- endfor %}
     select
-        message_id,
-        source,
-        event_at,
-        '{{ observed_type }}' as observed_type,
-        '{{ field }}' as observed_in,
-        value_{{ branch }} as raw_value,
-        {{ '(' ~ rivals | join(' or ') ~ ')' if rivals else 'false' }} as may_repeat
-    from extracted
-    {% if not loop.last %}union all{% endif %}
-    {%- endfor %}
+        *,
+        {%- for observed_type, field in branches %}
+        case when value_{{ loop.index }} is not null then 1 else 0 end {{- " +" if not loop.last }}
+        {%- endfor %} as values_in_message
 
-),
-
-present as (
-
-    select * from observed where raw_value is not null
+    from branch_values
 
 ),
 
 known_user_ids as (
 
-    select distinct {{ normalize_id('raw_value') }} as user_id
-    from present
-    where observed_type = 'user_id'
+    {%- set user_id_branches = [] -%}
+    {%- for observed_type, field in branches if observed_type == 'user_id' -%}
+        {%- do user_id_branches.append(branches.index((observed_type, field)) + 1) -%}
+    {%- endfor %}
+    {%- for branch in user_id_branches %}
+    select distinct {{ normalize_id('value_' ~ branch) }} as user_id from extracted where value_{{ branch }} is not null
+    {% if not loop.last %}union{% endif %}
+    {%- else %}
+    select cast(null as {{ dbt.type_string() }}) as user_id where 1 = 0
+    {%- endfor %}
 
 ),
 
--- An alias's previousId is the person's earlier id: a user id when it is used as one anywhere,
--- else an anonymous id.
-typed as (
+{#- Each branch's values, in two groups: the rows of branches that are the only one of their kind
+    with a value in the message, and the few that another branch may give again (the other sources
+    of the type, and an alias's previousId with the user and anonymous ids). Only the second group
+    is grouped below; the first streams through (each is read once, so neither is kept in memory). -#}
+{%- for group in ['single', 'repeatable'] %}
 
+observed_{{ group }} as (
+
+    {%- set selects = [] -%}
+    {%- for observed_type, field in branches -%}
+        {%- set branch = loop.index -%}
+        {%- set rivals = [] -%}
+        {%- for other_type, other_field in branches -%}
+            {%- if loop.index != branch and (other_type == observed_type
+                    or (observed_type == 'previous_id' and other_type in ['user_id', 'anonymous_id'])
+                    or (other_type == 'previous_id' and observed_type in ['user_id', 'anonymous_id'])) -%}
+                {%- do rivals.append('value_' ~ loop.index ~ ' is not null') -%}
+            {%- endif -%}
+        {%- endfor -%}
+        {%- if group == 'single' or rivals -%}
+            {%- do selects.append((observed_type, field, branch, rivals)) -%}
+        {%- endif -%}
+    {%- endfor %}
+    {%- for observed_type, field, branch, rivals in selects %}
     select
-        present.*,
-        case
-            when observed_type <> 'previous_id' then observed_type
-            when known_user_ids.user_id is not null then 'user_id'
-            else 'anonymous_id'
-        end as identifier_type
-
-    from present
-    left join known_user_ids
-        on present.observed_type = 'previous_id'
-        and known_user_ids.user_id = {{ normalize_id('present.raw_value') }}
+        message_id,
+        source,
+        event_at,
+        values_in_message,
+        '{{ field }}' as observed_in,
+        value_{{ branch }} as raw_value,
+        {%- if observed_type == 'previous_id' %}
+        -- An alias's previousId is the person's earlier id: a user id when it is used as one
+        -- anywhere, else an anonymous id.
+        case when known_user_ids.user_id is not null then 'user_id' else 'anonymous_id' end as identifier_type
+        {%- else %}
+        '{{ observed_type }}' as identifier_type
+        {%- endif %}
+    from extracted
+    {%- if observed_type == 'previous_id' %}
+    left join known_user_ids on known_user_ids.user_id = {{ normalize_id('extracted.value_' ~ branch) }}
+    {%- endif %}
+    where value_{{ branch }} is not null
+        {%- if rivals %}
+        and {{ 'not ' if group == 'single' }}({{ rivals | join(' or ') }})
+        {%- endif %}
+    {% if not loop.last %}union all{% endif %}
+    {%- else %}
+    select
+        cast(null as {{ dbt.type_string() }}) as message_id,
+        cast(null as {{ dbt.type_string() }}) as source,
+        cast(null as {{ dbt.type_timestamp() }}) as event_at,
+        cast(null as {{ dbt.type_int() }}) as values_in_message,
+        cast(null as {{ dbt.type_string() }}) as observed_in,
+        cast(null as {{ dbt.type_string() }}) as raw_value,
+        cast(null as {{ dbt.type_string() }}) as identifier_type
+    where 1 = 0
+    {%- endfor %}
 
 ),
 
-normalized as (
+normalized_{{ group }} as (
 
     select
         *,
         {{ normalize_identifier('identifier_type', 'raw_value') }} as identifier_value
 
-    from typed
+    from observed_{{ group }}
 
 ),
 
-checked as (
+checked_{{ group }} as (
 
     select
         *,
         {{ identifier_block_reason('identifier_type', 'raw_value', 'identifier_value') }} as block_reason
 
-    from normalized
+    from normalized_{{ group }}
 
 ),
+{%- endfor %}
 
 -- The same identifier twice in one message (traits.email and context.traits.email): one row.
 -- Only messages where another branch of the type has a value can have it twice: the rest skip the
@@ -123,12 +152,12 @@ per_message as (
         coalesce(identifier_value, trim(raw_value)) as identifier_value,
         source,
         event_at,
+        values_in_message,
         raw_value,
         observed_in,
         block_reason
 
-    from checked
-    where not may_repeat
+    from checked_single
 
     union all
 
@@ -138,12 +167,12 @@ per_message as (
         coalesce(identifier_value, trim(raw_value)) as identifier_value,
         min(source) as source,
         min(event_at) as event_at,
+        min(values_in_message) as values_in_message,
         min(raw_value) as raw_value,
         min(observed_in) as observed_in,
         min(block_reason) as block_reason
 
-    from checked
-    where may_repeat
+    from checked_repeatable
     group by 1, 2, 3
 
 )
@@ -156,6 +185,7 @@ select
     observed_in,
     source,
     event_at,
+    values_in_message,
     block_reason,
     block_reason is null as is_linkable
 

@@ -10,7 +10,8 @@ linkable as (
 
     select message_id, identifier_type, identifier_value, event_at
     from {{ ref('int_identifiers') }}
-    where is_linkable
+    -- an identifier alone in its message has no neighbours there
+    where is_linkable and values_in_message > 1
 
 ),
 

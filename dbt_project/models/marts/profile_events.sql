@@ -14,11 +14,13 @@ junk as (
 
 -- A message belongs to the profile of its strongest identifier that is not junk (merge protection
 -- or junk detection may have kept its identifiers apart); with only junk ones, the strongest of those.
+-- Three messages in four carry a single identifier, which is their anchor: only the rest are ranked.
 ranked_identifiers as (
 
     select
         identifiers.message_id,
-        components.profile_id,
+        identifiers.identifier_type,
+        identifiers.identifier_value,
         row_number() over (
             partition by identifiers.message_id
             order by
@@ -29,22 +31,35 @@ ranked_identifiers as (
         ) as anchor_rank
 
     from {{ ref('int_identifiers') }} as identifiers
-    join {{ ref('int_profile_ids') }} as components
-        on components.identifier_type = identifiers.identifier_type
-        and components.identifier_value = identifiers.identifier_value
     -- few identifiers are junk: a small table to look them up in, not a join with every node
     left join junk
         on junk.identifier_type = identifiers.identifier_type
         and junk.identifier_value = identifiers.identifier_value
-    where identifiers.is_linkable
+    where identifiers.is_linkable and identifiers.values_in_message > 1
+
+),
+
+anchors as (
+
+    select message_id, identifier_type, identifier_value
+    from {{ ref('int_identifiers') }}
+    where is_linkable and values_in_message = 1
+
+    union all
+
+    select message_id, identifier_type, identifier_value
+    from ranked_identifiers
+    where anchor_rank = 1
 
 ),
 
 message_profiles as (
 
-    select message_id, profile_id
-    from ranked_identifiers
-    where anchor_rank = 1
+    select anchors.message_id, components.profile_id
+    from anchors
+    join {{ ref('int_profile_ids') }} as components
+        on components.identifier_type = anchors.identifier_type
+        and components.identifier_value = anchors.identifier_value
 
 )
 
