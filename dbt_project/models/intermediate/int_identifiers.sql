@@ -14,6 +14,22 @@ messages as (
 {%- for type, rule in identifier_types().items() -%}
     {%- for source in rule['sources'] -%}{%- do branches.append((type, source)) -%}{%- endfor -%}
 {%- endfor %}
+{#- Each branch (type, field, number) with its rivals: the branches that can give its identifier
+    again in the same message (the other sources of its type, and an alias's previousId with the
+    user and anonymous ids). -#}
+{%- set numbered_branches = [] -%}
+{%- for observed_type, field in branches -%}
+    {%- set branch = loop.index -%}
+    {%- set rivals = [] -%}
+    {%- for other_type, other_field in branches -%}
+        {%- if loop.index != branch and (other_type == observed_type
+                or (observed_type == 'previous_id' and other_type in ['user_id', 'anonymous_id'])
+                or (other_type == 'previous_id' and observed_type in ['user_id', 'anonymous_id'])) -%}
+            {%- do rivals.append('value_' ~ loop.index ~ ' is not null') -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- do numbered_branches.append((observed_type, field, branch, rivals)) -%}
+{%- endfor %}
 
 -- Each message's value of every branch, read once.
 branch_values as (
@@ -46,11 +62,7 @@ extracted as {{ materialized_cte() }} (
 
 known_user_ids as (
 
-    {%- set user_id_branches = [] -%}
-    {%- for observed_type, field in branches if observed_type == 'user_id' -%}
-        {%- do user_id_branches.append(branches.index((observed_type, field)) + 1) -%}
-    {%- endfor %}
-    {%- for branch in user_id_branches %}
+    {%- for observed_type, field, branch, rivals in numbered_branches if observed_type == 'user_id' %}
     select distinct {{ normalize_id('value_' ~ branch) }} as user_id from extracted where value_{{ branch }} is not null
     {% if not loop.last %}union{% endif %}
     {%- else %}
@@ -59,30 +71,14 @@ known_user_ids as (
 
 ),
 
-{#- Each branch's values, in two groups: the rows of branches that are the only one of their kind
-    with a value in the message, and the few that another branch may give again (the other sources
-    of the type, and an alias's previousId with the user and anonymous ids). Only the second group
-    is grouped below; the first streams through (each is read once, so neither is kept in memory). -#}
+{#- Each branch's values, in two groups: the rows whose message has no value in a rival branch, and
+    the few that a rival may give again. Only the second group is grouped below; the first streams
+    through (each is read once, so neither is kept in memory). -#}
 {%- for group in ['single', 'repeatable'] %}
 
 observed_{{ group }} as (
 
-    {%- set selects = [] -%}
-    {%- for observed_type, field in branches -%}
-        {%- set branch = loop.index -%}
-        {%- set rivals = [] -%}
-        {%- for other_type, other_field in branches -%}
-            {%- if loop.index != branch and (other_type == observed_type
-                    or (observed_type == 'previous_id' and other_type in ['user_id', 'anonymous_id'])
-                    or (other_type == 'previous_id' and observed_type in ['user_id', 'anonymous_id'])) -%}
-                {%- do rivals.append('value_' ~ loop.index ~ ' is not null') -%}
-            {%- endif -%}
-        {%- endfor -%}
-        {%- if group == 'single' or rivals -%}
-            {%- do selects.append((observed_type, field, branch, rivals)) -%}
-        {%- endif -%}
-    {%- endfor %}
-    {%- for observed_type, field, branch, rivals in selects %}
+    {%- for observed_type, field, branch, rivals in numbered_branches if group == 'single' or rivals %}
     select
         message_id,
         source,

@@ -8,7 +8,7 @@ with
 
 linkable as (
 
-    select message_id, identifier_type, identifier_value, event_at
+    select message_id, identifier_type, identifier_value
     from {{ ref('int_identifiers') }}
     -- an identifier alone in its message has no neighbours there
     where is_linkable and values_in_message > 1
