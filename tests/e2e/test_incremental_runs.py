@@ -2,7 +2,8 @@
 
 The sample data lands in three pieces, three runs of the real job (the last piece brings a message
 that merges two existing profiles, one older than the profile it joins, an earlier-received copy
-of a message staged two runs before, and a newer export of the CRM list without its last record).
+of a message staged two runs before, the first message of a user id that an alias of the run before
+named as its previousId, and a newer export of the CRM list without its last record).
 Then:
 
 - a `--full-refresh` build of the same warehouse must reproduce every table row by row: what the
@@ -30,7 +31,8 @@ pytestmark = pytest.mark.e2e
 
 PIECES = [
     ["contacts", "events/stories"],
-    ["events/generated-7/part-000.jsonl.gz", "events/generated-7/part-001.jsonl.gz", "events/edge_cases.jsonl"],
+    ["events/generated-7/part-000.jsonl.gz", "events/generated-7/part-001.jsonl.gz", "events/edge_cases.jsonl",
+     "events/accounts"],
     ["events/generated-7/part-002.jsonl.gz", "events/generated-7/part-003.jsonl.gz", "events/late"],
 ]
 LATE_MESSAGES = [
@@ -40,6 +42,17 @@ LATE_MESSAGES = [
     # Older than anything of scenario 3's user: at once, the profile would be named after this device.
     {"type": "identify", "messageId": "late-002", "anonymousId": "intilery-s3-old-tablet", "userId": "intilery-user-3",
      "timestamp": "2024-04-01T08:00:00Z", "receivedAt": "2024-05-11T08:00:00Z"},
+    # The old account of ACCOUNT_CHANGE's alias, backfilled: the alias's previousId is a user id now.
+    {"type": "identify", "messageId": "late-003", "userId": "acct-old-7", "traits": {"email": "old7@example.com"},
+     "timestamp": "2023-11-02T08:00:00Z", "receivedAt": "2024-05-12T08:00:00Z"},
+]
+# A user who moved to a new account (piece 2): until its messages arrive, the old account id is
+# only a previousId, so it is typed as an anonymous id.
+ACCOUNT_CHANGE = [
+    {"type": "identify", "messageId": "acct-001", "userId": "acct-new-7", "anonymousId": "acct-device-7",
+     "timestamp": "2024-03-01T08:00:00Z", "receivedAt": "2024-03-01T08:00:01Z"},
+    {"type": "alias", "messageId": "acct-002", "previousId": "acct-old-7", "userId": "acct-new-7",
+     "timestamp": "2024-03-01T08:01:00Z", "receivedAt": "2024-03-01T08:01:01Z"},
 ]
 # Columns that say when a build or a load happened, or what the previous build said, not what the data is.
 RUN_TIME_COLUMNS = {"loaded_at", "assigned_at", "built_at", "changed_at", "merged_at", "exported_at",
@@ -104,6 +117,8 @@ def _by_person(frame: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
 def incremental_and_full(tmp_path_factory):
     source = tmp_path_factory.mktemp("incremental-source")
     shutil.copytree(SEEDS, source, dirs_exist_ok=True)
+    (source / "events" / "accounts").mkdir()
+    (source / "events" / "accounts" / "account_change.jsonl").write_text("".join(json.dumps(m) + "\n" for m in ACCOUNT_CHANGE))
     late = source / "events" / "late"
     late.mkdir()
     (late / "late_logins.jsonl").write_text(
@@ -176,3 +191,13 @@ def test_the_late_login_merged_two_profiles_and_the_earlier_copy_won(incremental
     assert profile_of["anonymous_id:intilery-s2-mobile"] == profile_of["user_id:intilery-user-2"]
     pages = incremental["staging.stg_segment__pages"].set_index("message_id")
     assert '"redelivered":true' in pages.loc["intilery-101", "context"]
+
+
+def test_an_alias_previous_id_becomes_a_user_id_when_its_first_message_arrives(incremental_and_full):
+    identifiers = incremental_and_full["incremental"]["intermediate.int_identifiers"]
+    previous_id = identifiers[(identifiers.message_id == "acct-002") & (identifiers.observed_in == "previousId")]
+    assert list(previous_id.identifier_type) == ["user_id"]
+    # As an anonymous id it was in the new account's profile; as a user id it is a profile of its
+    # own (one user id per profile), with the e-mail of its backfilled message.
+    profiles = incremental_and_full["incremental"]["marts.profile_identifiers"].set_index("identifier_value").profile_id
+    assert profiles["acct-old-7"] == profiles["old7@example.com"] != profiles["acct-new-7"]

@@ -47,3 +47,16 @@
         {{ exceptions.raise_compiler_error("identity_rules: unknown identifier source '" ~ source ~ "'") }}
     {%- endif -%}
 {%- endmacro %}
+
+{#- A fingerprint of the rules that decide int_identifiers' rows (sources, normalisation,
+    blocklists; not priorities, limits or junk thresholds): an incremental build under other rules
+    recomputes every row. -#}
+{% macro identifier_rules_fingerprint() %}
+    {%- set rules = identity_rules() -%}
+    {%- set types = {} -%}
+    {%- for type, rule in identifier_types().items() -%}
+        {%- do types.update({type: [rule.get('normalize', 'id'), rule.get('sources', []), rule.get('blocklist', {})]}) -%}
+    {%- endfor -%}
+    {{ return(local_md5(tojson([types, rules.get('blocklist', {}), rules.get('default_phone_country_code'),
+                                rules.get('national_phone_number_length')], sort_keys=true))) }}
+{% endmacro %}

@@ -1,16 +1,17 @@
-{#- The `delete+insert` incremental strategy on Spark, for tables without DELETE (Parquet): the
-    models that use it (the Segment staging models, int_profile_ids, profile_merges) keep their
-    DuckDB configuration. The rows of the build replace the rows with the same unique key; the other
-    rows stay. Spark cannot overwrite a table its query reads, so the rows kept and the new rows are
+{#- The `delete+insert` and `replace_keys` incremental strategies on Spark, for tables without DELETE
+    (Parquet): the models that use them (the Segment staging models, int_identifiers,
+    int_profile_ids, profile_merges) keep their DuckDB configuration. The rows of the build replace
+    the rows with the same unique key; the other rows stay (`replace_keys`: the build's key-only rows,
+    see macros/cross_db/incremental_replace_keys.sql, are not inserted). Spark cannot overwrite a table its query reads, so the rows kept and the new rows are
     written to two working tables first, then the table is overwritten from them. (On Delta, the
     `merge` strategy does the same in one statement.)
 
     These two macros replace dbt-spark's of the same name (a project's macros come first); every
     other strategy goes on to dbt-spark's own. -#}
 {% macro dbt_spark_validate_get_incremental_strategy(raw_strategy, file_format) %}
-    {%- if raw_strategy == 'delete+insert' -%}
+    {%- if raw_strategy in ['delete+insert', 'replace_keys'] -%}
         {%- if not config.get('unique_key') -%}
-            {{ exceptions.raise_compiler_error("delete+insert needs a unique_key") }}
+            {{ exceptions.raise_compiler_error(raw_strategy ~ " needs a unique_key") }}
         {%- endif -%}
         {{ return(raw_strategy) }}
     {%- endif -%}
@@ -18,7 +19,7 @@
 {% endmacro %}
 
 {% macro dbt_spark_get_incremental_sql(strategy, source, target, existing, unique_key, incremental_predicates) %}
-    {%- if strategy != 'delete+insert' -%}
+    {%- if strategy not in ['delete+insert', 'replace_keys'] -%}
         {{ return(dbt.dbt_spark_get_incremental_sql(strategy, source, target, existing, unique_key, incremental_predicates)) }}
     {%- endif -%}
     {%- set keys = [unique_key] if unique_key is string else unique_key -%}
@@ -33,8 +34,9 @@
     {%- do run_query("create table " ~ new_rows ~ " using " ~ file_format ~ " as select " ~ columns ~ " from " ~ source) -%}
     {%- do run_query("create table " ~ kept_rows ~ " using " ~ file_format ~ " as select " ~ columns ~ " from " ~ target
                      ~ " as t where not exists (select 1 from " ~ new_rows ~ " as n where " ~ matches | join(' and ') ~ ")") -%}
+    {%- set inserted = " where " ~ config.require('key_only_when_null') ~ " is not null" if strategy == 'replace_keys' else "" -%}
     {%- do run_query("insert overwrite table " ~ target ~ " select " ~ columns ~ " from " ~ kept_rows
-                     ~ " union all select " ~ columns ~ " from " ~ new_rows) -%}
+                     ~ " union all select " ~ columns ~ " from " ~ new_rows ~ inserted) -%}
     {%- do run_query("drop table if exists " ~ kept_rows) -%}
     {{ return("drop table if exists " ~ new_rows) }}
 {% endmacro %}

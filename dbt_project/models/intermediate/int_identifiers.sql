@@ -1,12 +1,45 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='replace_keys',
+    unique_key='message_id',
+    key_only_when_null='identifier_type',
+    on_schema_change='sync_all_columns',
+) }}
+
 {#- Every identifier every message carries: one row per message × identifier, normalised, with
-    the reason it is kept from linking anyone (junk, malformed), if any. -#}
-with
+    the reason it is kept from linking anyone (junk, malformed), if any.
 
-messages as (
-
-    select * from {{ ref('int_messages') }}
-
-),
+    Incremental: a build re-reads the messages whose standing copy arrived since the last build,
+    the messages that are gone (a contact list's newer export without a record), and the aliases
+    whose previousId may change type (it is a user id that came or went), and replaces their rows
+    (`replace_keys`: each message re-read is also named by a key-only row). Under other identity
+    rules, or a table from before these columns, it recomputes every row. -#}
+{%- set rules_fingerprint = identifier_rules_fingerprint() -%}
+{%- set incremental = is_incremental() -%}
+{%- set rebuild = false -%}
+{%- set arrived_after = none -%}
+{#- Read before the build: whether the table was built under these rules, and the oldest of its
+    newest message per type (a bound that lets DuckDB skip the staging row groups loaded before
+    it). A unit test's `this` is a fixture (a string): it reads neither. -#}
+{%- if incremental and this is not string -%}
+    {%- set columns = adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list -%}
+    {%- if 'rules_fingerprint' not in columns or 'loaded_at' not in columns or 'message_type' not in columns -%}
+        {%- set rebuild = true -%}
+    {%- else -%}
+        {%- set state = run_query(
+            "with built as (select message_type, max(loaded_at) as loaded_at,"
+            ~ " max(case when rules_fingerprint = '" ~ rules_fingerprint ~ "' then 0 else 1 end) as stale"
+            ~ " from " ~ this ~ " group by message_type),"
+            ~ " types as (select distinct message_type from " ~ ref('int_messages') ~ ")"
+            ~ " select (select coalesce(max(stale), 0) from built), min(built.loaded_at), count(*) - count(built.loaded_at)"
+            ~ " from types left join built on built.message_type = types.message_type"
+        ).rows[0] -%}
+        {%- set rebuild = state[0] > 0 -%}
+        {%- if state[1] is not none and state[2] == 0 -%}
+            {%- set arrived_after = "cast('" ~ state[1] ~ "' as timestamp)" -%}
+        {%- endif -%}
+    {%- endif -%}
+{%- endif %}
 
 {#- One branch per identifier type and source of the identity rules, plus an alias's previousId
     (typed below as a user id or an anonymous id). -#}
@@ -30,14 +63,113 @@ messages as (
     {%- endfor -%}
     {%- do numbered_branches.append((observed_type, field, branch, rivals)) -%}
 {%- endfor %}
+{%- set user_id_branches = [] -%}
+{%- for branch in numbered_branches if branch[0] == 'user_id' -%}{%- do user_id_branches.append(branch) -%}{%- endfor %}
+with
+{%- if incremental %}
+
+previous as (
+
+    select message_id, message_type, source, identifier_type, raw_value, loaded_at
+    from {{ this }}
+
+),
+
+-- The last build's newest message of each type: each staging model is built on its own.
+watermarks as (
+
+    select message_type, max(loaded_at) as loaded_at
+    from previous
+    group by message_type
+
+),
+
+-- The messages whose standing copy arrived since then (an earlier-received copy of a message id
+-- arrives as a new standing copy).
+arrived as (
+
+    select messages.*
+    from {{ ref('int_messages') }} as messages
+    {%- if not rebuild %}
+    left join watermarks on watermarks.message_type = messages.message_type
+    where {% if arrived_after %}messages.loaded_at > {{ arrived_after }} and {% endif -%}
+        (watermarks.loaded_at is null or messages.loaded_at > watermarks.loaded_at)
+    {%- endif %}
+
+),
+
+-- The messages that are gone: a contact list's newer export without a record. (Segment messages
+-- stay staged; a privacy erasure deletes their rows here itself.)
+gone as (
+
+    select distinct previous.message_id
+    from previous
+    {%- if not rebuild %}
+    left join (
+        select message_id from {{ ref('int_messages') }} where source <> 'segment'
+    ) as kept on kept.message_id = previous.message_id
+    where previous.source <> 'segment' and kept.message_id is null
+    {%- endif %}
+
+),
+
+changed as (
+
+    select message_id from arrived
+    union
+    select message_id from gone
+
+),
+
+-- The user ids the changed messages carried or carry now: an alias whose previousId is one of
+-- them may change type.
+changed_user_ids as (
+
+    select {{ normalize_id('raw_value') }} as user_id
+    from previous
+    where identifier_type = 'user_id' and message_id in (select message_id from changed)
+    {%- for observed_type, field, branch, rivals in user_id_branches %}
+    union
+    select {{ normalize_id(identifier_source_value(field)) }} from arrived
+    {%- endfor %}
+
+),
+
+retyped_aliases as (
+
+    select *
+    from {{ ref('int_messages') }}
+    where previous_id is not null
+        and {{ normalize_id('previous_id') }} in (select user_id from changed_user_ids)
+        and message_id not in (select message_id from arrived)
+
+),
+
+messages as (
+
+    select * from arrived
+    union all
+    select * from retyped_aliases
+
+),
+{%- else %}
+
+messages as (
+
+    select * from {{ ref('int_messages') }}
+
+),
+{%- endif %}
 
 -- Each message's value of every branch, read once.
 branch_values as (
 
     select
         message_id,
+        message_type,
         source,
         event_at,
+        loaded_at,
         {%- for observed_type, field in branches %}
         {{ identifier_source_value(field) if field != 'previousId' else 'previous_id' }} as value_{{ loop.index }}
         {{- "," if not loop.last }}
@@ -60,10 +192,20 @@ extracted as {{ materialized_cte() }} (
 
 ),
 
+{#- The user ids the previousIds of these messages are checked against: every standing message's
+    (an incremental build looks up only its aliases' previousIds). -#}
 known_user_ids as (
 
-    {%- for observed_type, field, branch, rivals in numbered_branches if observed_type == 'user_id' %}
+    {%- for observed_type, field, branch, rivals in user_id_branches %}
+    {%- if incremental and not rebuild %}
+    select distinct {{ normalize_id(identifier_source_value(field)) }} as user_id
+    from {{ ref('int_messages') }}
+    where {{ normalize_id(identifier_source_value(field)) }} in (
+        select {{ normalize_id('value_1') }} from extracted where value_1 is not null
+    )
+    {%- else %}
     select distinct {{ normalize_id('value_' ~ branch) }} as user_id from extracted where value_{{ branch }} is not null
+    {%- endif %}
     {% if not loop.last %}union{% endif %}
     {%- else %}
     select cast(null as {{ dbt.type_string() }}) as user_id where 1 = 0
@@ -81,8 +223,10 @@ observed_{{ group }} as (
     {%- for observed_type, field, branch, rivals in numbered_branches if group == 'single' or rivals %}
     select
         message_id,
+        message_type,
         source,
         event_at,
+        loaded_at,
         values_in_message,
         '{{ field }}' as observed_in,
         value_{{ branch }} as raw_value,
@@ -105,8 +249,10 @@ observed_{{ group }} as (
     {%- else %}
     select
         cast(null as {{ dbt.type_string() }}) as message_id,
+        cast(null as {{ dbt.type_string() }}) as message_type,
         cast(null as {{ dbt.type_string() }}) as source,
         cast(null as {{ dbt.type_timestamp() }}) as event_at,
+        cast(null as {{ dbt.type_timestamp() }}) as loaded_at,
         cast(null as {{ dbt.type_int() }}) as values_in_message,
         cast(null as {{ dbt.type_string() }}) as observed_in,
         cast(null as {{ dbt.type_string() }}) as raw_value,
@@ -146,8 +292,10 @@ per_message as (
         message_id,
         identifier_type,
         coalesce(identifier_value, trim(raw_value)) as identifier_value,
+        message_type,
         source,
         event_at,
+        loaded_at,
         values_in_message,
         raw_value,
         observed_in,
@@ -161,8 +309,10 @@ per_message as (
         message_id,
         identifier_type,
         coalesce(identifier_value, trim(raw_value)) as identifier_value,
+        min(message_type) as message_type,
         min(source) as source,
         min(event_at) as event_at,
+        min(loaded_at) as loaded_at,
         min(values_in_message) as values_in_message,
         min(raw_value) as raw_value,
         min(observed_in) as observed_in,
@@ -179,10 +329,35 @@ select
     identifier_value,
     raw_value,
     observed_in,
+    message_type,
     source,
     event_at,
+    loaded_at,
     values_in_message,
     block_reason,
-    block_reason is null as is_linkable
+    block_reason is null as is_linkable,
+    '{{ rules_fingerprint }}' as rules_fingerprint
 
 from per_message
+{%- if incremental %}
+
+-- Each changed message by its id alone: its earlier rows are replaced by this build's, or by none.
+union all
+
+select
+    message_id,
+    cast(null as {{ dbt.type_string() }}) as identifier_type,
+    cast(null as {{ dbt.type_string() }}) as identifier_value,
+    cast(null as {{ dbt.type_string() }}) as raw_value,
+    cast(null as {{ dbt.type_string() }}) as observed_in,
+    cast(null as {{ dbt.type_string() }}) as message_type,
+    cast(null as {{ dbt.type_string() }}) as source,
+    cast(null as {{ dbt.type_timestamp() }}) as event_at,
+    cast(null as {{ dbt.type_timestamp() }}) as loaded_at,
+    cast(null as {{ dbt.type_int() }}) as values_in_message,
+    cast(null as {{ dbt.type_string() }}) as block_reason,
+    cast(null as {{ dbt.type_boolean() }}) as is_linkable,
+    cast(null as {{ dbt.type_string() }}) as rules_fingerprint
+
+from changed
+{%- endif %}

@@ -1,7 +1,8 @@
 {{ config(
     materialized='incremental',
-    incremental_strategy='delete+insert',
+    incremental_strategy='replace_keys',
     unique_key=['identifier_type', 'identifier_value'],
+    key_only_when_null='node_id',
     full_refresh=false,
 ) }}
 
@@ -137,3 +138,25 @@ from placed
 join cluster_first_seen on cluster_first_seen.component_id = placed.component_id
 left join survivors on survivors.component_id = placed.component_id
 left join new_names on new_names.component_id = placed.component_id
+{%- if is_incremental() %}
+
+-- The identifiers gone since the last build (a contact record dropped, an alias's previousId that
+-- is a user id now), by their key alone: replace_keys deletes their rows.
+union all
+
+select
+    previous.identifier_type,
+    previous.identifier_value,
+    cast(null as {{ dbt.type_bigint() }}) as node_id,
+    cast(null as {{ dbt.type_bigint() }}) as component_id,
+    cast(null as {{ dbt.type_string() }}) as profile_id,
+    cast(null as {{ dbt.type_string() }}) as previous_profile_id,
+    cast(null as timestamp) as profile_first_seen_at,
+    cast(null as timestamp) as assigned_at
+
+from previous
+left join clusters
+    on clusters.identifier_type = previous.identifier_type
+    and clusters.identifier_value = previous.identifier_value
+where clusters.node_id is null
+{%- endif %}
