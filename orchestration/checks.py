@@ -46,11 +46,23 @@ where files.lines_total <> files.lines_accepted + files.lines_rejected
 """
 
 # Accepted messages: distinct message ids over the raw message tables; contact records: the rows of
-# the newest load of each list file (an older version of a list is replaced, not added).
-ACCEPTED_MESSAGES_SQL = " union ".join(f"select message_id from raw.{t}" for t in _MESSAGE_RAW_TABLES)
+# the newest load of each list file (an older version of a list is replaced, not added). Both sides
+# are counted per message id in one aggregate over their union (at 12 M messages, one hash table
+# instead of two de-duplications and two anti-joins).
+_RAW_MESSAGE_SIGHTINGS = " union all ".join(
+    f"select message_id, 1 as landed, 0 as copies, 0 as contact_copies from raw.{t}" for t in _MESSAGE_RAW_TABLES
+)
 PROFILE_EVENTS_RECONCILIATION_SQL = f"""
-with accepted as ({ACCEPTED_MESSAGES_SQL}),
-events as (select message_id, source from marts.profile_events),
+with sightings as (
+    {_RAW_MESSAGE_SIGHTINGS}
+    union all
+    select message_id, 0, 1, case when source = 'contacts' then 1 else 0 end from marts.profile_events
+),
+per_message as (
+    select message_id, max(landed) as landed, sum(copies) as copies, sum(contact_copies) as contact_copies
+    from sightings
+    group by message_id
+),
 latest_contact_loads as (
     select load_id from (
         select load_id, row_number() over (partition by file_path order by loaded_at desc, load_id desc) as recency
@@ -58,16 +70,28 @@ latest_contact_loads as (
     ) as ranked where recency = 1
 )
 select
-    (select count(*) from accepted) as accepted_messages,
+    count(*) filter (where landed = 1) as accepted_messages,
     (select count(*) from raw.contacts where load_id in (select load_id from latest_contact_loads))
         as accepted_contact_records,
-    (select count(*) from events) as profile_events,
-    (select count(*) from accepted where message_id not in (select message_id from events)) as missing,
-    (select count(*) from events where source <> 'contacts'
-        and message_id not in (select message_id from accepted)) as unexpected,
-    (select count(*) - count(distinct message_id) from events) as duplicated,
-    (select count(*) from events where source = 'contacts') as contact_events
+    coalesce(sum(copies), 0) as profile_events,
+    count(*) filter (where landed = 1 and copies = 0) as missing,
+    coalesce(sum(copies - contact_copies) filter (where landed = 0), 0) as unexpected,
+    coalesce(sum(copies - 1) filter (where copies > 1), 0) as duplicated,
+    coalesce(sum(contact_copies), 0) as contact_events
+from per_message
 """
+
+
+def profile_events_reconciled(counts: dict) -> bool:
+    """Whether the counts of PROFILE_EVENTS_RECONCILIATION_SQL say every accepted message and current
+    contact record is in marts.profile_events exactly once, and nothing else is."""
+    return (
+        counts["missing"] == 0
+        and counts["unexpected"] == 0
+        and counts["duplicated"] == 0
+        and counts["contact_events"] == counts["accepted_contact_records"]
+        and counts["profile_events"] == counts["accepted_messages"] + counts["accepted_contact_records"]
+    )
 
 
 @dg.asset_check(
@@ -112,11 +136,5 @@ def accepted_messages_reconcile(warehouse: Warehouse) -> dg.AssetCheckResult:
             return dg.AssetCheckResult(passed=False, metadata={"error": "marts.profile_events does not exist"})
         cursor = conn.execute(PROFILE_EVENTS_RECONCILIATION_SQL)
         row = dict(zip([d[0] for d in cursor.description], cursor.fetchone()))
-    passed = (
-        row["missing"] == 0
-        and row["unexpected"] == 0
-        and row["duplicated"] == 0
-        and row["contact_events"] == row["accepted_contact_records"]
-        and row["profile_events"] == row["accepted_messages"] + row["accepted_contact_records"]
-    )
-    return dg.AssetCheckResult(passed=passed, severity=dg.AssetCheckSeverity.ERROR, metadata=row)
+    return dg.AssetCheckResult(passed=profile_events_reconciled(row), severity=dg.AssetCheckSeverity.ERROR,
+                               metadata=row)

@@ -70,10 +70,12 @@ with
 
 previous as (
 
-    select message_id, message_type, source, identifier_type, raw_value, loaded_at
+    {#- (a table from before the newer columns is rebuilt: only its message ids are read) #}
+    select message_id{% if not rebuild %}, message_type, source, identifier_type, raw_value, loaded_at{% endif %}
     from {{ this }}
 
 ),
+{%- if not rebuild %}
 
 -- The last build's newest message of each type: each staging model is built on its own.
 watermarks as (
@@ -83,6 +85,7 @@ watermarks as (
     group by message_type
 
 ),
+{%- endif %}
 
 -- The messages whose standing copy arrived since then (an earlier-received copy of a message id
 -- arrives as a new standing copy).
@@ -120,9 +123,10 @@ changed as (
     select message_id from gone
 
 ),
+{%- if not rebuild %}
 
 -- The user ids the changed messages carried or carry now: an alias whose previousId is one of
--- them may change type.
+-- them may change type. (A rebuild re-reads every alias anyway.)
 changed_user_ids as (
 
     select {{ normalize_id('raw_value') }} as user_id
@@ -144,12 +148,15 @@ retyped_aliases as (
         and message_id not in (select message_id from arrived)
 
 ),
+{%- endif %}
 
 messages as (
 
     select * from arrived
+    {%- if not rebuild %}
     union all
     select * from retyped_aliases
+    {%- endif %}
 
 ),
 {%- else %}
