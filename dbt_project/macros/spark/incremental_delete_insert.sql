@@ -1,9 +1,10 @@
 {#- The `delete+insert` and `replace_keys` incremental strategies on Spark, for tables without DELETE
     (Parquet): the models that use them (the Segment staging models, int_identifiers,
     int_profile_ids, profile_merges) keep their DuckDB configuration. The rows of the build replace
-    the rows with the same unique key; the other rows stay (`replace_keys`: the build's key-only rows,
-    see macros/cross_db/incremental_replace_keys.sql, are not inserted). Spark cannot overwrite a table its query reads, so the rows kept and the new rows are
-    written to two working tables first, then the table is overwritten from them. (On Delta, the
+    the rows with the same unique key; the other rows stay (`replace_keys`: the build's key-only
+    rows, see macros/cross_db/incremental_replace_keys.sql, are not inserted). Spark cannot
+    overwrite a table its query reads, so the rows kept and the new rows are written to two working
+    tables first, then the table is overwritten from them. (On Delta, the
     `merge` strategy does the same in one statement.)
 
     These two macros replace dbt-spark's of the same name (a project's macros come first); every
