@@ -55,7 +55,7 @@ ACCOUNT_CHANGE = [
      "timestamp": "2024-03-01T08:01:00Z", "receivedAt": "2024-03-01T08:01:01Z"},
 ]
 # Columns that say when a build or a load happened, or what the previous build said, not what the data is.
-RUN_TIME_COLUMNS = {"loaded_at", "assigned_at", "built_at", "changed_at", "merged_at", "exported_at",
+RUN_TIME_COLUMNS = {"loaded_at", "assigned_at", "built_at", "changed_at", "updated_at", "merged_at", "exported_at",
                     "previous_profile_id"}
 # Tables that record what happened build after build: a single build cannot have their rows.
 HISTORY_TABLES = {"marts.profile_merges", "marts.audience_membership_history", "exports.audience_exports"}

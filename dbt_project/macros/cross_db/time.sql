@@ -25,3 +25,9 @@
         received_at
     ) }}
 {%- endmacro %}
+
+{#- The time of this dbt invocation (UTC, to the microsecond), the same in every model it builds:
+    incremental models compare it across builds to find what changed since they last read. -#}
+{% macro build_timestamp() -%}
+    cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as timestamp)
+{%- endmacro %}

@@ -49,13 +49,15 @@
 {%- endmacro %}
 
 {#- A fingerprint of the rules that decide int_identifiers' rows (sources, normalisation,
-    blocklists; not priorities, limits or junk thresholds): an incremental build under other rules
-    recomputes every row. -#}
+    blocklists) and the priorities that choose each message's anchor in profile_events (not limits
+    or junk thresholds: they change profiles, which later builds follow anyway): an incremental
+    build under other rules recomputes every row, and so every message's profile. -#}
 {% macro identifier_rules_fingerprint() %}
     {%- set rules = identity_rules() -%}
     {%- set types = {} -%}
     {%- for type, rule in identifier_types().items() -%}
-        {%- do types.update({type: [rule.get('normalize', 'id'), rule.get('sources', []), rule.get('blocklist', {})]}) -%}
+        {%- do types.update({type: [rule.get('normalize', 'id'), rule.get('sources', []), rule.get('blocklist', {}),
+                                  rule.get('priority')]}) -%}
     {%- endfor -%}
     {{ return(local_md5(tojson([types, rules.get('blocklist', {}), rules.get('default_phone_country_code'),
                                 rules.get('national_phone_number_length')], sort_keys=true))) }}

@@ -13,32 +13,19 @@
     the messages that are gone (a contact list's newer export without a record), and the aliases
     whose previousId may change type (it is a user id that came or went), and replaces their rows
     (`replace_keys`: each message re-read is also named by a key-only row). Under other identity
-    rules, or a table from before these columns, it recomputes every row. -#}
+    rules, or a table from before these columns, it recomputes every row. `built_at` tells
+    profile_events which messages' rows were replaced since it last read them. -#}
 {%- set rules_fingerprint = identifier_rules_fingerprint() -%}
 {%- set incremental = is_incremental() -%}
 {%- set rebuild = false -%}
 {%- set arrived_after = none -%}
-{#- Read before the build: whether the table was built under these rules, and the oldest of its
-    newest message per type (a bound that lets DuckDB skip the staging row groups loaded before
-    it). A unit test's `this` is a fixture (a string): it reads neither. -#}
+{#- Read before the build: whether the table was built under these rules, and the arrival bound
+    (macros/incremental_state.sql). A unit test's `this` is a fixture (a string): it reads neither. -#}
 {%- if incremental and this is not string -%}
-    {%- set columns = adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list -%}
-    {%- if 'rules_fingerprint' not in columns or 'loaded_at' not in columns or 'message_type' not in columns -%}
-        {%- set rebuild = true -%}
-    {%- else -%}
-        {%- set state = run_query(
-            "with built as (select message_type, max(loaded_at) as loaded_at,"
-            ~ " max(case when rules_fingerprint = '" ~ rules_fingerprint ~ "' then 0 else 1 end) as stale"
-            ~ " from " ~ this ~ " group by message_type),"
-            ~ " types as (select distinct message_type from " ~ ref('int_messages') ~ ")"
-            ~ " select (select coalesce(max(stale), 0) from built), min(built.loaded_at), count(*) - count(built.loaded_at)"
-            ~ " from types left join built on built.message_type = types.message_type"
-        ).rows[0] -%}
-        {%- set rebuild = state[0] > 0 -%}
-        {%- if state[1] is not none and state[2] == 0 -%}
-            {%- set arrived_after = "cast('" ~ state[1] ~ "' as timestamp)" -%}
-        {%- endif -%}
-    {%- endif -%}
+    {%- set rebuild = missing_columns(this, ['rules_fingerprint', 'loaded_at', 'message_type', 'built_at'])
+        or run_query("select count(*) from (select 1 from " ~ this ~ " where rules_fingerprint <> '"
+                     ~ rules_fingerprint ~ "' limit 1) as stale").rows[0][0] > 0 -%}
+    {%- set arrived_after = none if rebuild else arrival_bound(this, ref('int_messages')) -%}
 {%- endif %}
 
 {#- One branch per identifier type and source of the identity rules, plus an alias's previousId
@@ -68,20 +55,14 @@
 with
 {%- if incremental %}
 
-previous as (
-
-    {#- (a table from before the newer columns is rebuilt: only its message ids are read) #}
-    select message_id{% if not rebuild %}, message_type, source, identifier_type, raw_value, loaded_at{% endif %}
-    from {{ this }}
-
-),
 {%- if not rebuild %}
 
--- The last build's newest message of each type: each staging model is built on its own.
+-- The last build's newest message of each type: each staging model is built on its own. (This and
+-- the CTEs below read `this` each: one CTE with three readers would be kept in memory, every row.)
 watermarks as (
 
     select message_type, max(loaded_at) as loaded_at
-    from previous
+    from {{ this }}
     group by message_type
 
 ),
@@ -105,8 +86,9 @@ arrived as (
 -- stay staged; a privacy erasure deletes their rows here itself.)
 gone as (
 
+    {#- (a table from before the newer columns is rebuilt: only its message ids are read) #}
     select distinct previous.message_id
-    from previous
+    from {{ this }} as previous
     {%- if not rebuild %}
     left join (
         select message_id from {{ ref('int_messages') }} where source <> 'segment'
@@ -130,7 +112,7 @@ changed as (
 changed_user_ids as (
 
     select {{ normalize_id('raw_value') }} as user_id
-    from previous
+    from {{ this }}
     where identifier_type = 'user_id' and message_id in (select message_id from changed)
     {%- for observed_type, field, branch, rivals in user_id_branches %}
     union
@@ -343,7 +325,8 @@ select
     values_in_message,
     block_reason,
     block_reason is null as is_linkable,
-    '{{ rules_fingerprint }}' as rules_fingerprint
+    '{{ rules_fingerprint }}' as rules_fingerprint,
+    {{ build_timestamp() }} as built_at
 
 from per_message
 {%- if incremental %}
@@ -364,7 +347,8 @@ select
     cast(null as {{ dbt.type_int() }}) as values_in_message,
     cast(null as {{ dbt.type_string() }}) as block_reason,
     cast(null as {{ dbt.type_boolean() }}) as is_linkable,
-    cast(null as {{ dbt.type_string() }}) as rules_fingerprint
+    cast(null as {{ dbt.type_string() }}) as rules_fingerprint,
+    cast(null as {{ dbt.type_timestamp() }}) as built_at
 
 from changed
 {%- endif %}

@@ -4,6 +4,7 @@
     unique_key=['identifier_type', 'identifier_value'],
     key_only_when_null='node_id',
     full_refresh=false,
+    on_schema_change='append_new_columns',
 ) }}
 
 {#- Stable profile ids. The first build names each profile after its oldest identifier
@@ -12,7 +13,11 @@
     earlier profiles (they merged), the oldest survives and the others are recorded in
     marts.profile_merges; a cluster with no earlier profile gets a derived id. This model reads its
     own previous state and is kept by `dbt build --full-refresh` (ids must outlive rebuilds); to
-    start the naming over, drop intermediate.int_profile_ids and marts.profile_merges. -#}
+    start the naming over, drop intermediate.int_profile_ids and marts.profile_merges.
+    `changed_at` is when the identifier's profile or junk status last changed: profile_events
+    re-places the messages of the identifiers changed since it last read them. -#}
+{%- set has_changed_at = is_incremental() and 'changed_at' in (
+        adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list) %}
 with
 
 clusters as (
@@ -23,7 +28,8 @@ clusters as (
         components.node_id,
         components.component_id,
         components.derived_profile_id,
-        nodes.first_seen_at
+        nodes.first_seen_at,
+        nodes.is_junk
 
     from {{ ref('int_identity_components') }} as components
     join {{ ref('int_identity_nodes') }} as nodes on nodes.node_id = components.node_id
@@ -33,14 +39,23 @@ clusters as (
 previous as (
 
     {% if is_incremental() %}
-    select identifier_type, identifier_value, profile_id, profile_first_seen_at
+    select
+        identifier_type,
+        identifier_value,
+        profile_id,
+        profile_first_seen_at,
+        {#- (a table from before these columns: every identifier counts as changed once) #}
+        {{ 'is_junk' if has_changed_at else 'cast(null as ' ~ dbt.type_boolean() ~ ')' }} as is_junk,
+        {{ 'changed_at' if has_changed_at else 'cast(null as timestamp)' }} as changed_at
     from {{ this }}
     {% else %}
     select
         cast(null as {{ dbt.type_string() }}) as identifier_type,
         cast(null as {{ dbt.type_string() }}) as identifier_value,
         cast(null as {{ dbt.type_string() }}) as profile_id,
-        cast(null as timestamp) as profile_first_seen_at
+        cast(null as timestamp) as profile_first_seen_at,
+        cast(null as {{ dbt.type_boolean() }}) as is_junk,
+        cast(null as timestamp) as changed_at
     where 1 = 0
     {% endif %}
 
@@ -51,7 +66,9 @@ placed as (
     select
         clusters.*,
         previous.profile_id as previous_profile_id,
-        previous.profile_first_seen_at as previous_profile_first_seen_at
+        previous.profile_first_seen_at as previous_profile_first_seen_at,
+        previous.is_junk as previous_is_junk,
+        previous.changed_at as previous_changed_at
 
     from clusters
     left join previous
@@ -119,25 +136,48 @@ cluster_first_seen as (
     from clusters
     group by 1
 
+),
+
+assigned as (
+
+    select
+        placed.identifier_type,
+        placed.identifier_value,
+        placed.node_id,
+        placed.component_id,
+        coalesce(survivors.profile_id, new_names.profile_id) as profile_id,
+        placed.previous_profile_id,
+        case
+            when survivors.profile_first_seen_at < cluster_first_seen.first_seen_at then survivors.profile_first_seen_at
+            else cluster_first_seen.first_seen_at
+        end as profile_first_seen_at,
+        placed.is_junk,
+        placed.previous_is_junk,
+        placed.previous_changed_at
+
+    from placed
+    join cluster_first_seen on cluster_first_seen.component_id = placed.component_id
+    left join survivors on survivors.component_id = placed.component_id
+    left join new_names on new_names.component_id = placed.component_id
+
 )
 
 select
-    placed.identifier_type,
-    placed.identifier_value,
-    placed.node_id,
-    placed.component_id,
-    coalesce(survivors.profile_id, new_names.profile_id) as profile_id,
-    placed.previous_profile_id,
+    identifier_type,
+    identifier_value,
+    node_id,
+    component_id,
+    profile_id,
+    previous_profile_id,
+    profile_first_seen_at,
+    cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S") }}' as timestamp) as assigned_at,
+    is_junk,
     case
-        when survivors.profile_first_seen_at < cluster_first_seen.first_seen_at then survivors.profile_first_seen_at
-        else cluster_first_seen.first_seen_at
-    end as profile_first_seen_at,
-    cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S") }}' as timestamp) as assigned_at
+        when profile_id = previous_profile_id and is_junk = previous_is_junk then previous_changed_at
+        else {{ build_timestamp() }}
+    end as changed_at
 
-from placed
-join cluster_first_seen on cluster_first_seen.component_id = placed.component_id
-left join survivors on survivors.component_id = placed.component_id
-left join new_names on new_names.component_id = placed.component_id
+from assigned
 {%- if is_incremental() %}
 
 -- The identifiers gone since the last build (a contact record dropped, an alias's previousId that
@@ -152,7 +192,9 @@ select
     cast(null as {{ dbt.type_string() }}) as profile_id,
     cast(null as {{ dbt.type_string() }}) as previous_profile_id,
     cast(null as timestamp) as profile_first_seen_at,
-    cast(null as timestamp) as assigned_at
+    cast(null as timestamp) as assigned_at,
+    cast(null as {{ dbt.type_boolean() }}) as is_junk,
+    cast(null as timestamp) as changed_at
 
 from previous
 left join clusters

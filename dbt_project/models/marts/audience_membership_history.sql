@@ -63,7 +63,7 @@ select
     audience,
     profile_id,
     'entered' as change,
-    cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as timestamp) as changed_at
+    {{ build_timestamp() }} as changed_at
 from entered
 
 union all
@@ -72,5 +72,5 @@ select
     audience,
     profile_id,
     'exited' as change,
-    cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as timestamp) as changed_at
+    {{ build_timestamp() }} as changed_at
 from exited

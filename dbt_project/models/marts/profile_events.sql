@@ -1,10 +1,103 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='replace_keys',
+    unique_key='message_id',
+    key_only_when_null='resolution_status',
+    on_schema_change='append_new_columns',
+) }}
+
+{#- Every accepted message, placed in the profile of its anchor identifier.
+
+    Incremental: a build re-places only the messages whose standing copy arrived since the last
+    build (by `loaded_at`, per message type), whose identifiers int_identifiers rewrote since
+    (`built_at`), that carry an identifier whose profile or junk status changed since
+    (int_profile_ids.changed_at), and the messages that are gone; it replaces their rows
+    (`replace_keys`). Every other message keeps its row: nothing it depends on changed. A table
+    from before `loaded_at` and `updated_at` is rebuilt. -#}
+{%- set incremental = is_incremental() -%}
+{%- set rebuild = incremental and this is not string and missing_columns(this, ['loaded_at', 'updated_at', 'message_type']) -%}
+{%- set arrived_after = arrival_bound(this, ref('int_messages')) if incremental and not rebuild and this is not string -%}
+{%- set identifiers = ref('int_identifiers') -%}
 with
+{%- if incremental and not rebuild %}
+
+-- The last build's newest message of each type (each staging model is built on its own), and
+-- when it ran. (Each reads `this` itself: a CTE with three readers would be kept in memory.)
+watermarks as (
+
+    select message_type, max(loaded_at) as loaded_at
+    from {{ this }}
+    group by message_type
+
+),
+
+last_build as (
+
+    select max(updated_at) as updated_at
+    from {{ this }}
+
+),
+
+changed as (
+
+    -- arrived: a new standing copy
+    select messages.message_id
+    from {{ ref('int_messages') }} as messages
+    left join watermarks on watermarks.message_type = messages.message_type
+    where {% if arrived_after %}messages.loaded_at > {{ arrived_after }} and {% endif -%}
+        (watermarks.loaded_at is null or messages.loaded_at > watermarks.loaded_at)
+
+    union
+
+    -- re-identified: its identifiers were rewritten (an alias's previousId changed type, other rules)
+    select identifiers.message_id
+    from {{ ref('int_identifiers') }} as identifiers
+    join last_build on identifiers.built_at > last_build.updated_at
+
+    union
+
+    -- re-profiled: an identifier of it moved to another profile, or became junk or stopped being it
+    select identifiers.message_id
+    from {{ ref('int_identifiers') }} as identifiers
+    join {{ ref('int_profile_ids') }} as profile_ids
+        on profile_ids.identifier_type = identifiers.identifier_type
+        and profile_ids.identifier_value = identifiers.identifier_value
+    join last_build on profile_ids.changed_at > last_build.updated_at
+
+    union
+
+    -- gone: a contact list's newer export without a record (a privacy erasure deletes rows itself)
+    select previous.message_id
+    from {{ this }} as previous
+    left join (
+        select message_id from {{ ref('int_messages') }} where source <> 'segment'
+    ) as kept on kept.message_id = previous.message_id
+    where previous.source <> 'segment' and kept.message_id is null
+
+),
+
+messages as (
+
+    select * from {{ ref('int_messages') }}
+    where message_id in (select message_id from changed)
+
+),
+
+changed_identifiers as (
+
+    select * from {{ ref('int_identifiers') }}
+    where message_id in (select message_id from changed)
+
+),
+{%- set identifiers = 'changed_identifiers' %}
+{%- else %}
 
 messages as (
 
     select * from {{ ref('int_messages') }}
 
 ),
+{%- endif %}
 
 junk as (
 
@@ -30,7 +123,7 @@ ranked_identifiers as (
                 identifiers.identifier_value
         ) as anchor_rank
 
-    from {{ ref('int_identifiers') }} as identifiers
+    from {{ identifiers }} as identifiers
     -- few identifiers are junk: a small table to look them up in, not a join with every node
     left join junk
         on junk.identifier_type = identifiers.identifier_type
@@ -42,7 +135,7 @@ ranked_identifiers as (
 anchors as (
 
     select message_id, identifier_type, identifier_value
-    from {{ ref('int_identifiers') }}
+    from {{ identifiers }}
     where is_linkable and values_in_message = 1
 
     union all
@@ -83,7 +176,26 @@ select
     messages.context,
     messages.list_name,
     messages.file_path,
-    messages.line_number
+    messages.line_number,
+    messages.loaded_at,
+    {{ build_timestamp() }} as updated_at
 
 from messages
 left join message_profiles on message_profiles.message_id = messages.message_id
+{%- if incremental %}
+
+-- The messages that are gone, by their id alone: replace_keys deletes their rows.
+union all
+
+select
+    {%- for column in ['message_id', 'profile_id', 'resolution_status', 'source', 'message_type', 'event_name',
+                       'event_at', 'sent_timestamp_at', 'original_timestamp_at', 'sent_at', 'received_at',
+                       'anonymous_id', 'user_id', 'properties', 'traits', 'context', 'list_name', 'file_path',
+                       'line_number', 'loaded_at', 'updated_at'] %}
+    {{ 'previous.message_id' if loop.first else 'null as ' ~ column }}{{ ',' if not loop.last }}
+    {%- endfor %}
+
+from {{ this if rebuild else 'changed' }} as previous
+left join {{ ref('int_messages') if rebuild else 'messages' }} as kept on kept.message_id = previous.message_id
+where kept.message_id is null
+{%- endif %}
