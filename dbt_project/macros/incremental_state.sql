@@ -1,4 +1,5 @@
-{#- What an incremental model reads of its own table before the build. -#}
+{#- How an incremental model finds what changed since its last build: from its own table, read
+    before the build, and from the change columns of its inputs. -#}
 
 {#- The columns of `names` that `relation` lacks (a table built by an earlier version). -#}
 {% macro missing_columns(relation, names) %}
@@ -17,4 +18,33 @@
         ~ " from types left join built on built.message_type = types.message_type"
     ).rows[0] -%}
     {{ return("cast('" ~ row[0] ~ "' as timestamp)" if row[0] is not none and row[1] == 0 else none) }}
+{% endmacro %}
+
+{#- The messages whose int_identifiers rows were written since `last_build` (a CTE with the last
+    build's start as `updated_at`: they arrived, or their identifiers changed type or rules), and
+    those that carry an identifier whose profile or junk status changed since (int_profile_ids). -#}
+{% macro messages_reidentified_or_reprofiled_since(last_build) %}
+    select identifiers.message_id
+    from {{ ref('int_identifiers') }} as identifiers
+    join {{ last_build }} on identifiers.built_at > {{ last_build }}.updated_at
+
+    union
+
+    select identifiers.message_id
+    from {{ ref('int_identifiers') }} as identifiers
+    join {{ ref('int_profile_ids') }} as profile_ids
+        on profile_ids.identifier_type = identifiers.identifier_type
+        and profile_ids.identifier_value = identifiers.identifier_value
+    join {{ last_build }} on profile_ids.changed_at > {{ last_build }}.updated_at
+{% endmacro %}
+
+{#- The messages of `relation` that are gone: a contact list's newer export without a record.
+    (Segment messages stay staged; a privacy erasure deletes their rows itself.) -#}
+{% macro messages_gone_from(relation) %}
+    select previous.message_id
+    from {{ relation }} as previous
+    left join (
+        select message_id from {{ ref('int_messages') }} where source <> 'segment'
+    ) as kept on kept.message_id = previous.message_id
+    where previous.source <> 'segment' and kept.message_id is null
 {% endmacro %}

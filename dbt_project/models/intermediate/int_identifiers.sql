@@ -82,18 +82,14 @@ arrived as (
 
 ),
 
--- The messages that are gone: a contact list's newer export without a record. (Segment messages
--- stay staged; a privacy erasure deletes their rows here itself.)
+-- The messages that are gone: a contact list's newer export without a record.
 gone as (
 
     {#- (a table from before the newer columns is rebuilt: only its message ids are read) #}
-    select distinct previous.message_id
-    from {{ this }} as previous
-    {%- if not rebuild %}
-    left join (
-        select message_id from {{ ref('int_messages') }} where source <> 'segment'
-    ) as kept on kept.message_id = previous.message_id
-    where previous.source <> 'segment' and kept.message_id is null
+    {%- if rebuild %}
+    select distinct message_id from {{ this }}
+    {%- else %}
+    select distinct message_id from ({{ messages_gone_from(this) }}) as gone_messages
     {%- endif %}
 
 ),

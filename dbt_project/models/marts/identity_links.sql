@@ -1,54 +1,77 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='replace_keys',
+    unique_key='message_id',
+    key_only_when_null='link_status',
+    on_schema_change='append_new_columns',
+) }}
+
 {#- Why each identifier is in its profile: every link a message or contact row makes, with its
-    evidence, and whether it was made or refused by merge protection. -#}
+    evidence, and whether it was made or refused by merge protection.
+
+    Incremental: a build rewrites the links of the messages whose identifiers int_identifiers
+    rewrote since the last build (they arrived, or changed type), of those that carry an identifier
+    whose profile or junk status changed since, of the messages that are gone, and of those with a
+    refused link whose reason changed (the two profiles gained or lost identifiers). A table from
+    before `updated_at` is rebuilt. -#}
+-- depends_on: {{ ref('int_identifiers') }}
+{%- set incremental = is_incremental() -%}
+{%- set rebuild = incremental and this is not string and missing_columns(this, ['updated_at']) -%}
+{%- set recheck = incremental and not rebuild -%}
+{%- set profile_ids = ref('int_profile_ids') -%}
+{#- Edges with the profiles of their two ends. -#}
+{%- set placed_edges -%}
+    select
+        edges.*,
+        from_profile.profile_id as from_profile_id,
+        to_profile.profile_id as to_profile_id
+
+    from {{ ref('int_identity_edges') }} as edges
+    join {{ profile_ids }} as from_profile
+        on from_profile.identifier_type = edges.from_type
+        and from_profile.identifier_value = edges.from_value
+    join {{ profile_ids }} as to_profile
+        on to_profile.identifier_type = edges.to_type
+        and to_profile.identifier_value = edges.to_value
+{%- endset %}
 with
 
-edges as (
+{%- if recheck %}
 
-    select * from {{ ref('int_identity_edges') }}
+last_build as (
 
-),
-
-components as (
-
-    select * from {{ ref('int_profile_ids') }}
+    select max(updated_at) as updated_at
+    from {{ this }}
 
 ),
 
-messages as (
+changed as (
 
-    select message_id, message_type, event_name, list_name, file_path, line_number
-    from {{ ref('int_messages') }}
+    {{ messages_reidentified_or_reprofiled_since('last_build') }}
 
-),
+    union
 
-type_counts as (
-
-    select
-        components.profile_id,
-        nodes.identifier_type,
-        count(*) as identifiers,
-        max(nodes.max_per_profile) as max_per_profile
-
-    from components
-    join {{ ref('int_identity_nodes') }} as nodes on nodes.node_id = components.node_id
-    group by 1, 2
+    {{ messages_gone_from(this) }}
 
 ),
+
+-- The refused links of the other messages: both profiles are unchanged, but each may have gained
+-- or lost identifiers, and with them the limit the link would break.
+kept_refusals as (
+
+    select message_id, from_profile_id, to_profile_id, refusal_reason
+    from {{ this }}
+    where link_status = 'refused' and message_id not in (select message_id from changed)
+
+),
+{%- endif %}
 
 placed as (
 
-    select
-        edges.*,
-        from_component.profile_id as from_profile_id,
-        to_component.profile_id as to_profile_id
-
-    from edges
-    join components as from_component
-        on from_component.identifier_type = edges.from_type
-        and from_component.identifier_value = edges.from_value
-    join components as to_component
-        on to_component.identifier_type = edges.to_type
-        and to_component.identifier_value = edges.to_value
+    {{ placed_edges }}
+    {%- if recheck %}
+    where edges.message_id in (select message_id from changed)
+    {%- endif %}
 
 ),
 
@@ -59,6 +82,13 @@ refused_pairs as (
     select distinct from_profile_id, to_profile_id
     from placed
     where from_profile_id <> to_profile_id
+    {%- if recheck %}
+
+    union
+
+    select from_profile_id, to_profile_id
+    from kept_refusals
+    {%- endif %}
 
 ),
 
@@ -70,20 +100,31 @@ refused_pair_profiles as (
 
 ),
 
+type_counts as (
+
+    select
+        profile_ids.profile_id,
+        nodes.identifier_type,
+        count(*) as identifiers,
+        max(nodes.max_per_profile) as max_per_profile
+
+    from {{ profile_ids }} as profile_ids
+    join {{ ref('int_identity_nodes') }} as nodes on nodes.node_id = profile_ids.node_id
+    where profile_ids.profile_id in (select profile_id from refused_pair_profiles)
+    group by 1, 2
+
+),
+
 -- A refused link joins two profiles whose identifiers together break a limit; name the limits.
 refusals as (
 
     select
-        placed.message_id,
-        placed.from_type,
-        placed.from_value,
-        placed.to_type,
-        placed.to_value,
-        min(combined.identifier_type || ' limit ' || cast(combined.max_per_profile as {{ dbt.type_string() }}))
+        pair.from_profile_id,
+        pair.to_profile_id,
+        min(pair.identifier_type || ' limit ' || cast(pair.max_per_profile as {{ dbt.type_string() }}))
             as refusal_reason
 
-    from placed
-    join (
+    from (
         select
             pair.from_profile_id,
             pair.to_profile_id,
@@ -93,35 +134,72 @@ refusals as (
         from refused_pair_profiles as pair
         join type_counts as counts on counts.profile_id = pair.profile_id
         group by 1, 2, 3
-    ) as combined
-        on combined.from_profile_id = placed.from_profile_id
-        and combined.to_profile_id = placed.to_profile_id
-        and combined.identifiers > combined.max_per_profile
-    group by 1, 2, 3, 4, 5
+    ) as pair
+    where pair.identifiers > pair.max_per_profile
+    group by 1, 2
+
+),
+
+links as (
+
+    select * from placed
+    {%- if recheck %}
+
+    union all
+
+    -- the messages whose refusal reason changed, all their links again
+    {{ placed_edges }}
+    where edges.message_id in (
+        select kept_refusals.message_id
+        from kept_refusals
+        left join refusals
+            on refusals.from_profile_id = kept_refusals.from_profile_id
+            and refusals.to_profile_id = kept_refusals.to_profile_id
+        where coalesce(refusals.refusal_reason, '') <> coalesce(kept_refusals.refusal_reason, '')
+    )
+    {%- endif %}
 
 )
 
 select
-    placed.message_id,
+    links.message_id,
     messages.message_type,
     messages.event_name,
-    placed.source,
-    placed.event_at,
-    placed.from_type,
-    placed.from_value,
-    placed.to_type,
-    placed.to_value,
-    case when placed.from_profile_id = placed.to_profile_id then 'linked' else 'refused' end as link_status,
+    links.source,
+    links.event_at,
+    links.from_type,
+    links.from_value,
+    links.to_type,
+    links.to_value,
+    case when links.from_profile_id = links.to_profile_id then 'linked' else 'refused' end as link_status,
     refusals.refusal_reason,
-    placed.from_profile_id,
-    placed.to_profile_id,
+    links.from_profile_id,
+    links.to_profile_id,
     messages.list_name,
     messages.file_path,
-    messages.line_number
+    messages.line_number,
+    {{ build_timestamp() }} as updated_at
 
-from placed
-join messages on messages.message_id = placed.message_id
+from links
+join {{ ref('int_messages') }} as messages on messages.message_id = links.message_id
 left join refusals
-    on refusals.message_id = placed.message_id
-    and refusals.from_type = placed.from_type and refusals.from_value = placed.from_value
-    and refusals.to_type = placed.to_type and refusals.to_value = placed.to_value
+    on refusals.from_profile_id = links.from_profile_id
+    and refusals.to_profile_id = links.to_profile_id
+{%- if incremental %}
+
+-- The changed messages without links now (or the whole table, rebuilt), by their id alone:
+-- replace_keys deletes their rows.
+union all
+
+select
+    {%- for column in ['message_id', 'message_type', 'event_name', 'source', 'event_at', 'from_type', 'from_value',
+                       'to_type', 'to_value', 'link_status', 'refusal_reason', 'from_profile_id', 'to_profile_id',
+                       'list_name', 'file_path', 'line_number', 'updated_at'] %}
+    {{ 'previous.message_id' if loop.first else 'null as ' ~ column }}{{ ',' if not loop.last }}
+    {%- endfor %}
+
+from {{ 'changed' if recheck else this }} as previous
+left join (select distinct message_id from {{ 'placed' if recheck else ref('int_identity_edges') }}) as linking
+    on linking.message_id = previous.message_id
+where linking.message_id is null
+{%- endif %}

@@ -15,7 +15,7 @@
     (`replace_keys`). Every other message keeps its row: nothing it depends on changed. A table
     from before `loaded_at` and `updated_at` is rebuilt. -#}
 {%- set incremental = is_incremental() -%}
-{%- set rebuild = incremental and this is not string and missing_columns(this, ['loaded_at', 'updated_at', 'message_type']) -%}
+{%- set rebuild = incremental and this is not string and missing_columns(this, ['loaded_at', 'updated_at']) -%}
 {%- set arrived_after = arrival_bound(this, ref('int_messages')) if incremental and not rebuild and this is not string -%}
 {%- set identifiers = ref('int_identifiers') -%}
 with
@@ -49,30 +49,14 @@ changed as (
 
     union
 
-    -- re-identified: its identifiers were rewritten (an alias's previousId changed type, other rules)
-    select identifiers.message_id
-    from {{ ref('int_identifiers') }} as identifiers
-    join last_build on identifiers.built_at > last_build.updated_at
+    -- re-identified (an alias's previousId changed type, other rules), or re-profiled (an
+    -- identifier of it moved to another profile, became junk or stopped being it)
+    {{ messages_reidentified_or_reprofiled_since('last_build') }}
 
     union
 
-    -- re-profiled: an identifier of it moved to another profile, or became junk or stopped being it
-    select identifiers.message_id
-    from {{ ref('int_identifiers') }} as identifiers
-    join {{ ref('int_profile_ids') }} as profile_ids
-        on profile_ids.identifier_type = identifiers.identifier_type
-        and profile_ids.identifier_value = identifiers.identifier_value
-    join last_build on profile_ids.changed_at > last_build.updated_at
-
-    union
-
-    -- gone: a contact list's newer export without a record (a privacy erasure deletes rows itself)
-    select previous.message_id
-    from {{ this }} as previous
-    left join (
-        select message_id from {{ ref('int_messages') }} where source <> 'segment'
-    ) as kept on kept.message_id = previous.message_id
-    where previous.source <> 'segment' and kept.message_id is null
+    -- gone
+    {{ messages_gone_from(this) }}
 
 ),
 
