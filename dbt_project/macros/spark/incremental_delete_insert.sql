@@ -33,8 +33,10 @@
     {%- do run_query("drop table if exists " ~ new_rows) -%}
     {%- do run_query("drop table if exists " ~ kept_rows) -%}
     {%- do run_query("create table " ~ new_rows ~ " using " ~ file_format ~ " as select " ~ columns ~ " from " ~ source) -%}
+    {%- set everything = " and not exists (" ~ replace_keys_everything(new_rows, keys) ~ ")" if strategy == 'replace_keys' else "" -%}
     {%- do run_query("create table " ~ kept_rows ~ " using " ~ file_format ~ " as select " ~ columns ~ " from " ~ target
-                     ~ " as t where not exists (select 1 from " ~ new_rows ~ " as n where " ~ matches | join(' and ') ~ ")") -%}
+                     ~ " as t where not exists (select 1 from " ~ new_rows ~ " as n where " ~ matches | join(' and ') ~ ")"
+                     ~ everything) -%}
     {%- set inserted = " where " ~ config.require('key_only_when_null') ~ " is not null" if strategy == 'replace_keys' else "" -%}
     {%- do run_query("insert overwrite table " ~ target ~ " select " ~ columns ~ " from " ~ kept_rows
                      ~ " union all select " ~ columns ~ " from " ~ new_rows ~ inserted) -%}

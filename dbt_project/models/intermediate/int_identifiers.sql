@@ -53,9 +53,7 @@
 {%- set user_id_branches = [] -%}
 {%- for branch in numbered_branches if branch[0] == 'user_id' -%}{%- do user_id_branches.append(branch) -%}{%- endfor %}
 with
-{%- if incremental %}
-
-{%- if not rebuild %}
+{%- if incremental and not rebuild %}
 
 -- The last build's newest message of each type: each staging model is built on its own. (This and
 -- the CTEs below read `this` each: one CTE with three readers would be kept in memory, every row.)
@@ -66,7 +64,6 @@ watermarks as (
     group by message_type
 
 ),
-{%- endif %}
 
 -- The messages whose standing copy arrived since then (an earlier-received copy of a message id
 -- arrives as a new standing copy).
@@ -74,23 +71,16 @@ arrived as (
 
     select messages.*
     from {{ ref('int_messages') }} as messages
-    {%- if not rebuild %}
     left join watermarks on watermarks.message_type = messages.message_type
     where {% if arrived_after %}messages.loaded_at > {{ arrived_after }} and {% endif -%}
         (watermarks.loaded_at is null or messages.loaded_at > watermarks.loaded_at)
-    {%- endif %}
 
 ),
 
 -- The messages that are gone: a contact list's newer export without a record.
 gone as (
 
-    {#- (a table from before the newer columns is rebuilt: only its message ids are read) #}
-    {%- if rebuild %}
-    select distinct message_id from {{ this }}
-    {%- else %}
     select distinct message_id from ({{ messages_gone_from(this) }}) as gone_messages
-    {%- endif %}
 
 ),
 
@@ -101,10 +91,9 @@ changed as (
     select message_id from gone
 
 ),
-{%- if not rebuild %}
 
 -- The user ids the changed messages carried or carry now: an alias whose previousId is one of
--- them may change type. (A rebuild re-reads every alias anyway.)
+-- them may change type.
 changed_user_ids as (
 
     select {{ normalize_id('raw_value') }} as user_id
@@ -126,15 +115,12 @@ retyped_aliases as (
         and message_id not in (select message_id from arrived)
 
 ),
-{%- endif %}
 
 messages as (
 
     select * from arrived
-    {%- if not rebuild %}
     union all
     select * from retyped_aliases
-    {%- endif %}
 
 ),
 {%- else %}
@@ -328,10 +314,11 @@ from per_message
 {%- if incremental %}
 
 -- Each changed message by its id alone: its earlier rows are replaced by this build's, or by none.
+-- (A rebuild: one row with a null id, which names every message.)
 union all
 
 select
-    message_id,
+    {{ 'cast(null as ' ~ dbt.type_string() ~ ')' if rebuild else 'message_id' }} as message_id,
     cast(null as {{ dbt.type_string() }}) as identifier_type,
     cast(null as {{ dbt.type_string() }}) as identifier_value,
     cast(null as {{ dbt.type_string() }}) as raw_value,
@@ -346,5 +333,8 @@ select
     cast(null as {{ dbt.type_string() }}) as rules_fingerprint,
     cast(null as {{ dbt.type_timestamp() }}) as built_at
 
+{%- if not rebuild %}
+
 from changed
+{%- endif %}
 {%- endif %}

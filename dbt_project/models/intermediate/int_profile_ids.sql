@@ -16,8 +16,7 @@
     start the naming over, drop intermediate.int_profile_ids and marts.profile_merges.
     `changed_at` is when the identifier's profile or junk status last changed: profile_events
     re-places the messages of the identifiers changed since it last read them. -#}
-{%- set has_changed_at = is_incremental() and 'changed_at' in (
-        adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list) %}
+{%- set has_changed_at = is_incremental() and not missing_columns(this, ['changed_at']) %}
 with
 
 clusters as (

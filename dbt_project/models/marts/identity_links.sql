@@ -187,19 +187,21 @@ left join refusals
     and refusals.to_profile_id = links.to_profile_id
 {%- if incremental %}
 
--- The changed messages without links now (or the whole table, rebuilt), by their id alone:
--- replace_keys deletes their rows.
+-- The changed messages without links now, by their id alone: replace_keys deletes their rows. (A
+-- rebuild: one row with a null id, which names every message.)
 union all
 
 select
     {%- for column in ['message_id', 'message_type', 'event_name', 'source', 'event_at', 'from_type', 'from_value',
                        'to_type', 'to_value', 'link_status', 'refusal_reason', 'from_profile_id', 'to_profile_id',
                        'list_name', 'file_path', 'line_number', 'updated_at'] %}
-    {{ 'previous.message_id' if loop.first else 'null as ' ~ column }}{{ ',' if not loop.last }}
+    {{ 'changed.message_id' if loop.first and not rebuild else 'null' }} as {{ column }}{{ ',' if not loop.last }}
     {%- endfor %}
 
-from {{ 'changed' if recheck else this }} as previous
-left join (select distinct message_id from {{ 'placed' if recheck else ref('int_identity_edges') }}) as linking
-    on linking.message_id = previous.message_id
+{%- if recheck %}
+
+from changed
+left join (select distinct message_id from placed) as linking on linking.message_id = changed.message_id
 where linking.message_id is null
+{%- endif %}
 {%- endif %}

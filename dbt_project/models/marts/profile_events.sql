@@ -168,7 +168,8 @@ from messages
 left join message_profiles on message_profiles.message_id = messages.message_id
 {%- if incremental %}
 
--- The messages that are gone, by their id alone: replace_keys deletes their rows.
+-- The messages that are gone, by their id alone: replace_keys deletes their rows. (A rebuild: one
+-- row with a null id, which names every message.)
 union all
 
 select
@@ -176,10 +177,13 @@ select
                        'event_at', 'sent_timestamp_at', 'original_timestamp_at', 'sent_at', 'received_at',
                        'anonymous_id', 'user_id', 'properties', 'traits', 'context', 'list_name', 'file_path',
                        'line_number', 'loaded_at', 'updated_at'] %}
-    {{ 'previous.message_id' if loop.first else 'null as ' ~ column }}{{ ',' if not loop.last }}
+    {{ 'changed.message_id' if loop.first and not rebuild else 'null' }} as {{ column }}{{ ',' if not loop.last }}
     {%- endfor %}
 
-from {{ this if rebuild else 'changed' }} as previous
-left join {{ ref('int_messages') if rebuild else 'messages' }} as kept on kept.message_id = previous.message_id
-where kept.message_id is null
+{%- if not rebuild %}
+
+from changed
+left join messages on messages.message_id = changed.message_id
+where messages.message_id is null
+{%- endif %}
 {%- endif %}
