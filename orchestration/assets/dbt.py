@@ -89,8 +89,10 @@ def identity_warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCli
     with writer_lock(settings.duckdb_path(), context.log.info):  # dbt opens the file itself
         with nullcontext() if fetch_columns else without_adapter_in_process():
             stream = dbt.cli(dbt_build_args(config.full_refresh, config.dbt_vars), context=context).stream()
-        events = list(stream.fetch_column_metadata() if fetch_columns else stream)
-        release_dbt_duckdb_handle()
+        try:
+            events = list(stream.fetch_column_metadata() if fetch_columns else stream)
+        finally:  # a failed build too: the checks after it open the file
+            release_dbt_duckdb_handle()
         # the version is recorded only with the column metadata it vouches for
         version = {PROJECT_FINGERPRINT: fingerprint} if config.column_metadata else {}
         yield from with_run_metadata(context, events, build_started_at, version, reused or {})

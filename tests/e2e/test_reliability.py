@@ -204,3 +204,31 @@ def test_replaying_every_event_file_under_new_names_twice_changes_no_mart(concur
     actual = marts_snapshot(database)
     for table, rows in concurrent_runs["marts"].items():
         assert actual[table] == rows, table
+
+
+def test_a_failed_dbt_build_leaves_the_warehouse_file_free(tmp_path):
+    """A dbt build that fails (here: identity rules naming a source that does not exist) fails its
+    step only, and the process can open the warehouse after it (the checks scheduled after the
+    step, the command line's summary need it)."""
+    import dagster as dg
+
+    from orchestration.runner import run_build_warehouse
+    from tests.conftest import environment
+
+    landing = tmp_path / "landing" / "events"
+    landing.mkdir(parents=True)
+    (landing / "one.jsonl").write_text(
+        '{"type": "track", "messageId": "m-1", "anonymousId": "a-1", "event": "Opened", '
+        '"timestamp": "2024-01-01T00:00:00Z", "receivedAt": "2024-01-01T00:00:01Z"}\n')
+    database = tmp_path / "warehouse" / WAREHOUSE_FILE_NAME
+    broken_rules = {"identity_rules": {"identifier_types": {"user_id": {"priority": 1, "sources": ["nowhere.id"]}}}}
+    instance = dg.DagsterInstance.ephemeral()
+    with environment(LANDING_DIR=tmp_path / "landing", DUCKDB_PATH=database, EXPORT_DIR=tmp_path / "exports"):
+        outcome = run_build_warehouse(instance=instance, run_config={
+            "ops": {"identity_warehouse_dbt_models": {"config": {"dbt_vars": broken_rules}}}})
+    events = [record.dagster_event for record in instance.all_logs(outcome.run_id) if record.dagster_event]
+    failed_steps = {event.step_key for event in events if event.event_type == dg.DagsterEventType.STEP_FAILURE}
+    assert not outcome.success
+    assert failed_steps == {"identity_warehouse_dbt_models"}
+    with duckdb.connect(str(database), read_only=True) as conn:
+        assert conn.execute("select count(*) from raw.tracks").fetchall() == [(1,)]
