@@ -11,32 +11,17 @@
 
     Incremental: a build rewrites the links of the messages whose identifiers int_identifiers
     rewrote since the last build (they arrived, or changed type), of those that carry an identifier
-    whose profile or junk status changed since, of the messages that are gone, and of those with a
-    refused link whose reason changed (the two profiles gained or lost identifiers). A table from
-    before `updated_at` is rebuilt. -#}
--- depends_on: {{ ref('int_identifiers') }}
+    whose profile or junk status changed since, of the messages that are gone, and of every message
+    with a refused link: both its profiles may be unchanged, but each may have gained or lost
+    identifiers, and with them the limit the link would break (refused links are few). A table
+    from before `updated_at` is rebuilt. -#}
 {%- set incremental = is_incremental() -%}
 {%- set rebuild = incremental and this is not string and missing_columns(this, ['updated_at']) -%}
-{%- set recheck = incremental and not rebuild -%}
-{%- set profile_ids = ref('int_profile_ids') -%}
-{#- Edges with the profiles of their two ends. -#}
-{%- set placed_edges -%}
-    select
-        edges.*,
-        from_profile.profile_id as from_profile_id,
-        to_profile.profile_id as to_profile_id
-
-    from {{ ref('int_identity_edges') }} as edges
-    join {{ profile_ids }} as from_profile
-        on from_profile.identifier_type = edges.from_type
-        and from_profile.identifier_value = edges.from_value
-    join {{ profile_ids }} as to_profile
-        on to_profile.identifier_type = edges.to_type
-        and to_profile.identifier_value = edges.to_value
-{%- endset %}
+{%- set profile_ids = ref('int_profile_ids') %}
+-- depends_on: {{ ref('int_identifiers') }}
 with
 
-{%- if recheck %}
+{%- if incremental and not rebuild %}
 
 last_build as (
 
@@ -53,23 +38,28 @@ changed as (
 
     {{ messages_gone_from(this) }}
 
-),
+    union
 
--- The refused links of the other messages: both profiles are unchanged, but each may have gained
--- or lost identifiers, and with them the limit the link would break.
-kept_refusals as (
-
-    select message_id, from_profile_id, to_profile_id, refusal_reason
-    from {{ this }}
-    where link_status = 'refused' and message_id not in (select message_id from changed)
+    select message_id from {{ this }} where link_status = 'refused'
 
 ),
 {%- endif %}
 
 placed as (
 
-    {{ placed_edges }}
-    {%- if recheck %}
+    select
+        edges.*,
+        from_profile.profile_id as from_profile_id,
+        to_profile.profile_id as to_profile_id
+
+    from {{ ref('int_identity_edges') }} as edges
+    join {{ profile_ids }} as from_profile
+        on from_profile.identifier_type = edges.from_type
+        and from_profile.identifier_value = edges.from_value
+    join {{ profile_ids }} as to_profile
+        on to_profile.identifier_type = edges.to_type
+        and to_profile.identifier_value = edges.to_value
+    {%- if incremental and not rebuild %}
     where edges.message_id in (select message_id from changed)
     {%- endif %}
 
@@ -82,13 +72,6 @@ refused_pairs as (
     select distinct from_profile_id, to_profile_id
     from placed
     where from_profile_id <> to_profile_id
-    {%- if recheck %}
-
-    union
-
-    select from_profile_id, to_profile_id
-    from kept_refusals
-    {%- endif %}
 
 ),
 
@@ -138,53 +121,32 @@ refusals as (
     where pair.identifiers > pair.max_per_profile
     group by 1, 2
 
-),
-
-links as (
-
-    select * from placed
-    {%- if recheck %}
-
-    union all
-
-    -- the messages whose refusal reason changed, all their links again
-    {{ placed_edges }}
-    where edges.message_id in (
-        select kept_refusals.message_id
-        from kept_refusals
-        left join refusals
-            on refusals.from_profile_id = kept_refusals.from_profile_id
-            and refusals.to_profile_id = kept_refusals.to_profile_id
-        where coalesce(refusals.refusal_reason, '') <> coalesce(kept_refusals.refusal_reason, '')
-    )
-    {%- endif %}
-
 )
 
 select
-    links.message_id,
+    placed.message_id,
     messages.message_type,
     messages.event_name,
-    links.source,
-    links.event_at,
-    links.from_type,
-    links.from_value,
-    links.to_type,
-    links.to_value,
-    case when links.from_profile_id = links.to_profile_id then 'linked' else 'refused' end as link_status,
+    placed.source,
+    placed.event_at,
+    placed.from_type,
+    placed.from_value,
+    placed.to_type,
+    placed.to_value,
+    case when placed.from_profile_id = placed.to_profile_id then 'linked' else 'refused' end as link_status,
     refusals.refusal_reason,
-    links.from_profile_id,
-    links.to_profile_id,
+    placed.from_profile_id,
+    placed.to_profile_id,
     messages.list_name,
     messages.file_path,
     messages.line_number,
     {{ build_timestamp() }} as updated_at
 
-from links
-join {{ ref('int_messages') }} as messages on messages.message_id = links.message_id
+from placed
+join {{ ref('int_messages') }} as messages on messages.message_id = placed.message_id
 left join refusals
-    on refusals.from_profile_id = links.from_profile_id
-    and refusals.to_profile_id = links.to_profile_id
+    on refusals.from_profile_id = placed.from_profile_id
+    and refusals.to_profile_id = placed.to_profile_id
 {%- if incremental %}
 
 -- The changed messages without links now, by their id alone: replace_keys deletes their rows. (A
@@ -198,7 +160,7 @@ select
     {{ 'changed.message_id' if loop.first and not rebuild else 'null' }} as {{ column }}{{ ',' if not loop.last }}
     {%- endfor %}
 
-{%- if recheck %}
+{%- if not rebuild %}
 
 from changed
 left join (select distinct message_id from placed) as linking on linking.message_id = changed.message_id
