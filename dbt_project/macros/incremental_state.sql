@@ -20,6 +20,20 @@
     {{ return("cast('" ~ row[0] ~ "' as timestamp)" if row[0] is not none and row[1] == 0 else none) }}
 {% endmacro %}
 
+{#- The messages of int_messages whose standing copy arrived since `relation` was last built: loaded
+    after the newest of their type in it (each staging model is built on its own; an
+    earlier-received copy of a message id arrives as a new standing copy). `arrived_after` is
+    arrival_bound's literal, or none. -#}
+{% macro messages_arrived_since(relation, arrived_after, columns='messages.*') %}
+    select {{ columns }}
+    from {{ ref('int_messages') }} as messages
+    left join (
+        select message_type, max(loaded_at) as loaded_at from {{ relation }} group by message_type
+    ) as watermarks on watermarks.message_type = messages.message_type
+    where {% if arrived_after %}messages.loaded_at > {{ arrived_after }} and {% endif -%}
+        (watermarks.loaded_at is null or messages.loaded_at > watermarks.loaded_at)
+{% endmacro %}
+
 {#- The messages whose int_identifiers rows were written since `last_build` (a CTE with the last
     build's start as `updated_at`: they arrived, or their identifiers changed type or rules), and
     those that carry an identifier whose profile or junk status changed since (int_profile_ids). -#}

@@ -55,25 +55,11 @@
 with
 {%- if incremental and not rebuild %}
 
--- The last build's newest message of each type: each staging model is built on its own. (This and
--- the CTEs below read `this` each: one CTE with three readers would be kept in memory, every row.)
-watermarks as (
-
-    select message_type, max(loaded_at) as loaded_at
-    from {{ this }}
-    group by message_type
-
-),
-
--- The messages whose standing copy arrived since then (an earlier-received copy of a message id
--- arrives as a new standing copy).
+-- The messages whose standing copy arrived since the last build. (This and the CTEs below read
+-- `this` each: one CTE with three readers would be kept in memory, every row.)
 arrived as (
 
-    select messages.*
-    from {{ ref('int_messages') }} as messages
-    left join watermarks on watermarks.message_type = messages.message_type
-    where {% if arrived_after %}messages.loaded_at > {{ arrived_after }} and {% endif -%}
-        (watermarks.loaded_at is null or messages.loaded_at > watermarks.loaded_at)
+    {{ messages_arrived_since(this, arrived_after) }}
 
 ),
 

@@ -21,16 +21,8 @@
 with
 {%- if incremental and not rebuild %}
 
--- The last build's newest message of each type (each staging model is built on its own), and
--- when it ran. (Each reads `this` itself: a CTE with three readers would be kept in memory.)
-watermarks as (
-
-    select message_type, max(loaded_at) as loaded_at
-    from {{ this }}
-    group by message_type
-
-),
-
+-- When the last build ran. (Each CTE reads `this` itself: a CTE with three readers would be kept
+-- in memory.)
 last_build as (
 
     select max(updated_at) as updated_at
@@ -41,11 +33,7 @@ last_build as (
 changed as (
 
     -- arrived: a new standing copy
-    select messages.message_id
-    from {{ ref('int_messages') }} as messages
-    left join watermarks on watermarks.message_type = messages.message_type
-    where {% if arrived_after %}messages.loaded_at > {{ arrived_after }} and {% endif -%}
-        (watermarks.loaded_at is null or messages.loaded_at > watermarks.loaded_at)
+    {{ messages_arrived_since(this, arrived_after, 'messages.message_id') }}
 
     union
 
