@@ -237,23 +237,24 @@ class GunzipAhead:
             path = self._waiting.pop(0)
             folder = Path(self._scratch.name) / str(next(self._folders))
             folder.mkdir()
-            self._started[path] = self._pool.submit(_gunzipped, path, folder)
+            self._started[path] = self._pool.submit(_text_pieces, path, folder)
 
-    def take(self, path: Path, scratch: Path) -> Path:
-        """As ``_gunzipped(path, scratch)``, from the copy made ahead when there is one."""
+    def take(self, path: Path, scratch: Path) -> list[Path]:
+        """As ``_text_pieces(path, scratch)``, from the copy made ahead when there is one."""
         started = self._started.pop(path, None)
         self._start_next()
         if started is None:
-            return _gunzipped(path, scratch)
-        plain = started.result()  # raises what decompressing raised
-        moved = scratch / plain.name
-        os.replace(plain, moved)  # the caller's scratch folder removes it
+            return _text_pieces(path, scratch)
+        moved = []
+        for piece in started.result():  # raises what decompressing raised
+            moved.append(scratch / piece.name)
+            os.replace(piece, moved[-1])  # the caller's scratch folder removes it
         return moved
 
 
 def _load_file(conn: duckdb.DuckDBPyConnection, landing_file: LandingFile, sha: str,
                identity: IdentityFields, screen=None,
-               gunzipped: Callable[[Path, Path], Path] | None = None) -> FileResult:
+               text_pieces: Callable[[Path, Path], list[Path]] | None = None) -> FileResult:
     load_id = hashlib.md5(f"{landing_file.relative_path}\n{sha}".encode()).hexdigest()
     stat = landing_file.path.stat()
     context = {
@@ -267,7 +268,7 @@ def _load_file(conn: duckdb.DuckDBPyConnection, landing_file: LandingFile, sha: 
         stage, write, identity = _stage_source_file, _write_source_records, landing_file.source
     else:
         stage, write = (_stage_events, _write_events) if landing_file.kind == "events" else (_stage_contacts, _write_contacts)
-    staged = stage(conn, landing_file.path, identity, gunzipped or _gunzipped)
+    staged = stage(conn, landing_file.path, identity, text_pieces or _text_pieces)
     conn.execute("begin transaction")
     try:
         if isinstance(staged, WholeFileRejection):
@@ -368,32 +369,35 @@ from typed
 """
 
 
-def _split_and_classify(conn, text_path: Path, scratch: Path, classify_sql: str) -> None:
-    """Reads the file into the temp table ``landing_split``, one row per line, then runs
-    ``classify_sql`` over it (its one parameter: whether bad UTF-8 was replaced). A file that is not
-    valid UTF-8 has its bad bytes replaced: the lines that held them are rejected, the good lines kept."""
-    try:
-        conn.execute(landing_sources.SPLIT_LINES_SQL, [str(text_path)])
-        repaired = False
-    except duckdb.InvalidInputException as error:
-        if "UTF-8" not in str(error):
-            raise
-        fixed = scratch / "landing.utf8.jsonl"
-        fixed.write_text(text_path.read_bytes().decode("utf-8", errors="replace"), encoding="utf-8")
-        conn.execute(landing_sources.SPLIT_LINES_SQL, [str(fixed)])
-        repaired = True
+def _split_and_classify(conn, pieces: list[Path], classify_sql: str) -> None:
+    """Reads the file's pieces (``_text_pieces``) into the temp table ``landing_split``, one row per
+    line numbered through the whole file, then runs ``classify_sql`` over it (its one parameter:
+    whether bad UTF-8 was replaced). A piece that is not valid UTF-8 has its bad bytes replaced:
+    the lines that held them are rejected, the good lines kept."""
+    conn.execute("create or replace temp table landing_split (line varchar, line_number bigint)")
+    lines_before, repaired = 0, False
+    for piece in pieces:
+        try:
+            lines_before += conn.execute(landing_sources.SPLIT_LINES_SQL, [str(piece), lines_before]).fetchone()[0]
+        except duckdb.InvalidInputException as error:
+            if "UTF-8" not in str(error):
+                raise
+            fixed = piece.with_name(piece.name + ".utf8")
+            fixed.write_text(piece.read_bytes().decode("utf-8", errors="replace"), encoding="utf-8")
+            lines_before += conn.execute(landing_sources.SPLIT_LINES_SQL, [str(fixed), lines_before]).fetchone()[0]
+            repaired = True
     conn.execute(classify_sql, [repaired])
     conn.execute("drop table landing_split")
 
 
-def _stage_events(conn, path: Path, identity: IdentityFields, gunzipped) -> WholeFileRejection | None:
+def _stage_events(conn, path: Path, identity: IdentityFields, text_pieces) -> WholeFileRejection | None:
     """Reads and classifies every line into the temp table ``landing_lines``."""
     with tempfile.TemporaryDirectory(prefix="landing-") as scratch:
         try:
-            text_path = gunzipped(path, Path(scratch))
+            pieces = text_pieces(path, Path(scratch))
         except (OSError, EOFError, zlib.error) as error:
             return WholeFileRejection("unreadable_file", str(error))
-        _split_and_classify(conn, text_path, Path(scratch), _classify_lines_sql(identity))
+        _split_and_classify(conn, pieces, _classify_lines_sql(identity))
     return None
 
 
@@ -437,28 +441,72 @@ def _write_events(conn, context: dict, _staged: None):
     return accepted, rejected, blank
 
 
-def _gunzipped(path: Path, scratch: Path) -> Path:
-    """``read_text`` does not decompress: give it a plain copy of a ``.gz`` file.
+# DuckDB's read_text reads a file as one string, of at most 4 GiB: a larger file is read in pieces.
+PIECE_BYTES = 1 << 30
 
-    A file cut short (a transfer that died) keeps every line before the cut; the copy then ends
-    with a ``TRUNCATED_MARK`` line, rejected as ``truncated_file``."""
-    if not path.name.endswith(".gz"):
-        return path
-    plain = scratch / "landing.jsonl"
-    decompressor, in_member, last_byte = zlib.decompressobj(31), False, b"\n"
-    with path.open("rb") as source, plain.open("wb") as target:
-        for block in iter(lambda: source.read(1 << 20), b""):
-            while block:
-                in_member = True
-                text = decompressor.decompress(block)
-                target.write(text)
-                last_byte = text[-1:] or last_byte
-                block = decompressor.unused_data if decompressor.eof else b""
-                if decompressor.eof:  # a gzip file may hold several members, one after the other
-                    decompressor, in_member = zlib.decompressobj(31), False
-        if in_member:
-            target.write((b"" if last_byte == b"\n" else b"\n") + TRUNCATED_MARK.encode() + b"\n")
-    return plain
+
+class _LinePieces:
+    """Writes a text into files of about ``limit`` bytes or more, each cut at a line's end. The
+    newline at a cut is left out: the pieces joined by newlines are the text, and the lines of the
+    pieces, one after the other, are its lines."""
+
+    def __init__(self, folder: Path, limit: int):
+        self.folder, self.limit, self.pieces = folder, limit, []
+        self._file, self._written = None, 0
+        self._next_piece()
+
+    def _next_piece(self) -> None:
+        if self._file:
+            self._file.close()
+        self.pieces.append(self.folder / f"landing-{len(self.pieces):04d}.jsonl")
+        self._file, self._written = self.pieces[-1].open("wb"), 0
+
+    def write(self, data: bytes) -> None:
+        while self._written + len(data) > self.limit:
+            cut = data.find(b"\n", max(0, self.limit - self._written))
+            if cut < 0:
+                break  # no line ends in this block past the limit: the piece grows to the next one
+            self._file.write(data[:cut])
+            self._next_piece()
+            data = data[cut + 1:]
+        self._file.write(data)
+        self._written += len(data)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _text_pieces(path: Path, scratch: Path) -> list[Path]:
+    """The file as plain text for ``read_text``, in pieces of about ``PIECE_BYTES`` (``_LinePieces``):
+    the file itself when it is plain and small enough, else copies in ``scratch`` (``read_text``
+    does not decompress).
+
+    A gzip file cut short (a transfer that died) keeps every line before the cut; the copy then
+    ends with a ``TRUNCATED_MARK`` line, rejected as ``truncated_file``."""
+    if not path.name.endswith(".gz") and path.stat().st_size <= PIECE_BYTES:
+        return [path]
+    pieces = _LinePieces(scratch, PIECE_BYTES)
+    try:
+        with path.open("rb") as source:
+            if not path.name.endswith(".gz"):
+                for block in iter(lambda: source.read(1 << 20), b""):
+                    pieces.write(block)
+                return pieces.pieces
+            decompressor, in_member, last_byte = zlib.decompressobj(31), False, b"\n"
+            for block in iter(lambda: source.read(1 << 20), b""):
+                while block:
+                    in_member = True
+                    text = decompressor.decompress(block)
+                    pieces.write(text)
+                    last_byte = text[-1:] or last_byte
+                    block = decompressor.unused_data if decompressor.eof else b""
+                    if decompressor.eof:  # a gzip file may hold several members, one after the other
+                        decompressor, in_member = zlib.decompressobj(31), False
+            if in_member:
+                pieces.write((b"" if last_byte == b"\n" else b"\n") + TRUNCATED_MARK.encode() + b"\n")
+    finally:
+        pieces.close()
+    return pieces.pieces
 
 
 TRUNCATED_MARK = "(identity-warehouse: the gzip file was cut short here)"
@@ -490,9 +538,9 @@ class StagedContacts:
     list_name: str
 
 
-def _stage_contacts(conn, path: Path, identity: IdentityFields, gunzipped) -> WholeFileRejection | StagedContacts | None:
+def _stage_contacts(conn, path: Path, identity: IdentityFields, text_pieces) -> WholeFileRejection | StagedContacts | None:
     """Reads the list into the temp table ``landing_contacts`` (line, row, email, phone, traits, has_identity).
-    Contact lists are plain CSV (``gunzipped`` is not used)."""
+    Contact lists are plain CSV (``text_pieces`` is not used)."""
     header = _first_line(path)
     if header is None:  # an empty file: nothing to load, nothing to reject
         return None
@@ -624,28 +672,28 @@ def _unique_snake_names(columns: list[str]) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _stage_source_file(conn, path: Path, source: LandingSource, gunzipped) -> WholeFileRejection | LandingSource:
+def _stage_source_file(conn, path: Path, source: LandingSource, text_pieces) -> WholeFileRejection | LandingSource:
     """Reads the file into the temp table ``landing_records`` (line_number, line, is_blank, given_message_id, reason)."""
+    if source.format != "jsonl":  # read_csv reads a file of any size; only JSON lines come gzipped
+        if _first_line(path) is None:
+            conn.execute("create or replace temp table landing_records as select 1 as line_number, '' as line, "
+                         "true as is_blank, null as given_message_id, null as reason where false")
+            return source
+        try:
+            conn.execute(landing_sources.stage_delimited_sql(source), [str(path)])
+        except duckdb.Error as error:
+            _drop_contact_temp_tables(conn)
+            return WholeFileRejection("unreadable_csv", str(error).splitlines()[0], _first_line(path), 1)
+        columns = [row[0] for row in conn.execute("describe landing_csv").fetchall()]
+        conn.execute(landing_sources.csv_records_sql(source, columns))
+        _drop_contact_temp_tables(conn)
+        return source
     with tempfile.TemporaryDirectory(prefix="landing-") as scratch:
         try:
-            text_path = gunzipped(path, Path(scratch))
-        except (OSError, EOFError) as error:
+            pieces = text_pieces(path, Path(scratch))
+        except (OSError, EOFError, zlib.error) as error:
             return WholeFileRejection("unreadable_file", str(error))
-        if source.format != "jsonl":
-            if _first_line(text_path) is None:
-                conn.execute("create or replace temp table landing_records as select 1 as line_number, '' as line, "
-                             "true as is_blank, null as given_message_id, null as reason where false")
-                return source
-            try:
-                conn.execute(landing_sources.stage_delimited_sql(source), [str(text_path)])
-            except duckdb.Error as error:
-                _drop_contact_temp_tables(conn)
-                return WholeFileRejection("unreadable_csv", str(error).splitlines()[0], _first_line(text_path), 1)
-            columns = [row[0] for row in conn.execute("describe landing_csv").fetchall()]
-            conn.execute(landing_sources.csv_records_sql(source, columns))
-            _drop_contact_temp_tables(conn)
-            return source
-        _split_and_classify(conn, text_path, Path(scratch), landing_sources.stage_jsonl_sql(source))
+        _split_and_classify(conn, pieces, landing_sources.stage_jsonl_sql(source))
     return source
 
 

@@ -298,6 +298,37 @@ def test_gzip_files_are_decompressed_one_ahead_into_the_callers_scratch_folder(t
             if path is third:
                 with pytest.raises(zlib.error):  # what decompressing raised, where the file is taken
                     ahead.take(broken, scratch)
-            text = ahead.take(path, scratch)
+            [text] = ahead.take(path, scratch)
             assert text.parent == scratch and json.loads(text.read_text()) == {"n": number}
-        assert ahead.take(plain, tmp_path) == plain  # a plain file is read where it is
+        assert ahead.take(plain, tmp_path) == [plain]  # a plain file is read where it is
+
+
+def test_a_file_larger_than_a_piece_loads_as_if_read_whole(tmp_path, conn, monkeypatch):
+    """read_text reads at most 4 GiB as one string: larger files are read in pieces cut at line
+    ends. With pieces of 200 bytes, every outcome and line number is that of the whole file."""
+    lines = [{"type": "track", "messageId": f"m{i}", "anonymousId": "a", "properties": {"n": i}} for i in range(40)]
+    lines[7], lines[8], lines[21] = "not json", "", {"type": "track", "messageId": "bad", "anonymousId": "\udcff"}
+    text = "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines).encode()
+    text = text.replace(b'"\\udcff"', b'"\xff"')  # one line of invalid UTF-8, in a middle piece
+    (tmp_path / "events").mkdir()
+    (tmp_path / "events" / "plain.jsonl").write_bytes(text.rstrip(b"\n"))  # no newline at the end
+    (tmp_path / "events" / "packed.jsonl.gz").write_bytes(gzip.compress(text))
+    (tmp_path / "events" / "cut.jsonl.gz").write_bytes(gzip.compress(text)[:-40])
+
+    def outcomes(connection):
+        return (connection.execute("select file_path, line_number, message_id from raw.tracks order by all").fetchall(),
+                connection.execute("select file_path, line_number, reason from raw.rejected_records order by all").fetchall(),
+                connection.execute("select file_path, lines_total, blank_lines from raw.loaded_files order by all").fetchall())
+
+    ingest_landing_dir(conn, tmp_path)
+    whole = outcomes(conn)
+    monkeypatch.setattr(ingestion, "PIECE_BYTES", 200)
+    pieces = ingestion._text_pieces(tmp_path / "events" / "packed.jsonl.gz", tmp_path)
+    assert len(pieces) > 10 and b"\n".join(piece.read_bytes() for piece in pieces) == text
+    in_pieces = duckdb.connect(str(tmp_path / "in_pieces.duckdb"))
+    ingest_landing_dir(in_pieces, tmp_path)
+    assert outcomes(in_pieces) == whole
+    tracks, reasons, _ = whole
+    assert ("events/plain.jsonl", 40, "m39") in tracks and len([t for t in tracks if t[0] == "events/packed.jsonl.gz"]) == 37
+    assert ("events/packed.jsonl.gz", 22, "invalid_utf8") in reasons and ("events/plain.jsonl", 8, "malformed_json") in reasons
+    assert [r for r in reasons if r[0] == "events/cut.jsonl.gz"][-1][2] == "truncated_file"
