@@ -441,7 +441,10 @@ def _write_events(conn, context: dict, _staged: None):
     return accepted, rejected, blank
 
 
-# DuckDB's read_text reads a file as one string, of at most 4 GiB: a larger file is read in pieces.
+# DuckDB's read_text reads a file as one string, of at most about 3.9 GiB. A plain file up to
+# PLAIN_READ_BYTES is read where it lies; a larger one, and every gzip file (which must be written
+# out decompressed anyway), is read in pieces of about PIECE_BYTES.
+PLAIN_READ_BYTES = 3 << 30
 PIECE_BYTES = 1 << 30
 
 
@@ -477,13 +480,13 @@ class _LinePieces:
 
 
 def _text_pieces(path: Path, scratch: Path) -> list[Path]:
-    """The file as plain text for ``read_text``, in pieces of about ``PIECE_BYTES`` (``_LinePieces``):
-    the file itself when it is plain and small enough, else copies in ``scratch`` (``read_text``
-    does not decompress).
+    """The file as plain text for ``read_text``: the file itself when it is plain and at most
+    ``PLAIN_READ_BYTES``, else copies in ``scratch`` in pieces of about ``PIECE_BYTES``
+    (``_LinePieces``; ``read_text`` does not decompress).
 
     A gzip file cut short (a transfer that died) keeps every line before the cut; the copy then
     ends with a ``TRUNCATED_MARK`` line, rejected as ``truncated_file``."""
-    if not path.name.endswith(".gz") and path.stat().st_size <= PIECE_BYTES:
+    if not path.name.endswith(".gz") and path.stat().st_size <= PLAIN_READ_BYTES:
         return [path]
     pieces = _LinePieces(scratch, PIECE_BYTES)
     try:

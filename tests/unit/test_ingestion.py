@@ -304,8 +304,8 @@ def test_gzip_files_are_decompressed_one_ahead_into_the_callers_scratch_folder(t
 
 
 def test_a_file_larger_than_a_piece_loads_as_if_read_whole(tmp_path, conn, monkeypatch):
-    """read_text reads at most 4 GiB as one string: larger files are read in pieces cut at line
-    ends. With pieces of 200 bytes, every outcome and line number is that of the whole file."""
+    """read_text reads at most about 3.9 GiB as one string: gzip files, and plain files above a
+    limit, are read in pieces cut at line ends. With pieces of 200 bytes, every outcome and line number is that of the whole file."""
     lines = [{"type": "track", "messageId": f"m{i}", "anonymousId": "a", "properties": {"n": i}} for i in range(40)]
     lines[7], lines[8], lines[21] = "not json", "", {"type": "track", "messageId": "bad", "anonymousId": "\udcff"}
     text = "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines).encode()
@@ -323,8 +323,12 @@ def test_a_file_larger_than_a_piece_loads_as_if_read_whole(tmp_path, conn, monke
     ingest_landing_dir(conn, tmp_path)
     whole = outcomes(conn)
     monkeypatch.setattr(ingestion, "PIECE_BYTES", 200)
+    monkeypatch.setattr(ingestion, "PLAIN_READ_BYTES", 500)  # the plain file (~3 kB) is copied too
     pieces = ingestion._text_pieces(tmp_path / "events" / "packed.jsonl.gz", tmp_path)
     assert len(pieces) > 10 and b"\n".join(piece.read_bytes() for piece in pieces) == text
+    (tmp_path / "plain_pieces").mkdir()
+    plain_pieces = ingestion._text_pieces(tmp_path / "events" / "plain.jsonl", tmp_path / "plain_pieces")
+    assert len(plain_pieces) > 10 and b"\n".join(piece.read_bytes() for piece in plain_pieces) == text.rstrip(b"\n")
     in_pieces = duckdb.connect(str(tmp_path / "in_pieces.duckdb"))
     ingest_landing_dir(in_pieces, tmp_path)
     assert outcomes(in_pieces) == whole
