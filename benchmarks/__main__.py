@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.graphs:
             graph_results.append(graphs.compare_on_warehouse(
                 workdir / f"run-{people}" / settings.DEFAULT_DUCKDB_PATH.name, workdir / f"graphs-{people}",
-                timeout=args.graph_timeout))
+                timeout=args.graph_timeout, repeats=args.repeats))
 
     incremental = None
     if args.incremental_share:

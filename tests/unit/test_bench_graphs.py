@@ -110,9 +110,18 @@ def test_operation_stats_are_read_from_dbt_output():
     assert graphs.parse_operation_stats("Encountered an error") is None
 
 
+def test_the_median_run_is_reported_and_a_failed_run_wins():
+    runs = [graphs.SolverRun("ok", seconds, details={"rounds": rounds}) for seconds, rounds in [(0.9, 1), (0.3, 2), (0.5, 3)]]
+    assert graphs.median_run(runs).details == {"rounds": 3}
+    assert graphs.median_run(runs[:2]).seconds == 0.3  # the lower middle of an even count
+    stopped = graphs.SolverRun("timeout", None, details={"stopped_after": 60.0})
+    assert graphs.median_run(runs[:1] + [stopped]) is stopped
+
+
 def result(**overrides) -> graphs.FamilyResult:
     values = dict(family="chain_sorted", nodes=10, edges=9, components=1,
                   seconds={"project": 2.0, "scipy": 0.5, "splink": None, "cte": 1.0},
+                  run_seconds={"project": [2.0], "scipy": [0.5], "splink": [], "cte": [1.0]},
                   status={"project": "ok", "scipy": "ok", "splink": "timeout", "cte": "ok"},
                   timeout_seconds=60.0, stopped_after={"splink": 60.0}, project_wall_seconds=9.0, project_rounds=12, project_jumps=20,
                   project_round_seconds=[], partitions_equal=True)

@@ -1,12 +1,15 @@
 {#- Connected components over an integer edge list, in portable SQL driven by a run_query loop.
 
     Each round works on a contracted graph whose nodes are the clusters still linked to others:
-    every cluster hooks to its smallest neighbour (or stays a root when it is the smallest), the
-    hooks are flattened by pointer jumping until each points at a root, and the edges are rewritten
-    between roots, dropping those inside one cluster. Every hook goes to a smaller id, so no cycle
-    can form; pointer jumping halves the depth of every tree per step, so a long chain costs a few
-    steps, not one per node; and each round's work shrinks with the graph (settled clusters leave
-    it). The hooks of retired clusters form a forest, flattened once at the end.
+    every cluster hooks to the smallest cluster at most two steps away (or stays a root when it is
+    that smallest one), the hooks are flattened by pointer jumping until each points at a root, and
+    the edges are rewritten between roots, dropping those inside one cluster. Every hook goes to a
+    smaller id, so no cycle can form; two linked clusters cannot both be roots, so every round
+    merges; looking two steps away leaves fewer roots than one (on a chain, one in five clusters
+    rather than one in three), so fewer rounds; pointer jumping halves the depth of every tree per
+    step, so a long chain costs a few steps, not one per node; and each round's work shrinks with
+    the graph (settled clusters leave it). The hooks of retired clusters form a forest, flattened
+    once at the end.
 
     nodes_sql: select returning `node_id` (integer, every node).
     edges_sql: select returning `src`, `dst` (integers).
@@ -17,38 +20,47 @@
 {% macro connected_components(nodes_sql, edges_sql, max_rounds=64, work_base=none, stats=none) %}
     {%- set work = cc_work_relations(base=work_base) -%}
     {%- if graph_loops_run() -%}
-        {%- set remaining = cc_query_count(cc_replace_table(work.edges,
+        {%- set state = namespace(rounds=0, jumps=0, remaining=1) -%}
+        {#- Each database call costs more than the work of a late round: a round is one call (the
+            contraction of the round before, then the hooks of this one) plus one per pointer jump.
+            The first call builds the symmetric edge list and an empty forest instead. -#}
+        {%- set state.before_hooks = cc_replace_table(work.edges,
             "select distinct src, dst from (select src, dst from (" ~ edges_sql ~ ") as e"
             ~ " union all select dst as src, src as dst from (" ~ edges_sql ~ ") as e) as both_ways"
             ~ " where src <> dst") ~ "; " ~ cc_replace_table(work.forest,
-            "select node_id, node_id as parent from (" ~ nodes_sql ~ ") as n where 1 = 0")
-            ~ "; select count(*) from " ~ work.edges) -%}
-        {%- set state = namespace(rounds=0, jumps=0, remaining=remaining) -%}
-        {%- for round in range(max_rounds) if state.remaining > 0 -%}
-            {%- set state.rounds = round + 1 -%}
-            {%- set round_started = modules.datetime.datetime.now() if stats is not none else none -%}
-            {#- Each cluster hooks to its smallest neighbour, or is a root (in the query of the first jump). -#}
-            {{- cc_flatten(work.hooks, work.next, state, cc_replace_table(work.hooks,
-                "select src as node_id, case when min(dst) < src then min(dst) else src end as parent"
-                ~ " from " ~ work.edges ~ " group by src") ~ "; ") -}}
-            {#- Retired clusters join the forest; the edges between the remaining roots go on. -#}
-            {%- set state.remaining = cc_query_count(
-                "insert into " ~ work.forest ~ " select node_id, parent from " ~ work.hooks
-                ~ " where parent <> node_id; "
-                ~ cc_replace_table(work.next,
-                    "select distinct s.parent as src, d.parent as dst from " ~ work.edges ~ " as e"
-                    ~ " join " ~ work.hooks ~ " as s on s.node_id = e.src"
-                    ~ " join " ~ work.hooks ~ " as d on d.node_id = e.dst where s.parent <> d.parent")
-                ~ "; " ~ cc_swap(work.next, work.edges) ~ "; select count(*) from " ~ work.edges) -%}
-            {%- if stats is not none -%}
-                {%- do stats.setdefault('round_seconds', []).append(
-                    (modules.datetime.datetime.now() - round_started).total_seconds()) -%}
+            "select node_id, node_id as parent from (" ~ nodes_sql ~ ") as n where 1 = 0") -%}
+        {%- for round in range(max_rounds + 1) if state.remaining > 0 -%}
+            {%- set round_started = modules.datetime.datetime.now() -%}
+            {#- Each cluster hooks to the smallest cluster within two steps of it, or is a root. -#}
+            {%- set counts = cc_query_counts(state.before_hooks ~ "; " ~ cc_replace_table(work.hooks,
+                "select e.src as node_id, min(near.smallest) as parent from " ~ work.edges ~ " as e join"
+                ~ " (select src as node_id, case when min(dst) < src then min(dst) else src end as smallest"
+                ~ " from " ~ work.edges ~ " group by src) as near on near.node_id = e.dst group by e.src")
+                ~ "; select (select count(*) from " ~ work.edges ~ "), (" ~ cc_unflattened_count(work.hooks) ~ ")") -%}
+            {%- set state.remaining = counts[0] -%}
+            {%- if state.remaining > 0 -%}
+                {%- if round == max_rounds -%}
+                    {{ exceptions.raise_compiler_error("connected_components did not converge in " ~ max_rounds ~ " rounds") }}
+                {%- endif -%}
+                {%- set state.rounds = round + 1 -%}
+                {%- set flattened = cc_flatten(work.hooks, work.next, state, counts[1]) -%}
+                {#- Retired clusters join the forest; the edges between the remaining roots go on. -#}
+                {%- set state.before_hooks = flattened ~ "insert into " ~ work.forest ~ " select node_id, parent from " ~ work.hooks
+                    ~ " where parent <> node_id; "
+                    ~ cc_replace_table(work.next,
+                        "select distinct s.parent as src, d.parent as dst from " ~ work.edges ~ " as e"
+                        ~ " join " ~ work.hooks ~ " as s on s.node_id = e.src"
+                        ~ " join " ~ work.hooks ~ " as d on d.node_id = e.dst where s.parent <> d.parent")
+                    ~ "; " ~ cc_swap(work.next, work.edges) -%}
+                {%- if stats is not none -%}
+                    {%- do stats.setdefault('round_seconds', []).append(
+                        (modules.datetime.datetime.now() - round_started).total_seconds()) -%}
+                {%- endif -%}
             {%- endif -%}
         {%- endfor -%}
-        {%- if state.remaining > 0 -%}
-            {{ exceptions.raise_compiler_error("connected_components did not converge in " ~ max_rounds ~ " rounds") }}
-        {%- endif -%}
-        {{- cc_flatten(work.forest, work.next, state) -}}
+        {#- After one round the forest holds only that round's flattened hooks. -#}
+        {%- set flattened = cc_flatten(work.forest, work.next, state, 0 if state.rounds <= 1 else none) -%}
+        {%- if flattened -%}{%- do run_statements(flattened) -%}{%- endif -%}
         {{ log("connected_components: " ~ state.rounds ~ " rounds, " ~ state.jumps ~ " pointer jumps", info=true) }}
         {%- if stats is not none -%}{%- do stats.update({'rounds': state.rounds, 'jumps': state.jumps}) -%}{%- endif -%}
     {%- endif %}
@@ -58,27 +70,40 @@
 {% endmacro %}
 
 {#- Pointer jumping on `pointers` (node_id, parent; a root points at itself or is absent) until
-    every node points at a root: one query per step, which also counts the pointers that moved.
-    `first` (statements) runs in the query of the first step. -#}
-{% macro cc_flatten(pointers, scratch, state, first='') %}
-    {%- set flat = namespace(done=false) -%}
-    {%- for step in range(64) if not flat.done -%}
-        {%- set moved = cc_query_count((first if step == 0 else '') ~ cc_replace_table(scratch,
-            "select p.node_id, coalesce(q.parent, p.parent) as parent,"
-            ~ " case when q.parent is not null and q.parent <> p.parent then 1 else 0 end as moved"
-            ~ " from " ~ pointers ~ " as p left join " ~ pointers ~ " as q on q.node_id = p.parent")
-            ~ "; " ~ cc_swap(scratch, pointers) ~ "; select coalesce(sum(moved), 0) from " ~ pointers) -%}
+    every node points at a root: one query per step, which also counts the pointers still short of
+    a root, so no step is spent finding that nothing moves. `unflattened` is that count before the
+    first step, when the caller knows it (none: at least one step is taken). The steps write
+    `scratch` and `pointers` in turn; when the last one wrote `scratch`, the statements returned
+    (for the caller's next query) rename it to `pointers`. -#}
+{% macro cc_flatten(pointers, scratch, state, unflattened=none) %}
+    {%- set flat = namespace(left=1 if unflattened is none else unflattened, source=pointers, target=scratch) -%}
+    {%- for step in range(64) if flat.left > 0 -%}
+        {%- set flat.left = cc_query_counts(cc_replace_table(flat.target,
+            "select p.node_id, coalesce(q.parent, p.parent) as parent"
+            ~ " from " ~ flat.source ~ " as p left join " ~ flat.source ~ " as q on q.node_id = p.parent")
+            ~ "; " ~ cc_unflattened_count(flat.target))[0] -%}
         {%- set state.jumps = state.jumps + 1 -%}
-        {%- set flat.done = moved == 0 -%}
+        {%- set written = flat.target -%}
+        {%- set flat.target = flat.source -%}
+        {%- set flat.source = written -%}
     {%- endfor -%}
-    {%- if not flat.done -%}
+    {%- if flat.left > 0 -%}
         {{ exceptions.raise_compiler_error("pointer jumping did not finish in 64 steps") }}
     {%- endif -%}
+    {{ return(cc_swap(scratch, pointers) ~ "; " if flat.source.identifier == scratch.identifier else "") }}
 {% endmacro %}
 
-{#- Runs the statements and returns the number the last one selects. -#}
-{% macro cc_query_count(sql) %}
-    {{ return(run_statements(sql).columns[0].values()[0] | int) }}
+{#- The pointers whose parent is not a root: one step of pointer jumping would move them. -#}
+{% macro cc_unflattened_count(pointers) %}
+    {{ return("select count(*) from " ~ pointers ~ " as p join " ~ pointers ~ " as q on q.node_id = p.parent"
+              ~ " where q.parent <> p.parent") }}
+{% endmacro %}
+
+{#- Runs the statements and returns the numbers of the first row the last one selects. -#}
+{% macro cc_query_counts(sql) %}
+    {%- set counts = [] -%}
+    {%- for value in run_statements(sql).rows[0] -%}{%- do counts.append(value | int) -%}{%- endfor -%}
+    {{ return(counts) }}
 {% endmacro %}
 
 {#- `scratch` becomes `target` (a rename, not a copy). -#}
@@ -108,8 +133,18 @@
     {{ return(names) }}
 {% endmacro %}
 
+{#- Statements that make `relation` the result of `sql`, whether or not it exists. -#}
 {% macro cc_replace_table(relation, sql) %}
+    {{ return(adapter.dispatch('cc_replace_table', 'identity_warehouse')(relation, sql)) }}
+{% endmacro %}
+
+{% macro default__cc_replace_table(relation, sql) %}
     {{ return("drop table if exists " ~ relation ~ "; " ~ create_table_as_select(relation, sql)) }}
+{% endmacro %}
+
+{#- One statement rather than two: the graph loops run many of them on small tables. -#}
+{% macro duckdb__cc_replace_table(relation, sql) %}
+    {{ return("create or replace table " ~ relation ~ " as " ~ sql) }}
 {% endmacro %}
 
 {#- post-hook of a model that called connected_components: its working tables are not needed. -#}
