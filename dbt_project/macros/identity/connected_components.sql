@@ -24,9 +24,11 @@
         {#- Each database call costs more than the work of a late round: a round is one call (the
             contraction of the round before, then the hooks of this one) plus one per pointer jump.
             The first call builds the symmetric edge list and an empty forest instead. -#}
-        {%- set state.before_hooks = cc_replace_table(work.edges,
-            "select distinct src, dst from (select src, dst from (" ~ edges_sql ~ ") as e"
-            ~ " union all select dst as src, src as dst from (" ~ edges_sql ~ ") as e) as both_ways"
+        {#- edges_sql is read once (in the identity graph it is a join). -#}
+        {%- set state.before_hooks = cc_replace_table(work.next, "select src, dst from (" ~ edges_sql ~ ") as e")
+            ~ "; " ~ cc_replace_table(work.edges,
+            "select distinct src, dst from (select src, dst from " ~ work.next
+            ~ " union all select dst as src, src as dst from " ~ work.next ~ ") as both_ways"
             ~ " where src <> dst") ~ "; " ~ cc_replace_table(work.forest,
             "select node_id, node_id as parent from (" ~ nodes_sql ~ ") as n where 1 = 0") -%}
         {%- for round in range(max_rounds + 1) if state.remaining > 0 -%}

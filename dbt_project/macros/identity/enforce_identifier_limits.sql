@@ -18,63 +18,65 @@
     {%- if graph_loops_run() -%}
         {%- do run_statements(cc_replace_table(work.limit_typed,
             "select c.node_id, c.component_id, n.identifier_type, n.max_per_profile"
-            ~ " from (" ~ components_sql ~ ") as c join (" ~ typed_nodes_sql ~ ") as n on n.node_id = c.node_id")) -%}
-        {%- do run_statements(cc_replace_table(work.limit_violating,
+            ~ " from (" ~ components_sql ~ ") as c join (" ~ typed_nodes_sql ~ ") as n on n.node_id = c.node_id")
+            ~ "; " ~ cc_replace_table(work.limit_violating,
             "select distinct component_id from (select component_id, identifier_type, count(*) as identifiers,"
             ~ " max(max_per_profile) as max_per_profile from " ~ work.limit_typed ~ " group by 1, 2) as counted"
-            ~ " where identifiers > max_per_profile")) -%}
-        {%- do run_statements(cc_replace_table(work.limit_clusters,
+            ~ " where identifiers > max_per_profile")
+            ~ "; " ~ cc_replace_table(work.limit_clusters,
             "select node_id, component_id, node_id as cluster_id, identifier_type, max_per_profile from "
-            ~ work.limit_typed ~ " where component_id in (select component_id from " ~ work.limit_violating ~ ")")) -%}
-        {%- do run_statements(cc_replace_table(work.limit_edges,
+            ~ work.limit_typed ~ " where component_id in (select component_id from " ~ work.limit_violating ~ ")")
+            ~ "; " ~ cc_replace_table(work.limit_edges,
             "select c.component_id, e.src, e.dst, row_number() over (partition by c.component_id"
             ~ " order by e.weak_priority, e.event_at, e.message_id, e.src, e.dst) as edge_rank"
             ~ " from (" ~ ordered_edges_sql ~ ") as e join " ~ work.limit_clusters ~ " as c on c.node_id = e.src")) -%}
-        {%- set state = namespace(done=false, rounds=0, refused=0) -%}
-        {%- for round in range(max_rounds) if not state.done -%}
+        {%- set state = namespace(done=false, rounds=0, refused=0, merge='') -%}
+        {#- One query per round: the merges decided in the round before, then the next decision. -#}
+        {%- for round in range(max_rounds + 1) if not state.done -%}
             {#- Links inside one cluster already hold; the first other link of each component is next. -#}
-            {%- do run_statements(cc_replace_table(work.limit_next,
+            {%- set decided = run_statements(state.merge ~ cc_replace_table(work.limit_next,
                 "select e.component_id, e.src, e.dst, e.edge_rank, s.cluster_id as src_cluster,"
                 ~ " d.cluster_id as dst_cluster from " ~ work.limit_edges ~ " as e"
                 ~ " join " ~ work.limit_clusters ~ " as s on s.node_id = e.src"
-                ~ " join " ~ work.limit_clusters ~ " as d on d.node_id = e.dst where s.cluster_id <> d.cluster_id")) -%}
-            {%- do run_statements(cc_replace_table(work.limit_edges,
-                "select component_id, src, dst, edge_rank from " ~ work.limit_next)) -%}
-            {%- do run_statements(cc_replace_table(work.limit_decided,
+                ~ " join " ~ work.limit_clusters ~ " as d on d.node_id = e.dst where s.cluster_id <> d.cluster_id")
+                ~ "; " ~ cc_replace_table(work.limit_edges,
+                "select component_id, src, dst, edge_rank from " ~ work.limit_next)
+                ~ "; " ~ cc_replace_table(work.limit_decided,
                 "with picked as (select * from (select *, row_number() over (partition by component_id"
                 ~ " order by edge_rank) as pick from " ~ work.limit_next ~ ") as ranked where pick = 1),"
-                ~ " combined as (select p.component_id, k.identifier_type, count(*) as identifiers,"
-                ~ " max(k.max_per_profile) as max_per_profile from picked as p join " ~ work.limit_clusters ~ " as k"
-                ~ " on k.cluster_id = p.src_cluster or k.cluster_id = p.dst_cluster group by 1, 2)"
+                ~ " ends as (select component_id, src_cluster as cluster_id from picked"
+                ~ " union all select component_id, dst_cluster from picked),"
+                ~ " combined as (select ends.component_id, k.identifier_type, count(*) as identifiers,"
+                ~ " max(k.max_per_profile) as max_per_profile from ends join " ~ work.limit_clusters ~ " as k"
+                ~ " on k.cluster_id = ends.cluster_id group by 1, 2)"
                 ~ " select p.component_id, p.src_cluster, p.dst_cluster,"
                 ~ " max(case when c.identifiers > c.max_per_profile then 1 else 0 end) as refused"
-                ~ " from picked as p join combined as c on c.component_id = p.component_id group by 1, 2, 3")) -%}
-            {%- set decided = run_query("select count(*), coalesce(sum(refused), 0) from " ~ work.limit_decided) -%}
+                ~ " from picked as p join combined as c on c.component_id = p.component_id group by 1, 2, 3")
+                ~ "; select count(*), coalesce(sum(refused), 0) from " ~ work.limit_decided) -%}
             {%- if decided.columns[0].values()[0] == 0 -%}
                 {%- set state.done = true -%}
+            {%- elif round == max_rounds -%}
+                {{ exceptions.raise_compiler_error("enforce_identifier_limits did not finish in " ~ max_rounds ~ " rounds") }}
             {%- else -%}
                 {%- set state.rounds = round + 1 -%}
                 {%- set state.refused = state.refused + decided.columns[1].values()[0] -%}
                 {#- The decided link leaves the queue; an accepted one merges its two clusters. -#}
-                {%- do run_statements(cc_replace_table(work.limit_moved,
+                {%- set state.merge = cc_replace_table(work.limit_moved,
                     "select src_cluster as old_cluster, least(src_cluster, dst_cluster) as new_cluster from "
                     ~ work.limit_decided ~ " where refused = 0 union all select dst_cluster, least(src_cluster, dst_cluster)"
-                    ~ " from " ~ work.limit_decided ~ " where refused = 0")) -%}
-                {%- do run_statements(cc_replace_table(work.limit_next,
+                    ~ " from " ~ work.limit_decided ~ " where refused = 0")
+                    ~ "; " ~ cc_replace_table(work.limit_next,
                     "select k.node_id, k.component_id, coalesce(m.new_cluster, k.cluster_id) as cluster_id,"
                     ~ " k.identifier_type, k.max_per_profile from " ~ work.limit_clusters ~ " as k"
-                    ~ " left join " ~ work.limit_moved ~ " as m on m.old_cluster = k.cluster_id")) -%}
-                {%- do run_statements(cc_replace_table(work.limit_clusters, "select * from " ~ work.limit_next)) -%}
-                {%- do run_statements(cc_replace_table(work.limit_next,
+                    ~ " left join " ~ work.limit_moved ~ " as m on m.old_cluster = k.cluster_id")
+                    ~ "; " ~ cc_swap(work.limit_next, work.limit_clusters)
+                    ~ "; " ~ cc_replace_table(work.limit_next,
                     "select e.* from " ~ work.limit_edges ~ " as e join (select component_id, min(edge_rank) as decided_rank"
                     ~ " from " ~ work.limit_edges ~ " group by 1) as d on d.component_id = e.component_id"
-                    ~ " where e.edge_rank > d.decided_rank")) -%}
-                {%- do run_statements(cc_replace_table(work.limit_edges, "select * from " ~ work.limit_next)) -%}
+                    ~ " where e.edge_rank > d.decided_rank")
+                    ~ "; " ~ cc_swap(work.limit_next, work.limit_edges) ~ "; " -%}
             {%- endif -%}
         {%- endfor -%}
-        {%- if not state.done -%}
-            {{ exceptions.raise_compiler_error("enforce_identifier_limits did not finish in " ~ max_rounds ~ " rounds") }}
-        {%- endif -%}
         {{ log("enforce_identifier_limits: " ~ state.rounds ~ " rounds, " ~ state.refused ~ " links refused", info=true) }}
     {%- endif %}
     select node_id, component_id as cluster_id from {{ work.limit_typed }}
