@@ -23,8 +23,8 @@
         {%- set state = namespace(rounds=0, jumps=0, remaining=1) -%}
         {#- Each database call costs more than the work of a late round: a round is one call (the
             contraction of the round before, then the hooks of this one) plus one per pointer jump.
-            The first call builds the symmetric edge list and an empty forest instead. -#}
-        {#- edges_sql is read once (in the identity graph it is a join). -#}
+            The first call builds the symmetric edge list (reading edges_sql once: in the identity
+            graph it is a join) and an empty forest instead. -#}
         {%- set state.before_hooks = cc_replace_table(work.next, "select src, dst from (" ~ edges_sql ~ ") as e")
             ~ "; " ~ cc_replace_table(work.edges,
             "select distinct src, dst from (select src, dst from " ~ work.next
