@@ -382,9 +382,11 @@ def _split_and_classify(conn, pieces: list[Path], classify_sql: str) -> None:
         except duckdb.InvalidInputException as error:
             if "UTF-8" not in str(error):
                 raise
-            fixed = piece.with_name(piece.name + ".utf8")
-            fixed.write_text(piece.read_bytes().decode("utf-8", errors="replace"), encoding="utf-8")
-            lines_before += conn.execute(landing_sources.SPLIT_LINES_SQL, [str(fixed), lines_before]).fetchone()[0]
+            # The repaired copy goes to a temporary folder: a plain piece is the landing file itself.
+            with tempfile.TemporaryDirectory(prefix="identity-warehouse-utf8-") as folder:
+                fixed = Path(folder) / piece.name
+                fixed.write_text(piece.read_bytes().decode("utf-8", errors="replace"), encoding="utf-8")
+                lines_before += conn.execute(landing_sources.SPLIT_LINES_SQL, [str(fixed), lines_before]).fetchone()[0]
             repaired = True
     conn.execute(classify_sql, [repaired])
     conn.execute("drop table landing_split")

@@ -130,6 +130,7 @@ def test_invalid_utf8_rejects_only_the_lines_that_hold_it(tmp_path, conn):
     ingest_landing_dir(conn, tmp_path)
     assert conn.execute("select message_id from raw.tracks order by 1").fetchall() == [("ok1",), ("ok2",)]
     assert rejected(conn) == [("events/bad.jsonl", 2, "invalid_utf8")]
+    assert sorted(path.parent.iterdir()) == [path]  # the repaired copy is not left in the landing folder
 
 
 def test_unreadable_gzip_is_rejected_as_a_whole_and_the_rest_still_loads(tmp_path, conn):
