@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
 
 
-def dbt_build_args(full_refresh: bool = False, dbt_vars: Mapping[str, Any] | None = None) -> list[str]:
-    """Arguments of the ``dbt build`` that materializes the models and runs their tests.
+def dbt_build_args(full_refresh: bool = False, dbt_vars: Mapping[str, Any] | None = None,
+                   unit_tests: bool = True) -> list[str]:
+    """Arguments of the ``dbt build`` that materializes the models and runs their tests (data tests
+    always; unit tests unless ``unit_tests`` is false).
 
     Selection is left to dagster-dbt, which adds ``--select`` for the assets of the run.
     """
     args = ["build"]
     if full_refresh:
         args.append("--full-refresh")
+    if not unit_tests:
+        args += ["--exclude-resource-type", "unit_test"]
     if dbt_vars:
         # JSON is valid YAML, and keeps values like "1" (a phone country code) strings.
         args += ["--vars", json.dumps(dict(dbt_vars), sort_keys=True)]
     return args
+
+
+def unit_tests_version(project_fingerprint: str, dbt_vars: Mapping[str, Any] | None,
+                       packages: Mapping[str, str]) -> str:
+    """What a dbt unit test's outcome depends on: the project's sources, the run's vars and the
+    versions of dbt and the database. Their inputs are fixtures, so with all of these unchanged a
+    unit test that passed passes again."""
+    described = json.dumps({"project": project_fingerprint, "vars": dict(dbt_vars or {}),
+                            "packages": dict(packages)}, sort_keys=True)
+    return hashlib.sha256(described.encode()).hexdigest()

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestration import settings
+from orchestration.dbt_args import dbt_build_args
 
 TARGET = "spark"
 DEFAULT_SPARK_DIR = settings.PROJECT_ROOT / "data" / "spark"
@@ -186,8 +187,7 @@ def land_step(duckdb_path: Path, parquet_dir: Path | None = None) -> dict:
 
 def build_step(full_refresh: bool = False, unit_tests: bool = True) -> dict:
     """``dbt build``: every model, data test and unit test (the vars are the run's)."""
-    return {"name": "build", "args": ["build", *(["--full-refresh"] if full_refresh else []),
-                                      *([] if unit_tests else ["--exclude-resource-type", "unit_test"])]}
+    return {"name": "build", "args": dbt_build_args(full_refresh, unit_tests=unit_tests)}
 
 
 def export_step(out_dir: Path, schemas: list[str] = OUTPUT_SCHEMAS) -> dict:

@@ -1,6 +1,7 @@
 """The dbt models as Dagster assets, and dbt tests as asset checks."""
 
 
+import importlib.metadata
 from collections.abc import Iterator, Mapping
 from contextlib import nullcontext
 from datetime import datetime, timezone
@@ -13,7 +14,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 from orchestration import dbt_event_stream, settings
 from orchestration.assets.landing import DUCKDB_POOL
 from orchestration.locking import writer_lock
-from orchestration.dbt_args import dbt_build_args
+from orchestration.dbt_args import dbt_build_args, unit_tests_version
 from orchestration.project import dbt_project, manifest_fingerprint, without_adapter_in_process
 from orchestration.run_metadata import warehouse_metadata
 from orchestration.warehouse import connect
@@ -43,12 +44,30 @@ class DbtBuildConfig(dg.Config):
     # Column schema and column-level lineage on every model: computed once per version of the dbt
     # project (10-40 s: sqlglot over every model), then carried over from the last materialization.
     column_metadata: bool = True
+    # dbt unit tests test the SQL on fixtures, not the data: they run when the project, the vars or
+    # dbt's version changed since the selected models were last built with them passing (false), or
+    # in every build (true).
+    always_run_unit_tests: bool = False
 
 
 # The dbt project version a materialization was built from (manifest_fingerprint), and the metadata
 # that follows from the project alone, not from the data.
 PROJECT_FINGERPRINT = "dbt_project_fingerprint"
 COLUMN_METADATA = ("dagster/column_schema", "dagster/column_lineage")
+# The unit_tests_version the model's unit tests passed for: dbt build materializes a model only
+# after its unit tests pass, and a build that leaves them out carries the version on.
+UNIT_TESTS_PASSED = "dbt_unit_tests_passed_for"
+# Whether this build ran the unit tests (UNIT_TESTS_RAN) or left them out (UNIT_TESTS_LEFT_OUT).
+UNIT_TESTS = "dbt_unit_tests"
+UNIT_TESTS_RAN = "run in this build"
+UNIT_TESTS_LEFT_OUT = "not run: passed in an earlier build of this version"
+# The packages a unit test's outcome depends on besides the project (unit_tests_version).
+UNIT_TEST_PACKAGES = ("dbt-core", "dbt-duckdb", "duckdb")
+
+
+def latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey) -> Mapping[str, Any]:
+    event = instance.get_latest_materialization_event(key)
+    return event.asset_materialization.metadata if event and event.asset_materialization else {}
 
 
 def reusable_column_metadata(instance: dg.DagsterInstance, keys: set[dg.AssetKey],
@@ -57,13 +76,25 @@ def reusable_column_metadata(instance: dg.DagsterInstance, keys: set[dg.AssetKey
     this version of the project; else None (fetch it anew)."""
     reused = {}
     for key in keys:
-        event = instance.get_latest_materialization_event(key)
-        metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
+        metadata = latest_metadata(instance, key)
         recorded = metadata.get(PROJECT_FINGERPRINT)
         if recorded is None or recorded.value != fingerprint:
             return None
         reused[key] = {name: metadata[name] for name in COLUMN_METADATA if name in metadata}
     return reused
+
+
+def unit_tests_passed(instance: dg.DagsterInstance, keys: set[dg.AssetKey], version: str) -> bool:
+    """Whether the latest materialization of every asset records that its unit tests passed for
+    ``version``."""
+    def passed_for(key: dg.AssetKey) -> str | None:
+        recorded = latest_metadata(instance, key).get(UNIT_TESTS_PASSED)
+        return recorded.value if recorded is not None else None
+    return bool(keys) and all(passed_for(key) == version for key in keys)
+
+
+def installed_versions(packages: tuple[str, ...]) -> dict[str, str]:
+    return {name: importlib.metadata.version(name) for name in packages}
 
 
 @dbt_assets(
@@ -86,16 +117,24 @@ def identity_warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCli
         if reused is not None:
             context.log.info("column schema and lineage: unchanged dbt project, carried over from the last build")
     fetch_columns = config.column_metadata and reused is None
+    tests_version = unit_tests_version(fingerprint, config.dbt_vars, installed_versions(UNIT_TEST_PACKAGES))
+    run_unit_tests = config.always_run_unit_tests or not unit_tests_passed(
+        context.instance, set(context.selected_asset_keys), tests_version)
+    if not run_unit_tests:
+        context.log.info("dbt unit tests: passed for this version of the project and vars, not run again")
     with writer_lock(settings.duckdb_path(), context.log.info):  # dbt opens the file itself
         with nullcontext() if fetch_columns else without_adapter_in_process():
-            stream = dbt.cli(dbt_build_args(config.full_refresh, config.dbt_vars), context=context).stream()
+            stream = dbt.cli(dbt_build_args(config.full_refresh, config.dbt_vars, unit_tests=run_unit_tests),
+                             context=context).stream()
         try:
             events = list(stream.fetch_column_metadata() if fetch_columns else stream)
         finally:  # a failed build too: the checks after it open the file
             release_dbt_duckdb_handle()
-        # the version is recorded only with the column metadata it vouches for
-        version = {PROJECT_FINGERPRINT: fingerprint} if config.column_metadata else {}
-        yield from with_run_metadata(context, events, build_started_at, version, reused or {})
+        # the project version is recorded only with the column metadata it vouches for
+        versions = {PROJECT_FINGERPRINT: fingerprint} if config.column_metadata else {}
+        versions.update({UNIT_TESTS_PASSED: tests_version,
+                         UNIT_TESTS: UNIT_TESTS_RAN if run_unit_tests else UNIT_TESTS_LEFT_OUT})
+        yield from with_run_metadata(context, events, build_started_at, versions, reused or {})
 
 
 def release_dbt_duckdb_handle() -> None:

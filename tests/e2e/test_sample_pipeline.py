@@ -259,6 +259,13 @@ def test_each_build_attaches_what_it_did_to_the_assets(sample_runs: SampleRuns):
         for asset in ("marts/profile_events", "marts/profiles", "intermediate/int_identifiers"):
             for entry in ("dbt_project_fingerprint", "dagster/column_schema", "dagster/column_lineage"):
                 assert run.metadata[asset][entry] == first.metadata[asset][entry], (asset, entry)
+    # dbt unit tests test the SQL, not the data: the first build runs them, later builds of the same
+    # project and vars leave them out
+    for asset in ("marts/profile_events", "intermediate/int_identifiers", "audiences/audience__cart_abandoners"):
+        assert first.metadata[asset]["dbt_unit_tests"] == "run in this build"
+        for run in (second, sample_runs.after_late_file):
+            assert run.metadata[asset]["dbt_unit_tests"] == "not run: passed in an earlier build of this version"
+            assert run.metadata[asset]["dbt_unit_tests_passed_for"] == first.metadata[asset]["dbt_unit_tests_passed_for"]
     # audiences: everyone enters at the first build, nobody enters or leaves when nothing changed
     members = first.tables["audience_members"]
     cart = first.metadata["audiences/audience__cart_abandoners"]

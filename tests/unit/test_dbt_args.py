@@ -1,6 +1,6 @@
 import json
 
-from orchestration.dbt_args import dbt_build_args
+from orchestration.dbt_args import dbt_build_args, unit_tests_version
 
 
 def test_plain_build():
@@ -19,3 +19,19 @@ def test_vars_are_passed_as_json_and_keep_their_types():
 
 def test_empty_vars_add_nothing():
     assert dbt_build_args(dbt_vars={}) == ["build"]
+
+
+def test_unit_tests_can_be_left_out():
+    assert dbt_build_args(full_refresh=True, unit_tests=False) == [
+        "build", "--full-refresh", "--exclude-resource-type", "unit_test"]
+
+
+def test_the_unit_tests_version_changes_with_the_project_the_vars_and_the_packages():
+    packages = {"dbt-core": "1.11.2", "duckdb": "1.4.3"}
+    version = unit_tests_version("project-v1", {"as_of": "2024-06-01"}, packages)
+    assert version == unit_tests_version("project-v1", {"as_of": "2024-06-01"}, dict(reversed(packages.items())))
+    assert version != unit_tests_version("project-v2", {"as_of": "2024-06-01"}, packages)
+    assert version != unit_tests_version("project-v1", {"as_of": "2024-07-01"}, packages)
+    assert version != unit_tests_version("project-v1", None, packages)
+    assert version != unit_tests_version("project-v1", {"as_of": "2024-06-01"}, {**packages, "duckdb": "1.5.0"})
+    assert unit_tests_version("project-v1", None, packages) == unit_tests_version("project-v1", {}, packages)

@@ -111,6 +111,27 @@ def test_column_metadata_is_reused_only_when_every_asset_was_built_from_the_same
     assert reusable_column_metadata(instance, {profiles, events}, "v1") is None
 
 
+def test_unit_tests_are_left_out_only_when_every_asset_passed_them_for_this_version():
+    from orchestration.assets.dbt import UNIT_TESTS_PASSED, unit_tests_passed
+
+    instance = dg.DagsterInstance.ephemeral()
+    profiles, events = dg.AssetKey(["marts", "profiles"]), dg.AssetKey(["marts", "profile_events"])
+
+    def materialize(key, **metadata):
+        instance.report_runless_asset_event(dg.AssetMaterialization(key, metadata=metadata))
+
+    assert not unit_tests_passed(instance, {profiles}, "v1")  # never built
+    materialize(profiles, **{UNIT_TESTS_PASSED: "v1"})
+    assert unit_tests_passed(instance, {profiles}, "v1")
+    assert not unit_tests_passed(instance, {profiles}, "v2")  # the project, vars or dbt changed
+    assert not unit_tests_passed(instance, {profiles, events}, "v1")  # one was never built
+    materialize(events, **{UNIT_TESTS_PASSED: "v1"})
+    assert unit_tests_passed(instance, {profiles, events}, "v1")
+    materialize(events)  # built without a record (by an earlier release)
+    assert not unit_tests_passed(instance, {profiles, events}, "v1")
+    assert not unit_tests_passed(instance, set(), "v1")
+
+
 def test_the_dbt_version_is_read_from_the_installed_package_not_by_running_dbt():
     from dagster_dbt import DbtCliResource
 

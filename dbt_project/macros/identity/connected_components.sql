@@ -149,10 +149,11 @@
     {{ return("create or replace table " ~ relation ~ " as " ~ sql) }}
 {% endmacro %}
 
-{#- post-hook of a model that called connected_components: its working tables are not needed. -#}
-{% macro drop_components_work() %}
+{#- post-hook of a model that called connected_components (or, with `base`, the graph benchmark):
+    its working tables are not needed. -#}
+{% macro drop_components_work(base=none) %}
     {%- set statements = [] -%}
-    {%- for relation in cc_work_relations(cc_work_parts() + limit_work_parts()).values() -%}
+    {%- for relation in cc_work_relations(cc_work_parts() + limit_work_parts(), base=base).values() -%}
         {%- do statements.append("drop table if exists " ~ relation) -%}
     {%- endfor -%}
     {{ return(adapter.dispatch('drop_components_work', 'identity_warehouse')(statements)) }}

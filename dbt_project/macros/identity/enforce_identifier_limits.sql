@@ -34,7 +34,7 @@
         {#- One query per round: the merges decided in the round before, then the next decision. -#}
         {%- for round in range(max_rounds + 1) if not state.done -%}
             {#- Links inside one cluster already hold; the first other link of each component is next. -#}
-            {%- set decided = run_statements(state.merge ~ cc_replace_table(work.limit_next,
+            {%- set decided = cc_query_counts(state.merge ~ cc_replace_table(work.limit_next,
                 "select e.component_id, e.src, e.dst, e.edge_rank, s.cluster_id as src_cluster,"
                 ~ " d.cluster_id as dst_cluster from " ~ work.limit_edges ~ " as e"
                 ~ " join " ~ work.limit_clusters ~ " as s on s.node_id = e.src"
@@ -53,13 +53,13 @@
                 ~ " max(case when c.identifiers > c.max_per_profile then 1 else 0 end) as refused"
                 ~ " from picked as p join combined as c on c.component_id = p.component_id group by 1, 2, 3")
                 ~ "; select count(*), coalesce(sum(refused), 0) from " ~ work.limit_decided) -%}
-            {%- if decided.columns[0].values()[0] == 0 -%}
+            {%- if decided[0] == 0 -%}
                 {%- set state.done = true -%}
             {%- elif round == max_rounds -%}
                 {{ exceptions.raise_compiler_error("enforce_identifier_limits did not finish in " ~ max_rounds ~ " rounds") }}
             {%- else -%}
                 {%- set state.rounds = round + 1 -%}
-                {%- set state.refused = state.refused + decided.columns[1].values()[0] -%}
+                {%- set state.refused = state.refused + decided[1] -%}
                 {#- The decided link leaves the queue; an accepted one merges its two clusters. -#}
                 {%- set state.merge = cc_replace_table(work.limit_moved,
                     "select src_cluster as old_cluster, least(src_cluster, dst_cluster) as new_cluster from "

@@ -17,11 +17,8 @@
         "select node_id from " ~ nodes, "select src, dst from " ~ edges,
         max_rounds=max_rounds, work_base=result_relation, stats=stats) -%}
     {%- do run_statements("drop table if exists " ~ result_relation ~ "; " ~ create_table_as_select(result_relation, components_sql)) -%}
-    {%- set drops = [] -%}
-    {%- for relation in cc_work_relations(base=result_relation).values() -%}
-        {%- do drops.append("drop table if exists " ~ relation) -%}
-    {%- endfor -%}
-    {%- do run_statements(drops | join('; ')) -%}
+    {%- set drops = drop_components_work(base=result_relation) -%}
+    {%- if drops -%}{%- do run_statements(drops) -%}{%- endif -%}
     {%- do stats.update({'seconds': (modules.datetime.datetime.now() - started).total_seconds()}) -%}
     {%- do print("bench_connected_components " ~ tojson(stats)) -%}
 {% endmacro %}
