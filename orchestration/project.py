@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cached_property
+from pathlib import Path
 
 from dagster_dbt import DbtCliResource, DbtProject
 from packaging import version
@@ -85,3 +88,31 @@ def prepare_manifest() -> None:
         return
     dbt_resource().cli(["parse", "--quiet"], target_path=dbt_project.target_path).wait()
     fingerprint_file.write_text(fingerprint)
+
+
+PARTIAL_PARSE_FILE = "partial_parse.msgpack"
+# dagster-dbt gives every build a target folder of its own (manifest, run_results.json, compiled SQL
+# and the debug log: about 8 MB); an hourly schedule would fill the disk. A day of them is kept.
+BUILD_FOLDERS_KEPT = 24
+
+
+def keep_build_state(build_target: Path, build_folder_glob: str, kept: int = BUILD_FOLDERS_KEPT) -> None:
+    """After a build in ``build_target`` (a folder in the project's target folder): carry its
+    partial-parse file back to the target folder, and remove all but the newest ``kept`` build folders
+    there that match ``build_folder_glob``.
+
+    dagster-dbt copies ``target/partial_parse.msgpack`` into each build's folder but never back. dbt
+    parses the whole project again (6 s more per build) when the file was written for another profile
+    (the DuckDB path, its memory limit or temp folder: any other warehouse or setting), so without the
+    copy every build with other settings than the last ``dbt parse`` paid for a full parse.
+    """
+    project_target = build_target.parent
+    built = build_target / PARTIAL_PARSE_FILE
+    if built.exists():
+        staged = project_target / f".{PARTIAL_PARSE_FILE}.{os.getpid()}"
+        shutil.copyfile(built, staged)
+        os.replace(staged, project_target / PARTIAL_PARSE_FILE)  # never a half-written file
+    folders = sorted((path for path in project_target.glob(build_folder_glob) if path.is_dir()),
+                     key=lambda path: path.stat().st_mtime, reverse=True)
+    for folder in folders[kept:]:
+        shutil.rmtree(folder, ignore_errors=True)

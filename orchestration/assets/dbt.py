@@ -15,7 +15,7 @@ from orchestration import dbt_event_stream, settings
 from orchestration.assets.landing import DUCKDB_POOL
 from orchestration.locking import writer_lock
 from orchestration.dbt_args import dbt_build_args, unit_tests_version
-from orchestration.project import dbt_project, manifest_fingerprint, without_adapter_in_process
+from orchestration.project import dbt_project, keep_build_state, manifest_fingerprint, without_adapter_in_process
 from orchestration.run_metadata import warehouse_metadata
 from orchestration.warehouse import connect
 
@@ -65,18 +65,22 @@ UNIT_TESTS_LEFT_OUT = "not run: passed in an earlier build of this version"
 UNIT_TEST_PACKAGES = ("dbt-core", "dbt-duckdb", "duckdb")
 
 
-def latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey) -> Mapping[str, Any]:
-    event = instance.get_latest_materialization_event(key)
-    return event.asset_materialization.metadata if event and event.asset_materialization else {}
+def latest_metadata(instance: dg.DagsterInstance, keys: set[dg.AssetKey]) -> dict[dg.AssetKey, Mapping[str, Any]]:
+    """The metadata of each asset's latest materialization ({} if it has none), in one query."""
+    latest = {record.asset_entry.asset_key: record.asset_entry.last_materialization
+              for record in instance.get_asset_records(list(keys))}
+
+    def metadata(entry) -> Mapping[str, Any]:
+        return entry.asset_materialization.metadata if entry and entry.asset_materialization else {}
+    return {key: metadata(latest.get(key)) for key in keys}
 
 
-def reusable_column_metadata(instance: dg.DagsterInstance, keys: set[dg.AssetKey],
+def reusable_column_metadata(latest: Mapping[dg.AssetKey, Mapping[str, Any]],
                              fingerprint: str) -> dict[dg.AssetKey, dict] | None:
-    """The column metadata of each asset's latest materialization, when all of them were built from
-    this version of the project; else None (fetch it anew)."""
+    """The column metadata of each asset's latest materialization (``latest_metadata``), when all of
+    them were built from this version of the project; else None (fetch it anew)."""
     reused = {}
-    for key in keys:
-        metadata = latest_metadata(instance, key)
+    for key, metadata in latest.items():
         recorded = metadata.get(PROJECT_FINGERPRINT)
         if recorded is None or recorded.value != fingerprint:
             return None
@@ -84,13 +88,13 @@ def reusable_column_metadata(instance: dg.DagsterInstance, keys: set[dg.AssetKey
     return reused
 
 
-def unit_tests_passed(instance: dg.DagsterInstance, keys: set[dg.AssetKey], version: str) -> bool:
-    """Whether the latest materialization of every asset records that its unit tests passed for
-    ``version``."""
-    def passed_for(key: dg.AssetKey) -> str | None:
-        recorded = latest_metadata(instance, key).get(UNIT_TESTS_PASSED)
+def unit_tests_passed(latest: Mapping[dg.AssetKey, Mapping[str, Any]], version: str) -> bool:
+    """Whether the latest materialization of every asset (``latest_metadata``) records that its unit
+    tests passed for ``version``."""
+    def passed_for(metadata: Mapping[str, Any]) -> str | None:
+        recorded = metadata.get(UNIT_TESTS_PASSED)
         return recorded.value if recorded is not None else None
-    return bool(keys) and all(passed_for(key) == version for key in keys)
+    return bool(latest) and all(passed_for(metadata) == version for metadata in latest.values())
 
 
 def installed_versions(packages: tuple[str, ...]) -> dict[str, str]:
@@ -111,25 +115,27 @@ def identity_warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCli
     # yielded with its metadata.
     build_started_at = datetime.now(timezone.utc).replace(tzinfo=None)  # dbt stamps history rows in UTC
     fingerprint = manifest_fingerprint()
+    latest = latest_metadata(context.instance, set(context.selected_asset_keys))
     reused = None
     if config.column_metadata:
-        reused = reusable_column_metadata(context.instance, set(context.selected_asset_keys), fingerprint)
+        reused = reusable_column_metadata(latest, fingerprint)
         if reused is not None:
             context.log.info("column schema and lineage: unchanged dbt project, carried over from the last build")
     fetch_columns = config.column_metadata and reused is None
     tests_version = unit_tests_version(fingerprint, config.dbt_vars, installed_versions(UNIT_TEST_PACKAGES))
-    run_unit_tests = config.always_run_unit_tests or not unit_tests_passed(
-        context.instance, set(context.selected_asset_keys), tests_version)
+    run_unit_tests = config.always_run_unit_tests or not unit_tests_passed(latest, tests_version)
     if not run_unit_tests:
         context.log.info("dbt unit tests: passed for this version of the project and vars, not run again")
     with writer_lock(settings.duckdb_path(), context.log.info):  # dbt opens the file itself
         with nullcontext() if fetch_columns else without_adapter_in_process():
-            stream = dbt.cli(dbt_build_args(config.full_refresh, config.dbt_vars, unit_tests=run_unit_tests),
-                             context=context).stream()
+            build = dbt.cli(dbt_build_args(config.full_refresh, config.dbt_vars, unit_tests=run_unit_tests),
+                            context=context)
+            stream = build.stream()
         try:
             events = list(stream.fetch_column_metadata() if fetch_columns else stream)
         finally:  # a failed build too: the checks after it open the file
             release_dbt_duckdb_handle()
+            keep_build_state(build.target_path, f"{context.op_def.name}-*")
         # the project version is recorded only with the column metadata it vouches for
         versions = {PROJECT_FINGERPRINT: fingerprint} if config.column_metadata else {}
         versions.update({UNIT_TESTS_PASSED: tests_version,

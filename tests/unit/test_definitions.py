@@ -92,7 +92,7 @@ def test_privacy_requests_run_after_the_marts_and_before_every_export(defs):
 
 
 def test_column_metadata_is_reused_only_when_every_asset_was_built_from_the_same_project():
-    from orchestration.assets.dbt import PROJECT_FINGERPRINT, reusable_column_metadata
+    from orchestration.assets.dbt import PROJECT_FINGERPRINT, latest_metadata, reusable_column_metadata
 
     instance = dg.DagsterInstance.ephemeral()
     profiles, events = dg.AssetKey(["marts", "profiles"]), dg.AssetKey(["marts", "profile_events"])
@@ -103,16 +103,16 @@ def test_column_metadata_is_reused_only_when_every_asset_was_built_from_the_same
 
     materialize(profiles, **{PROJECT_FINGERPRINT: "v1", "dagster/column_schema": schema, "profiles": 3})
     materialize(events, **{PROJECT_FINGERPRINT: "v1"})  # lineage could not be built: nothing to carry
-    reused = reusable_column_metadata(instance, {profiles, events}, "v1")
+    reused = reusable_column_metadata(latest_metadata(instance, {profiles, events}), "v1")
     assert reused == {profiles: {"dagster/column_schema": dg.TableSchemaMetadataValue(schema)}, events: {}}
-    assert reusable_column_metadata(instance, {profiles, events}, "v2") is None  # the project changed
-    assert reusable_column_metadata(instance, {profiles, dg.AssetKey(["marts", "new_model"])}, "v1") is None
+    assert reusable_column_metadata(latest_metadata(instance, {profiles, events}), "v2") is None  # the project changed
+    assert reusable_column_metadata(latest_metadata(instance, {profiles, dg.AssetKey(["marts", "new_model"])}), "v1") is None
     materialize(events)  # built without a recorded version (an earlier release)
-    assert reusable_column_metadata(instance, {profiles, events}, "v1") is None
+    assert reusable_column_metadata(latest_metadata(instance, {profiles, events}), "v1") is None
 
 
 def test_unit_tests_are_left_out_only_when_every_asset_passed_them_for_this_version():
-    from orchestration.assets.dbt import UNIT_TESTS_PASSED, unit_tests_passed
+    from orchestration.assets.dbt import UNIT_TESTS_PASSED, latest_metadata, unit_tests_passed
 
     instance = dg.DagsterInstance.ephemeral()
     profiles, events = dg.AssetKey(["marts", "profiles"]), dg.AssetKey(["marts", "profile_events"])
@@ -120,16 +120,16 @@ def test_unit_tests_are_left_out_only_when_every_asset_passed_them_for_this_vers
     def materialize(key, **metadata):
         instance.report_runless_asset_event(dg.AssetMaterialization(key, metadata=metadata))
 
-    assert not unit_tests_passed(instance, {profiles}, "v1")  # never built
+    assert not unit_tests_passed(latest_metadata(instance, {profiles}), "v1")  # never built
     materialize(profiles, **{UNIT_TESTS_PASSED: "v1"})
-    assert unit_tests_passed(instance, {profiles}, "v1")
-    assert not unit_tests_passed(instance, {profiles}, "v2")  # the project, vars or dbt changed
-    assert not unit_tests_passed(instance, {profiles, events}, "v1")  # one was never built
+    assert unit_tests_passed(latest_metadata(instance, {profiles}), "v1")
+    assert not unit_tests_passed(latest_metadata(instance, {profiles}), "v2")  # the project, vars or dbt changed
+    assert not unit_tests_passed(latest_metadata(instance, {profiles, events}), "v1")  # one was never built
     materialize(events, **{UNIT_TESTS_PASSED: "v1"})
-    assert unit_tests_passed(instance, {profiles, events}, "v1")
+    assert unit_tests_passed(latest_metadata(instance, {profiles, events}), "v1")
     materialize(events)  # built without a record (by an earlier release)
-    assert not unit_tests_passed(instance, {profiles, events}, "v1")
-    assert not unit_tests_passed(instance, set(), "v1")
+    assert not unit_tests_passed(latest_metadata(instance, {profiles, events}), "v1")
+    assert not unit_tests_passed(latest_metadata(instance, set()), "v1")
 
 
 def test_the_dbt_version_is_read_from_the_installed_package_not_by_running_dbt():
