@@ -19,6 +19,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from orchestration import settings
 from orchestration.runner import JobOutcome, run_build_warehouse
 from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME, environment
 
@@ -57,6 +58,8 @@ class Run:
     tables: dict[str, pd.DataFrame]
     # materialization metadata of the run, per asset key (user string, e.g. "marts/profiles")
     metadata: dict[str, dict] = field(default_factory=dict)
+    # the names of the events in the dbt build's log (read at once: old build folders are removed)
+    dbt_log_events: set[str] = field(default_factory=set)
 
     def profile_of(self, identifier_type: str, identifier_value: str) -> str:
         identifiers = self.tables["profile_identifiers"]
@@ -95,6 +98,13 @@ def run_metadata(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict]:
     }
 
 
+def dbt_log_events(run_id: str) -> set[str]:
+    """dagster-dbt gives each build a folder of its own: target/<asset>-<run id prefix>-<hash>/."""
+    (folder,) = settings.DBT_PROJECT_DIR.glob(f"target/*-{run_id[:7]}-*")
+    lines = (folder / "dbt.log").read_text().splitlines()
+    return {json.loads(line)["info"]["name"] for line in lines if line.startswith("{")}
+
+
 def snapshot(database: Path) -> dict[str, pd.DataFrame]:
     with duckdb.connect(str(database), read_only=True) as conn:
         return {name: conn.execute(sql).df() for name, sql in SNAPSHOT_TABLES.items()}
@@ -109,7 +119,7 @@ def sample_runs(tmp_path_factory) -> SampleRuns:
 
     def run() -> Run:
         outcome = run_build_warehouse(instance)
-        return Run(outcome, snapshot(database), run_metadata(instance, outcome.run_id))
+        return Run(outcome, snapshot(database), run_metadata(instance, outcome.run_id), dbt_log_events(outcome.run_id))
 
     with environment(LANDING_DIR=landing, DUCKDB_PATH=database):
         first = run()

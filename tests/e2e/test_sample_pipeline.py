@@ -266,6 +266,10 @@ def test_each_build_attaches_what_it_did_to_the_assets(sample_runs: SampleRuns):
         for run in (second, sample_runs.after_late_file):
             assert run.metadata[asset]["dbt_unit_tests"] == "not run: passed in an earlier build of this version"
             assert run.metadata[asset]["dbt_unit_tests_passed_for"] == first.metadata[asset]["dbt_unit_tests_passed_for"]
+    # dbt parses the project partially in later builds of the same warehouse: the job carries each
+    # build's partial-parse file back (dagster-dbt does not, and dbt parses anew for another profile)
+    for run in (second, sample_runs.after_late_file):
+        assert "PartialParsingEnabled" in run.dbt_log_events and "UnableToPartialParse" not in run.dbt_log_events
     # audiences: everyone enters at the first build, nobody enters or leaves when nothing changed
     members = first.tables["audience_members"]
     cart = first.metadata["audiences/audience__cart_abandoners"]
