@@ -24,6 +24,7 @@ from pathlib import Path
 import psutil
 
 from orchestration import settings
+from orchestration.project import build_folder
 
 # Stages in pipeline order; a dbt node goes to the first stage whose rule matches it.
 STAGES = ["ingest", "staging", "identifiers and edges", "identity graph", "profiles", "traits", "audiences",
@@ -157,12 +158,7 @@ def _step_intervals(dagster_home: Path) -> tuple[str, list[Interval]]:
 
 
 def _run_results(run_id: str) -> dict:
-    """dagster-dbt writes each invocation's artifacts to target/<asset>-<run id prefix>-<hash>/."""
-    candidates = sorted(settings.DBT_PROJECT_DIR.glob(f"target/*-{run_id[:7]}-*/run_results.json"),
-                        key=lambda p: p.stat().st_mtime)
-    if not candidates:
-        raise FileNotFoundError(f"no run_results.json for run {run_id}")
-    return json.loads(candidates[-1].read_text())
+    return json.loads((build_folder(run_id) / "run_results.json").read_text())
 
 
 def _lines_accepted(database: Path) -> int:

@@ -96,6 +96,16 @@ PARTIAL_PARSE_FILE = "partial_parse.msgpack"
 BUILD_FOLDERS_KEPT = 24
 
 
+def build_folder(run_id: str) -> Path:
+    """The folder dagster-dbt gave a Dagster run's dbt build, ``target/<asset>-<run id prefix>-<hash>/``
+    (the newest, if the run built more than once)."""
+    target = dbt_project.project_dir / dbt_project.target_path
+    folders = sorted(target.glob(f"*-{run_id[:7]}-*"), key=lambda path: path.stat().st_mtime)
+    if not folders:
+        raise FileNotFoundError(f"no dbt build folder for run {run_id}")
+    return folders[-1]
+
+
 def keep_build_state(build_target: Path, build_folder_glob: str, kept: int = BUILD_FOLDERS_KEPT) -> None:
     """After a build in ``build_target`` (a folder in the project's target folder): carry its
     partial-parse file back to the target folder, and remove all but the newest ``kept`` build folders

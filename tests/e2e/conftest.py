@@ -19,7 +19,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from orchestration import settings
+from orchestration.project import build_folder
 from orchestration.runner import JobOutcome, run_build_warehouse
 from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME, environment
 
@@ -99,9 +99,7 @@ def run_metadata(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict]:
 
 
 def dbt_log_events(run_id: str) -> set[str]:
-    """dagster-dbt gives each build a folder of its own: target/<asset>-<run id prefix>-<hash>/."""
-    (folder,) = settings.DBT_PROJECT_DIR.glob(f"target/*-{run_id[:7]}-*")
-    lines = (folder / "dbt.log").read_text().splitlines()
+    lines = (build_folder(run_id) / "dbt.log").read_text().splitlines()
     return {json.loads(line)["info"]["name"] for line in lines if line.startswith("{")}
 
 
