@@ -123,6 +123,12 @@
     {{ return(['edges', 'hooks', 'next', 'forest']) }}
 {% endmacro %}
 
+{#- int_identity_components' own, in an incremental build: the changed identifiers, the components
+    to recompute, and their nodes. -#}
+{% macro update_work_parts() %}
+    {{ return(['update_changed', 'update_components', 'update_nodes']) }}
+{% endmacro %}
+
 {#- Working tables of the graph macros, named after the model that calls them (or `base`). -#}
 {% macro cc_work_relations(parts=none, base=none) %}
     {%- set base = base or this -%}
@@ -153,7 +159,7 @@
     its working tables are not needed. -#}
 {% macro drop_components_work(base=none) %}
     {%- set statements = [] -%}
-    {%- for relation in cc_work_relations(cc_work_parts() + limit_work_parts(), base=base).values() -%}
+    {%- for relation in cc_work_relations(cc_work_parts() + limit_work_parts() + update_work_parts(), base=base).values() -%}
         {%- do statements.append("drop table if exists " ~ relation) -%}
     {%- endfor -%}
     {{ return(adapter.dispatch('drop_components_work', 'identity_warehouse')(statements)) }}

@@ -8,7 +8,8 @@
 
     components_sql: `node_id`, `component_id`;  typed_nodes_sql: `node_id`, `identifier_type`,
     `max_per_profile`;  ordered_edges_sql: `src`, `dst`, `weak_priority`, `event_at`, `message_id`.
-    Returns a select of `node_id`, `cluster_id` (the smallest node id of the node's profile). -#}
+    Returns a select of `node_id`, `cluster_id` (the smallest node id of the node's profile) and
+    `component_id` (its component's, before the split). -#}
 {% macro limit_work_parts() %}
     {{ return(['limit_typed', 'limit_violating', 'limit_clusters', 'limit_edges', 'limit_next', 'limit_decided', 'limit_moved']) }}
 {% endmacro %}
@@ -79,8 +80,8 @@
         {%- endfor -%}
         {{ log("enforce_identifier_limits: " ~ state.rounds ~ " rounds, " ~ state.refused ~ " links refused", info=true) }}
     {%- endif %}
-    select node_id, component_id as cluster_id from {{ work.limit_typed }}
+    select node_id, component_id as cluster_id, component_id from {{ work.limit_typed }}
     where component_id not in (select component_id from {{ work.limit_violating }})
     union all
-    select node_id, cluster_id from {{ work.limit_clusters }}
+    select node_id, cluster_id, component_id from {{ work.limit_clusters }}
 {% endmacro %}
