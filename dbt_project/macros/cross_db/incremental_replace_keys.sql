@@ -2,9 +2,10 @@
     giving it rows. A build row whose `key_only_when_null` column is null only names its key: every
     row of the table with a key the build names is deleted, then the build's other rows are
     inserted. A key's rows can so be replaced by fewer or none (int_identifiers: a message re-read
-    may carry no identifier now, or be gone; int_profile_ids: an identifier is gone). A key-only
-    row whose key is null names every key: the build replaces the whole table (a model rebuilt
-    under other rules), without comparing keys. Spark's version is in macros/spark. -#}
+    may carry no identifier now, or be gone). A key-only row whose key is null names every key: the
+    build replaces the whole table without comparing keys (a model rebuilt under other rules, or
+    one that reads its previous state and writes every row: int_identity_components,
+    int_profile_ids). Spark's version is in macros/spark. -#}
 {% macro get_incremental_replace_keys_sql(arg_dict) %}
     {%- set target = arg_dict['target_relation'] -%}
     {%- set source = arg_dict['temp_relation'] -%}

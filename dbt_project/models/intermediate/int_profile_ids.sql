@@ -179,13 +179,14 @@ select
 from assigned
 {%- if is_incremental() %}
 
--- The identifiers gone since the last build (a contact record dropped, an alias's previousId that
--- is a user id now), by their key alone: replace_keys deletes their rows.
 union all
 
+-- Every row is written again (the identifiers gone since the last build, a contact record dropped or
+-- an alias's previousId that is a user id now, with them): one key-only row with a null key names
+-- every key (replace_keys), which costs less than naming each.
 select
-    previous.identifier_type,
-    previous.identifier_value,
+    cast(null as {{ dbt.type_string() }}) as identifier_type,
+    cast(null as {{ dbt.type_string() }}) as identifier_value,
     cast(null as {{ dbt.type_bigint() }}) as node_id,
     cast(null as {{ dbt.type_bigint() }}) as component_id,
     cast(null as {{ dbt.type_string() }}) as profile_id,
@@ -194,10 +195,4 @@ select
     cast(null as timestamp) as assigned_at,
     cast(null as {{ dbt.type_boolean() }}) as is_junk,
     cast(null as timestamp) as changed_at
-
-from previous
-left join clusters
-    on clusters.identifier_type = previous.identifier_type
-    and clusters.identifier_value = previous.identifier_value
-where clusters.node_id is null
 {%- endif %}
