@@ -3,7 +3,7 @@
     incremental_strategy='replace_keys',
     unique_key='node_id',
     key_only_when_null='identifier_type',
-    on_schema_change='sync_all_columns',
+    on_schema_change='append_new_columns',
     post_hook="{{ drop_components_work() }}",
 ) }}
 
