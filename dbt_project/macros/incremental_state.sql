@@ -62,3 +62,19 @@
     ) as kept on kept.message_id = previous.message_id
     where previous.source <> 'segment' and kept.message_id is null
 {% endmacro %}
+
+{#- The profiles that `relation` (a profile mart with `updated_at`) must rebuild: those whose
+    fingerprint in `changes` (int_profile_changes) changed since its last build, and those it holds
+    that are gone. -#}
+{% macro profiles_changed_since(relation, changes) %}
+    select profile_id
+    from {{ changes }}
+    where changed_at > (select coalesce(max(updated_at), cast('1900-01-01' as timestamp)) from {{ relation }})
+
+    union
+
+    select previous.profile_id
+    from {{ relation }} as previous
+    left join {{ changes }} as current on current.profile_id = previous.profile_id
+    where current.profile_id is null
+{% endmacro %}

@@ -73,9 +73,10 @@ SHARED_AND_CHAINED = [
     {"type": "identify", "messageId": "shared-001", "anonymousId": "shared-tablet-10", "userId": "shared-user-10",
      "timestamp": "2024-03-02T09:00:00Z", "receivedAt": "2024-03-02T09:00:01Z"},
 ]
-# Columns that say when a build or a load happened, or what the previous build said, not what the data is.
+# Columns that say when a build or a load happened, or what the previous build said, not what the data is
+# (int_profile_changes' fingerprint hashes profile_events.updated_at).
 RUN_TIME_COLUMNS = {"loaded_at", "assigned_at", "built_at", "changed_at", "updated_at", "merged_at", "exported_at",
-                    "previous_profile_id"}
+                    "previous_profile_id", "fingerprint"}
 # Tables that record what happened build after build: a single build cannot have their rows.
 HISTORY_TABLES = {"marts.profile_merges", "marts.audience_membership_history", "exports.audience_exports"}
 

@@ -19,3 +19,17 @@
 {% macro bigquery__sha256_hex(expr) -%}
     to_hex(sha256({{ expr }}))
 {%- endmacro %}
+
+{#- A 64-bit hash of the values, for fingerprints compared build to build (not shown to anyone):
+    `bit_xor` over the rows of a group gives the group's, whatever their order. -#}
+{% macro row_hash(expressions) -%}
+    {{ return(adapter.dispatch('row_hash', 'identity_warehouse')(expressions)) }}
+{%- endmacro %}
+
+{% macro default__row_hash(expressions) -%}
+    hash({{ expressions | join(', ') }})
+{%- endmacro %}
+
+{% macro spark__row_hash(expressions) -%}
+    xxhash64({{ expressions | join(', ') }})
+{%- endmacro %}

@@ -1,11 +1,35 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='replace_keys',
+    unique_key='profile_id',
+    key_only_when_null='trait_key',
+    on_schema_change='append_new_columns',
+) }}
+
 {#- Merged traits, one row per profile and trait key, with where the winning value came from.
-    marts.profiles.traits is these rows as one JSON object. -#}
+    marts.profiles.traits is these rows as one JSON object. Incremental as marts.profiles: a build
+    rebuilds only the profiles that changed (int_profile_changes) or are gone. -#}
+{%- set incremental = is_incremental() -%}
+{%- set rebuild = incremental and this is not string and missing_columns(this, ['updated_at']) -%}
+{%- set only_changed = incremental and not rebuild -%}
+{%- set profile_changes = ref('int_profile_changes') -%}
 with
+{%- if only_changed %}
+
+changed as (
+
+    {{ profiles_changed_since(this, profile_changes) }}
+
+),
+{%- endif %}
 
 events as (
 
     select * from {{ ref('profile_events') }}
     where profile_id is not null
+    {%- if only_changed %}
+        and profile_id in (select profile_id from changed)
+    {%- endif %}
 
 ),
 
@@ -78,7 +102,24 @@ select
     event_at,
     file_path,
     line_number,
-    values_seen
+    values_seen,
+    {{ build_timestamp() }} as updated_at
 
 from ranked
 where recency_rank = 1
+{%- if incremental %}
+
+-- Each profile rebuilt, by its id alone: replace_keys deletes its rows first (it may have fewer
+-- traits now, or none). (A rebuild: one row with a null id, which names every profile.)
+union all
+
+select
+    {%- for column in ['profile_id', 'trait_key', 'trait_value', 'trait_source', 'message_id', 'event_at', 'file_path',
+                       'line_number', 'values_seen', 'updated_at'] %}
+    {{ 'changed.profile_id' if loop.first and only_changed else 'null' }} as {{ column }}{{ ',' if not loop.last }}
+    {%- endfor %}
+{%- if only_changed %}
+
+from changed
+{%- endif %}
+{%- endif %}

@@ -1,8 +1,34 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='replace_keys',
+    unique_key='profile_id',
+    key_only_when_null='identifier_count',
+    on_schema_change='append_new_columns',
+) }}
+
+{#- One row per person. Incremental: a build rebuilds only the profiles whose identifiers or
+    messages changed since the last one (int_profile_changes), and the profiles that are gone; it
+    replaces their rows (`replace_keys`). A table from before `updated_at` is rebuilt. -#}
+{%- set incremental = is_incremental() -%}
+{%- set rebuild = incremental and this is not string and missing_columns(this, ['updated_at']) -%}
+{%- set only_changed = incremental and not rebuild -%}
+{%- set profile_changes = ref('int_profile_changes') -%}
 with
+{%- if only_changed %}
+
+changed as (
+
+    {{ profiles_changed_since(this, profile_changes) }}
+
+),
+{%- endif %}
 
 identifiers as (
 
     select * from {{ ref('profile_identifiers') }}
+    {%- if only_changed %}
+    where profile_id in (select profile_id from changed)
+    {%- endif %}
 
 ),
 
@@ -10,6 +36,9 @@ events as (
 
     select * from {{ ref('profile_events') }}
     where profile_id is not null
+    {%- if only_changed %}
+        and profile_id in (select profile_id from changed)
+    {%- endif %}
 
 ),
 
@@ -60,6 +89,9 @@ activity as (
 trait_sources as (
 
     select * from {{ ref('profile_trait_sources') }}
+    {%- if only_changed %}
+    where profile_id in (select profile_id from changed)
+    {%- endif %}
 
 ),
 
@@ -86,8 +118,26 @@ select
     identity.user_id_count,
     identity.anonymous_id_count,
     coalesce(activity.event_count, 0) as event_count,
-    coalesce(merged_traits.traits, cast('{}' as {{ type_json() }})) as traits
+    coalesce(merged_traits.traits, cast('{}' as {{ type_json() }})) as traits,
+    {{ build_timestamp() }} as updated_at
 
 from identity
 left join activity on activity.profile_id = identity.profile_id
 left join merged_traits on merged_traits.profile_id = identity.profile_id
+{%- if incremental %}
+
+-- Each profile rebuilt, by its id alone: replace_keys deletes its rows first (a gone profile has
+-- no others). (A rebuild: one row with a null id, which names every profile.)
+union all
+
+select
+    {%- for column in ['profile_id', 'user_id', 'email', 'phone', 'first_seen_at', 'last_seen_at', 'is_anonymous',
+                       'identifier_count', 'user_id_count', 'anonymous_id_count', 'event_count', 'traits',
+                       'updated_at'] %}
+    {{ 'changed.profile_id' if loop.first and only_changed else 'null' }} as {{ column }}{{ ',' if not loop.last }}
+    {%- endfor %}
+{%- if only_changed %}
+
+from changed
+{%- endif %}
+{%- endif %}
