@@ -7,7 +7,7 @@ job builds DuckDB; its raw tables are landed in a local Spark (dbt-spark's sessi
 `marts`, `traits` and `audiences` schemas is then compared with DuckDB's as a multiset of rows, every
 column included (profile ids too), except those that hold the wall-clock time of the build
 (`profile_merges.merged_at`, `audience_membership_history.changed_at`, `updated_at` of
-`profile_events` and `identity_links`).
+`profile_events`, `identity_links`, `profiles` and `profile_trait_sources`).
 
 Needs Java and the `spark` extra (`pip install -e '.[spark]'`, which `make install` adds when Java is
 present). Without them the test is skipped, unless REQUIRE_SPARK=1 or CI=true (`.ci/run`), where it
@@ -40,7 +40,8 @@ pytestmark = pytest.mark.e2e
 AS_OF = "2024-07-01"
 # The time of the build itself: legitimately different between any two builds.
 WALL_CLOCK_COLUMNS = {("marts", "profile_merges", "merged_at"), ("marts", "audience_membership_history", "changed_at"),
-                      ("marts", "profile_events", "updated_at"), ("marts", "identity_links", "updated_at")}
+                      *(("marts", table, "updated_at")
+                        for table in ("profile_events", "identity_links", "profiles", "profile_trait_sources"))}
 
 
 def _require_spark() -> None:
