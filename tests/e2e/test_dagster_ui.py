@@ -134,7 +134,9 @@ def page(dagster_server):
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        # Large enough that the whole asset graph, two groups expanded, is drawn with its names
+        # (zoomed out further, the graph leaves them out).
+        page = browser.new_page(viewport={"width": 2400, "height": 1500})
         page.set_default_timeout(60_000)
         # The first visit's newsletter dialog can open at any moment and cover the page: dismiss it
         # whenever it shows, before any action.

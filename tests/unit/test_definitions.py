@@ -24,6 +24,7 @@ def test_groups_follow_the_data_flow(defs):
     assert groups["staging/stg_contacts__records"] == "staging"
     assert groups["intermediate/int_identity_components"] == "identity"
     assert {groups[f"marts/{name}"] for name in ("profiles", "profile_events", "profile_identifiers")} == {"profiles"}
+    assert groups["intermediate/int_profile_changes"] == "profiles"  # its meta.dagster.group
     assert groups["traits/traits__commerce"] == groups["audiences/audience__cart_abandoners"] == "traits_and_audiences"
     assert groups["exports/cart_abandoners"] == "exports"
 

@@ -4,6 +4,7 @@
     unique_key='profile_id',
     key_only_when_null='fingerprint',
     on_schema_change='append_new_columns',
+    meta={'dagster': {'group': 'profiles'}},
 ) }}
 
 {#- When each profile last changed, for the profile marts that rebuild only the profiles that did
