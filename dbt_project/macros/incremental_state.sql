@@ -7,6 +7,12 @@
     {{ return(names | reject('in', columns) | list) }}
 {% endmacro %}
 
+{#- Whether `relation` holds rows built under other rules than `fingerprint` (its `rules_fingerprint`). -#}
+{% macro built_under_other_rules(relation, fingerprint) %}
+    {{ return(run_query("select count(*) from (select 1 from " ~ relation ~ " where rules_fingerprint <> '"
+                        ~ fingerprint ~ "' limit 1) as stale").rows[0][0] > 0) }}
+{% endmacro %}
+
 {#- The oldest of the newest `loaded_at` per message type in `relation`, as a timestamp literal for
     the model's SQL: with it, DuckDB skips the staging row groups loaded before it. None while some
     message type of `messages` has no row in `relation` yet (all its messages are new). -#}

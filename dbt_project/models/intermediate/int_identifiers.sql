@@ -23,8 +23,7 @@
     (macros/incremental_state.sql). A unit test's `this` is a fixture (a string): it reads neither. -#}
 {%- if incremental and this is not string -%}
     {%- set rebuild = missing_columns(this, ['rules_fingerprint', 'loaded_at', 'message_type', 'built_at'])
-        or run_query("select count(*) from (select 1 from " ~ this ~ " where rules_fingerprint <> '"
-                     ~ rules_fingerprint ~ "' limit 1) as stale").rows[0][0] > 0 -%}
+        or built_under_other_rules(this, rules_fingerprint) -%}
     {%- set arrived_after = none if rebuild else arrival_bound(this, ref('int_messages')) -%}
 {%- endif %}
 

@@ -25,8 +25,7 @@
 {%- set update = is_incremental() and this is not string
     and not missing_columns(this, ['graph_component_id', 'first_seen_at', 'message_count', 'is_junk',
                                    'rules_fingerprint', 'built_at'])
-    and run_query("select count(*) from (select 1 from " ~ this ~ " where rules_fingerprint <> '"
-                  ~ rules_fingerprint ~ "' limit 1) as stale").rows[0][0] == 0 -%}
+    and not built_under_other_rules(this, rules_fingerprint) -%}
 {%- set all_nodes = ref('int_identity_nodes') -%}
 {%- set identifiers = ref('int_identifiers') -%}
 {%- set nodes = all_nodes -%}

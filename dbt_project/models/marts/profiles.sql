@@ -16,7 +16,8 @@
 with
 {%- if only_changed %}
 
-changed as (
+-- few profiles, read by every step below: computed once
+changed as {{ materialized_cte() }} (
 
     {{ profiles_changed_since(this, profile_changes) }}
 
