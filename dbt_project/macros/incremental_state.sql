@@ -84,3 +84,26 @@
     left join {{ changes }} as current on current.profile_id = previous.profile_id
     where current.profile_id is null
 {% endmacro %}
+
+{#- Whether `relation` (a computed model whose rows keep the `as_of` they were computed at) holds
+    rows computed at a later time than `as_of` (an SQL expression): a build back in time. -#}
+{% macro computed_after(relation, as_of) %}
+    {{ return(run_query("select count(*) from (select 1 from " ~ relation ~ " where as_of > " ~ as_of
+                        ~ " limit 1) as later").rows[0][0] > 0) }}
+{% endmacro %}
+
+{#- The profiles with an event that time alone moved across the edge of a window since `relation`
+    was last computed: for each edge, `days` before as_of (0: events become countable at their
+    time), the events between that edge then (the newest `as_of` in `relation`) and now. A build
+    that recomputed no row leaves an older newest `as_of`: the band is then wider, never short. -#}
+{% macro profiles_with_events_across_window_edges(relation, edges) %}
+    select distinct events.profile_id
+    from {{ ref('profile_events') }} as events
+    cross join (select max(as_of) as as_of from {{ relation }}) as last_build
+    where events.profile_id is not null and (
+        {%- for days in edges %}
+        (events.event_at > {{ dbt.dateadd('day', -days, 'last_build.as_of') }}
+            and events.event_at <= {{ dbt.dateadd('day', -days, as_of()) }}){{ ' or' if not loop.last }}
+        {%- endfor %}
+    )
+{% endmacro %}

@@ -223,7 +223,46 @@ def computed(tmp_path_factory):
     (landing / "events" / "late.jsonl").write_text("".join(json.dumps(m) + "\n" for m in LATE_MESSAGES))
     second = run_job(env)
     assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
-    return {"before": before, "after": read(database), "exports": exports}
+    return {"before": before, "after": read(database), "exports": exports, "project": project, "database": database,
+            "env": env}
+
+
+LATER = "2024-07-25 00:00:00"
+
+
+def trait_tables(database: Path) -> dict[str, pd.DataFrame]:
+    """Every trait group table and profile_traits, by person (profile ids aside), as text."""
+    with duckdb.connect(str(database), read_only=True) as conn:
+        names = [row[0] for row in conn.execute(
+            "select table_schema || '.' || table_name from information_schema.tables "
+            "where table_schema = 'traits' or table_name = 'profile_traits' order by 1").fetchall()]
+        people = ("select profile_id, min(identifier_value) as person from marts.profile_identifiers "
+                  "where identifier_type in ('user_id', 'anonymous_id') group by 1")
+        tables = {}
+        for name in names:
+            frame = conn.execute(f"select people.person, t.* exclude (profile_id) from {name} as t "
+                                 f"left join ({people}) as people using (profile_id)").df()
+            tables[name] = frame.astype(str).sort_values(list(frame.columns)).reset_index(drop=True)
+    return tables
+
+
+@pytest.fixture(scope="session")
+def computed_later(computed, tmp_path_factory):
+    """The warehouse after the second run, built again at a later as_of (24 days on: windows move
+    over events that stay as they were), and a warehouse built at once at that as_of."""
+    project = tmp_path_factory.mktemp("dbt-project-later") / "dbt_project"
+    shutil.copytree(computed["project"], project, ignore=shutil.ignore_patterns("target", "logs"))
+    config = project / "dbt_project.yml"
+    config.write_text(config.read_text().replace(f"  as_of: '{AS_OF}'", f"  as_of: '{LATER}'"))
+    incremental = tmp_path_factory.mktemp("computed-db-later") / WAREHOUSE_FILE_NAME
+    shutil.copytree(computed["database"].parent, incremental.parent, dirs_exist_ok=True)
+    at_once = tmp_path_factory.mktemp("computed-db-at-once") / WAREHOUSE_FILE_NAME
+    for database in (incremental, at_once):
+        env = {**computed["env"], "DBT_PROJECT_DIR": str(project), "DUCKDB_PATH": str(database),
+               "EXPORT_DIR": str(tmp_path_factory.mktemp("exports-later"))}
+        outcome = run_job(env)
+        assert outcome.returncode == 0, outcome.stdout[-4000:] + outcome.stderr[-4000:]
+    return {"incremental": trait_tables(incremental), "at_once": trait_tables(at_once)}
 
 
 @pytest.mark.parametrize("person", EXPECTED_TRAITS)
@@ -286,3 +325,20 @@ def test_exports_hold_members_and_the_changes_since_the_last_export(computed):
         assert {(r["change"], r["user_id"]) for r in csv.DictReader(handle)} == {("entered", "alice"), ("entered", "erin")}
     with open(second, newline="") as handle:
         assert [(r["change"], r["user_id"]) for r in csv.DictReader(handle)] == [("entered", "bob")]
+
+
+def test_a_later_as_of_recomputes_what_time_changed_and_keeps_the_rest(computed_later):
+    incremental, at_once = computed_later["incremental"], computed_later["at_once"]
+    # time alone: Alice's order of 20 June left the last 30 days and entered 30 to 60 days ago
+    alice = incremental["marts.profile_traits"].set_index("person").loc["alice"]
+    assert (alice.orders_last_30_days, alice.orders_30_to_60_days_ago) == ("0", "1")
+    # the build was incremental: some rows were recomputed at the later as_of, others kept
+    computed_at = {pd.Timestamp(value) for name, table in incremental.items() if name.startswith("traits.")
+                   for value in table.as_of}
+    assert computed_at == {pd.Timestamp(AS_OF), pd.Timestamp(LATER)}
+    assert set(incremental) == set(at_once)
+    for name, table in incremental.items():
+        compared = [c for c in table.columns if c not in ("as_of", "updated_at")]
+        pd.testing.assert_frame_equal(
+            table[compared].sort_values(compared).reset_index(drop=True),
+            at_once[name][compared].sort_values(compared).reset_index(drop=True), obj=name)

@@ -1,10 +1,12 @@
 """Trait and audience definitions are checked before any SQL runs, with errors that name the definition."""
 
+import re
+
 import pytest
 import yaml
 
 from orchestration import settings
-from orchestration.computed_compiler import compile_definitions, describe_filter
+from orchestration.computed_compiler import compile_definitions, describe_filter, trait_group_sql, window_edges
 from orchestration.computed_schema import DefinitionError, load_definitions
 
 TRAITS = {"trait_groups": {"commerce": {"traits": [
@@ -86,3 +88,41 @@ def test_the_shipped_definitions_compile(tmp_path):
     generated = settings.DBT_PROJECT_DIR / "models" / "computed"
     assert {p.name for p in generated.glob("audience__*.sql")} == {f"audience__{a.name}.sql" for a in definitions.audiences}
     assert (generated / "profile_traits.sql").exists() and (generated / "_computed__models.yml").exists()
+
+
+def _group(tmp_path, traits):
+    return load(tmp_path, {"trait_groups": {"g": {"traits": traits}}}).traits
+
+
+def test_window_edges_are_where_time_alone_changes_a_trait(tmp_path):
+    traits = _group(tmp_path, [
+        {"name": "orders", "type": "count", "event": "Order Completed"},
+        {"name": "recent", "type": "count", "event": "Order Completed", "window": {"within_days": 90}},
+        {"name": "earlier", "type": "count", "event": "Cart", "window": {"between_days": [30, 60]}},
+        {"name": "days", "type": "sql", "sql": "count(distinct cast(event_at as date))", "data_type": "integer"},
+    ])
+    assert window_edges(traits) == [0, 30, 60, 90]
+    assert window_edges(traits[:1]) == [0], "an event counts from its time on: edge 0"
+
+
+@pytest.mark.parametrize("sql", ["count(*) filter (where event_at > now() - interval 7 day)",
+                                 "max(CURRENT_DATE - cast(event_at as date))", "sum(epoch(current_timestamp))"])
+def test_an_sql_trait_that_reads_the_clock_makes_its_group_a_table(tmp_path, sql):
+    traits = _group(tmp_path, [{"name": "orders", "type": "count", "event": "Order Completed"},
+                               {"name": "clocked", "type": "sql", "sql": sql, "data_type": "integer"}])
+    assert window_edges(traits) is None
+    model = trait_group_sql("g", traits)
+    assert "materialized='table'" in model and "changed" not in model
+
+
+def test_a_trait_group_builds_incrementally_from_the_profiles_that_changed(tmp_path):
+    traits = _group(tmp_path, [{"name": "recent", "type": "count", "event": "Order Completed",
+                                "window": {"within_days": 90}}])
+    model = trait_group_sql("g", traits)
+    assert "materialized='incremental'" in model and "incremental_strategy='replace_keys'" in model
+    assert "profiles_with_events_across_window_edges(this, [0, 90])" in model
+    assert "profiles_changed_since(this, profile_changes)" in model
+    other = trait_group_sql("g", _group(tmp_path, [{"name": "recent", "type": "count", "event": "Order Completed",
+                                                    "window": {"within_days": 30}}]))
+    fingerprint = re.compile(r"set fingerprint = '(\w+)'")
+    assert fingerprint.search(model).group(1) != fingerprint.search(other).group(1), "other definitions, other rows"
