@@ -248,10 +248,11 @@ def trait_group_sql(group: str, traits: list[Trait]) -> str:
     """A trait group's model: incremental when `window_edges` bounds what time changes (see the
     model's comment), a table rebuilt each time otherwise."""
     edges = window_edges(traits)
-    changed = "profile_id in (select profile_id from changed){% endif %}" if edges is not None else None
-    ctes = [("profiles", "select profile_id from {{ ref('profiles') }}" + (f"{{% if only_changed %}} where {changed}" if changed else "")),
+    changed_only = ("{{% if only_changed %}} {} profile_id in (select profile_id from changed){{% endif %}}"
+                    if edges is not None else "").format
+    ctes = [("profiles", "select profile_id from {{ ref('profiles') }}" + changed_only("where")),
             ("events", "select * from {{ ref('profile_events') }} where profile_id is not null and event_at <= {{ as_of() }}"
-             + (f"{{% if only_changed %}} and {changed}" if changed else ""))]
+             + changed_only("and"))]
     columns = []
     for trait in traits:
         body, sql_type = _trait_cte(trait)
@@ -278,8 +279,8 @@ def trait_group_sql(group: str, traits: list[Trait]) -> str:
             + f"""{{#- Incremental: a build recomputes the profiles that changed since the last one (int_profile_changes),
     the profiles that are gone, and the profiles with an event that time alone moved across the edge
     of a window ({", ".join(map(str, edges))} days before as_of) since the as_of of the last build; it
-    replaces their rows (`replace_keys`). Under other definitions, or after a later as_of, every
-    profile is recomputed. -#}}
+    replaces their rows (`replace_keys`). Under other definitions, or at an as_of earlier than the
+    last build's, every profile is recomputed. -#}}
 {{%- set fingerprint = '{fingerprint}' -%}}
 {{%- set incremental = is_incremental() -%}}
 {{%- set rebuild = incremental and this is not string and (missing_columns(this, {TRAIT_GROUP_STATE_COLUMNS})
