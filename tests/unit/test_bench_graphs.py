@@ -94,7 +94,6 @@ def test_same_partition_sees_a_split_a_merge_and_a_missing_node():
 
 
 def test_scipy_solver_agrees_with_union_find():
-    pytest.importorskip("scipy")
     graph = graphs.Graph("two", np.array([1, 2, 3, 10, 11, 12]), graphs.deduplicate_edges([[3, 1], [11, 12]]))
     run = graphs.solve_scipy(graph)
     expected = components_by_union_find(graph)
