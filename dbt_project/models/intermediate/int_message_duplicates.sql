@@ -14,10 +14,14 @@
     Incremental: a build decides again only the message ids with a copy loaded since the newest
     copy the last build saw (`copies_loaded_until`), and every id it listed (one of its copies may
     be gone: a contact list's newer export, an erasure), and replaces their rows (`replace_keys`).
-    Finding them reads the copies' load times and ids, not a count of every message id. A table
-    from before `copies_loaded_until` is decided again whole (an empty one is, at the same cost). -#}
+    Finding them reads the copies' load times and ids, not a count of every message id. An empty
+    table keeps no `copies_loaded_until` (no id repeated, the usual case: staging already removes
+    the repeats within a type), nor does one from before the column: every id is decided again,
+    by the plain count, which costs less than filtering every copy by every id. -#}
 {%- set incremental = is_incremental() -%}
-{%- set only_new = incremental and not (this is not string and missing_columns(this, ['copies_loaded_until'])) -%}
+{%- set only_new = incremental and (this is string or (not missing_columns(this, ['copies_loaded_until'])
+    and run_query("select count(copies_loaded_until) from (select copies_loaded_until from " ~ this
+                  ~ " where copies_loaded_until is not null limit 1) as known").rows[0][0] > 0)) -%}
 with
 {%- if only_new %}
 
