@@ -34,11 +34,10 @@ class IdentityWarehouseTranslator(DagsterDbtTranslator):
         return dg.AssetKey([dbt_resource_props["schema"], dbt_resource_props["name"]])
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
-        # A model's own `meta: {dagster: {group: ...}}` wins (int_profile_changes: an intermediate
-        # model that sits between the profile marts).
-        group = dbt_resource_props.get("config", {}).get("meta", {}).get("dagster", {}).get("group")
+        # dagster-dbt's own choice wins: a model's `meta: {dagster: {group: ...}}` (int_profile_changes,
+        # an intermediate model that sits between the profile marts) or its dbt group; else its folder.
         folder = dbt_resource_props.get("fqn", [None, None])[1]
-        return group or GROUP_BY_FOLDER.get(folder, "dbt")
+        return super().get_group_name(dbt_resource_props) or GROUP_BY_FOLDER.get(folder, "dbt")
 
 
 class DbtBuildConfig(dg.Config):

@@ -62,6 +62,11 @@ def test_translator_keys():
     assert translator.get_asset_key(source) == dg.AssetKey(["raw", "contacts"])
     assert translator.get_asset_key(model) == dg.AssetKey(["marts", "profiles"])
     assert translator.get_group_name(model) == "profiles"
+    between_marts = {"resource_type": "model", "name": "int_profile_changes", "schema": "intermediate",
+                     "fqn": ["identity_warehouse", "intermediate", "int_profile_changes"],
+                     "meta": {"dagster": {"group": "profiles"}}}
+    assert translator.get_group_name(between_marts) == "profiles"
+    assert translator.get_group_name({**between_marts, "meta": {}}) == "identity"
 
 
 def test_sensor_fires_once_per_change_of_the_landing_folder(tmp_path):

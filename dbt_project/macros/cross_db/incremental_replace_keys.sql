@@ -24,3 +24,11 @@
     where {{ config.require('key_only_when_null') }} is null
         {%- for key in keys %} and {{ key }} is null{% endfor %}
 {%- endmacro %}
+
+{#- The select list of a key-only row: `key` (an SQL expression; 'null' names every key) as the
+    first of `columns`, null as the others. -#}
+{% macro key_only_columns(columns, key) -%}
+    {%- for column in columns %}
+    {{ key if loop.first else 'null' }} as {{ column }}{{ ',' if not loop.last }}
+    {%- endfor %}
+{%- endmacro %}

@@ -154,11 +154,9 @@ left join refusals
 union all
 
 select
-    {%- for column in ['message_id', 'message_type', 'event_name', 'source', 'event_at', 'from_type', 'from_value',
-                       'to_type', 'to_value', 'link_status', 'refusal_reason', 'from_profile_id', 'to_profile_id',
-                       'list_name', 'file_path', 'line_number', 'updated_at'] %}
-    {{ 'changed.message_id' if loop.first and not rebuild else 'null' }} as {{ column }}{{ ',' if not loop.last }}
-    {%- endfor %}
+    {{ key_only_columns(['message_id', 'message_type', 'event_name', 'source', 'event_at', 'from_type', 'from_value',
+                        'to_type', 'to_value', 'link_status', 'refusal_reason', 'from_profile_id', 'to_profile_id',
+                        'list_name', 'file_path', 'line_number', 'updated_at'], 'changed.message_id' if not rebuild else 'null') }}
 
 {%- if not rebuild %}
 

@@ -161,12 +161,10 @@ left join message_profiles on message_profiles.message_id = messages.message_id
 union all
 
 select
-    {%- for column in ['message_id', 'profile_id', 'resolution_status', 'source', 'message_type', 'event_name',
-                       'event_at', 'sent_timestamp_at', 'original_timestamp_at', 'sent_at', 'received_at',
-                       'anonymous_id', 'user_id', 'properties', 'traits', 'context', 'list_name', 'file_path',
-                       'line_number', 'loaded_at', 'updated_at'] %}
-    {{ 'changed.message_id' if loop.first and not rebuild else 'null' }} as {{ column }}{{ ',' if not loop.last }}
-    {%- endfor %}
+    {{ key_only_columns(['message_id', 'profile_id', 'resolution_status', 'source', 'message_type', 'event_name',
+                        'event_at', 'sent_timestamp_at', 'original_timestamp_at', 'sent_at', 'received_at',
+                        'anonymous_id', 'user_id', 'properties', 'traits', 'context', 'list_name', 'file_path',
+                        'line_number', 'loaded_at', 'updated_at'], 'changed.message_id' if not rebuild else 'null') }}
 
 {%- if not rebuild %}
 

@@ -115,10 +115,8 @@ where recency_rank = 1
 union all
 
 select
-    {%- for column in ['profile_id', 'trait_key', 'trait_value', 'trait_source', 'message_id', 'event_at', 'file_path',
-                       'line_number', 'values_seen', 'updated_at'] %}
-    {{ 'changed.profile_id' if loop.first and only_changed else 'null' }} as {{ column }}{{ ',' if not loop.last }}
-    {%- endfor %}
+    {{ key_only_columns(['profile_id', 'trait_key', 'trait_value', 'trait_source', 'message_id', 'event_at', 'file_path',
+                        'line_number', 'values_seen', 'updated_at'], 'changed.profile_id' if only_changed else 'null') }}
 {%- if only_changed %}
 
 from changed

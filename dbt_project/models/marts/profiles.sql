@@ -132,11 +132,9 @@ left join merged_traits on merged_traits.profile_id = identity.profile_id
 union all
 
 select
-    {%- for column in ['profile_id', 'user_id', 'email', 'phone', 'first_seen_at', 'last_seen_at', 'is_anonymous',
-                       'identifier_count', 'user_id_count', 'anonymous_id_count', 'event_count', 'traits',
-                       'updated_at'] %}
-    {{ 'changed.profile_id' if loop.first and only_changed else 'null' }} as {{ column }}{{ ',' if not loop.last }}
-    {%- endfor %}
+    {{ key_only_columns(['profile_id', 'user_id', 'email', 'phone', 'first_seen_at', 'last_seen_at', 'is_anonymous',
+                        'identifier_count', 'user_id_count', 'anonymous_id_count', 'event_count', 'traits',
+                        'updated_at'], 'changed.profile_id' if only_changed else 'null') }}
 {%- if only_changed %}
 
 from changed
