@@ -248,8 +248,12 @@ def trait_group_sql(group: str, traits: list[Trait]) -> str:
     """A trait group's model: incremental when `window_edges` bounds what time changes (see the
     model's comment), a table rebuilt each time otherwise."""
     edges = window_edges(traits)
-    changed_only = ("{{% if only_changed %}} {} profile_id in (select profile_id from changed){{% endif %}}"
-                    if edges is not None else "").format
+
+    def changed_only(keyword: str) -> str:  # the filter to the changed profiles, when incremental
+        if edges is None:
+            return ""
+        return f"{{% if only_changed %}} {keyword} profile_id in (select profile_id from changed){{% endif %}}"
+
     ctes = [("profiles", "select profile_id from {{ ref('profiles') }}" + changed_only("where")),
             ("events", "select * from {{ ref('profile_events') }} where profile_id is not null and event_at <= {{ as_of() }}"
              + changed_only("and"))]

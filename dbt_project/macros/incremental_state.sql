@@ -7,10 +7,15 @@
     {{ return(names | reject('in', columns) | list) }}
 {% endmacro %}
 
+{#- Whether `relation` holds a row where `condition` (SQL) holds: it stops at the first one. -#}
+{% macro holds_rows_where(relation, condition) %}
+    {{ return(run_query("select count(*) from (select 1 from " ~ relation ~ " where " ~ condition
+                        ~ " limit 1) as found").rows[0][0] > 0) }}
+{% endmacro %}
+
 {#- Whether `relation` holds rows built under other rules than `fingerprint` (its `rules_fingerprint`). -#}
 {% macro built_under_other_rules(relation, fingerprint) %}
-    {{ return(run_query("select count(*) from (select 1 from " ~ relation ~ " where rules_fingerprint <> '"
-                        ~ fingerprint ~ "' limit 1) as stale").rows[0][0] > 0) }}
+    {{ return(holds_rows_where(relation, "rules_fingerprint <> '" ~ fingerprint ~ "'")) }}
 {% endmacro %}
 
 {#- The oldest of the newest `loaded_at` per message type in `relation`, as a timestamp literal for
@@ -88,8 +93,7 @@
 {#- Whether `relation` (a computed model whose rows keep the `as_of` they were computed at) holds
     rows computed at a later time than `as_of` (an SQL expression): a build back in time. -#}
 {% macro computed_after(relation, as_of) %}
-    {{ return(run_query("select count(*) from (select 1 from " ~ relation ~ " where as_of > " ~ as_of
-                        ~ " limit 1) as later").rows[0][0] > 0) }}
+    {{ return(holds_rows_where(relation, "as_of > " ~ as_of)) }}
 {% endmacro %}
 
 {#- The profiles with an event that time alone moved across the edge of a window since `relation`

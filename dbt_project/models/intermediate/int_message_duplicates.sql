@@ -20,8 +20,7 @@
     by the plain count, which costs less than filtering every copy by every id. -#}
 {%- set incremental = is_incremental() -%}
 {%- set only_new = incremental and (this is string or (not missing_columns(this, ['copies_loaded_until'])
-    and run_query("select count(copies_loaded_until) from (select copies_loaded_until from " ~ this
-                  ~ " where copies_loaded_until is not null limit 1) as known").rows[0][0] > 0)) -%}
+    and holds_rows_where(this, 'copies_loaded_until is not null'))) -%}
 with
 {%- if only_new %}
 
@@ -29,9 +28,7 @@ reconsidered as {{ materialized_cte() }} (
 
     select message_id
     from {{ ref('int_message_copies') }}
-    where loaded_at > (
-        select coalesce(max(copies_loaded_until), cast('1900-01-01' as timestamp)) from {{ this }}
-    )
+    where loaded_at > (select max(copies_loaded_until) from {{ this }})
 
     union
 
