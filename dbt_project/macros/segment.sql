@@ -1,16 +1,32 @@
-{#- Columns every Segment-spec message has, extracted from its raw JSON payload. -#}
+{#- The fields every Segment-spec message has, read from its raw JSON payload ([kind, path], for
+    select_json_fields); the texts of times are parsed in segment_message_columns. -#}
+{% macro segment_message_fields() -%}
+    {{ return({
+        'type_text': ['string', '$.type'],
+        'anonymous_id': ['string', '$.anonymousId'],
+        'user_id': ['string', '$.userId'],
+        'context_traits': ['json', '$.context.traits'],
+        'context': ['json', '$.context'],
+        'timestamp_text': ['string', '$.timestamp'],
+        'original_timestamp_text': ['string', '$.originalTimestamp'],
+        'sent_at_text': ['string', '$.sentAt'],
+        'received_at_text': ['string', '$.receivedAt'],
+    }) }}
+{%- endmacro %}
+
+{#- Columns every Segment-spec message has, from the fields of segment_message_fields. -#}
 {% macro segment_message_columns() -%}
         message_id,
         message_id_is_derived,
-        lower(trim({{ json_get_string('payload', '$.type') }})) as message_type,
-        {{ json_get_string('payload', '$.anonymousId') }} as anonymous_id,
-        {{ json_get_string('payload', '$.userId') }} as user_id,
-        {{ json_get('payload', '$.context.traits') }} as context_traits,
-        {{ json_get('payload', '$.context') }} as context,
-        {{ parse_timestamp(json_get_string('payload', '$.timestamp')) }} as sent_timestamp_at,
-        {{ parse_timestamp(json_get_string('payload', '$.originalTimestamp')) }} as original_timestamp_at,
-        {{ parse_timestamp(json_get_string('payload', '$.sentAt')) }} as sent_at,
-        {{ parse_timestamp(json_get_string('payload', '$.receivedAt')) }} as received_at,
+        lower(trim(type_text)) as message_type,
+        anonymous_id,
+        user_id,
+        context_traits,
+        context,
+        {{ parse_timestamp('timestamp_text') }} as sent_timestamp_at,
+        {{ parse_timestamp('original_timestamp_text') }} as original_timestamp_at,
+        {{ parse_timestamp('sent_at_text') }} as sent_at,
+        {{ parse_timestamp('received_at_text') }} as received_at,
         load_id,
         file_path,
         line_number,
@@ -28,8 +44,9 @@
 {%- endmacro %}
 
 {#- A staging model over one raw message table: extract, time, de-duplicate (first received wins).
+    `extra_fields`: the message type's own fields, {column: [kind, path]} as select_json_fields reads.
     Incremental: a build reads only the raw rows of messages that arrived since the last one. -#}
-{% macro segment_staging(table, extra_columns) -%}
+{% macro segment_staging(table, extra_fields) -%}
 with
 
 source as (
@@ -47,15 +64,21 @@ source as (
 
 ),
 
+extracted as (
+
+    {{ select_json_fields('source', 'payload', dict(segment_message_fields(), **extra_fields)) }}
+
+),
+
 renamed as (
 
     select
         {{ segment_message_columns() }},
-        {%- for name, expression in extra_columns.items() %}
-        {{ expression }} as {{ name }}{{ "," if not loop.last }}
+        {%- for name in extra_fields %}
+        {{ name }}{{ "," if not loop.last }}
         {%- endfor %}
 
-    from source
+    from extracted
 
 ),
 

@@ -1,3 +1,3 @@
 {{ segment_staging('aliases', {
-    'previous_id': json_get_string('payload', '$.previousId'),
+    'previous_id': ['string', '$.previousId'],
 }) }}

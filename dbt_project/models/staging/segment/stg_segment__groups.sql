@@ -1,4 +1,4 @@
 {{ segment_staging('groups', {
-    'group_id': json_get_string('payload', '$.groupId'),
-    'group_traits': json_get('payload', '$.traits'),
+    'group_id': ['string', '$.groupId'],
+    'group_traits': ['json', '$.traits'],
 }) }}

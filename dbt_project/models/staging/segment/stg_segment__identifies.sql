@@ -1,3 +1,3 @@
 {{ segment_staging('identifies', {
-    'traits': json_get('payload', '$.traits'),
+    'traits': ['json', '$.traits'],
 }) }}

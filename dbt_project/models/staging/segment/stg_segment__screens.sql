@@ -1,4 +1,4 @@
 {{ segment_staging('screens', {
-    'screen_name': json_get_string('payload', '$.name'),
-    'properties': json_get('payload', '$.properties'),
+    'screen_name': ['string', '$.name'],
+    'properties': ['json', '$.properties'],
 }) }}

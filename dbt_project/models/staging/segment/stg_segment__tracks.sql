@@ -1,4 +1,4 @@
 {{ segment_staging('tracks', {
-    'event_name': json_get_string('payload', '$.event'),
-    'properties': json_get('payload', '$.properties'),
+    'event_name': ['string', '$.event'],
+    'properties': ['json', '$.properties'],
 }) }}
