@@ -64,11 +64,13 @@
 {% macro default__select_json_fields(relation, json_expr, fields) -%}
     {%- set calls = {'string': 'json_extract_string', 'json': 'json_extract'} -%}
     {%- set paths = {'string': [], 'json': []} -%}
-    {%- for spec in fields.values() %}{% do paths[spec[0]].append(spec[1]) %}{% endfor -%}
+    {%- for spec in fields.values() if spec[1] not in paths[spec[0]] %}{% do paths[spec[0]].append(spec[1]) %}{% endfor -%}
     {%- set kinds = [] -%}
     {%- for kind, kind_paths in paths.items() if kind_paths %}{% do kinds.append(kind) %}{% endfor -%}
+    {%- set helper_columns = [] -%}
+    {%- for kind in kinds %}{% do helper_columns.append(kind ~ '_fields__') %}{% endfor -%}
     select
-        * exclude ({% for kind in kinds %}{{ kind }}_fields__{{ ", " if not loop.last }}{% endfor %}),
+        * {{ exclude_columns(helper_columns) }},
         {%- for column, spec in fields.items() %}
         {{ spec[0] }}_fields__[{{ paths[spec[0]].index(spec[1]) + 1 }}] as {{ column }}{{ "," if not loop.last }}
         {%- endfor %}
