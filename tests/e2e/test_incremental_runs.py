@@ -75,8 +75,8 @@ SHARED_AND_CHAINED = [
 ]
 # Columns that say when a build or a load happened, or what the previous build said, not what the data is
 # (int_profile_changes' fingerprint hashes profile_events.updated_at).
-RUN_TIME_COLUMNS = {"loaded_at", "assigned_at", "built_at", "changed_at", "updated_at", "merged_at", "exported_at",
-                    "previous_profile_id", "fingerprint", "as_of", "copies_loaded_until"}
+RUN_TIME_COLUMNS = {"loaded_at", "assigned_at", "built_at", "components_built_at", "changed_at", "updated_at",
+                    "merged_at", "exported_at", "previous_profile_id", "fingerprint", "as_of", "copies_loaded_until"}
 # Tables that record what happened build after build: a single build cannot have their rows.
 HISTORY_TABLES = {"marts.profile_merges", "marts.audience_membership_history", "exports.audience_exports"}
 
@@ -115,6 +115,16 @@ def _tables(database: Path) -> dict[str, pd.DataFrame]:
             frame = frame.apply(lambda column: column.round(9) if column.dtype.kind == "f" else column).astype(str)
             tables[name] = frame.sort_values(list(frame.columns)).reset_index(drop=True)
     return tables
+
+
+def _rows_per_build(database: Path) -> dict[str, list[int]]:
+    """For the graph tables that keep what a build did not recompute: how many rows each build wrote
+    and is still there, oldest build first."""
+    with duckdb.connect(str(database), read_only=True) as conn:
+        return {table: [count for _, count in conn.execute(
+                    f"select {column}, count(*) from {table} group by 1 order by 1").fetchall()]
+                for table, column in [("intermediate.int_identity_components", "built_at"),
+                                      ("intermediate.int_profile_ids", "assigned_at")]}
 
 
 def _people_named(tables: dict[str, pd.DataFrame]) -> dict[str, str]:
@@ -158,6 +168,7 @@ def incremental_and_full(tmp_path_factory):
                 _newer_export_without_its_last_record(landing / CRM_LIST)
             outcomes.append(run_build_warehouse())
         incremental = _tables(database)
+        rows_per_build = _rows_per_build(database)
         outcomes.append(run_build_warehouse(
             run_config={"ops": {"identity_warehouse_dbt_models": {"config": {"full_refresh": True}}}}
         ))
@@ -166,7 +177,7 @@ def incremental_and_full(tmp_path_factory):
     at_once_database = tmp_path_factory.mktemp("at-once-db") / WAREHOUSE_FILE_NAME
     with environment(LANDING_DIR=landing, DUCKDB_PATH=at_once_database):
         outcomes.append(run_build_warehouse())
-    return {"outcomes": outcomes, "incremental": incremental, "refreshed": refreshed,
+    return {"outcomes": outcomes, "incremental": incremental, "refreshed": refreshed, "rows_per_build": rows_per_build,
             "at_once": _tables(at_once_database)}
 
 
@@ -243,3 +254,6 @@ def test_later_runs_recompute_only_the_components_that_changed(incremental_and_f
     assert len(recomputed) == 1, messages
     changed, total = map(int, re.findall(r"\d+", recomputed[0]))
     assert 0 < changed < total
+    # and wrote only their rows: the other identifiers keep the rows of earlier builds
+    for table, rows in incremental_and_full["rows_per_build"].items():
+        assert len(rows) > 1 and 0 < rows[-1] < sum(rows), (table, rows)

@@ -1,9 +1,9 @@
 {{ config(
     materialized='incremental',
     incremental_strategy='replace_keys',
-    unique_key='node_id',
-    key_only_when_null='identifier_type',
-    on_schema_change='append_new_columns',
+    unique_key=['identifier_type', 'identifier_value'],
+    key_only_when_null='derived_profile_id',
+    on_schema_change='sync_all_columns',
     post_hook="{{ drop_components_work() }}",
 ) }}
 
@@ -12,18 +12,20 @@
     oldest identifier, so re-running on the same data gives the same ids and a merge keeps the
     older profile's id.
 
-    Incremental: a build recomputes only the components that changed, and keeps the others as the
-    last build left them (renumbered: node numbers follow first sightings, which new identifiers
-    shift). An identifier is changed when it is new or gone, when its first sighting, message count
-    or junk status differs from the last build's, or when int_identifiers rewrote a message of it
-    since; a component changed when it holds a changed identifier or an edge links it to one (every
-    edge that came or went has a changed end, or both ends in one such component). Merge protection
-    decides within a component, by the order of its own identifiers, so recomputing some components
-    gives what recomputing all would. Under other identity rules, or a table from before these
-    columns, every component is recomputed. Each build writes every row (node numbers move). -#}
+    Incremental: a build recomputes only the components that changed, and writes only their rows
+    (and deletes those of identifiers that are gone); the others stay as the last build left them.
+    Rows name their profile and component by their oldest identifier, not by node numbers (which new
+    identifiers shift), so a component no identifier of which changed keeps its rows as they are. An
+    identifier is changed when it is new or gone, when its first sighting, message count or junk
+    status differs from the last build's, or when int_identifiers rewrote a message of it since; a
+    component changed when it holds a changed identifier or an edge links it to one (every edge that
+    came or went has a changed end, or both ends in one such component). Merge protection decides
+    within a component, by the order of its own identifiers, so recomputing some components gives
+    what recomputing all would. Under other identity rules, or a table from before these columns,
+    every component is recomputed and every row written. -#}
 {%- set rules_fingerprint = local_md5(tojson(identity_rules(), sort_keys=true)) -%}
 {%- set update = is_incremental() and this is not string
-    and not missing_columns(this, ['graph_component_id', 'first_seen_at', 'message_count', 'is_junk',
+    and not missing_columns(this, ['graph_component_key', 'first_seen_at', 'message_count', 'is_junk',
                                    'rules_fingerprint', 'built_at'])
     and not built_under_other_rules(this, rules_fingerprint) -%}
 {%- set all_nodes = ref('int_identity_nodes') -%}
@@ -43,14 +45,14 @@
                 ~ " from " ~ all_nodes ~ " as current full outer join " ~ this ~ " as previous"
                 ~ " on previous.identifier_type = current.identifier_type"
                 ~ " and previous.identifier_value = current.identifier_value"
-                ~ " where current.node_id is null or previous.node_id is null"
+                ~ " where current.node_id is null or previous.identifier_type is null"
                 ~ " or current.message_count <> previous.message_count or current.is_junk <> previous.is_junk"
                 ~ " or current.first_seen_at <> previous.first_seen_at"
                 ~ " or (current.first_seen_at is null) <> (previous.first_seen_at is null)"
                 ~ " union select identifier_type, identifier_value from " ~ identifiers
                 ~ " where is_linkable and built_at > (select max(built_at) from " ~ this ~ ")")
             ~ "; " ~ cc_replace_table(work.update_components,
-                "select distinct previous.graph_component_id from " ~ this ~ " as previous join ("
+                "select distinct previous.graph_component_key from " ~ this ~ " as previous join ("
                 ~ " select identifier_type, identifier_value from " ~ work.update_changed
                 ~ " union select edges.to_type, edges.to_value from " ~ ref('int_identity_edges') ~ " as edges"
                 ~ " join " ~ work.update_changed ~ " as changed on changed.identifier_type = edges.from_type"
@@ -64,8 +66,8 @@
                 "select current.* from " ~ all_nodes ~ " as current left join " ~ this ~ " as previous"
                 ~ " on previous.identifier_type = current.identifier_type"
                 ~ " and previous.identifier_value = current.identifier_value"
-                ~ " where previous.node_id is null or previous.graph_component_id in"
-                ~ " (select graph_component_id from " ~ work.update_components ~ ")")
+                ~ " where previous.identifier_type is null or previous.graph_component_key in"
+                ~ " (select graph_component_key from " ~ work.update_components ~ ")")
         ) -%}
         {%- set counts = run_query("select (select count(*) from " ~ work.update_nodes ~ "), (select count(*) from "
                                    ~ all_nodes ~ ")").rows[0] -%}
@@ -101,60 +103,21 @@ nodes as (
 
 ),
 
-recomputed as (
+components as (
 
     select
         nodes.identifier_type,
         nodes.identifier_value,
-        nodes.node_id,
-        clusters.cluster_id as component_id,
-        'prof_' || substr({{ dbt.hash("root.identifier_type || ':' || root.identifier_value") }}, 1, 20) as derived_profile_id,
-        clusters.component_id as graph_component_id,
+        'prof_' || substr({{ dbt.hash("profile_root.identifier_type || ':' || profile_root.identifier_value") }}, 1, 20) as derived_profile_id,
+        'graph_' || substr({{ dbt.hash("graph_root.identifier_type || ':' || graph_root.identifier_value") }}, 1, 20) as graph_component_key,
         nodes.first_seen_at,
         nodes.message_count,
         nodes.is_junk
 
     from nodes
     join clusters on clusters.node_id = nodes.node_id
-    join nodes as root on root.node_id = clusters.cluster_id
-
-),
-{%- if update %}
-
--- The components this build did not recompute, as the last build left them: their identifiers keep
--- their order, so each profile's smallest node (its oldest identifier) is the same identifier.
-kept as (
-
-    select
-        current.identifier_type,
-        current.identifier_value,
-        current.node_id,
-        min(current.node_id) over (partition by previous.component_id) as component_id,
-        previous.derived_profile_id,
-        min(current.node_id) over (partition by previous.graph_component_id) as graph_component_id,
-        current.first_seen_at,
-        current.message_count,
-        current.is_junk
-
-    from {{ all_nodes }} as current
-    join {{ this }} as previous
-        on previous.identifier_type = current.identifier_type
-        and previous.identifier_value = current.identifier_value
-    -- an anti-join: `not in` costs DuckDB more here
-    left join {{ work.update_components }} as recomputed
-        on recomputed.graph_component_id = previous.graph_component_id
-    where recomputed.graph_component_id is null
-
-),
-{%- endif %}
-
-components as (
-
-    select * from recomputed
-    {%- if update %}
-    union all
-    select * from kept
-    {%- endif %}
+    join nodes as profile_root on profile_root.node_id = clusters.cluster_id
+    join nodes as graph_root on graph_root.node_id = clusters.component_id
 
 )
 
@@ -166,21 +129,29 @@ select
 from components
 {%- if is_incremental() %}
 
--- Every row is written again: one key-only row with a null key names them all (replace_keys).
 union all
 
+{% if update -%}
+-- The rows of the recomputed components, those of identifiers now gone with them, are replaced.
 select
-    {%- for column in ['identifier_type', 'identifier_value'] %}
+    identifier_type,
+    identifier_value,
+    {%- for column in ['derived_profile_id', 'graph_component_key', 'first_seen_at', 'message_count', 'is_junk',
+                       'rules_fingerprint', 'built_at'] %}
+    null as {{ column }}{{ ',' if not loop.last }}
+    {%- endfor %}
+from {{ this }}
+where graph_component_key in (select graph_component_key from {{ work.update_components }})
+{%- else -%}
+-- Every row is written again: one key-only row with a null key names them all (replace_keys).
+select
+    {%- for column in ['identifier_type', 'identifier_value', 'derived_profile_id', 'graph_component_key'] %}
     cast(null as {{ dbt.type_string() }}) as {{ column }},
     {%- endfor %}
-    {%- for column in ['node_id', 'component_id'] %}
-    cast(null as {{ dbt.type_bigint() }}) as {{ column }},
-    {%- endfor %}
-    cast(null as {{ dbt.type_string() }}) as derived_profile_id,
-    cast(null as {{ dbt.type_bigint() }}) as graph_component_id,
     cast(null as timestamp) as first_seen_at,
     cast(null as {{ dbt.type_bigint() }}) as message_count,
     cast(null as {{ dbt.type_boolean() }}) as is_junk,
     cast(null as {{ dbt.type_string() }}) as rules_fingerprint,
     cast(null as timestamp) as built_at
+{%- endif %}
 {%- endif %}

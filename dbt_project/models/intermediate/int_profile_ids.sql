@@ -2,9 +2,9 @@
     materialized='incremental',
     incremental_strategy='replace_keys',
     unique_key=['identifier_type', 'identifier_value'],
-    key_only_when_null='node_id',
+    key_only_when_null='profile_id',
     full_refresh=false,
-    on_schema_change='append_new_columns',
+    on_schema_change='sync_all_columns',
 ) }}
 
 {#- Stable profile ids. The first build names each profile after its oldest identifier
@@ -15,8 +15,14 @@
     own previous state and is kept by `dbt build --full-refresh` (ids must outlive rebuilds); to
     start the naming over, drop intermediate.int_profile_ids and marts.profile_merges.
     `changed_at` is when the identifier's profile or junk status last changed: profile_events
-    re-places the messages of the identifiers changed since it last read them. -#}
+    re-places the messages of the identifiers changed since it last read them.
+
+    Incremental: a build places only the identifiers of the components int_identity_components
+    wrote since the one this model last read (`components_built_at`), and deletes the rows of the
+    identifiers that are gone. An earlier profile lies within one component, and a component is
+    recomputed whole, so the identifiers placed hold every earlier profile they touch. -#}
 {%- set has_changed_at = is_incremental() and not missing_columns(this, ['changed_at']) %}
+{%- set has_state = has_changed_at and not missing_columns(this, ['components_built_at']) %}
 with
 
 clusters as (
@@ -24,14 +30,21 @@ clusters as (
     select
         components.identifier_type,
         components.identifier_value,
-        components.node_id,
-        components.component_id,
+        nodes.node_id,
         components.derived_profile_id,
+        components.built_at as components_built_at,
         nodes.first_seen_at,
         nodes.is_junk
 
     from {{ ref('int_identity_components') }} as components
-    join {{ ref('int_identity_nodes') }} as nodes on nodes.node_id = components.node_id
+    join {{ ref('int_identity_nodes') }} as nodes
+        on nodes.identifier_type = components.identifier_type
+        and nodes.identifier_value = components.identifier_value
+    {%- if has_state %}
+    where components.built_at > (
+        select coalesce(max(components_built_at), cast('1900-01-01' as timestamp)) from {{ this }}
+    )
+    {%- endif %}
 
 ),
 
@@ -93,14 +106,14 @@ earlier_profiles as (
 -- Of the earlier profiles a cluster holds, the oldest survives.
 survivors as (
 
-    select component_id, profile_id, profile_first_seen_at
+    select derived_profile_id, profile_id, profile_first_seen_at
     from (
         select
-            clusters.component_id,
+            clusters.derived_profile_id,
             earlier_profiles.previous_profile_id as profile_id,
             earlier_profiles.profile_first_seen_at,
             row_number() over (
-                partition by clusters.component_id
+                partition by clusters.derived_profile_id
                 order by earlier_profiles.profile_first_seen_at, earlier_profiles.previous_profile_id
             ) as age_rank
         from earlier_profiles
@@ -114,24 +127,26 @@ survivors as (
 -- oldest identifier now sits in another cluster): then the name is made new for this build.
 new_names as (
 
-    select distinct
-        clusters.component_id,
+    select
+        new_clusters.derived_profile_id,
         case
-            when taken.previous_profile_id is not null
-                then 'prof_' || substr({{ dbt.hash("clusters.derived_profile_id || '/' || '" ~ run_started_at.isoformat() ~ "'") }}, 1, 20)
-            else clusters.derived_profile_id
+            when taken.profile_id is not null
+                then 'prof_' || substr({{ dbt.hash("new_clusters.derived_profile_id || '/' || '" ~ run_started_at.isoformat() ~ "'") }}, 1, 20)
+            else new_clusters.derived_profile_id
         end as profile_id
 
-    from clusters
-    left join (select distinct previous_profile_id from earlier_profiles) as taken
-        on taken.previous_profile_id = clusters.derived_profile_id
-    where clusters.component_id not in (select component_id from survivors)
+    from (
+        select distinct derived_profile_id from clusters
+        where derived_profile_id not in (select derived_profile_id from survivors)
+    ) as new_clusters
+    left join (select distinct profile_id from previous) as taken
+        on taken.profile_id = new_clusters.derived_profile_id
 
 ),
 
 cluster_first_seen as (
 
-    select component_id, min(first_seen_at) as first_seen_at
+    select derived_profile_id, min(first_seen_at) as first_seen_at
     from clusters
     group by 1
 
@@ -142,8 +157,6 @@ assigned as (
     select
         placed.identifier_type,
         placed.identifier_value,
-        placed.node_id,
-        placed.component_id,
         coalesce(survivors.profile_id, new_names.profile_id) as profile_id,
         placed.previous_profile_id,
         case
@@ -152,20 +165,19 @@ assigned as (
         end as profile_first_seen_at,
         placed.is_junk,
         placed.previous_is_junk,
-        placed.previous_changed_at
+        placed.previous_changed_at,
+        placed.components_built_at
 
     from placed
-    join cluster_first_seen on cluster_first_seen.component_id = placed.component_id
-    left join survivors on survivors.component_id = placed.component_id
-    left join new_names on new_names.component_id = placed.component_id
+    join cluster_first_seen on cluster_first_seen.derived_profile_id = placed.derived_profile_id
+    left join survivors on survivors.derived_profile_id = placed.derived_profile_id
+    left join new_names on new_names.derived_profile_id = placed.derived_profile_id
 
 )
 
 select
     identifier_type,
     identifier_value,
-    node_id,
-    component_id,
     profile_id,
     previous_profile_id,
     profile_first_seen_at,
@@ -174,25 +186,41 @@ select
     case
         when profile_id = previous_profile_id and is_junk = previous_is_junk then previous_changed_at
         else {{ build_timestamp() }}
-    end as changed_at
+    end as changed_at,
+    components_built_at
 
 from assigned
-{%- if is_incremental() %}
+{%- if has_state %}
 
 union all
 
--- Every row is written again (the identifiers gone since the last build, a contact record dropped or
--- an alias's previousId that is a user id now, with them): one key-only row with a null key names
--- every key (replace_keys), which costs less than naming each.
+-- The identifiers that are gone (a contact record dropped, an alias's previousId that is a user id
+-- now): key-only rows delete theirs (replace_keys).
 select
-    cast(null as {{ dbt.type_string() }}) as identifier_type,
-    cast(null as {{ dbt.type_string() }}) as identifier_value,
-    cast(null as {{ dbt.type_bigint() }}) as node_id,
-    cast(null as {{ dbt.type_bigint() }}) as component_id,
-    cast(null as {{ dbt.type_string() }}) as profile_id,
-    cast(null as {{ dbt.type_string() }}) as previous_profile_id,
+    previous.identifier_type,
+    previous.identifier_value,
+    {%- for column in ['profile_id', 'previous_profile_id', 'profile_first_seen_at', 'assigned_at', 'is_junk',
+                       'changed_at', 'components_built_at'] %}
+    null as {{ column }}{{ ',' if not loop.last }}
+    {%- endfor %}
+from {{ this }} as previous
+left join {{ ref('int_identity_components') }} as components
+    on components.identifier_type = previous.identifier_type
+    and components.identifier_value = previous.identifier_value
+where components.identifier_type is null
+{%- elif is_incremental() %}
+
+union all
+
+-- A table from before these columns: every row is written again (one key-only row with a null key
+-- names every key).
+select
+    {%- for column in ['identifier_type', 'identifier_value', 'profile_id', 'previous_profile_id'] %}
+    cast(null as {{ dbt.type_string() }}) as {{ column }},
+    {%- endfor %}
     cast(null as timestamp) as profile_first_seen_at,
     cast(null as timestamp) as assigned_at,
     cast(null as {{ dbt.type_boolean() }}) as is_junk,
-    cast(null as timestamp) as changed_at
+    cast(null as timestamp) as changed_at,
+    cast(null as timestamp) as components_built_at
 {%- endif %}

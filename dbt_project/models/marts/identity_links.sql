@@ -92,7 +92,9 @@ type_counts as (
         max(nodes.max_per_profile) as max_per_profile
 
     from {{ profile_ids }} as profile_ids
-    join {{ ref('int_identity_nodes') }} as nodes on nodes.node_id = profile_ids.node_id
+    join {{ ref('int_identity_nodes') }} as nodes
+        on nodes.identifier_type = profile_ids.identifier_type
+        and nodes.identifier_value = profile_ids.identifier_value
     where profile_ids.profile_id in (select profile_id from refused_pair_profiles)
     group by 1, 2
 

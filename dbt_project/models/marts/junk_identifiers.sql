@@ -38,4 +38,6 @@ from junk
 join nodes
     on nodes.identifier_type = junk.identifier_type
     and nodes.identifier_value = junk.identifier_value
-join components on components.node_id = nodes.node_id
+join components
+    on components.identifier_type = junk.identifier_type
+    and components.identifier_value = junk.identifier_value

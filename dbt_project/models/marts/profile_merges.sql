@@ -24,7 +24,9 @@ merged as (
         assigned_at as merged_at
 
     from ids
-    where previous_profile_id is not null
+    -- the identifiers this build placed (int_profile_ids leaves the others' rows as they were)
+    where assigned_at = cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S") }}' as timestamp)
+        and previous_profile_id is not null
         and previous_profile_id <> profile_id
         and previous_profile_id not in (select profile_id from ids)
 
