@@ -111,3 +111,9 @@
         {%- endfor %}
     )
 {% endmacro %}
+
+{#- int_identity_edges' state beside its table: the junk identifiers its last build left out, so
+    that the next one links again the messages of those whose junk status changed. -#}
+{% macro junk_snapshot() %}
+    {{ return(api.Relation.create(database=this.database, schema=this.schema, identifier=this.identifier ~ '__junk')) }}
+{% endmacro %}

@@ -119,11 +119,12 @@ def _tables(database: Path) -> dict[str, pd.DataFrame]:
 
 def _rows_per_build(database: Path) -> dict[str, list[int]]:
     """For the graph tables that keep what a build did not recompute: how many rows each build wrote
-    and is still there, oldest build first."""
+    that are still there, oldest build first."""
     with duckdb.connect(str(database), read_only=True) as conn:
         return {table: [count for _, count in conn.execute(
                     f"select {column}, count(*) from {table} group by 1 order by 1").fetchall()]
-                for table, column in [("intermediate.int_identity_components", "built_at"),
+                for table, column in [("intermediate.int_identity_edges", "built_at"),
+                                      ("intermediate.int_identity_components", "built_at"),
                                       ("intermediate.int_profile_ids", "assigned_at")]}
 
 
@@ -244,6 +245,9 @@ def test_a_late_link_is_split_again_and_a_device_turned_junk_leaves_its_profile(
     junk = incremental["marts.junk_identifiers"]
     assert "shared-tablet-10" in set(junk.identifier_value)
     assert profile_of["anonymous_id:shared-tablet-10"] != profile_of["user_id:shared-user-10"]
+    # the message of the run before that linked it lost its edge when it turned junk
+    edges = incremental["intermediate.int_identity_edges"]
+    assert "shared-tablet-10" not in set(edges.from_value) | set(edges.to_value)
 
 
 def test_later_runs_recompute_only_the_components_that_changed(incremental_and_full):
@@ -254,6 +258,7 @@ def test_later_runs_recompute_only_the_components_that_changed(incremental_and_f
     assert len(recomputed) == 1, messages
     changed, total = map(int, re.findall(r"\d+", recomputed[0]))
     assert 0 < changed < total
-    # and wrote only their rows: the other identifiers keep the rows of earlier builds
+    # and wrote only their rows (and the edges of the messages linked again): the others keep the rows
+    # of earlier builds
     for table, rows in incremental_and_full["rows_per_build"].items():
         assert len(rows) > 1 and 0 < rows[-1] < sum(rows), (table, rows)

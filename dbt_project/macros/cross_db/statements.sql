@@ -41,3 +41,20 @@
 {% macro default__materialized_cte() %}{{ return('materialized') }}{% endmacro %}
 
 {% macro spark__materialized_cte() %}{{ return('') }}{% endmacro %}
+
+{#- A post-hook that makes `relation` the result of `sql`. Spark runs one statement per call: they
+    are run here, and the hook itself is left empty. -#}
+{% macro replace_table_hook(relation, sql) %}
+    {{ return(adapter.dispatch('replace_table_hook', 'identity_warehouse')(relation, sql)) }}
+{% endmacro %}
+
+{% macro default__replace_table_hook(relation, sql) %}
+    {{ return(cc_replace_table(relation, sql)) }}
+{% endmacro %}
+
+{% macro spark__replace_table_hook(relation, sql) %}
+    {%- if execute -%}
+        {%- do run_statements(cc_replace_table(relation, sql)) -%}
+    {%- endif -%}
+    {{ return('') }}
+{% endmacro %}

@@ -1,13 +1,36 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='replace_keys',
+    unique_key='message_id',
+    key_only_when_null='from_type',
+    on_schema_change='sync_all_columns',
+    post_hook="{{ replace_table_hook(junk_snapshot(), 'select distinct identifier_type, identifier_value from '
+                                     ~ ref('int_identity_junk')) }}",
+) }}
+
 {#- Identifiers seen together in one message or contact row belong to one person. Each message
     links its strongest identifier (the anchor, by priority) to each of its others: enough to
-    connect them all, with the message as evidence. Junk identifiers (int_identity_junk) link no one. -#}
+    connect them all, with the message as evidence. Junk identifiers (int_identity_junk) link no one.
+
+    Incremental: a message's edges depend on its own identifiers and on which identifiers are junk,
+    so a build links again only the messages int_identifiers wrote since the last one, those that
+    carry an identifier whose junk status changed since (the junk set the last build used is kept
+    beside this table, `<this>__junk`), and deletes the edges of the messages that are gone. Under
+    other identity rules, or without that state, every message is linked again. -#}
+{%- set rules_fingerprint = local_md5(tojson(identity_rules(), sort_keys=true)) -%}
+{%- set update = is_incremental() and this is not string
+    and not missing_columns(this, ['rules_fingerprint', 'built_at'])
+    and adapter.get_relation(database=junk_snapshot().database, schema=junk_snapshot().schema,
+                             identifier=junk_snapshot().identifier) is not none
+    and not built_under_other_rules(this, rules_fingerprint) -%}
 {%- set by_anchor_rank -%}
     over (
         partition by identifiers.message_id
         order by {{ identifier_priority('identifiers.identifier_type') }}, identifiers.identifier_type,
             identifiers.identifier_value
     )
-{%- endset -%}
+{%- endset %}
+-- depends_on: {{ ref('int_messages') }} (the messages that are gone, read in an incremental build)
 with
 
 junk as (
@@ -15,6 +38,49 @@ junk as (
     select distinct identifier_type, identifier_value from {{ ref('int_identity_junk') }}
 
 ),
+
+{%- if update %}
+
+junk_changed as (
+
+    select coalesce(current.identifier_type, previous.identifier_type) as identifier_type,
+        coalesce(current.identifier_value, previous.identifier_value) as identifier_value
+    from junk as current
+    full outer join {{ junk_snapshot() }} as previous
+        on previous.identifier_type = current.identifier_type
+        and previous.identifier_value = current.identifier_value
+    where current.identifier_type is null or previous.identifier_type is null
+
+),
+
+-- int_identifiers writes a message's rows together: the rows written since the last build are
+-- whole messages, and the other messages to link again are read whole beside them.
+identifiers as (
+
+    select * from {{ ref('int_identifiers') }}
+    where built_at > (select coalesce(max(built_at), cast('1900-01-01' as timestamp)) from {{ this }})
+
+    union all
+
+    select * from {{ ref('int_identifiers') }}
+    where built_at <= (select coalesce(max(built_at), cast('1900-01-01' as timestamp)) from {{ this }})
+        and message_id in (
+            select identifiers.message_id
+            from {{ ref('int_identifiers') }} as identifiers
+            join junk_changed
+                on junk_changed.identifier_type = identifiers.identifier_type
+                and junk_changed.identifier_value = identifiers.identifier_value
+        )
+
+),
+{%- else %}
+
+identifiers as (
+
+    select * from {{ ref('int_identifiers') }}
+
+),
+{%- endif %}
 
 -- Each linkable identifier with its message's anchor, from one window (no self-join).
 ranked as (
@@ -31,7 +97,7 @@ ranked as (
         first_value(identifiers.identifier_value) {{ by_anchor_rank }} as anchor_value,
         first_value({{ identifier_priority('identifiers.identifier_type') }}) {{ by_anchor_rank }} as anchor_priority
 
-    from {{ ref('int_identifiers') }} as identifiers
+    from identifiers
     -- few identifiers are junk: an anti-join with a small table, not a join with every node
     left join junk
         on junk.identifier_type = identifiers.identifier_type
@@ -52,7 +118,40 @@ select
     identifier_type as to_type,
     identifier_value as to_value,
     -- the priority of the weaker end: merge protection gives up the weakest links first
-    case when priority > anchor_priority then priority else anchor_priority end as weak_priority
+    case when priority > anchor_priority then priority else anchor_priority end as weak_priority,
+    '{{ rules_fingerprint }}' as rules_fingerprint,
+    {{ build_timestamp() }} as built_at
 
 from ranked
 where anchor_rank > 1
+{%- if is_incremental() %}
+
+union all
+
+{% if update -%}
+-- The edges of the messages linked again, and of those that are gone, are replaced.
+select
+    message_id,
+    {%- for column in ['source', 'event_at', 'from_type', 'from_value', 'to_type', 'to_value', 'weak_priority',
+                       'rules_fingerprint', 'built_at'] %}
+    null as {{ column }}{{ ',' if not loop.last }}
+    {%- endfor %}
+from (
+    select message_id from identifiers
+    union
+    {{ messages_gone_from(this) }}
+) as replaced
+{%- else -%}
+-- Every row is written again: one key-only row with a null key names them all (replace_keys).
+select
+    cast(null as {{ dbt.type_string() }}) as message_id,
+    cast(null as {{ dbt.type_string() }}) as source,
+    cast(null as timestamp) as event_at,
+    {%- for column in ['from_type', 'from_value', 'to_type', 'to_value'] %}
+    cast(null as {{ dbt.type_string() }}) as {{ column }},
+    {%- endfor %}
+    cast(null as {{ dbt.type_int() }}) as weak_priority,
+    cast(null as {{ dbt.type_string() }}) as rules_fingerprint,
+    cast(null as timestamp) as built_at
+{%- endif %}
+{%- endif %}
