@@ -112,8 +112,15 @@
     )
 {% endmacro %}
 
-{#- int_identity_edges' state beside its table: the junk identifiers its last build left out, so
-    that the next one links again the messages of those whose junk status changed. -#}
-{% macro junk_snapshot() %}
-    {{ return(api.Relation.create(database=this.database, schema=this.schema, identifier=this.identifier ~ '__junk')) }}
+{#- A table of state kept beside the model's own (`<model>__<name>`), written by a post-hook
+    (replace_table_hook): what the next build must know that the model's rows cannot say. -#}
+{% macro state_relation(name) %}
+    {{ return(api.Relation.create(database=this.database, schema=this.schema, identifier=this.identifier ~ '__' ~ name)) }}
+{% endmacro %}
+
+{#- Whether the state table `name` (state_relation) exists. -#}
+{% macro state_exists(name) %}
+    {%- set relation = state_relation(name) -%}
+    {{ return(adapter.get_relation(database=relation.database, schema=relation.schema,
+                                   identifier=relation.identifier) is not none) }}
 {% endmacro %}

@@ -4,7 +4,7 @@
     unique_key='message_id',
     key_only_when_null='from_type',
     on_schema_change='sync_all_columns',
-    post_hook="{{ replace_table_hook(junk_snapshot(), 'select distinct identifier_type, identifier_value from '
+    post_hook="{{ replace_table_hook(state_relation('junk'), 'select distinct identifier_type, identifier_value from '
                                      ~ ref('int_identity_junk')) }}",
 ) }}
 
@@ -20,8 +20,7 @@
 {%- set rules_fingerprint = local_md5(tojson(identity_rules(), sort_keys=true)) -%}
 {%- set update = is_incremental() and this is not string
     and not missing_columns(this, ['rules_fingerprint', 'built_at'])
-    and adapter.get_relation(database=junk_snapshot().database, schema=junk_snapshot().schema,
-                             identifier=junk_snapshot().identifier) is not none
+    and state_exists('junk')
     and not built_under_other_rules(this, rules_fingerprint) -%}
 {%- set by_anchor_rank -%}
     over (
@@ -46,7 +45,7 @@ junk_changed as (
     select coalesce(current.identifier_type, previous.identifier_type) as identifier_type,
         coalesce(current.identifier_value, previous.identifier_value) as identifier_value
     from junk as current
-    full outer join {{ junk_snapshot() }} as previous
+    full outer join {{ state_relation('junk') }} as previous
         on previous.identifier_type = current.identifier_type
         and previous.identifier_value = current.identifier_value
     where current.identifier_type is null or previous.identifier_type is null

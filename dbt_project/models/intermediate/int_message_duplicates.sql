@@ -4,6 +4,8 @@
     unique_key='message_id',
     key_only_when_null='load_id',
     on_schema_change='append_new_columns',
+    post_hook="{{ replace_table_hook(state_relation('watermark'), 'select max(loaded_at) as copies_loaded_until from '
+                                     ~ ref('int_message_copies')) }}",
 ) }}
 
 {#- Message ids that arrived more than once (int_message_copies: a messageId sent under two types,
@@ -15,12 +17,18 @@
     copy the last build saw (`copies_loaded_until`), and every id it listed (one of its copies may
     be gone: a contact list's newer export, an erasure), and replaces their rows (`replace_keys`).
     Finding them reads the copies' load times and ids, not a count of every message id. An empty
-    table keeps no `copies_loaded_until` (no id repeated, the usual case: staging already removes
-    the repeats within a type), nor does one from before the column: every id is decided again,
-    by the plain count, which costs less than filtering every copy by every id. -#}
+    table (no id repeated, the usual case: staging already removes the repeats within a type)
+    keeps its `copies_loaded_until` beside it, in `<this>__watermark`; without either (a table from
+    before them) every id is decided again, by the plain count. -#}
 {%- set incremental = is_incremental() -%}
-{%- set only_new = incremental and (this is string or (not missing_columns(this, ['copies_loaded_until'])
+{%- set listed = incremental and (this is string or (not missing_columns(this, ['copies_loaded_until'])
     and holds_rows_where(this, 'copies_loaded_until is not null'))) -%}
+{%- set only_new = listed or (incremental and state_exists('watermark')) -%}
+{%- if only_new -%}
+    {%- set copies_loaded_until = "(select max(copies_loaded_until) from " ~ this ~ ")" if listed
+        else "(select coalesce(max(copies_loaded_until), cast('1900-01-01' as timestamp)) from "
+             ~ state_relation('watermark') ~ ")" -%}
+{%- endif -%}
 with
 {%- if only_new %}
 
@@ -28,7 +36,7 @@ reconsidered as {{ materialized_cte() }} (
 
     select message_id
     from {{ ref('int_message_copies') }}
-    where loaded_at > (select max(copies_loaded_until) from {{ this }})
+    where loaded_at > {{ copies_loaded_until }}
 
     union
 
