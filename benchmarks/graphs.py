@@ -108,16 +108,22 @@ def giant(nodes: int = 1_000_000, extra_edge_ratio: float = 0.5, seed: int = 0) 
 
 def warehouse_graph(warehouse_path: Path) -> Graph:
     """The deduplicated integer edge list the identity graph step works on, from a built warehouse
-    (as `int_identity_components` joins `int_identity_edges` to `int_identity_nodes`)."""
+    (as `int_identity_components` numbers `int_identity_nodes` and joins `int_identity_edges` to them)."""
     with warehouse.connect(Path(warehouse_path), read_only=True) as conn:
-        nodes = conn.execute("select node_id from intermediate.int_identity_nodes").fetchnumpy()["node_id"]
+        conn.execute("""
+            create temp table numbered_nodes as
+            select row_number() over (order by identifier_type, identifier_value) as node_id,
+                   identifier_type, identifier_value
+            from intermediate.int_identity_nodes
+        """)
+        nodes = conn.execute("select node_id from numbered_nodes").fetchnumpy()["node_id"]
         edges = conn.execute("""
             select distinct least(source_node.node_id, target_node.node_id) as src,
                             greatest(source_node.node_id, target_node.node_id) as dst
             from intermediate.int_identity_edges as edges
-            join intermediate.int_identity_nodes as source_node
+            join numbered_nodes as source_node
                 on source_node.identifier_type = edges.from_type and source_node.identifier_value = edges.from_value
-            join intermediate.int_identity_nodes as target_node
+            join numbered_nodes as target_node
                 on target_node.identifier_type = edges.to_type and target_node.identifier_value = edges.to_value
             where source_node.node_id <> target_node.node_id
         """).fetchnumpy()

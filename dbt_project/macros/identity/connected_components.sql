@@ -123,8 +123,8 @@
     {{ return(['edges', 'hooks', 'next', 'forest']) }}
 {% endmacro %}
 
-{#- int_identity_components' own, in an incremental build: the changed identifiers, the components
-    to recompute, and their nodes. -#}
+{#- int_identity_components' own: in an incremental build the changed identifiers and the components
+    to recompute; the nodes a build works on, numbered. -#}
 {% macro update_work_parts() %}
     {{ return(['update_changed', 'update_components', 'update_nodes']) }}
 {% endmacro %}

@@ -18,6 +18,13 @@
     end
 {%- endmacro %}
 
+{#- The order of identifiers, oldest first (a profile is named after its first, merge protection
+    decides by it): first sighting, then priority, type and value, over the columns of `alias`. -#}
+{% macro identifier_age_order(alias) -%}
+    {{ alias }}.first_seen_at, {{ identifier_priority(alias ~ '.identifier_type') }}, {{ alias }}.identifier_type,
+        {{ alias }}.identifier_value
+{%- endmacro %}
+
 {#- The per-profile limit of a type, as a SQL expression over a type column. -#}
 {% macro identifier_limit(type_expr) -%}
     case {{ type_expr }}

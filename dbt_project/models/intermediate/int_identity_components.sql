@@ -30,50 +30,54 @@
     and not built_under_other_rules(this, rules_fingerprint) -%}
 {%- set all_nodes = ref('int_identity_nodes') -%}
 {%- set identifiers = ref('int_identifiers') -%}
-{%- set nodes = all_nodes -%}
-{%- if update -%}
-    {%- set work = cc_work_relations(update_work_parts()) -%}
-    {%- set nodes = work.update_nodes -%}
-    {%- if graph_loops_run() -%}
-        {#- The changed identifiers: new, gone, counted or seen differently, or in a rewritten message;
-            the components to recompute: those of the changed identifiers and of their neighbours;
-            and their identifiers now, with the new ones: the part of the graph this build works on. -#}
-        {%- do run_statements(
-            cc_replace_table(work.update_changed,
-                "select coalesce(current.identifier_type, previous.identifier_type) as identifier_type,"
-                ~ " coalesce(current.identifier_value, previous.identifier_value) as identifier_value"
-                ~ " from " ~ all_nodes ~ " as current full outer join " ~ this ~ " as previous"
-                ~ " on previous.identifier_type = current.identifier_type"
-                ~ " and previous.identifier_value = current.identifier_value"
-                ~ " where current.node_id is null or previous.identifier_type is null"
-                ~ " or current.message_count <> previous.message_count or current.is_junk <> previous.is_junk"
-                ~ " or current.first_seen_at <> previous.first_seen_at"
-                ~ " or (current.first_seen_at is null) <> (previous.first_seen_at is null)"
-                ~ " union select identifier_type, identifier_value from " ~ identifiers
-                ~ " where is_linkable and built_at > (select max(built_at) from " ~ this ~ ")")
-            ~ "; " ~ cc_replace_table(work.update_components,
-                "select distinct previous.graph_component_key from " ~ this ~ " as previous join ("
-                ~ " select identifier_type, identifier_value from " ~ work.update_changed
-                ~ " union select edges.to_type, edges.to_value from " ~ ref('int_identity_edges') ~ " as edges"
-                ~ " join " ~ work.update_changed ~ " as changed on changed.identifier_type = edges.from_type"
-                ~ " and changed.identifier_value = edges.from_value"
-                ~ " union select edges.from_type, edges.from_value from " ~ ref('int_identity_edges') ~ " as edges"
-                ~ " join " ~ work.update_changed ~ " as changed on changed.identifier_type = edges.to_type"
-                ~ " and changed.identifier_value = edges.to_value"
-                ~ ") as reached on reached.identifier_type = previous.identifier_type"
-                ~ " and reached.identifier_value = previous.identifier_value")
-            ~ "; " ~ cc_replace_table(work.update_nodes,
-                "select current.* from " ~ all_nodes ~ " as current left join " ~ this ~ " as previous"
-                ~ " on previous.identifier_type = current.identifier_type"
-                ~ " and previous.identifier_value = current.identifier_value"
-                ~ " where previous.identifier_type is null or previous.graph_component_key in"
-                ~ " (select graph_component_key from " ~ work.update_components ~ ")")
-        ) -%}
-        {%- set counts = run_query("select (select count(*) from " ~ work.update_nodes ~ "), (select count(*) from "
-                                   ~ all_nodes ~ ")").rows[0] -%}
-        {{ log("int_identity_components: recomputing the components of " ~ counts[0] ~ " of " ~ counts[1]
-               ~ " identifiers", info=true) }}
-    {%- endif -%}
+{%- set work = cc_work_relations(update_work_parts()) -%}
+{#- The nodes this build works on, numbered oldest first for the graph algorithms (a profile's
+    smallest node is its oldest identifier): every node, or in an incremental build those of the
+    components it recomputes. -#}
+{%- set nodes = work.update_nodes -%}
+{%- set numbered_nodes = "select row_number() over (order by " ~ identifier_age_order('current') ~ ") as node_id,"
+                         ~ " current.* from " ~ all_nodes ~ " as current" -%}
+{%- if graph_loops_run() and not update -%}
+    {%- do run_statements(cc_replace_table(work.update_nodes, numbered_nodes)) -%}
+{%- elif graph_loops_run() -%}
+    {#- The changed identifiers: new, gone, counted or seen differently, or in a rewritten message;
+        the components to recompute: those of the changed identifiers and of their neighbours;
+        and their identifiers now, with the new ones: the part of the graph this build works on. -#}
+    {%- do run_statements(
+        cc_replace_table(work.update_changed,
+            "select coalesce(current.identifier_type, previous.identifier_type) as identifier_type,"
+            ~ " coalesce(current.identifier_value, previous.identifier_value) as identifier_value"
+            ~ " from " ~ all_nodes ~ " as current full outer join " ~ this ~ " as previous"
+            ~ " on previous.identifier_type = current.identifier_type"
+            ~ " and previous.identifier_value = current.identifier_value"
+            ~ " where current.identifier_type is null or previous.identifier_type is null"
+            ~ " or current.message_count <> previous.message_count or current.is_junk <> previous.is_junk"
+            ~ " or current.first_seen_at <> previous.first_seen_at"
+            ~ " or (current.first_seen_at is null) <> (previous.first_seen_at is null)"
+            ~ " union select identifier_type, identifier_value from " ~ identifiers
+            ~ " where is_linkable and built_at > (select max(built_at) from " ~ this ~ ")")
+        ~ "; " ~ cc_replace_table(work.update_components,
+            "select distinct previous.graph_component_key from " ~ this ~ " as previous join ("
+            ~ " select identifier_type, identifier_value from " ~ work.update_changed
+            ~ " union select edges.to_type, edges.to_value from " ~ ref('int_identity_edges') ~ " as edges"
+            ~ " join " ~ work.update_changed ~ " as changed on changed.identifier_type = edges.from_type"
+            ~ " and changed.identifier_value = edges.from_value"
+            ~ " union select edges.from_type, edges.from_value from " ~ ref('int_identity_edges') ~ " as edges"
+            ~ " join " ~ work.update_changed ~ " as changed on changed.identifier_type = edges.to_type"
+            ~ " and changed.identifier_value = edges.to_value"
+            ~ ") as reached on reached.identifier_type = previous.identifier_type"
+            ~ " and reached.identifier_value = previous.identifier_value")
+        ~ "; " ~ cc_replace_table(work.update_nodes,
+            numbered_nodes ~ " left join " ~ this ~ " as previous"
+            ~ " on previous.identifier_type = current.identifier_type"
+            ~ " and previous.identifier_value = current.identifier_value"
+            ~ " where previous.identifier_type is null or previous.graph_component_key in"
+            ~ " (select graph_component_key from " ~ work.update_components ~ ")")
+    ) -%}
+    {%- set counts = run_query("select (select count(*) from " ~ work.update_nodes ~ "), (select count(*) from "
+                               ~ all_nodes ~ ")").rows[0] -%}
+    {{ log("int_identity_components: recomputing the components of " ~ counts[0] ~ " of " ~ counts[1]
+           ~ " identifiers", info=true) }}
 {%- endif -%}
 {%- set node_edges -%}
     select source_node.node_id as src, target_node.node_id as dst, edges.weak_priority, edges.event_at, edges.message_id

@@ -1,5 +1,6 @@
-{#- One row per linkable identifier, numbered for the graph algorithms: the earliest seen gets the
-    smallest number, so a profile's smallest node is its oldest identifier. -#}
+{#- One row per linkable identifier: the node of the identity graph. Not numbered here: a number
+    would follow first sightings, which new identifiers shift, so int_identity_components numbers
+    only the nodes a build works on. -#}
 with
 
 linkable as (
@@ -30,10 +31,6 @@ summarized as (
 )
 
 select
-    row_number() over (
-        order by summarized.first_seen_at, {{ identifier_priority('summarized.identifier_type') }},
-            summarized.identifier_type, summarized.identifier_value
-    ) as node_id,
     summarized.*,
     {{ identifier_priority('summarized.identifier_type') }} as priority,
     {{ identifier_limit('summarized.identifier_type') }} as max_per_profile,

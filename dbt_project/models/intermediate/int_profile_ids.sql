@@ -28,20 +28,16 @@ with
 clusters as (
 
     select
-        components.identifier_type,
-        components.identifier_value,
-        nodes.node_id,
-        components.derived_profile_id,
-        components.built_at as components_built_at,
-        nodes.first_seen_at,
-        nodes.is_junk
+        identifier_type,
+        identifier_value,
+        derived_profile_id,
+        built_at as components_built_at,
+        first_seen_at,
+        is_junk
 
     from {{ ref('int_identity_components') }} as components
-    join {{ ref('int_identity_nodes') }} as nodes
-        on nodes.identifier_type = components.identifier_type
-        and nodes.identifier_value = components.identifier_value
     {%- if has_state %}
-    where components.built_at > (
+    where built_at > (
         select coalesce(max(components_built_at), cast('1900-01-01' as timestamp)) from {{ this }}
     )
     {%- endif %}
@@ -89,17 +85,21 @@ placed as (
 
 ),
 
--- An earlier profile goes with the cluster that holds its oldest identifier (the smallest node).
+-- An earlier profile goes with the cluster that holds its oldest identifier.
 earlier_profiles as (
 
-    select
-        previous_profile_id,
-        min(node_id) as anchor_node_id,
-        min(previous_profile_first_seen_at) as profile_first_seen_at
-
-    from placed
-    where previous_profile_id is not null
-    group by 1
+    select previous_profile_id, anchor_type, anchor_value, profile_first_seen_at
+    from (
+        select
+            previous_profile_id,
+            identifier_type as anchor_type,
+            identifier_value as anchor_value,
+            min(previous_profile_first_seen_at) over (partition by previous_profile_id) as profile_first_seen_at,
+            row_number() over (partition by previous_profile_id order by {{ identifier_age_order('placed') }}) as age_rank
+        from placed
+        where previous_profile_id is not null
+    ) as ranked
+    where age_rank = 1
 
 ),
 
@@ -117,7 +117,9 @@ survivors as (
                 order by earlier_profiles.profile_first_seen_at, earlier_profiles.previous_profile_id
             ) as age_rank
         from earlier_profiles
-        join clusters on clusters.node_id = earlier_profiles.anchor_node_id
+        join clusters
+            on clusters.identifier_type = earlier_profiles.anchor_type
+            and clusters.identifier_value = earlier_profiles.anchor_value
     ) as ranked
     where age_rank = 1
 
