@@ -112,7 +112,7 @@ def warehouse_graph(warehouse_path: Path) -> Graph:
     with warehouse.connect(Path(warehouse_path), read_only=True) as conn:
         conn.execute("""
             create temp table numbered_nodes as
-            select row_number() over (order by identifier_type, identifier_value) as node_id,
+            select row_number() over (order by first_seen_at, priority, identifier_type, identifier_value) as node_id,
                    identifier_type, identifier_value
             from intermediate.int_identity_nodes
         """)

@@ -124,3 +124,11 @@
     {{ return(adapter.get_relation(database=relation.database, schema=relation.schema,
                                    identifier=relation.identifier) is not none) }}
 {% endmacro %}
+
+{#- on_schema_change for models whose columns changed between versions: DuckDB drops the old ones
+    and adds the new (the model sees the old layout and rebuilds); Spark cannot drop a column from a
+    parquet table, so there a build stops with dbt's message instead (see README, Running on
+    Apache Spark, for the upgrade). -#}
+{% macro sync_columns_where_possible() %}
+    {{ return('fail' if target.type == 'spark' else 'sync_all_columns') }}
+{% endmacro %}

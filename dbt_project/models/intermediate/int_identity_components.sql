@@ -3,7 +3,7 @@
     incremental_strategy='replace_keys',
     unique_key=['identifier_type', 'identifier_value'],
     key_only_when_null='derived_profile_id',
-    on_schema_change='sync_all_columns',
+    on_schema_change=sync_columns_where_possible(),
     post_hook="{{ drop_components_work() }}",
 ) }}
 

@@ -3,7 +3,7 @@
     incremental_strategy='replace_keys',
     unique_key='message_id',
     key_only_when_null='from_type',
-    on_schema_change='sync_all_columns',
+    on_schema_change=sync_columns_where_possible(),
     post_hook="{{ replace_table_hook(state_relation('junk'), 'select distinct identifier_type, identifier_value from '
                                      ~ ref('int_identity_junk')) }}",
 ) }}
@@ -15,13 +15,15 @@
     Incremental: a message's edges depend on its own identifiers and on which identifiers are junk,
     so a build links again only the messages int_identifiers wrote since the last one, those that
     carry an identifier whose junk status changed since (the junk set the last build used is kept
-    beside this table, `<this>__junk`), and deletes the edges of the messages that are gone. Under
-    other identity rules, or without that state, every message is linked again. -#}
+    beside this table, `<this>__junk`), and deletes the edges of the messages loaded again (one may
+    carry no identifier now) and of those that are gone. Under other identity rules, or without
+    that state, every message is linked again. -#}
 {%- set rules_fingerprint = local_md5(tojson(identity_rules(), sort_keys=true)) -%}
 {%- set update = is_incremental() and this is not string
     and not missing_columns(this, ['rules_fingerprint', 'built_at'])
     and state_exists('junk')
     and not built_under_other_rules(this, rules_fingerprint) -%}
+{%- set last_build = "(select coalesce(max(built_at), cast('1900-01-01' as timestamp)) from " ~ this ~ ")" -%}
 {%- set by_anchor_rank -%}
     over (
         partition by identifiers.message_id
@@ -29,7 +31,7 @@
             identifiers.identifier_value
     )
 {%- endset %}
--- depends_on: {{ ref('int_messages') }} (the messages that are gone, read in an incremental build)
+-- depends_on: {{ ref('int_messages') }} (the messages loaded again or gone, read in an incremental build)
 with
 
 junk as (
@@ -57,12 +59,12 @@ junk_changed as (
 identifiers as (
 
     select * from {{ ref('int_identifiers') }}
-    where built_at > (select coalesce(max(built_at), cast('1900-01-01' as timestamp)) from {{ this }})
+    where built_at > {{ last_build }}
 
     union all
 
     select * from {{ ref('int_identifiers') }}
-    where built_at <= (select coalesce(max(built_at), cast('1900-01-01' as timestamp)) from {{ this }})
+    where built_at <= {{ last_build }}
         and message_id in (
             select identifiers.message_id
             from {{ ref('int_identifiers') }} as identifiers
@@ -137,6 +139,9 @@ select
     {%- endfor %}
 from (
     select message_id from identifiers
+    union
+    -- a message loaded again may carry no identifier now: int_identifiers then keeps no row of it
+    select message_id from {{ ref('int_messages') }} where loaded_at > {{ last_build }}
     union
     {{ messages_gone_from(this) }}
 ) as replaced

@@ -4,7 +4,7 @@
     unique_key=['identifier_type', 'identifier_value'],
     key_only_when_null='profile_id',
     full_refresh=false,
-    on_schema_change='sync_all_columns',
+    on_schema_change=sync_columns_where_possible(),
 ) }}
 
 {#- Stable profile ids. The first build names each profile after its oldest identifier

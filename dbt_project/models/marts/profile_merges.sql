@@ -24,11 +24,14 @@ merged as (
         assigned_at as merged_at
 
     from ids
-    -- the identifiers this build placed (int_profile_ids leaves the others' rows as they were)
-    where assigned_at = cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S") }}' as timestamp)
-        and previous_profile_id is not null
+    where previous_profile_id is not null
         and previous_profile_id <> profile_id
         and previous_profile_id not in (select profile_id from ids)
+        {%- if is_incremental() %}
+        -- placed since the last merge recorded (int_profile_ids leaves the rows of the identifiers
+        -- it did not place as they were, with the previous id of an earlier placing)
+        and assigned_at > (select coalesce(max(merged_at), cast('1900-01-01' as timestamp)) from {{ this }})
+        {%- endif %}
 
 ),
 
