@@ -98,3 +98,9 @@ def quiet_telemetry() -> None:
     """There is no network to send usage statistics to; do not try."""
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
+
+
+def lookup_graph_dir() -> Path:
+    """Where ``lookup`` draws a person's identity graph: a private folder beside the warehouse
+    (personal data; a delete removes the person's pictures)."""
+    return duckdb_path().parent / "private" / "lookups"

@@ -42,3 +42,19 @@ def table_exists(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> bo
             [schema, table],
         )
     )
+
+
+# The one quoting helper: values reach SQL as bound parameters wherever DuckDB takes them; these
+# are for the places it does not (names of tables and columns, DDL, table functions' arguments).
+def quote_identifier(name: str) -> str:
+    """A table, schema or column name as a quoted SQL identifier."""
+    if "\0" in name:
+        raise ValueError("a SQL name cannot hold a NUL character")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    """A string as a SQL string literal (standard SQL: quotes doubled, backslashes are plain)."""
+    if "\0" in text:
+        raise ValueError("a SQL string cannot hold a NUL character")
+    return "'" + text.replace("'", "''") + "'"

@@ -56,7 +56,9 @@ def process_privacy_requests(context: dg.AssetExecutionContext, warehouse: Wareh
             "select (select count(*) from privacy.requests), (select count(*) from privacy.tombstones), "
             "(select count(*) from privacy.locks)").fetchone()
     outcomes = {f"{action}:{outcome}": n for (action, outcome), n in sorted(batch.outcomes.items())}
-    context.log.info(f"privacy requests processed: {outcomes or 'none'}; {batch.skipped} already done")
+    context.log.info(f"privacy requests processed: {outcomes or 'none'}; {batch.skipped} already done"
+                     + (f"; {len(batch.files_set_aside)} file(s) with invalid requests set aside in privacy/invalid/"
+                        if batch.files_set_aside else ""))
     yield dg.MaterializeResult(asset_key=PRIVACY_REQUESTS_KEY, metadata={
         "dagster/row_count": counts[0], "processed": dg.MetadataValue.json(outcomes),
         "files_processed": len(batch.files_done)})
