@@ -219,17 +219,19 @@ class PrivacyRequest:
     source: str = "run_config"
     # why the entry could not be read as a request at all (a malformed line, a field too long, ...)
     unreadable: str | None = None
+    position: str = ""  # where in its file: "line 3", "item 2"
 
     @classmethod
-    def from_mapping(cls, fields, source: str) -> "PrivacyRequest":
+    def from_mapping(cls, fields, source: str, position: str = "") -> "PrivacyRequest":
         """Accepts ``identifier: "type:value"`` or ``identifier_type`` and ``identifier_value``."""
         if not isinstance(fields, dict):
-            return cls.invalid(source, f"not a request object (a JSON {type(fields).__name__})", repr(fields)[:200])
+            return cls.invalid(source, f"not a request object (a JSON {type(fields).__name__})", position,
+                               repr(fields)[:200])
         fields = {str(k).strip().lower(): ("" if v is None else str(v).strip()) for k, v in fields.items()}
         too_long = sorted(k for k, v in fields.items() if len(v) > MAX_FIELD_CHARS)
         if too_long:
             return cls.invalid(source, f"field {too_long[0][:40]!r} is longer than {MAX_FIELD_CHARS} characters",
-                               json.dumps(fields, sort_keys=True))
+                               position, json.dumps(fields, sort_keys=True))
         identifier_type, value = fields.get("identifier_type", ""), fields.get("identifier_value", "")
         if not identifier_type and ":" in fields.get("identifier", ""):
             identifier_type, _, value = fields["identifier"].partition(":")
@@ -237,11 +239,12 @@ class PrivacyRequest:
         request_id = fields.get("request_id") or "req-" + _digest(source, action, identifier_type, value,
                                                                   fields.get("requested_by", ""))
         return cls(request_id, action, identifier_type.strip().lower(), value.strip(),
-                   fields.get("requested_by", ""), fields.get("requested_at") or None, source)
+                   fields.get("requested_by", ""), fields.get("requested_at") or None, source, position=position)
 
     @classmethod
-    def invalid(cls, source: str, reason: str, content: str = "") -> "PrivacyRequest":
-        return cls("invalid-" + _digest(source, content, reason), "", "", "", "", None, source, reason)
+    def invalid(cls, source: str, reason: str, position: str = "", content: str = "") -> "PrivacyRequest":
+        return cls("invalid-" + _digest(source, position, content, reason), "", "", "", "", None, source, reason,
+                   position)
 
     @property
     def fingerprint(self) -> str:
@@ -255,7 +258,11 @@ class PrivacyRequest:
             self.source, self.request_id, self.fingerprint)
 
     def problem(self, rules: dict) -> str | None:
-        """Why the request cannot be processed, or None."""
+        """Why the request cannot be processed (and where it is in its file), or None."""
+        problem = self._problem(rules)
+        return f"{self.position}: {problem}" if problem and self.position else problem
+
+    def _problem(self, rules: dict) -> str | None:
         if self.unreadable:
             return self.unreadable
         if not REQUEST_ID.fullmatch(self.request_id):
@@ -295,22 +302,22 @@ def read_request_file(path: Path) -> list[PrivacyRequest]:
         requests = []
         for number, line in enumerate(text.splitlines(), 1):
             if line.strip():
-                where = f"{source} line {number}"
+                where = f"line {number}"
                 try:
-                    requests.append(PrivacyRequest.from_mapping(json.loads(line), where))
+                    requests.append(PrivacyRequest.from_mapping(json.loads(line), source, where))
                 except (ValueError, RecursionError):
-                    requests.append(PrivacyRequest.invalid(where, f"line {number} is not JSON", line[:200]))
+                    requests.append(PrivacyRequest.invalid(source, "not JSON", where, line[:200]))
         return requests
     try:
         loaded = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, RecursionError, yaml.YAMLError) as error:
         first_line = (str(error).splitlines() or [""])[0][:200]
-        return [PrivacyRequest.invalid(source, f"unreadable request file: {first_line}", text[:200])]
+        return [PrivacyRequest.invalid(source, f"unreadable request file: {first_line}", content=text[:200])]
     if isinstance(loaded, dict):
         loaded = loaded.get("requests", [loaded])
     if not isinstance(loaded, list):
         return [PrivacyRequest.invalid(source, "expected a request object or a list of them")]
-    return [PrivacyRequest.from_mapping(item, f"{source} item {number}") for number, item in enumerate(loaded, 1)]
+    return [PrivacyRequest.from_mapping(item, source, f"item {number}") for number, item in enumerate(loaded, 1)]
 
 
 def _csv_requests(text: str, source: str) -> list[PrivacyRequest]:
@@ -322,16 +329,16 @@ def _csv_requests(text: str, source: str) -> list[PrivacyRequest]:
         except StopIteration:
             return requests
         except csv.Error as error:  # a NUL byte, a field over the csv module's limit, ...
-            requests.append(PrivacyRequest.invalid(f"{source} line {rows.line_num}", f"unreadable CSV row: {error}"))
+            requests.append(PrivacyRequest.invalid(source, f"unreadable CSV row: {error}", f"line {rows.line_num}"))
             continue
         if header is None:
             header = row
         elif any(cell.strip() for cell in row):
-            where = f"{source} line {rows.line_num}"
+            where = f"line {rows.line_num}"
             if len(row) > len(header):
-                requests.append(PrivacyRequest.invalid(where, "more fields than the header names", repr(row)[:200]))
+                requests.append(PrivacyRequest.invalid(source, "more fields than the header names", where, repr(row)[:200]))
             else:
-                requests.append(PrivacyRequest.from_mapping(dict(zip(header, row)), where))
+                requests.append(PrivacyRequest.from_mapping(dict(zip(header, row)), source, where))
 
 
 def request_files(landing_dir: Path) -> list[Path]:
@@ -524,32 +531,34 @@ def process_requests(conn, landing_dir: Path, extra: list[dict], *, rules: dict,
     create_privacy_tables(conn)
     batch = Batch()
     files = request_files(landing_dir)
-    incoming = [PrivacyRequest.from_mapping(item, "run_config") for item in extra]
+    incoming = [PrivacyRequest.from_mapping(item, "run_config", f"item {number}") for number, item in enumerate(extra, 1)]
     invalid_in: dict[Path, bool] = {}
     for path in files:
         requests = read_request_file(path)
         invalid_in[path] = any(r.problem(rules) for r in requests)
         incoming += requests
+    # An invalid request reserves nothing: fixed, it may be filed again under the same id.
     seen: dict[str, set[str]] = {}
-    for request_id, fingerprint in conn.execute("select request_id, fingerprint from privacy.requests").fetchall():
+    for request_id, fingerprint in conn.execute(
+            "select request_id, fingerprint from privacy.requests where outcome != 'invalid'").fetchall():
         seen.setdefault(request_id, set()).add(fingerprint)
     audit: list[dict] = []
     received_at = _now()
     for request in incoming:
+        problem = request.problem(rules)
         row = {"request_id": request.audit_id, "action": request.action or None,
                "identifier_type": request.identifier_type or None, "identifier_value": request.identifier_value,
                "requested_by": request.requested_by or None, "requested_at": request.requested_at,
-               "source": request.source, "outcome": None, "detail": request.problem(rules),
+               "source": request.source, "outcome": "invalid" if problem else None, "detail": problem,
                "fingerprint": request.fingerprint}
-        known = seen.setdefault(row["request_id"], set())
-        if known and request.fingerprint in known:
-            batch.skipped += 1
-            continue
-        if known:
-            row["outcome"], row["detail"] = "refused", "request_id already used for a different request"
-        elif row["detail"]:
-            row["outcome"] = "invalid"
-        known.add(request.fingerprint)
+        if not problem:
+            known = seen.setdefault(row["request_id"], set())
+            if request.fingerprint in known:
+                batch.skipped += 1
+                continue
+            if known:
+                row["outcome"], row["detail"] = "refused", "request_id already used for a different request"
+            known.add(request.fingerprint)
         audit.append(row)
     conn.execute("begin transaction")
     try:
