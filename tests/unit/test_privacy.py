@@ -275,8 +275,13 @@ def _everything(conn) -> dict:
     return {f"{s}.{t}": sorted(map(str, conn.execute(f'select * from "{s}"."{t}"').fetchall())) for s, t in tables}
 
 
-def test_a_delete_finds_the_person_by_keys_and_leaves_everyone_else(tmp_path, conn):
+def test_a_delete_finds_the_person_by_keys_and_leaves_everyone_else(tmp_path, conn, monkeypatch):
     landing = _mini_warehouse(tmp_path, conn)
+    monkeypatch.setenv("DUCKDB_PATH", str(tmp_path / "privacy_test.duckdb"))
+    pictures = settings.lookup_graph_dir()
+    pictures.mkdir(parents=True)
+    for name in ("pD.dot", "pD.svg", "pOld.dot", "pS.dot"):
+        (pictures / name).write_text("graph {}")
     batch = process_requests(conn, landing, [{"request_id": "d1", "action": "delete", "identifier": "email:Dana@Example.com",
                                               "requested_by": "dpo"}], rules=RULES, salt=SALT, export_dir=tmp_path / "x")
     assert batch.outcomes == Counter({("delete", "completed"): 1})
@@ -298,6 +303,7 @@ def test_a_delete_finds_the_person_by_keys_and_leaves_everyone_else(tmp_path, co
                           [("user_id", "u1"), ("email", "dana@example.com"), ("anonymous_id", "old-dana")]}
     audit = conn.execute("select outcome, profiles_found, identifiers_erased, rows_erased, rows_erased_by_table "
                          "from privacy.requests").fetchone()
+    assert sorted(p.name for p in pictures.iterdir()) == ["pS.dot"]  # the lookup's pictures of Dana are gone
     assert audit[:4] == ("completed", 2, 3, 20)
     assert json.loads(audit[4]) == {
         "audiences.audience__x": 2, "intermediate.int_identifiers": 5, "intermediate.int_identity_nodes": 1,
