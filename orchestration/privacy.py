@@ -176,6 +176,8 @@ def normalize_sql(method: str, expr: str, rules: dict) -> str:
         raise ValueError(f"identity_rules: unknown normalize '{method}'")
     cc = str(rules["default_phone_country_code"])
     national = int(rules["national_phone_number_length"])
+    if not cc.isdigit():
+        raise ValueError(f"identity_rules: default_phone_country_code must be digits, got {cc!r}")
     bare = rf"regexp_replace(trim({expr}), '(?i)\s*(extension|ext\.?|x|#)\s*[0-9]+\s*$', '', 'g')"
     digits = f"regexp_replace({bare}, '[^0-9]', '', 'g')"
     north_american = f"when {digits} like '011%' then '+' || substr({digits}, 4)" if cc == "1" else ""

@@ -42,7 +42,14 @@ PEOPLE, SEED, DRAWN = 400, 41, 20
 # Columns that say when a row was written, or which load (a file's content hash) brought it.
 WALL_CLOCK_COLUMNS = {"load_id", "loaded_at", "built_at", "updated_at", "changed_at", "assigned_at",
                       "components_built_at", "copies_loaded_until", "rejected_at", "exported_at", "as_of", "folder"}
-IDENTIFIER_FIELDS = ("userId", "anonymousId", "previousId")
+# Per table, what is compared instead of the whole row: a file's record (its content differs: the
+# person's lines are blank), the latest export of each audience (the erased warehouse exported
+# twice), and a profile's change detector without its hash (it hashes wall-clock columns).
+COMPARED_COLUMNS = {
+    "raw.loaded_files": "file_path, file_kind, lines_total + blank_lines",
+    "exports.audience_exports": "audience, arg_max(members, exported_at)",
+    "intermediate.int_profile_changes": "profile_id",
+}
 QUOTED = re.compile(r'"([^"\\]{1,320})"')
 
 
@@ -178,11 +185,10 @@ def _tables(database: Path) -> dict[str, list[tuple]]:
             columns = [c for (c,) in conn.execute(
                 "select column_name from information_schema.columns where table_schema = ? and table_name = ? "
                 "order by ordinal_position", [schema, table]).fetchall() if c not in WALL_CLOCK_COLUMNS]
-            if (schema, table) == ("raw", "loaded_files"):
-                columns = ["file_path", "file_kind", "lines_total"]
-            select = ", ".join(f'"{c}"::varchar' for c in columns) or "1"
-            tables[f"{schema}.{table}"] = sorted(conn.execute(f'select {select} from "{schema}"."{table}"').fetchall(),
-                                                 key=lambda row: tuple("" if v is None else v for v in row))
+            select = COMPARED_COLUMNS.get(f"{schema}.{table}") or ", ".join(f'"{c}"::varchar' for c in columns) or "1"
+            group = " group by all" if "arg_max" in select else ""
+            rows = conn.execute(f'select {select} from "{schema}"."{table}"{group}').fetchall()
+            tables[f"{schema}.{table}"] = sorted(rows, key=lambda row: tuple("" if v is None else str(v) for v in row))
     return tables
 
 
