@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from orchestration import settings
+from orchestration import recovery, settings
 from orchestration.locking import writer_lock
 from orchestration.project import prepare_manifest
 
@@ -51,6 +51,9 @@ def run_build_warehouse(instance: dg.DagsterInstance | None = None, run_config: 
     job = defs.resolve_job_def("build_warehouse")
     run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}, **(run_config or {})}
     # This process runs outside Dagster's run queue: the lock serialises it with other runs.
+    # Tagged with this process from its creation, so a run killed at any point is known dead by the next.
+    recovery.install()
     with writer_lock(settings.duckdb_path()):
-        result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config)
+        result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config,
+                                        tags=recovery.owner_tags())
     return judge(result)
