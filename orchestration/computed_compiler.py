@@ -569,7 +569,10 @@ def _write_models(project_dir: Path, files: dict[str, str]) -> None:
     out = project_dir / "models" / "computed"
     scratch = project_dir / "target"
     with file_lock(scratch / ".computed.lock"):
-        shutil.rmtree(project_dir / "models" / ".computed.tmp", ignore_errors=True)  # left by older versions
+        # left by a compile killed half-way (none runs now) or by older versions
+        for left in [project_dir / "models" / ".computed.tmp", *scratch.glob(".computed.new.*"),
+                     *scratch.glob(".computed.old.*")]:
+            shutil.rmtree(left, ignore_errors=True)
         if out.is_dir() and {p.name for p in out.iterdir()} == set(files) and all(
                 (out / name).read_text() == text for name, text in files.items()):
             return

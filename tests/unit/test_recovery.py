@@ -223,3 +223,25 @@ def test_compiles_at_the_same_time_from_one_checkout_all_succeed(tmp_path):
     models = project / "models"
     assert [path.name for path in models.iterdir()] == ["computed"]
     assert {path.name for path in (models / "computed").iterdir()} >= {"profile_traits.sql", "audience_members.sql"}
+
+
+def test_compiling_leaves_unchanged_models_alone_and_replaces_changed_ones_whole(tmp_path):
+    from orchestration.computed_compiler import compile_definitions
+
+    project = tmp_path / "dbt_project"
+    shutil.copytree(settings.DBT_PROJECT_DIR / "definitions", project / "definitions")
+    (project / "models" / ".computed.tmp").mkdir(parents=True)  # left by an older version
+    compile_definitions(project)
+    computed = project / "models" / "computed"
+    generated = {path.name: path.read_text() for path in computed.iterdir()}
+    folder = computed.stat().st_ino
+
+    compile_definitions(project)  # another run's compile: nothing to change, a build reading them undisturbed
+    assert computed.stat().st_ino == folder
+
+    (computed / "profile_traits.sql").write_text("edited by hand")
+    (computed / "stray.sql").write_text("select 1")
+    compile_definitions(project)
+    assert {path.name: path.read_text() for path in computed.iterdir()} == generated
+    assert [path.name for path in (project / "models").iterdir()] == ["computed"]
+    assert not list((project / "target").glob(".computed.*.*"))
