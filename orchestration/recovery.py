@@ -83,11 +83,11 @@ def release_dead_runs(instance: dg.DagsterInstance, log: Callable[[str], None] |
     and the slots held by runs that ended; returns the ids of the runs whose slots were freed."""
     log = log or (lambda message: None)
     freed = []
-    for run in instance.get_runs(dg.RunsFilter(statuses=IN_PROGRESS, tags={HOST_TAG: socket.gethostname()})):
-        if owner_alive(run.tags) is not False:
+    for run in instance.get_runs(dg.RunsFilter(statuses=IN_PROGRESS)):
+        if owner_alive(run.tags) is not False and not _before_owner_tags(run):
             continue
-        instance.report_run_failed(run, f"the process of this run (pid {run.tags[PID_TAG]}) is gone: killed "
-                                        "without clean-up; marked failed by the next run")
+        instance.report_run_failed(run, f"the process of this run (pid {run.tags.get(PID_TAG, 'not recorded')}) "
+                                        "is gone: killed without clean-up; marked failed by the next run")
         _free(instance, run.run_id)
         freed.append(run.run_id)
         log(f"run {run.run_id} was killed without clean-up: marked failed, its concurrency slots freed")
@@ -106,8 +106,18 @@ def release_dead_runs(instance: dg.DagsterInstance, log: Callable[[str], None] |
             log(f"run {run_id} ended ({run.status.value if run else 'deleted'}) but held a concurrency slot: freed")
         elif owner_alive(run.tags) is None:
             log(f"run {run_id} holds a concurrency slot and records no process of this host: if it is not "
-                "running, free its slots in the Dagster UI (Deployment → Concurrency)")
+                f"running, `dagster run delete {run_id}` or the Dagster UI (Deployment → Concurrency) frees it")
     return freed
+
+
+def _before_owner_tags(run: dg.DagsterRun) -> bool:
+    """A run of ``identity-warehouse run`` from a version that did not record its process: the job's
+    writer tag (orchestration/jobs.py WRITER_TAG), executed in the process that created it (no code
+    location origin), no process recorded. Once this version is installed, such a run can only be
+    going on if an older checkout's run was still running at the upgrade; the worst then is a run
+    marked failed that goes on (writers of one DuckDB file stay serialised by the writer lock)."""
+    return (PID_TAG not in run.tags and run.remote_job_origin is None
+            and run.tags.get("identity_warehouse/duckdb_writer") == "true")
 
 
 def _free(instance: dg.DagsterInstance, run_id: str) -> None:

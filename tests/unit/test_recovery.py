@@ -57,20 +57,25 @@ def test_a_killed_runs_slot_is_freed_and_the_run_failed_while_live_runs_keep_the
     reused = add_run(instance, dg.DagsterRunStatus.STARTED, {**recovery.owner_tags(), recovery.PROCESS_TAG: "0:1"})
     live = add_run(instance, dg.DagsterRunStatus.STARTED, recovery.owner_tags())
     ended = add_run(instance, dg.DagsterRunStatus.FAILURE, {})
-    unknown = add_run(instance, dg.DagsterRunStatus.STARTED, {})  # from another host or an older version
-    for pool, run_id in [("duckdb", killed), ("p2", reused), ("p3", live), ("p4", ended), ("p5", unknown)]:
+    unknown = add_run(instance, dg.DagsterRunStatus.STARTED, {})  # another job, launched from elsewhere
+    # `identity-warehouse run` before runs recorded their process (killed: today's run holds the lock)
+    older = add_run(instance, dg.DagsterRunStatus.STARTED, {"identity_warehouse/duckdb_writer": "true"})
+    for pool, run_id in [("duckdb", killed), ("p2", reused), ("p3", live), ("p4", ended), ("p5", unknown),
+                         ("p6", older)]:
         storage.set_concurrency_slots(pool, 1)
         assert storage.claim_concurrency_slot(pool, run_id, "step", 0).is_claimed
 
     messages = []
     freed = recovery.release_dead_runs(instance, messages.append)
 
-    assert sorted(freed) == sorted([killed, reused, ended])
+    assert sorted(freed) == sorted([killed, reused, ended, older])
     assert claimed(instance, "duckdb") == claimed(instance, "p2") == claimed(instance, "p4") == set()
+    assert claimed(instance, "p6") == set()
     assert claimed(instance, "p3") == {live} and claimed(instance, "p5") == {unknown}
-    status = {run_id: instance.get_run_by_id(run_id).status for run_id in (killed, reused, live, unknown)}
+    status = {run_id: instance.get_run_by_id(run_id).status for run_id in (killed, reused, live, unknown, older)}
     assert status == {killed: dg.DagsterRunStatus.FAILURE, reused: dg.DagsterRunStatus.FAILURE,
-                      live: dg.DagsterRunStatus.STARTED, unknown: dg.DagsterRunStatus.STARTED}
+                      live: dg.DagsterRunStatus.STARTED, unknown: dg.DagsterRunStatus.STARTED,
+                      older: dg.DagsterRunStatus.FAILURE}
     assert any(unknown in message and "Concurrency" in message for message in messages)
     assert recovery.release_dead_runs(instance) == []  # nothing left to do
 
