@@ -20,6 +20,7 @@ import itertools
 import json
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -39,6 +40,7 @@ from orchestration.computed_schema import (
     audience_dependencies,
     load_definitions,
 )
+from orchestration.locking import file_lock
 
 HEADER = "-- Generated from dbt_project/definitions/{source} by orchestration/computed_compiler.py: edit the YAML, not this file.\n"
 
@@ -542,10 +544,6 @@ def compile_definitions(project_dir: Path) -> Definitions:
     """Check the YAML and (re)write the generated models; raises DefinitionError before any SQL runs."""
     definitions = load_definitions(project_dir / "definitions" / "traits.yml",
                                    project_dir / "definitions" / "audiences.yml")
-    out = project_dir / "models" / "computed"
-    staging = project_dir / "models" / ".computed.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
     groups: dict[str, list[Trait]] = {}
     for trait in definitions.traits:
         groups.setdefault(trait.group, []).append(trait)
@@ -557,11 +555,36 @@ def compile_definitions(project_dir: Path) -> Definitions:
     files["audience_members.sql"] = audience_members_sql(definitions.audiences)
     files["audience_condition_results.sql"] = condition_results_sql(definitions.audiences, descriptions)
     files["_computed__models.yml"] = yaml.safe_dump(_models_yaml(definitions, groups, descriptions), sort_keys=False)
-    for name, text in files.items():
-        (staging / name).write_text(text)
-    shutil.rmtree(out, ignore_errors=True)
-    staging.rename(out)
+    _write_models(project_dir, files)
     return definitions
+
+
+def _write_models(project_dir: Path, files: dict[str, str]) -> None:
+    """Replace ``models/computed`` with ``files``, unless it holds them already.
+
+    Runs on other warehouses from the same checkout compile at the same time: one at a time (a lock),
+    each in a folder of its own outside ``models/`` (dbt never reads a half-written one), swapped in
+    by renames; unchanged models are left alone, so a build reading them in another run is undisturbed.
+    """
+    out = project_dir / "models" / "computed"
+    scratch = project_dir / "target"
+    with file_lock(scratch / ".computed.lock"):
+        # left by a compile killed half-way (none runs now) or by older versions
+        for left in [project_dir / "models" / ".computed.tmp", *scratch.glob(".computed.new.*"),
+                     *scratch.glob(".computed.old.*")]:
+            shutil.rmtree(left, ignore_errors=True)
+        if out.is_dir() and {p.name for p in out.iterdir()} == set(files) and all(
+                (out / name).read_text() == text for name, text in files.items()):
+            return
+        staging = Path(tempfile.mkdtemp(prefix=".computed.new.", dir=scratch))
+        for name, text in files.items():
+            (staging / name).write_text(text)
+        staging.chmod(0o755)  # mkdtemp's 0o700 would differ from the folder it replaces
+        old = scratch / f".computed.old.{staging.name.rsplit('.', 1)[-1]}"
+        if out.exists():
+            out.rename(old)
+        staging.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _dependency_order(audiences: list[Audience]) -> list[Audience]:

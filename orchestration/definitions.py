@@ -5,10 +5,11 @@ from __future__ import annotations
 import dagster as dg
 from dagster_dbt.dbt_project import using_dagster_dev
 
-from orchestration import settings
+from orchestration import recovery, settings
 from orchestration.project import dbt_project, dbt_resource, prepare_manifest
 
 settings.quiet_telemetry()
+recovery.install()  # a step waiting for a pool slot sleeps, and frees the slots of runs killed meanwhile
 settings.duckdb_path()  # exported to dbt as an absolute path before anything runs
 if using_dagster_dev() or not dbt_project.manifest_path.exists():
     prepare_manifest()

@@ -6,7 +6,9 @@ but ``identity-warehouse run`` executes the job in its own process, outside that
 opening of the file (``warehouse.connect``), every dbt command and the command-line run take an
 exclusive ``flock`` on ``<database>.lock`` first, so a second run waits for the first instead of failing.
 The lock is re-entrant within a process (the command-line run holds it while its steps take it again)
-and the kernel releases it when its process dies, so a killed run never leaves it stuck.
+and the kernel releases it when its process dies, so a killed run never leaves it stuck. Its file
+descriptor is closed in every child (``O_CLOEXEC``): dbt, started while a run holds the lock, never
+keeps it held after the run dies.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def writer_lock(database: Path, on_wait: Callable[[str], None] | None = None) ->
                 _held[key] -= 1
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     started = time.monotonic()
     try:
         try:
@@ -60,6 +62,19 @@ def writer_lock(database: Path, on_wait: Callable[[str], None] | None = None) ->
         finally:
             with _guard:
                 _held.pop(key, None)
+    finally:
+        os.close(fd)  # releases the lock
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` (created), held while the block runs; not re-entrant. For
+    files of the checkout that runs on different warehouses share (the generated models, the manifest)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
     finally:
         os.close(fd)  # releases the lock
 

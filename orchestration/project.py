@@ -2,21 +2,72 @@
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import importlib.metadata
 import os
 import shutil
-from collections.abc import Iterator
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cached_property
 from pathlib import Path
 
 from dagster_dbt import DbtCliResource, DbtProject
+from dagster_dbt.core import dbt_cli_invocation
 from packaging import version
 
 from orchestration import settings
 from orchestration.computed_compiler import compile_definitions
+from orchestration.locking import file_lock
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _prctl():
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _prctl()  # looked up before any fork: the child only calls it
+
+
+def dies_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel SIGKILL the child when the thread that started it ends
+    (Linux; None elsewhere). dbt holds the DuckDB file while it runs: killed with its parent, it never
+    outlives the run and makes the next one fail on DuckDB's lock. The thread matters: dbt is started
+    from the step's thread, which waits for it to end."""
+    if _PRCTL is None:
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the line above: no signal will come
+            os._exit(1)
+    return preexec
+
+
+class _SubprocessDyingWithParent:
+    """``subprocess`` as dagster-dbt's DbtCliInvocation sees it: its ``Popen`` (the one that starts
+    dbt; dagster-dbt offers no hook for it) makes children that die with their parent."""
+
+    def __getattr__(self, name: str):
+        return getattr(subprocess, name)
+
+    @staticmethod
+    def Popen(*args, **kwargs) -> subprocess.Popen:  # noqa: N802 (subprocess's name)
+        if kwargs.get("preexec_fn") is None:
+            kwargs["preexec_fn"] = dies_with_parent()
+        return subprocess.Popen(*args, **kwargs)
+
+
+dbt_cli_invocation.subprocess = _SubprocessDyingWithParent()
 
 dbt_project = DbtProject(project_dir=settings.DBT_PROJECT_DIR, profiles_dir=settings.DBT_PROFILES_DIR)
 
@@ -47,6 +98,11 @@ class WarehouseDbtCliResource(DbtCliResource):
 
     def _initialize_dbt_core_adapter(self, args):
         return super()._initialize_dbt_core_adapter(args) if _adapter_in_process.get() else None
+
+    def setup_for_execution(self, context) -> None:
+        super().setup_for_execution(context)
+        from orchestration.resources import start_run  # a run of dbt assets alone has no Warehouse resource
+        start_run(context)
 
 
 def dbt_resource() -> DbtCliResource:
@@ -81,13 +137,16 @@ def prepare_manifest() -> None:
     after the file's stem and dbt writes that name into the manifest, so resolve ``DUCKDB_PATH`` first.
     """
     settings.duckdb_path()
-    compile_definitions(settings.DBT_PROJECT_DIR)
-    fingerprint_file = dbt_project.manifest_path.with_name("manifest.fingerprint")
-    fingerprint = manifest_fingerprint()
-    if dbt_project.manifest_path.exists() and fingerprint_file.exists() and fingerprint_file.read_text() == fingerprint:
-        return
-    dbt_resource().cli(["parse", "--quiet"], target_path=dbt_project.target_path).wait()
-    fingerprint_file.write_text(fingerprint)
+    # Runs on other warehouses from this checkout share the generated models and the manifest.
+    with file_lock(dbt_project.manifest_path.with_name(".manifest.lock")):
+        compile_definitions(settings.DBT_PROJECT_DIR)
+        fingerprint_file = dbt_project.manifest_path.with_name("manifest.fingerprint")
+        fingerprint = manifest_fingerprint()
+        if (dbt_project.manifest_path.exists() and fingerprint_file.exists()
+                and fingerprint_file.read_text() == fingerprint):
+            return
+        dbt_resource().cli(["parse", "--quiet"], target_path=dbt_project.target_path).wait()
+        fingerprint_file.write_text(fingerprint)
 
 
 PARTIAL_PARSE_FILE = "partial_parse.msgpack"

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from orchestration import settings
+from orchestration import recovery, settings
 from orchestration.locking import writer_lock
 from orchestration.project import prepare_manifest
 
@@ -50,7 +50,11 @@ def run_build_warehouse(instance: dg.DagsterInstance | None = None, run_config: 
         instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     job = defs.resolve_job_def("build_warehouse")
     run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}, **(run_config or {})}
-    # This process runs outside Dagster's run queue: the lock serialises it with other runs.
+    recovery.install()  # definitions installed it already: explicit, as this run depends on it
+    # This process runs outside Dagster's run queue: the lock serialises it with other runs. The run is
+    # tagged with this process from its creation, so if it is killed at any point the next run knows it
+    # dead and frees what it held (orchestration/recovery.py, at the start of the run).
     with writer_lock(settings.duckdb_path()):
-        result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config)
+        result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config,
+                                        tags=recovery.owner_tags())
     return judge(result)

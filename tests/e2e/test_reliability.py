@@ -4,6 +4,9 @@
 - A run SIGKILLed inside the transaction of an ingested file, then a run SIGKILLed in the middle of
   ``dbt build`` (after the incremental ``int_profile_ids`` was written), then a normal run: every
   mart holds the same rows as after the uninterrupted runs.
+- The same with a persistent Dagster home, as ``make run`` has (the project's dagster.yaml and its
+  ``duckdb`` pool of one slot): a run killed mid-build (its whole process group, then its parent
+  process alone) never blocks the next, which completes with the marts of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
+
+import dagster as dg
+import psutil
 
 from orchestration import settings
 from orchestration.ingestion import discover_landing_files
@@ -233,3 +239,94 @@ def test_a_failed_dbt_build_leaves_the_warehouse_file_free(tmp_path):
     assert failed_steps == {"identity_warehouse_dbt_models"}
     with duckdb.connect(str(database), read_only=True) as conn:
         assert conn.execute("select count(*) from raw.tracks").fetchall() == [(1,)]
+
+
+RERUN_TIMEOUT = 600  # a run of the sample takes about a minute; a blocked one never ends
+
+
+def start_run(env: dict) -> subprocess.Popen:
+    return subprocess.Popen(CLI, env=env, cwd=settings.PROJECT_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def kill_mid_build(env: dict, whole_group: bool) -> dict:
+    """Starts a run and SIGKILLs it in the middle of ``dbt build``: its process group (the CLI and
+    dbt), or the CLI's process alone (as an OOM killer or a crash would)."""
+    process = start_run(env)
+    timer = threading.Timer(RERUN_TIMEOUT, lambda: os.killpg(process.pid, signal.SIGKILL))
+    timer.start()
+    children: list[psutil.Process] = []
+    seen = False
+    for line in process.stdout:
+        if KILL_DBT_AFTER in line:
+            seen = True
+            children = psutil.Process(process.pid).children(recursive=True)
+            if whole_group:
+                os.killpg(process.pid, signal.SIGKILL)
+            else:
+                os.kill(process.pid, signal.SIGKILL)
+            break
+    timer.cancel()
+    process.wait()
+    process.stdout.close()
+    _, alive = psutil.wait_procs(children, timeout=15)
+    return {"seen": seen, "returncode": process.returncode, "dbt_children": len(children),
+            "outlived_parent": alive}
+
+
+@pytest.fixture(scope="session")
+def runs_killed_with_a_persistent_home(tmp_path_factory, reliability_landing):
+    root = tmp_path_factory.mktemp("killed_persistent_home")
+    home = root / "dagster_home"
+    home.mkdir()
+    shutil.copy(settings.PROJECT_ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    database = root / "warehouse" / WAREHOUSE_FILE_NAME
+    env = {**run_env(database, reliability_landing, root / "exports"), "DAGSTER_HOME": str(home)}
+    record = {"database": database, "home": home}
+    survivors = []
+    try:
+        for kill in ("group", "parent"):
+            killed = kill_mid_build(env, whole_group=kill == "group")
+            survivors += killed["outlived_parent"]
+            rerun = start_run(env)
+            started = time.monotonic()
+            try:
+                output = rerun.communicate(timeout=RERUN_TIMEOUT)[0]
+            except subprocess.TimeoutExpired:  # blocked: what today's main does
+                os.killpg(rerun.pid, signal.SIGKILL)
+                output = rerun.communicate()[0]
+            killed.update(rerun_returncode=rerun.returncode, rerun_seconds=time.monotonic() - started,
+                          rerun_output=output)
+            print(f"rerun after killing the {kill}: {killed['rerun_seconds']:.1f} s")
+            record[kill] = killed
+    finally:
+        for process in survivors:
+            process.kill()
+    record["marts"] = marts_snapshot(database)
+    instance = dg.DagsterInstance.from_config(str(home))
+    record["runs"] = sorted(run.status.value for run in instance.get_runs())
+    record["slots_held"] = instance.event_log_storage.get_concurrency_info("duckdb").claimed_slots
+    return record
+
+
+@pytest.mark.parametrize("kill", ["group", "parent"])
+def test_a_run_killed_mid_build_never_blocks_the_next_with_a_persistent_dagster_home(
+        kill, concurrent_runs, runs_killed_with_a_persistent_home):
+    record = runs_killed_with_a_persistent_home
+    killed = record[kill]
+    assert killed["seen"] and killed["returncode"] == -signal.SIGKILL and killed["dbt_children"] >= 1
+    assert killed["outlived_parent"] == []  # dbt died with the run: it holds the DuckDB file while it lives
+    assert killed["rerun_returncode"] == 0, killed["rerun_output"][-3000:]
+    assert "was killed without clean-up: marked failed, its concurrency slots freed" in killed["rerun_output"]
+    assert killed["rerun_seconds"] < RERUN_TIMEOUT
+
+
+def test_runs_killed_mid_build_leave_the_marts_of_an_uninterrupted_run_and_no_run_in_progress(
+        concurrent_runs, runs_killed_with_a_persistent_home):
+    record = runs_killed_with_a_persistent_home
+    expected, actual = concurrent_runs["marts"], record["marts"]
+    assert sorted(actual) == sorted(expected)
+    for table in expected:
+        assert actual[table] == expected[table], table
+    assert record["runs"] == ["FAILURE", "FAILURE", "SUCCESS", "SUCCESS"]  # the killed runs were marked failed
+    assert record["slots_held"] == []
