@@ -5,9 +5,10 @@ Runs on a copy of ``seeds/`` (once per session):
 1. the sample data as shipped;
 2. requests: export Dana (the Amplitude webinar attendee who signed up), lock Ravi's user id, export
    the hashed PII of the audiences (``HASH_PII_IN_EXPORTS``);
-3. a new message from Ravi lands (locked), and a request deletes Dana, named by her phone as typed;
-4. every event file and contact list is landed again under a new name (a replay, as Segment's
-   users suffer it): nothing of Dana may come back.
+3. a new message from Ravi lands (locked), and a request deletes Dana, named by her phone as typed,
+   another Noor, who is only in the Snowplow source (a registered landing source);
+4. every file of every source (events, contact lists, Snowplow) is landed again under a new name (a
+   replay, as Segment's users suffer it): nothing of Dana or Noor may come back.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ pytestmark = pytest.mark.e2e
 DANA = {("email", "dana.argelies@example.com"), ("phone", "+14155550101"), ("user_id", "amp-user-dana"),
         ("anonymous_id", "amp-web-dana")}
 DANA_VALUES = sorted(value for _, value in DANA)
+NOOR_VALUES = ["noor.haddad@example.com", "sp-duid-b21c"]
 RAVI_LATE = {"type": "track", "messageId": "ravi-late-1", "userId": "amp-user-ravi", "event": "Page Viewed",
              "timestamp": "2024-05-01T10:00:00Z"}
 
@@ -88,7 +90,8 @@ def privacy_runs(tmp_path_factory) -> PrivacyRuns:
         (landing / "events" / "late" / "ravi.jsonl").write_text(json.dumps(RAVI_LATE) + "\n")
         (requests / "2024-06-02-delete.csv").write_text(
             "request_id,action,identifier_type,identifier_value,requested_by\n"
-            'req-delete-dana,delete,phone,"(415) 555-0101",dpo@shop.example\n')
+            'req-delete-dana,delete,phone,"(415) 555-0101",dpo@shop.example\n'
+            "req-delete-noor,delete,email,Noor.Haddad@Example.com,dpo@shop.example\n")
         outcomes.append(run_build_warehouse())
 
         replay = landing / "events" / "replay"
@@ -97,7 +100,7 @@ def privacy_runs(tmp_path_factory) -> PrivacyRuns:
                 target = replay / path.relative_to(landing / "events").as_posix().replace("/", "__")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(path, target)
-        for path in sorted((landing / "contacts").glob("*.csv")):
+        for path in sorted((landing / "contacts").glob("*.csv")) + sorted((landing / "snowplow").glob("*.jsonl")):
             shutil.copy(path, path.with_name(f"replayed_{path.name}"))
         outcomes.append(run_build_warehouse())
     return PrivacyRuns(landing, database, exports, outcomes, export_document, hashed_members)
@@ -135,7 +138,7 @@ def test_the_audit_log_records_who_what_when_without_the_identifier(privacy_runs
         log = {row[0]: row for row in conn.execute(
             "select request_id, action, identifier_type, identifier_hash, requested_by, source, processed_at, outcome,"
             " profiles_found, identifiers_erased, rows_erased from privacy.requests").fetchall()}
-    assert set(log) == {"req-export-dana", "req-lock-ravi", "req-delete-dana"}
+    assert set(log) == {"req-export-dana", "req-lock-ravi", "req-delete-dana", "req-delete-noor"}
     export, lock, delete = log["req-export-dana"], log["req-lock-ravi"], log["req-delete-dana"]
     assert export[1:3] == ("export", "email") and export[4:6] == ("dpo@shop.example", "privacy/2024-06-01-export.jsonl")
     assert lock[1] == "lock" and lock[7] == "completed"
@@ -158,6 +161,18 @@ def test_after_a_delete_and_a_replay_no_table_holds_the_person(privacy_runs: Pri
     assert occurrences(privacy_runs.database, DANA_VALUES) == []
 
 
+def test_a_person_only_in_a_registered_source_does_not_come_back_with_its_replay(privacy_runs: PrivacyRuns):
+    """Before: registered sources were not screened, and Noor's profile came back from the Snowplow replay."""
+    assert occurrences(privacy_runs.database, NOOR_VALUES) == []
+    with duckdb.connect(str(privacy_runs.database), read_only=True) as conn:
+        rejected = conn.execute("select count(*) from raw.rejected_records where reason = 'erased_identity' "
+                                "and file_path = 'snowplow/replayed_enriched_events.jsonl'").fetchone()[0]
+        others = conn.execute("select count(*) from raw.snowplow where file_path = 'snowplow/replayed_enriched_events.jsonl'"
+                              ).fetchone()[0]
+    assert rejected == 2  # Noor's two lines; the others' lines land (their copies are duplicates by message id)
+    assert others == 4
+
+
 def test_the_replay_was_loaded_and_the_persons_lines_were_rejected_as_erased(privacy_runs: PrivacyRuns):
     with duckdb.connect(str(privacy_runs.database), read_only=True) as conn:
         replayed = conn.execute("select count(*) from raw.loaded_files where file_path like 'events/replay/%' "
@@ -178,7 +193,7 @@ def test_no_export_file_holds_the_person_after_the_delete(privacy_runs: PrivacyR
     for path in privacy_runs.exports.rglob("*"):
         if path.is_file() and path.suffix in (".csv", ".json"):
             text = path.read_text().lower()
-            assert not [v for v in DANA_VALUES if v in text], path
+            assert not [v for v in DANA_VALUES + NOOR_VALUES if v in text], path
     assert not (privacy_runs.exports / "privacy" / "req-export-dana.json").exists()
 
 
