@@ -96,27 +96,40 @@ def check_type(identifier_type: str, rules: dict) -> str:
     return name
 
 
+def candidates_sql(rules: dict, identifier_type: str | None = None) -> tuple[str, dict]:
+    """(identifier_type, identifier_value): the parameter ``$value`` normalised by each identifier
+    type's rule (macros/identity/normalize.sql, through privacy.normalize_sql), or only by
+    ``identifier_type``'s; with its parameters but the value."""
+    if identifier_type is not None:
+        identifier_type = check_type(identifier_type, rules)
+    types = [identifier_type] if identifier_type else list(rules["identifier_types"])
+    params, selects = {}, []
+    for i, name in enumerate(types):
+        params[f"type_{i}"] = name
+        method = rules["identifier_types"][name].get("normalize", "id")
+        selects.append(f"select $type_{i}::varchar as identifier_type, "
+                       f"{normalize_sql(method, '$value::varchar', rules)} as identifier_value")
+    return " union all ".join(selects), params
+
+
+def normalized(conn: duckdb.DuckDBPyConnection, value: str, rules: dict | None = None) -> dict[str, str | None]:
+    """``value`` normalised by every identifier type's rule, as the lookup compares it."""
+    sql, params = candidates_sql(rules or settings.identity_rules())
+    return dict(conn.execute(sql, {**params, "value": value}).fetchall())
+
+
 def find_identifiers_sql(rules: dict, identifier_type: str | None = None) -> tuple[str, dict]:
     """The SQL of the dbt macro ``find_identifiers_sql``, with the value as the parameter ``$value``:
     (identifier_type, identifier_value, profile_id) of the identifiers the value may be, normalised
     by each identifier type's rule (or only ``identifier_type``'s), or matched as sent. Returns the
     SQL and its parameters but the value."""
-    if identifier_type is not None:
-        identifier_type = check_type(identifier_type, rules)
-    types = [identifier_type] if identifier_type else list(rules["identifier_types"])
-    params: dict = {}
-    candidates = []
-    for i, name in enumerate(types):
-        params[f"type_{i}"] = name
-        method = rules["identifier_types"][name].get("normalize", "id")
-        candidates.append(f"select $type_{i}::varchar as identifier_type, "
-                          f"{normalize_sql(method, '$value::varchar', rules)} as identifier_value")
+    candidates, params = candidates_sql(rules, identifier_type)
     as_sent = ("select identifier_type, identifier_value from intermediate.int_identifiers "
                "where lower(trim(raw_value)) = lower(trim($value::varchar))")
-    if identifier_type:
+    if identifier_type is not None:
         as_sent += " and identifier_type = $type_0"
     sql = ("select distinct p.identifier_type, p.identifier_value, p.profile_id from marts.profile_identifiers as p "
-           f"join ({' union all '.join(candidates)} union {as_sent}) as c "
+           f"join ({candidates} union {as_sent}) as c "
            "on c.identifier_type = p.identifier_type and c.identifier_value = p.identifier_value "
            "order by p.identifier_type, p.identifier_value, p.profile_id")
     return sql, params
