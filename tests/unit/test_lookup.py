@@ -1,8 +1,19 @@
-"""The lookup command's renderers, on a hand-made report (no warehouse needed)."""
+"""The lookup command's renderers, on a hand-made report (no warehouse needed); resolving and
+explaining on a small hand-made warehouse, with hostile values and identifier types."""
 
+import os
+import stat
 from datetime import datetime
 
-from orchestration.lookup import ProfileReport, parse_lookup_output, render_dot, render_text
+import duckdb
+import pytest
+
+from orchestration import settings
+from orchestration.explain import explain
+from orchestration.lookup import (LookupProblem, ProfileReport, check_type, graph_paths, open_warehouse,
+                                  parse_identifier, parse_lookup_output, render_dot, render_text, resolve,
+                                  write_graph)
+from tests.conftest import environment
 
 AT = datetime(2024, 3, 12, 15, 6)
 
@@ -56,18 +67,6 @@ def test_the_macro_answer_is_read_from_its_last_json_line():
 # ---------------------------------------------------------------------------------------------
 # Resolving and explaining on a small hand-made warehouse: hostile values stay data
 # ---------------------------------------------------------------------------------------------
-
-import os  # noqa: E402
-import stat  # noqa: E402
-
-import duckdb  # noqa: E402
-import pytest  # noqa: E402
-
-from orchestration import settings  # noqa: E402
-from orchestration.explain import explain  # noqa: E402
-from orchestration.lookup import (LookupProblem, check_type, graph_paths, open_warehouse, parse_identifier,  # noqa: E402
-                                  resolve, write_graph)
-from tests.conftest import environment  # noqa: E402
 
 RULES = {
     "default_phone_country_code": "1", "national_phone_number_length": 10,
