@@ -323,6 +323,10 @@ def register_source(project_yml: str, plan: SourcePlan) -> str:
     entry = [f"    {plan.name}:", f"      folder: {plan.name}", f"      format: {plan.format}"]
     if plan.message_id:
         entry.append(f"      message_id: {json.dumps(plan.message_id)}")
+    if plan.identifiers:
+        # where its records carry identifiers: the privacy screen reads them at the landing door
+        entry.append("      identifiers:")
+        entry += [f"        {json.dumps(field)}: {json.dumps(kind)}" for field, kind in plan.identifiers.items()]
     lines = project_yml.splitlines(keepends=True)
     for index, line in enumerate(lines):
         if line.rstrip() in ("  landing_sources:", "  landing_sources: {}"):

@@ -161,6 +161,15 @@ def _lookup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compact(args: argparse.Namespace) -> int:
+    """Rewrites the DuckDB file without its free blocks (where erased rows' values linger)."""
+    from orchestration.warehouse import compact
+
+    before, after = compact(settings.duckdb_path())
+    print(f"{settings.duckdb_path()}: {before / 1e6:.1f} MB → {after / 1e6:.1f} MB")
+    return 0
+
+
 def _add_source(args: argparse.Namespace) -> int:
     """Scaffolds a landing source from a sample file (see orchestration/add_source.py)."""
     import shlex
@@ -237,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
                         "<DUCKDB_PATH>.private/lookups, owner-only")
     lookup.add_argument("--no-graph", action="store_true", help="print only")
     lookup.set_defaults(handler=_lookup)
+    compact = commands.add_parser("compact", help="rewrite the DuckDB file with only its live data (a run that "
+                                  "erased people does it itself; see README, Privacy requests)")
+    compact.set_defaults(handler=_compact)
     add = commands.add_parser("add-source", help="scaffold a new landing source (raw table, staging model, "
                               "identifier mapping) from a sample CSV/TSV or JSON-lines file")
     add.add_argument("name", help="the source's name, snake_case (its raw table, folder and staging model)")

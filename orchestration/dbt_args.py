@@ -4,8 +4,27 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
+
+# The form of the `as_of` var (macros/as_of.sql checks the same): a date, or a date and time.
+AS_OF = re.compile(r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?")
+
+
+def check_vars(dbt_vars: Mapping[str, Any]) -> None:
+    """Refuses vars that would reach SQL malformed: ``as_of`` must be a real date or timestamp."""
+    as_of = dbt_vars.get("as_of")
+    if as_of is None:
+        return
+    text = str(as_of)
+    try:
+        if not AS_OF.fullmatch(text):
+            raise ValueError
+        datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError("as_of must be a date or timestamp such as 2024-06-01 or 2024-06-01T09:30:00") from None
 
 
 def dbt_build_args(full_refresh: bool = False, dbt_vars: Mapping[str, Any] | None = None,
@@ -21,6 +40,7 @@ def dbt_build_args(full_refresh: bool = False, dbt_vars: Mapping[str, Any] | Non
     if not unit_tests:
         args += ["--exclude-resource-type", "unit_test"]
     if dbt_vars:
+        check_vars(dbt_vars)
         # JSON is valid YAML, and keeps values like "1" (a phone country code) strings.
         args += ["--vars", json.dumps(dict(dbt_vars), sort_keys=True)]
     return args

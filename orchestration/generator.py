@@ -9,7 +9,7 @@ signed-up people, an anonymous id a client bug sends for everyone, a store's pla
 duplicate deliveries, malformed lines and messages with no identity.
 
 People are generated one at a time and written as they come, so memory stays flat for millions.
-Beside the landing files, ``truth/`` says which person each identifier and message belongs to
+Beside the landing files, ``truth/`` says which person each identifier, message and contact row belongs to
 (``kind`` = personal, or shared/junk for identifiers that belong to no single person) and
 ``truth/summary.json`` counts what was injected.
 """
@@ -256,17 +256,22 @@ def write_landing(out: Path, people: int, seed: int = 7, days: int = 30, files: 
     try:
         with (out / "contacts" / f"{list_name}.csv").open("w", newline="", encoding="utf-8") as contacts_file, \
                 (truth_dir / f"identifiers-{seed}.csv").open("w", newline="", encoding="utf-8") as identifiers_file, \
-                (truth_dir / f"messages-{seed}.csv").open("w", newline="", encoding="utf-8") as messages_file:
+                (truth_dir / f"messages-{seed}.csv").open("w", newline="", encoding="utf-8") as messages_file, \
+                (truth_dir / f"contacts-{seed}.csv").open("w", newline="", encoding="utf-8") as contact_rows_file:
             contacts = csv.DictWriter(contacts_file, fieldnames=contact_columns)
             contacts.writeheader()
             identifiers = csv.writer(identifiers_file)
             identifiers.writerow(["identifier_type", "identifier_value", "person_id", "kind"])
             messages = csv.writer(messages_file)
             messages.writerow(["message_id", "person_id"])
+            contact_rows = csv.writer(contact_rows_file)
+            contact_rows.writerow(["list_name", "row_number", "person_id"])
             for person_id, data in generator.people(people, start=start_index):
                 for line in data.lines:
                     parts[rng.randrange(files)].write(line + "\n")
                 contacts.writerows(data.contacts)
+                contact_rows.writerows([list_name, counts["contact_rows"] + offset, person_id]
+                                       for offset in range(1, len(data.contacts) + 1))
                 for (identifier_type, value), kind in sorted(data.identifiers.items()):
                     if kind == "personal":
                         identifiers.writerow([identifier_type, value, person_id, kind])

@@ -194,7 +194,7 @@ def ingest_landing_dir(conn: duckdb.DuckDBPyConnection, landing_dir: Path,
                        identity: IdentityFields = IdentityFields(),
                        sources: list[LandingSource] = (), screen=None) -> IngestionSummary:
     """Load every landing file not loaded before; one transaction per file. ``screen`` (a
-    ``privacy.PrivacyScreen``) rejects the lines of erased or locked identities."""
+    ``privacy_screen.PrivacyScreen``) rejects the lines of erased or locked identities."""
     create_raw_tables(conn, sources)
     already = {
         (path, sha)
@@ -275,8 +275,7 @@ def _load_file(conn: duckdb.DuckDBPyConnection, landing_file: LandingFile, sha: 
         if isinstance(staged, WholeFileRejection):
             accepted, rejected, blank = _reject_whole_file(conn, context, staged)
         else:
-            # registered sources are not screened yet: privacy covers Segment events and contact lists
-            screened = screen.screen(conn, landing_file.kind, context) if screen and landing_file.source is None else Counter()
+            screened = screen.screen(conn, landing_file.kind, context, landing_file.source) if screen else Counter()
             accepted, rejected, blank = write(conn, context, staged)
             rejected += screened
         conn.execute(

@@ -27,6 +27,8 @@ class LandingSource:
     folder: str
     format: str  # jsonl | csv | tsv
     message_id: str | None = None  # field (JSON key or CSV column) holding a message id
+    # field → identifier type: where its records carry identifiers (read by the privacy screen)
+    identifiers: tuple[tuple[str, str], ...] = ()
 
     @property
     def table(self) -> str:
@@ -36,6 +38,13 @@ class LandingSource:
     def kind(self) -> str:
         """``raw.loaded_files.file_kind`` of this source's files."""
         return f"source:{self.name}"
+
+    def identifier_paths(self) -> list[tuple[str, str]]:
+        """(identifier type, JSON path in a record) of each declared identifier field: a CSV column is
+        one key of the record; a JSON field is a path (``a.b``, ``list[0].email``)."""
+        if self.format == "jsonl":
+            return [(kind, f"$.{field}") for field, kind in self.identifiers]
+        return [(kind, '$."' + field.replace('"', '\\"') + '"') for field, kind in self.identifiers]
 
     def matches(self, path: Path) -> bool:
         return path.name.lower().endswith(FORMATS[self.format])
@@ -55,7 +64,11 @@ def parse_landing_sources(config: dict | None) -> list[LandingSource]:
         folder = str(entry.get("folder", name)).strip("/")
         if folder in ("events", "contacts") or not folder:
             raise ValueError(f"landing source '{name}': folder '{folder}' belongs to the built-in sources")
-        sources.append(LandingSource(name, folder, fmt, entry.get("message_id")))
+        identifiers = entry.get("identifiers") or {}
+        if not isinstance(identifiers, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                        for k, v in identifiers.items()):
+            raise ValueError(f"landing source '{name}': identifiers must map fields to identifier types")
+        sources.append(LandingSource(name, folder, fmt, entry.get("message_id"), tuple(identifiers.items())))
     return sources
 
 

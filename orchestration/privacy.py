@@ -4,15 +4,19 @@ A request names one identifier (any type of the identity rules) and an action:
 
 - ``export``: one JSON document with everything the warehouse holds on the profile the identifier
   resolves to (identifiers, profile, traits, computed traits, audiences and their history, links, events);
-- ``delete``: the person is erased everywhere (every table of every schema, raw tables and
-  rejected records included, past export files) and a tombstone (a salted SHA-256 of each of
-  their normalised identifiers, never the value) makes ingestion reject replayed or late lines
-  that carry any of them, so the person is never re-created or re-linked;
+- ``delete``: the person is erased everywhere, found by lineage (profile, identifiers, messages,
+  landed lines; ``erasure.py``), never by searching values: every table of every schema, raw tables
+  and rejected records included, past export files and lookup pictures. A tombstone (a salted
+  SHA-256 of each of their normalised identifiers, never the value) makes ingestion reject replayed
+  or late lines that carry any of them (``privacy_screen.py``), so the person is never re-created;
 - ``lock`` / ``unlock``: lines carrying the identifier are rejected at ingestion while it is locked.
 
 Requests come as files in ``LANDING_DIR/privacy/`` or as the run configuration of the Dagster
-asset; every request is recorded in ``privacy.requests`` (who, what, when, outcome, counts) with
-the identifier hashed. The salt is ``PRIVACY_SALT`` or a file created once beside the DuckDB file.
+asset, and are untrusted: each one, valid or not, is recorded in ``privacy.requests`` (who, what,
+when, outcome, counts) with the identifier hashed; a malformed one is recorded ``invalid`` with its
+reason while the others run, and its file is then kept aside in ``privacy/invalid/`` under the
+hash of its content. A batch is processed set-based, in one transaction. The salt is
+``PRIVACY_SALT`` or a file created once beside the DuckDB file.
 """
 
 from __future__ import annotations
@@ -33,18 +37,26 @@ from pathlib import Path
 import duckdb
 import yaml
 
+from orchestration import erasure
+from orchestration.warehouse import quote_literal, table_exists
+
 ACTIONS = ("export", "delete", "lock", "unlock")
 REQUEST_FILE_SUFFIXES = (".json", ".jsonl", ".yml", ".yaml", ".csv")
 ERASED_REASON = "erased_identity"
 LOCKED_REASON = "locked_identity"
-# Schemas the erasure leaves alone: the privacy bookkeeping itself holds hashes only.
-UNTOUCHED_SCHEMAS = ("privacy", "information_schema", "pg_catalog")
+# A request id names the export file: a safe file name, nothing else.
+REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+MAX_FIELD_CHARS = 1024  # longer than any identifier (an e-mail is at most 320): a request is not a payload
+MAX_REQUEST_FILE_BYTES = 64 << 20
+INVALID_FOLDER = "invalid"  # LANDING_DIR/privacy/invalid/: files with invalid requests, kept aside
 
 PRIVACY_DDL = [
     "create schema if not exists privacy",
+    # One row per request received, valid or not; a request id reused for a different request is
+    # recorded again, refused (so it is no primary key).
     """
     create table if not exists privacy.requests (
-        request_id varchar primary key,
+        request_id varchar not null,
         action varchar,
         identifier_type varchar,
         identifier_hash varchar,
@@ -60,7 +72,8 @@ PRIVACY_DDL = [
         rows_erased bigint not null default 0,
         rows_erased_by_table json,
         files_scrubbed bigint not null default 0,
-        export_path varchar
+        export_path varchar,
+        fingerprint varchar
     )
     """,
     """
@@ -96,6 +109,23 @@ PRIVACY_DDL = [
 def create_privacy_tables(conn: duckdb.DuckDBPyConnection) -> None:
     for statement in PRIVACY_DDL:
         conn.execute(statement)
+    _upgrade_requests_table(conn)
+
+
+def _upgrade_requests_table(conn) -> None:
+    """A warehouse made before requests were fingerprinted: add the column, drop the primary key
+    (DuckDB cannot drop a constraint: the table is copied)."""
+    columns = {r[0] for r in conn.execute(
+        "select column_name from duckdb_columns() where schema_name = 'privacy' and table_name = 'requests'").fetchall()}
+    keyed = conn.execute(
+        "select count(*) from duckdb_constraints() where schema_name = 'privacy' and table_name = 'requests' "
+        "and constraint_type = 'PRIMARY KEY'").fetchone()[0]
+    if "fingerprint" in columns and not keyed:
+        return
+    conn.execute("alter table privacy.requests rename to requests__old")
+    conn.execute(PRIVACY_DDL[1])
+    conn.execute("insert into privacy.requests by name select * from privacy.requests__old")
+    conn.execute("drop table privacy.requests__old")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,7 +192,7 @@ def normalize_sql(method: str, expr: str, rules: dict) -> str:
 
 def normalize_by_type_sql(type_expr: str, value_expr: str, rules: dict) -> str:
     branches = "".join(
-        f" when '{name}' then {normalize_sql(rule.get('normalize', 'id'), value_expr, rules)}"
+        f" when {quote_literal(name)} then {normalize_sql(rule.get('normalize', 'id'), value_expr, rules)}"
         for name, rule in rules["identifier_types"].items()
     )
     return f"(case {type_expr}{branches} else trim({value_expr}) end)"
@@ -174,7 +204,7 @@ def normalize_identifier(conn: duckdb.DuckDBPyConnection, rules: dict, identifie
 
 
 # ---------------------------------------------------------------------------------------------
-# Requests
+# Requests: untrusted input
 # ---------------------------------------------------------------------------------------------
 
 
@@ -187,251 +217,148 @@ class PrivacyRequest:
     requested_by: str
     requested_at: str | None = None
     source: str = "run_config"
+    # why the entry could not be read as a request at all (a malformed line, a field too long, ...)
+    unreadable: str | None = None
+    position: str = ""  # where in its file: "line 3", "item 2"
 
     @classmethod
-    def from_mapping(cls, fields: dict, source: str) -> "PrivacyRequest":
+    def from_mapping(cls, fields, source: str, position: str = "") -> "PrivacyRequest":
         """Accepts ``identifier: "type:value"`` or ``identifier_type`` and ``identifier_value``."""
+        if not isinstance(fields, dict):
+            return cls.invalid(source, f"not a request object (a JSON {type(fields).__name__})", position,
+                               repr(fields)[:200])
         fields = {str(k).strip().lower(): ("" if v is None else str(v).strip()) for k, v in fields.items()}
+        too_long = sorted(k for k, v in fields.items() if len(v) > MAX_FIELD_CHARS)
+        if too_long:
+            return cls.invalid(source, f"field {too_long[0][:40]!r} is longer than {MAX_FIELD_CHARS} characters",
+                               position, json.dumps(fields, sort_keys=True))
         identifier_type, value = fields.get("identifier_type", ""), fields.get("identifier_value", "")
         if not identifier_type and ":" in fields.get("identifier", ""):
             identifier_type, _, value = fields["identifier"].partition(":")
         action = fields.get("action", "").lower()
-        request_id = fields.get("request_id") or "req-" + hashlib.sha256(
-            f"{source}\0{action}\0{identifier_type}\0{value}\0{fields.get('requested_by', '')}".encode()
-        ).hexdigest()[:16]
+        request_id = fields.get("request_id") or "req-" + _digest(source, action, identifier_type, value,
+                                                                  fields.get("requested_by", ""))
         return cls(request_id, action, identifier_type.strip().lower(), value.strip(),
-                   fields.get("requested_by", ""), fields.get("requested_at") or None, source)
+                   fields.get("requested_by", ""), fields.get("requested_at") or None, source, position=position)
+
+    @classmethod
+    def invalid(cls, source: str, reason: str, position: str = "", content: str = "") -> "PrivacyRequest":
+        return cls("invalid-" + _digest(source, position, content, reason), "", "", "", "", None, source, reason,
+                   position)
+
+    @property
+    def fingerprint(self) -> str:
+        """What the request asks: a request id used again for another request is refused."""
+        return _digest(self.action, self.identifier_type, self.identifier_value, self.requested_by)
+
+    @property
+    def audit_id(self) -> str:
+        """The request id, or one made of the content when the given one is not a safe name."""
+        return self.request_id if REQUEST_ID.fullmatch(self.request_id) else "invalid-" + _digest(
+            self.source, self.request_id, self.fingerprint)
 
     def problem(self, rules: dict) -> str | None:
-        """Why the request cannot be processed, or None."""
+        """Why the request cannot be processed (and where it is in its file), or None."""
+        problem = self._problem(rules)
+        return f"{self.position}: {problem}" if problem and self.position else problem
+
+    def _problem(self, rules: dict) -> str | None:
+        if self.unreadable:
+            return self.unreadable
+        if not REQUEST_ID.fullmatch(self.request_id):
+            return "request_id must be 1 to 128 of the characters A-Z a-z 0-9 . _ -, starting with a letter or digit"
         if self.action not in ACTIONS:
-            return f"unknown action '{self.action}' (use one of {', '.join(ACTIONS)})"
+            return f"unknown action {self.action[:40]!r} (use one of {', '.join(ACTIONS)})"
         if self.identifier_type not in rules["identifier_types"]:
-            return f"unknown identifier type '{self.identifier_type}' (use one of {', '.join(rules['identifier_types'])})"
+            return (f"unknown identifier type {self.identifier_type[:40]!r} "
+                    f"(use one of {', '.join(rules['identifier_types'])})")
         if not self.identifier_value:
             return "no identifier value"
+        if any(ord(c) < 32 for c in self.identifier_value + self.requested_by):
+            return "a control character in the identifier or requested_by"
         if not self.requested_by:
             return "requested_by is required (who filed the request)"
         return None
 
 
-def read_request_file(path: Path) -> list[dict]:
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def read_request_file(path: Path) -> list[PrivacyRequest]:
     """The requests of one file: JSON (an object or a list), JSON lines, YAML (a list, or
-    ``requests:`` holding one) or CSV with a header row."""
-    text = path.read_text(encoding="utf-8-sig")
+    ``requests:`` holding one) or CSV with a header row. An entry that cannot be read is an invalid
+    request naming its line or item; a file that cannot be read at all is one."""
+    source = f"privacy/{path.name}"
+    if path.stat().st_size > MAX_REQUEST_FILE_BYTES:
+        return [PrivacyRequest.invalid(source, f"request file larger than {MAX_REQUEST_FILE_BYTES >> 20} MiB")]
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return [PrivacyRequest.invalid(source, "request file is not UTF-8 text")]
     if path.suffix == ".csv":
-        return list(csv.DictReader(io.StringIO(text)))
+        return _csv_requests(text, source)
     if path.suffix == ".jsonl":
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    loaded = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        requests = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                where = f"line {number}"
+                try:
+                    requests.append(PrivacyRequest.from_mapping(json.loads(line), source, where))
+                except (ValueError, RecursionError):
+                    requests.append(PrivacyRequest.invalid(source, "not JSON", where, line[:200]))
+        return requests
+    try:
+        loaded = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, RecursionError, yaml.YAMLError) as error:
+        first_line = (str(error).splitlines() or [""])[0][:200]
+        return [PrivacyRequest.invalid(source, f"unreadable request file: {first_line}", content=text[:200])]
     if isinstance(loaded, dict):
         loaded = loaded.get("requests", [loaded])
-    if not isinstance(loaded, list) or not all(isinstance(item, dict) for item in loaded):
-        raise ValueError("expected a request object or a list of them")
-    return loaded
+    if not isinstance(loaded, list):
+        return [PrivacyRequest.invalid(source, "expected a request object or a list of them")]
+    return [PrivacyRequest.from_mapping(item, source, f"item {number}") for number, item in enumerate(loaded, 1)]
+
+
+def _csv_requests(text: str, source: str) -> list[PrivacyRequest]:
+    rows = csv.reader(io.StringIO(text))
+    requests, header = [], None
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return requests
+        except csv.Error as error:  # a NUL byte, a field over the csv module's limit, ...
+            requests.append(PrivacyRequest.invalid(source, f"unreadable CSV row: {error}", f"line {rows.line_num}"))
+            continue
+        if header is None:
+            header = row
+        elif any(cell.strip() for cell in row):
+            where = f"line {rows.line_num}"
+            if len(row) > len(header):
+                requests.append(PrivacyRequest.invalid(source, "more fields than the header names", where, repr(row)[:200]))
+            else:
+                requests.append(PrivacyRequest.from_mapping(dict(zip(header, row)), source, where))
 
 
 def request_files(landing_dir: Path) -> list[Path]:
+    """The request files waiting in ``LANDING_DIR/privacy/`` (regular files only: a link is not
+    followed out of the folder)."""
     folder = landing_dir / "privacy"
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in REQUEST_FILE_SUFFIXES)
+    return sorted(p for p in folder.iterdir()
+                  if p.suffix in REQUEST_FILE_SUFFIXES and not p.is_symlink() and p.is_file())
 
 
-# ---------------------------------------------------------------------------------------------
-# Resolving a person
-# ---------------------------------------------------------------------------------------------
-
-
-def _exists(conn, schema: str, table: str) -> bool:
-    return bool(conn.execute(
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, table]
-    ).fetchone()[0])
-
-
-@dataclass
-class Person:
-    """What the warehouse holds of the profile(s) an identifier resolves to."""
-
-    profile_ids: list[str] = field(default_factory=list)
-    identifiers: list[tuple[str, str]] = field(default_factory=list)  # (type, normalised value)
-    raw_values: list[str] = field(default_factory=list)  # the values as sent
-    message_ids: list[str] = field(default_factory=list)
-
-
-def resolve_person(conn, identifier_type: str, value: str) -> Person:
-    person = Person()
-    if _exists(conn, "marts", "profile_identifiers"):
-        person.profile_ids = [r[0] for r in conn.execute(
-            "select distinct profile_id from marts.profile_identifiers where identifier_type = ? and identifier_value = ?",
-            [identifier_type, value]).fetchall()]
-    conn.execute("create or replace temp table privacy_person_ids (identifier_type varchar, identifier_value varchar)")
-    conn.execute("insert into privacy_person_ids values (?, ?)", [identifier_type, value])
-    if person.profile_ids:
-        conn.execute(
-            "insert into privacy_person_ids select identifier_type, identifier_value from marts.profile_identifiers "
-            "where profile_id in (select unnest(?::varchar[]))", [person.profile_ids])
-    person.identifiers = conn.execute("select distinct * from privacy_person_ids order by all").fetchall()
-    if _exists(conn, "intermediate", "int_identifiers"):
-        rows = conn.execute(
-            "select distinct message_id, raw_value from intermediate.int_identifiers "
-            "join privacy_person_ids using (identifier_type, identifier_value)").fetchall()
-        person.message_ids = sorted({r[0] for r in rows})
-        person.raw_values = sorted({r[1] for r in rows if r[1] is not None})
-    if person.profile_ids and _exists(conn, "marts", "profile_events"):
-        person.message_ids = sorted(set(person.message_ids) | {r[0] for r in conn.execute(
-            "select message_id from marts.profile_events where profile_id in (select unnest(?::varchar[]))",
-            [person.profile_ids]).fetchall()})
-    conn.execute("drop table privacy_person_ids")
-    return person
-
-
-def is_junk(conn, identifier_type: str, value: str) -> bool:
-    """A junk identifier (a shared device, a placeholder e-mail) is in many people's data: a request
-    naming it must not erase or export them all."""
-    return _exists(conn, "marts", "junk_identifiers") and bool(conn.execute(
-        "select count(*) from marts.junk_identifiers where identifier_type = ? and identifier_value = ?",
-        [identifier_type, value]).fetchone()[0])
-
-
-# ---------------------------------------------------------------------------------------------
-# Erasure
-# ---------------------------------------------------------------------------------------------
-
-# Characters that continue an identifier: a value matches only where none of them is next to it,
-# so erasing bo@example.com leaves jimbo@example.com alone.
-_WORD = "a-z0-9@._+-"
-MIN_TEXT_MATCH_LENGTH = 4  # shorter values are matched by whole columns only
-
-
-def text_match_pattern(values: list[str], ids: list[str] = ()) -> str | None:
-    """A regular expression (on lower-cased text) finding any of ``values`` (of some length) or
-    ``ids`` (profile ids, whatever their length) as a whole token."""
-    tokens = {v.strip().lower() for v in values if v and len(v.strip()) >= MIN_TEXT_MATCH_LENGTH}
-    tokens = sorted(tokens | {i.lower() for i in ids if i}, key=len, reverse=True)
-    if not tokens:
-        return None
-    return f"(^|[^{_WORD}])(" + "|".join(re.escape(t) for t in tokens) + f")($|[^{_WORD}])"
-
-
-@dataclass
-class Erasure:
-    rows_by_table: Counter = field(default_factory=Counter)
-    files_scrubbed: int = 0
-
-    @property
-    def rows(self) -> int:
-        return sum(self.rows_by_table.values())
-
-
-def _text_columns(conn) -> dict[tuple[str, str], list[tuple[str, str]]]:
-    columns: dict[tuple[str, str], list[tuple[str, str]]] = {}
-    for schema, table, column, data_type in conn.execute(
-        """
-        select c.table_schema, c.table_name, c.column_name, c.data_type
-        from information_schema.columns as c
-        join information_schema.tables as t using (table_catalog, table_schema, table_name)
-        where t.table_type = 'BASE TABLE' and c.table_catalog = current_database()
-        order by c.table_schema, c.table_name, c.ordinal_position
-        """
-    ).fetchall():
-        if schema in UNTOUCHED_SCHEMAS:
-            continue
-        columns.setdefault((schema, table), []).append((column, data_type))
-    return columns
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def person_row_predicate(columns: list[tuple[str, str]], has_pattern: bool) -> str | None:
-    """SQL true for a row that holds the person: a profile id or message id of theirs in a
-    ``*profile_id`` / ``*message_id`` column, or one of their values in any text or JSON column.
-    Parameters, in order: profile ids, message ids, exact values, pattern."""
-    conditions = []
-    for column, data_type in columns:
-        if data_type not in ("VARCHAR", "JSON"):
-            continue
-        name = column.lower()
-        text = f"{_quote(column)}::varchar"
-        if name.endswith("profile_id"):
-            conditions.append(f"{text} in (select unnest($profiles::varchar[]))")
-        elif name.endswith("message_id"):
-            conditions.append(f"{text} in (select unnest($messages::varchar[]))")
-        conditions.append(f"lower(trim({text})) in (select unnest($values::varchar[]))")
-        if has_pattern:
-            conditions.append(f"regexp_matches(lower({text}), $pattern)")
-    return " or ".join(conditions) if conditions else None
-
-
-def erase_person(conn, person: Person, request_id: str) -> Erasure:
-    """Deletes every row of every table (outside ``privacy``) that holds the person. Raw lines
-    erased are counted per load in ``privacy.erased_lines`` for the landing reconciliation."""
-    values = sorted({v.lower() for _, v in person.identifiers} | {v.strip().lower() for v in person.raw_values} - {""})
-    pattern = text_match_pattern(values)
-    params = {"profiles": person.profile_ids, "messages": person.message_ids, "values": values}
-    if pattern:
-        params["pattern"] = pattern
-    erasure = Erasure()
-    for (schema, table), columns in _text_columns(conn).items():
-        predicate = person_row_predicate(columns, pattern is not None)
-        if predicate is None:
-            continue
-        target = f"{_quote(schema)}.{_quote(table)}"
-        used = {k: v for k, v in params.items() if f"${k}" in predicate}
-        if schema == "raw" and any(c == "load_id" for c, _ in columns) and table != "loaded_files":
-            kind = "rejected_lines" if table == "rejected_records" else "accepted_lines"
-            other = "accepted_lines" if kind == "rejected_lines" else "rejected_lines"
-            conn.execute(
-                f"insert into privacy.erased_lines (request_id, load_id, {kind}, {other}) "
-                f"select {_sql_literal(request_id)}, load_id, count(*), 0 from {target} where {predicate} group by load_id",
-                used)
-        deleted = conn.execute(f"delete from {target} where {predicate}", used).fetchone()[0]
-        if deleted:
-            erasure.rows_by_table[f"{schema}.{table}"] = deleted
-    return erasure
-
-
-def _sql_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def scrub_export_files(conn, export_dir: Path, person: Person) -> int:
-    """Past exports (audience member lists and change files, earlier privacy exports) lose the person's rows."""
-    if not export_dir.is_dir():
-        return 0
-    pattern = text_match_pattern([v for _, v in person.identifiers], person.profile_ids)
-    if pattern is None:
-        return 0
-    compiled = re.compile(pattern)
-    scrubbed = 0
-    for path in sorted(export_dir.rglob("*")):
-        if not path.is_file():
-            continue
-        if path.suffix == ".csv":
-            lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-            kept = lines[:1] + [line for line in lines[1:] if not compiled.search(line.lower())]
-            if len(kept) != len(lines):
-                path.write_text("".join(kept), encoding="utf-8")
-                scrubbed += 1
-        elif path.suffix == ".json" and path.parent.name == "privacy":
-            if compiled.search(path.read_text(encoding="utf-8").lower()):
-                path.unlink()
-                scrubbed += 1
-        elif path.suffix == ".parquet":
-            source = _sql_literal(str(path))
-            matches = conn.execute(
-                f"select count(*) from read_parquet({source}) as t where regexp_matches(lower(t::varchar), ?)", [pattern]
-            ).fetchone()[0]
-            if matches:
-                rewritten = path.with_name(path.name + ".scrubbed")
-                conn.execute(
-                    f"copy (select * from read_parquet({source}) as t where not regexp_matches(lower(t::varchar), ?)) "
-                    f"to {_sql_literal(str(rewritten))} (format parquet)", [pattern])
-                rewritten.replace(path)
-                scrubbed += 1
-    return scrubbed
+def _set_aside(path: Path) -> Path:
+    """Moves a file holding invalid requests out of the inbox, named by its content (its name may
+    hold an identifier), so that it never blocks a later run and can be fixed and filed again."""
+    folder = path.parent / INVALID_FOLDER
+    folder.mkdir(mode=0o700, exist_ok=True)
+    target = folder / f"{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}{path.suffix}"
+    path.replace(target)
+    return target
 
 
 # ---------------------------------------------------------------------------------------------
@@ -473,295 +400,311 @@ def _rows(conn, sql: str, params: dict) -> list[dict]:
     return [{name: _jsonable(value, type_name) for (name, type_name), value in zip(names, row)} for row in cursor.fetchall()]
 
 
-def export_document(conn, profile_id: str, request: PrivacyRequest, generated_at: datetime) -> dict:
-    document: dict = {"request_id": request.request_id, "generated_at": generated_at.isoformat(),
-                      "profile_id": profile_id}
+def export_document(conn, profile_id: str, request_id: str, generated_at: datetime) -> dict:
+    document: dict = {"request_id": request_id, "generated_at": generated_at.isoformat(), "profile_id": profile_id}
     for section, sql in EXPORT_SECTIONS.items():
         schema, table = re.search(r"from (\w+)\.(\w+)", sql).groups()
-        rows = _rows(conn, sql, {"profile_id": profile_id}) if _exists(conn, schema, table) else []
+        rows = _rows(conn, sql, {"profile_id": profile_id}) if table_exists(conn, schema, table) else []
         document[section] = (rows[0] if rows else None) if section in SINGLE_ROW_SECTIONS else rows
     if document["profile"]:
         document["traits"] = document["profile"].pop("traits", None)
     return document
 
 
+def export_path(export_dir: Path, request_id: str) -> Path:
+    """``EXPORT_DIR/privacy/<request_id>.json``, checked to lie in that folder."""
+    folder = (export_dir / "privacy").resolve()
+    path = (folder / f"{request_id}.json").resolve()
+    if not REQUEST_ID.fullmatch(request_id) or path.parent != folder:
+        raise ValueError("a request id must be a plain file name")
+    return path
+
+
+def _write_export(conn, request_id: str, profile_ids: list[str], export_dir: Path) -> tuple[str, str]:
+    generated_at = _now()
+    documents = [export_document(conn, profile_id, request_id, generated_at) for profile_id in profile_ids]
+    path = export_path(export_dir, request_id)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    body = documents[0] if len(documents) == 1 else documents
+    temporary = path.with_name(path.name + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(body, indent=2, ensure_ascii=False) + "\n")
+    temporary.replace(path)
+    return str(path), f"{sum(len(d['events']) for d in documents)} events"
+
+
 # ---------------------------------------------------------------------------------------------
-# Processing
+# Past files: exports and lookup pictures
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Outcome:
-    outcome: str
-    detail: str | None = None
-    profiles_found: int = 0
-    identifiers_erased: int = 0
-    erasure: Erasure = field(default_factory=Erasure)
-    export_path: str | None = None
+def scrub_export_files(conn, export_dir: Path, profile_ids: list[str]) -> int:
+    """Past exports lose the rows of the profiles, found by their ``profile_id`` column (audience
+    member lists and change files, CSV and Parquet) or field (privacy exports, removed whole)."""
+    if not export_dir.is_dir() or not profile_ids:
+        return 0
+    erased = set(profile_ids)
+    scrubbed = 0
+    for path in sorted(export_dir.rglob("*")):
+        if path.is_symlink() or not path.is_file():
+            continue
+        if path.suffix == ".csv":
+            scrubbed += _scrub_csv(path, erased)
+        elif path.suffix == ".json" and path.parent.name == "privacy":
+            try:
+                body = json.loads(path.read_text(encoding="utf-8"))
+            except ValueError:
+                continue
+            documents = body if isinstance(body, list) else [body]
+            if any(isinstance(d, dict) and d.get("profile_id") in erased for d in documents):
+                path.unlink()
+                scrubbed += 1
+        elif path.suffix == ".parquet":
+            source = quote_literal(str(path))
+            names = [r[0] for r in conn.execute(f"describe select * from read_parquet({source})").fetchall()]
+            if "profile_id" not in names:
+                continue
+            where = "profile_id in (select unnest($ids::varchar[]))"
+            if conn.execute(f"select count(*) from read_parquet({source}) where {where}", {"ids": sorted(erased)}).fetchone()[0]:
+                rewritten = path.with_name(path.name + ".scrubbed")
+                conn.execute(f"copy (select * from read_parquet({source}) where not ({where})) "
+                             f"to {quote_literal(str(rewritten))} (format parquet)", {"ids": sorted(erased)})
+                rewritten.replace(path)
+                scrubbed += 1
+    return scrubbed
+
+
+def _scrub_csv(path: Path, erased: set[str]) -> int:
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    if not rows or "profile_id" not in rows[0]:
+        return 0
+    column = rows[0].index("profile_id")
+    kept = [rows[0]] + [row for row in rows[1:] if len(row) <= column or row[column] not in erased]
+    if len(kept) == len(rows):
+        return 0
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle, lineterminator="\n").writerows(kept)
+    return 1
+
+
+def remove_lookup_pictures(profile_ids: list[str]) -> int:
+    """The lookup's pictures of the profiles (``<profile_id>.dot`` / ``.svg``)."""
+    from orchestration import settings
+
+    folder = settings.lookup_graph_dir()
+    removed = 0
+    for profile_id in profile_ids:
+        for suffix in (".dot", ".svg"):
+            path = folder / f"{profile_id}{suffix}"
+            if path.parent == folder and path.is_file():
+                path.unlink()
+                removed += 1
+    return removed
+
+
+# ---------------------------------------------------------------------------------------------
+# Processing a batch
+# ---------------------------------------------------------------------------------------------
 
 
 def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def process_request(conn, request: PrivacyRequest, *, rules: dict, salt: str, export_dir: Path,
-                    received_at: datetime) -> Outcome:
-    """Processes one request in one transaction and records it in ``privacy.requests``."""
-    problem = request.problem(rules)
-    normalized = None if problem else normalize_identifier(conn, rules, request.identifier_type, request.identifier_value)
-    if not problem and not normalized:
-        problem = f"'{request.identifier_type}' value cannot be normalised"
-    hashed = identifier_hash(salt, request.identifier_type, normalized) if normalized else None
-    conn.execute("begin transaction")
-    try:
-        if problem:
-            outcome = Outcome("invalid", problem)
-        elif request.action in ("export", "delete") and is_junk(conn, request.identifier_type, normalized):
-            outcome = Outcome("refused", "a junk identifier (see marts.junk_identifiers) is not one person's")
-        elif request.action == "export":
-            outcome = _export(conn, request, normalized, export_dir)
-        elif request.action == "delete":
-            outcome = _delete(conn, request, normalized, salt, export_dir)
-        elif request.action == "lock":
-            conn.execute("insert or ignore into privacy.locks values (?, ?, ?, ?)",
-                         [request.identifier_type, hashed, request.request_id, _now()])
-            outcome = Outcome("completed", "locked: lines carrying it are rejected at ingestion")
-        else:
-            removed = conn.execute("delete from privacy.locks where identifier_type = ? and identifier_hash = ?",
-                                   [request.identifier_type, hashed]).fetchone()[0]
-            outcome = Outcome("completed" if removed else "not_found", None if removed else "it was not locked")
-        conn.execute(
-            "insert into privacy.requests values (?, ?, ?, ?, ?, try_cast(? as timestamp), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [request.request_id, request.action or None, request.identifier_type or None, hashed,
-             request.requested_by or None, request.requested_at, request.source, received_at, _now(),
-             outcome.outcome, outcome.detail, outcome.profiles_found, outcome.identifiers_erased,
-             outcome.erasure.rows, json.dumps(dict(sorted(outcome.erasure.rows_by_table.items()))),
-             outcome.erasure.files_scrubbed, outcome.export_path],
-        )
-        conn.execute("commit")
-    except BaseException:
-        conn.execute("rollback")
-        raise
-    return outcome
-
-
-def _export(conn, request: PrivacyRequest, normalized: str, export_dir: Path) -> Outcome:
-    person = resolve_person(conn, request.identifier_type, normalized)
-    if not person.profile_ids:
-        return Outcome("not_found", "no profile holds this identifier")
-    generated_at = _now()
-    documents = [export_document(conn, profile_id, request, generated_at) for profile_id in person.profile_ids]
-    path = export_dir / "privacy" / f"{request.request_id}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    body = documents[0] if len(documents) == 1 else documents
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(body, indent=2, ensure_ascii=False, sort_keys=False) + "\n", encoding="utf-8")
-    temporary.replace(path)
-    return Outcome("completed", f"{sum(len(d['events']) for d in documents)} events",
-                   profiles_found=len(person.profile_ids), export_path=str(path))
-
-
-def _delete(conn, request: PrivacyRequest, normalized: str, salt: str, export_dir: Path) -> Outcome:
-    person = resolve_person(conn, request.identifier_type, normalized)
-    erasure = erase_person(conn, person, request.request_id)
-    for identifier_type, value in person.identifiers:
-        conn.execute("insert or ignore into privacy.tombstones values (?, ?, ?, ?)",
-                     [identifier_type, identifier_hash(salt, identifier_type, value), request.request_id, _now()])
-    erasure.files_scrubbed = scrub_export_files(conn, export_dir, person)
-    detail = None if person.profile_ids else "no profile holds this identifier: tombstoned for future data"
-    return Outcome("completed", detail, profiles_found=len(person.profile_ids),
-                   identifiers_erased=len(person.identifiers), erasure=erasure)
-
-
 @dataclass
 class Batch:
     outcomes: Counter = field(default_factory=Counter)  # (action, outcome) → requests
     files_done: list[str] = field(default_factory=list)
+    files_set_aside: list[str] = field(default_factory=list)
     skipped: int = 0
 
 
 def process_requests(conn, landing_dir: Path, extra: list[dict], *, rules: dict, salt: str,
                      export_dir: Path) -> Batch:
     """Every pending request: from the run configuration first, then the files in
-    ``LANDING_DIR/privacy/`` in name order. A request id already in the log is skipped (a request is
-    processed once); a file whose requests are all recorded is removed, since it names the person."""
+    ``LANDING_DIR/privacy/`` in name order, set-based and in one transaction. A request already in
+    the log is skipped (a request is processed once); a request id already used for a different
+    request is refused. A file whose requests were all valid is removed, since it names the person;
+    one holding an invalid request is set aside in ``privacy/invalid/``."""
     create_privacy_tables(conn)
-    done = {r[0] for r in conn.execute("select request_id from privacy.requests").fetchall()}
     batch = Batch()
-    sources: list[tuple[Path | None, list[PrivacyRequest]]] = [
-        (None, [PrivacyRequest.from_mapping(item, "run_config") for item in extra])]
-    for path in request_files(landing_dir):
-        try:
-            items = read_request_file(path)
-        except (ValueError, yaml.YAMLError, UnicodeDecodeError) as error:
-            # Left in place (it may be fixed and filed again under another name), recorded once.
-            if _record_unreadable(conn, path, str(error)):
-                batch.outcomes[("unknown", "invalid")] += 1
-            continue
-        sources.append((path, [PrivacyRequest.from_mapping(item, f"privacy/{path.name}") for item in items]))
+    files = request_files(landing_dir)
+    incoming = [PrivacyRequest.from_mapping(item, "run_config", f"item {number}") for number, item in enumerate(extra, 1)]
+    invalid_in: dict[Path, bool] = {}
+    for path in files:
+        requests = read_request_file(path)
+        invalid_in[path] = any(r.problem(rules) for r in requests)
+        incoming += requests
+    # An invalid request reserves nothing: fixed, it may be filed again under the same id.
+    seen: dict[str, set[str]] = {}
+    for request_id, fingerprint in conn.execute(
+            "select request_id, fingerprint from privacy.requests where outcome != 'invalid'").fetchall():
+        seen.setdefault(request_id, set()).add(fingerprint)
+    audit: list[dict] = []
     received_at = _now()
-    for path, requests in sources:
-        for request in requests:
-            if request.request_id in done:
+    for request in incoming:
+        problem = request.problem(rules)
+        row = {"request_id": request.audit_id, "action": request.action or None,
+               "identifier_type": request.identifier_type or None, "identifier_value": request.identifier_value,
+               "requested_by": request.requested_by or None, "requested_at": request.requested_at,
+               "source": request.source, "outcome": "invalid" if problem else None, "detail": problem,
+               "fingerprint": request.fingerprint}
+        if not problem:
+            known = seen.setdefault(row["request_id"], set())
+            if request.fingerprint in known:
                 batch.skipped += 1
                 continue
-            outcome = process_request(conn, request, rules=rules, salt=salt, export_dir=export_dir,
-                                      received_at=received_at)
-            done.add(request.request_id)
-            batch.outcomes[(request.action or "unknown", outcome.outcome)] += 1
-        if path is not None:
+            if known:
+                row["outcome"], row["detail"] = "refused", "request_id already used for a different request"
+            known.add(request.fingerprint)
+        audit.append(row)
+    conn.execute("begin transaction")
+    try:
+        _process(conn, audit, rules=rules, salt=salt, export_dir=export_dir, received_at=received_at)
+        # an action that is none of ACTIONS is counted as unknown: it is untrusted text
+        batch.outcomes.update(conn.execute(
+            f"select case when action in ({', '.join(map(quote_literal, ACTIONS))}) then action else 'unknown' end, "
+            "outcome from privacy_incoming").fetchall())
+        conn.execute("commit")
+    except BaseException:
+        conn.execute("rollback")
+        raise
+    finally:
+        conn.execute("drop table if exists privacy_incoming")
+        erasure.drop_temp_tables(conn)
+    for path in files:
+        if invalid_in[path]:
+            batch.files_set_aside.append(_set_aside(path).name)
+        else:
             path.unlink()
             batch.files_done.append(path.name)
-    if any(action == "delete" for action, _ in batch.outcomes):
+    if any(action == "delete" and outcome == "completed" for action, outcome in batch.outcomes):
         conn.execute("checkpoint")  # write the erasure into the database file now
     return batch
 
 
-def _record_unreadable(conn, path: Path, error: str) -> bool:
-    request_id = f"file-{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"
-    if conn.execute("select count(*) from privacy.requests where request_id = ?", [request_id]).fetchone()[0]:
-        return False
+AUDIT_COLUMNS = ("request_id", "action", "identifier_type", "identifier_value", "requested_by", "requested_at",
+                 "source", "outcome", "detail", "fingerprint")
+
+
+def _process(conn, audit: list[dict], *, rules: dict, salt: str, export_dir: Path, received_at: datetime) -> None:
+    """Runs the requests of ``audit`` (rows whose ``outcome`` is still None) and records them all."""
+    conn.execute(f"create or replace temp table privacy_incoming ({', '.join(c + ' varchar' for c in AUDIT_COLUMNS)}, "
+                 "position integer, normalized varchar, identifier_hash varchar, profiles_found bigint default 0, "
+                 "identifiers_erased bigint default 0, rows_erased bigint default 0, rows_erased_by_table varchar, "
+                 "files_scrubbed bigint default 0, export_path varchar)")
+    if not audit:
+        return
+    columns = {c: [row[c] for row in audit] for c in AUDIT_COLUMNS}
     conn.execute(
-        "insert into privacy.requests (request_id, source, received_at, processed_at, outcome, detail) "
-        "values (?, ?, ?, ?, 'invalid', ?)",
-        [request_id, f"privacy/{path.name}", _now(), _now(), f"unreadable request file: {(error.splitlines() or [''])[0]}"])
-    return True
-
-
-# ---------------------------------------------------------------------------------------------
-# The screen at the landing door
-# ---------------------------------------------------------------------------------------------
-
-
-def _message_fields(rules: dict) -> list[tuple[str, str]]:
-    """(identifier type, JSON path) of every place a message can carry an identifier."""
-    fields = [(t, "$.previousId") for t in ("user_id", "anonymous_id") if t in rules["identifier_types"]]
-    for name, rule in rules["identifier_types"].items():
-        for source in rule.get("sources", []):
-            kind, _, path = source.partition(".")
-            if source in ("userId", "anonymousId"):
-                fields.append((name, f"$.{source}"))
-            elif kind == "traits":
-                fields += [(name, f"$.traits.{path}"), (name, f"$.context.traits.{path}")]
-            elif kind == "context":
-                fields.append((name, f"$.context.{path}"))
-    return list(dict.fromkeys(fields))
-
-
-def _contact_fields(rules: dict) -> list[tuple[str, str]]:
-    """(identifier type, SQL on ``landing_contacts``) of every contact-list column an identity rule reads."""
-    from orchestration.ingestion import snake_case
-
-    fields = []
-    for name, rule in rules["identifier_types"].items():
-        for source in rule.get("sources", []):
-            kind, _, column = source.partition(".")
-            if kind != "column":
-                continue
-            column = snake_case(column)
-            expr = column if column in ("email", "phone") else f"json_extract_string(traits, {_sql_literal('$.' + column)})"
-            fields.append((name, expr))
-    return fields
-
-
-@dataclass
-class PrivacyScreen:
-    """Rejects, at ingestion, the lines that carry an erased (``erased_identity``) or a locked
-    (``locked_identity``) identifier. Rejected lines keep their file and line number, never their
-    text: the text is what was erased. Rejected-for-other-reasons lines whose text holds an erased
-    identifier keep their reason but lose their text too."""
-
-    salt: str
-    rules: dict
-
-    @classmethod
-    def load(cls, conn, salt: str, rules: dict) -> "PrivacyScreen | None":
-        """The screen, or None when nothing is erased or locked (the usual case: no cost)."""
-        create_privacy_tables(conn)
-        conn.execute(
-            f"""
-            create or replace temp table privacy_screen as
-            select identifier_type, identifier_hash, '{ERASED_REASON}' as reason from privacy.tombstones
-            union all
-            select identifier_type, identifier_hash, '{LOCKED_REASON}' from privacy.locks
-            """
-        )
-        if not conn.execute("select count(*) from privacy_screen").fetchone()[0]:
-            conn.execute("drop table privacy_screen")
-            return None
-        return cls(salt, rules)
-
-    def _hits_sql(self, identifiers_sql: str) -> str:
-        """Per line, the strongest reason among its identifiers (erased before locked)."""
-        normalized = normalize_by_type_sql("identifiers.identifier_type", "identifiers.raw_value", self.rules)
-        return f"""
-        select line_number, min(screen.reason) as reason
-        from ({identifiers_sql}) as identifiers
-        join privacy_screen as screen
-          on screen.identifier_type = identifiers.identifier_type
-         and screen.identifier_hash = {hash_sql('$salt', 'identifiers.identifier_type', normalized)}
-        where raw_value is not null
-        group by line_number
+        f"insert into privacy_incoming ({', '.join(AUDIT_COLUMNS)}, position) "
+        f"select {', '.join(f'unnest(${c}::varchar[])' for c in AUDIT_COLUMNS)}, unnest(range(1, $n + 1))",
+        {**columns, "n": len(audit)})
+    # Normalised and hashed once, in SQL, as the dbt models and the screen do.
+    normalized = normalize_by_type_sql("identifier_type", "identifier_value", rules)
+    conn.execute(f"update privacy_incoming set normalized = {normalized} where outcome is null")
+    conn.execute("update privacy_incoming set outcome = 'invalid', detail = 'the value cannot be normalised' "
+                 "where outcome is null and normalized is null")
+    conn.execute(f"update privacy_incoming set identifier_hash = {hash_sql('$salt', 'identifier_type', 'normalized')} "
+                 "where normalized is not null", {"salt": salt})
+    junk = _junk_sql(conn)
+    conn.execute(f"""
+        update privacy_incoming set outcome = 'refused',
+            detail = 'a junk identifier (see marts.junk_identifiers) is not one person''s'
+        where outcome is null and action in ('export', 'delete') and (identifier_type, normalized) in ({junk})
+    """)
+    now = _now()
+    # Locks, then unlocks (an unlock finds nothing when the identifier was not locked).
+    conn.execute("""
+        insert into privacy.locks
+        select identifier_type, identifier_hash, min(request_id), $now from privacy_incoming
+        where outcome is null and action = 'lock' group by all
+        on conflict do nothing
+    """, {"now": now})
+    conn.execute("""
+        update privacy_incoming as r set outcome = 'completed', detail = 'locked: lines carrying it are rejected at ingestion'
+        where outcome is null and action = 'lock'
+    """)
+    conn.execute("""
+        update privacy_incoming as r set
+            outcome = case when l.identifier_hash is null then 'not_found' else 'completed' end,
+            detail = case when l.identifier_hash is null then 'it was not locked' end
+        from privacy_incoming as i
+        left join privacy.locks as l using (identifier_type, identifier_hash)
+        where r.position = i.position and r.outcome is null and r.action = 'unlock'
+    """)
+    conn.execute("delete from privacy.locks where (identifier_type, identifier_hash) in "
+                 "(select identifier_type, identifier_hash from privacy_incoming where action = 'unlock' "
+                 "and outcome = 'completed')")
+    for position, request_id, identifier_type, value in conn.execute(
+            "select position, request_id, identifier_type, normalized from privacy_incoming "
+            "where outcome is null and action = 'export' order by position").fetchall():
+        profile_ids = [r[0] for r in conn.execute(
+            "select distinct profile_id from marts.profile_identifiers where identifier_type = ? "
+            "and identifier_value = ? order by 1", [identifier_type, value]).fetchall()
+        ] if table_exists(conn, "marts", "profile_identifiers") else []
+        if profile_ids:
+            path, detail = _write_export(conn, request_id, profile_ids, export_dir)
+            conn.execute("update privacy_incoming set outcome = 'completed', detail = ?, export_path = ?, "
+                         "profiles_found = ? where position = ?", [detail, path, len(profile_ids), position])
+        else:
+            conn.execute("update privacy_incoming set outcome = 'not_found', detail = 'no profile holds this identifier' "
+                         "where position = ?", [position])
+    _delete(conn, rules=rules, salt=salt, export_dir=export_dir, junk_sql=junk, now=now)
+    conn.execute(
         """
+        insert into privacy.requests by name
+        select request_id, action, identifier_type, identifier_hash, requested_by,
+               try_cast(requested_at as timestamp) as requested_at, source, $received_at as received_at,
+               $now as processed_at, outcome, detail, profiles_found, identifiers_erased, rows_erased,
+               rows_erased_by_table::json as rows_erased_by_table, files_scrubbed, export_path, fingerprint
+        from privacy_incoming order by position
+        """, {"received_at": received_at, "now": _now()})
 
-    def screen(self, conn, kind: str, context: dict) -> Counter:
-        """Applies the screen to the staged file (``landing_lines`` or ``landing_contacts``); returns
-        the rejections it wrote itself (contact rows; event lines are counted by the writer)."""
-        if kind == "events":
-            return self._screen_events(conn)
-        if conn.execute("select count(*) from duckdb_tables() where temporary and table_name = 'landing_contacts'").fetchone()[0]:
-            return self._screen_contacts(conn, context)
-        return Counter()
 
-    def _screen_events(self, conn) -> Counter:
-        fields = _message_fields(self.rules)
-        structs = ", ".join(
-            f"{{identifier_type: {_sql_literal(t)}, raw_value: json_extract_string(line, {_sql_literal(p)})}}"
-            for t, p in fields)
-        accepted = f"""
-            select line_number, unnest([{structs}], recursive := true)
-            from landing_lines where reason is null and not is_blank
-        """
-        conn.execute(
-            f"""
-            update landing_lines set reason = hits.reason, line = null
-            from ({self._hits_sql(accepted)}) as hits
-            where landing_lines.line_number = hits.line_number
-            """, {"salt": self.salt})
-        # Lines rejected for another reason (malformed JSON, ...): any quoted token may be an identifier.
-        types = ", ".join(_sql_literal(t) for t in self.rules["identifier_types"])
-        tokens = f"""
-            select line_number, unnest([{types}]) as identifier_type, raw_value
-            from (select line_number, unnest(regexp_extract_all(line, '"([^"\\\\]{{1,320}})"', 1)) as raw_value
-                  from landing_lines where reason is not null and line is not null)
-        """
-        conn.execute(
-            f"""
-            update landing_lines set line = null
-            from ({self._hits_sql(tokens)}) as hits
-            where landing_lines.line_number = hits.line_number and hits.reason = '{ERASED_REASON}'
-            """, {"salt": self.salt})
-        return Counter()
+def _junk_sql(conn) -> str:
+    """The (type, value) pairs that are junk, whatever has been built so far."""
+    parts = ["select null::varchar, null::varchar where false"]
+    if table_exists(conn, "marts", "junk_identifiers"):
+        parts.append("select identifier_type, identifier_value from marts.junk_identifiers")
+    if table_exists(conn, "intermediate", "int_identity_nodes"):
+        parts.append("select identifier_type, identifier_value from intermediate.int_identity_nodes where is_junk")
+    return " union all ".join(parts)
 
-    def _screen_contacts(self, conn, context: dict) -> Counter:
-        fields = _contact_fields(self.rules)
-        if not fields:
-            return Counter()
-        identifiers = " union all ".join(
-            f"select line_number, {_sql_literal(t)} as identifier_type, {expr}::varchar as raw_value from landing_contacts"
-            for t, expr in fields)
-        conn.execute(f"create or replace temp table privacy_contact_hits as {self._hits_sql(identifiers)}",
-                     {"salt": self.salt})
+
+def _delete(conn, *, rules: dict, salt: str, export_dir: Path, junk_sql: str, now: datetime) -> None:
+    """Every delete request of the batch, set-based: the people are resolved by lineage (erasure.py),
+    their rows erased, their identifiers tombstoned; a request naming an identifier no profile holds
+    erases nothing and is ``not_found``."""
+    conn.execute("""
+        create or replace temp table erase_requests as
+        select request_id, identifier_type, normalized as identifier_value
+        from privacy_incoming where outcome is null and action = 'delete'
+    """)
+    if not conn.execute("select count(*) from erase_requests").fetchone()[0]:
+        return
+    erasure.resolve_people(conn, junk_sql)
+    rows = erasure.erase_rows(conn, list(rules["identifier_types"]),
+                              lambda type_expr, value_expr: normalize_by_type_sql(type_expr, value_expr, rules))
+    conn.execute(f"""
+        insert into privacy.tombstones
+        select identifier_type, {hash_sql('$salt', 'identifier_type', 'identifier_value')}, min(request_id), $now
+        from erase_identifiers group by all
+        on conflict do nothing
+    """, {"salt": salt, "now": now})
+    profiles, identifiers = erasure.erased_profiles(conn), erasure.erased_identifiers(conn)
+    all_profiles = sorted({p for ids in profiles.values() for p in ids})
+    files = scrub_export_files(conn, export_dir, all_profiles) + remove_lookup_pictures(all_profiles)
+    for (request_id,) in conn.execute("select distinct request_id from erase_requests order by 1").fetchall():
+        found = profiles.get(request_id, [])
         conn.execute(
             """
-            insert into raw.rejected_records
-            select $load_id, $file_path, line_number, null, reason,
-                   case reason when 'erased_identity' then 'an identifier of this row was erased by a privacy request'
-                               else 'an identifier of this row is locked by a privacy request' end, $loaded_at
-            from privacy_contact_hits order by line_number
+            update privacy_incoming set outcome = ?, detail = ?, profiles_found = ?, identifiers_erased = ?,
+                rows_erased = ?, rows_erased_by_table = ?, files_scrubbed = ?
+            where request_id = ? and outcome is null and action = 'delete'
             """,
-            {"load_id": context["load_id"], "file_path": context["file_path"], "loaded_at": context["loaded_at"]})
-        rejected = Counter(dict(conn.execute("select reason, count(*) from privacy_contact_hits group by 1").fetchall()))
-        conn.execute("delete from landing_contacts where line_number in (select line_number from privacy_contact_hits)")
-        conn.execute("drop table privacy_contact_hits")
-        return rejected
+            ["completed" if found else "not_found", None if found else "no profile holds this identifier: nothing erased",
+             len(found), len(identifiers.get(request_id, [])), sum(rows.get(request_id, Counter()).values()),
+             erasure.rows_by_table_json(rows.get(request_id, Counter())), files if found else 0, request_id])

@@ -111,3 +111,15 @@ def quiet_telemetry() -> None:
     """There is no network to send usage statistics to; do not try."""
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
+
+
+def lookup_graph_dir() -> Path:
+    """Where ``lookup`` draws a person's identity graph: a private folder beside the warehouse
+    (personal data; a delete removes the person's pictures)."""
+    return duckdb_path().parent / "private" / "lookups"
+
+
+def compact_after_delete() -> bool:
+    """Whether a run that erased people compacts the DuckDB file (``COMPACT_AFTER_DELETE``,
+    default true): until then their values stay in the file's free blocks."""
+    return _flag(os.environ.get("COMPACT_AFTER_DELETE", "").strip() or True, "COMPACT_AFTER_DELETE")

@@ -217,7 +217,8 @@ def ingest(duckdb_path: Path, landing_dir: Path):
     """The ingestion asset's work, outside Dagster: landing files → DuckDB ``raw.*``."""
     from orchestration.ingestion import IdentityFields, ingest_landing_dir
     from orchestration.landing_sources import registered_sources
-    from orchestration.privacy import PrivacyScreen, privacy_salt
+    from orchestration.privacy import privacy_salt
+    from orchestration.privacy_screen import PrivacyScreen
     from orchestration.warehouse import connect
 
     with connect(duckdb_path) as conn:

@@ -6,6 +6,8 @@ across steps. Every use goes through ``connect()``, which closes the connection 
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,3 +44,49 @@ def table_exists(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> bo
             [schema, table],
         )
     )
+
+
+# The one quoting helper: values reach SQL as bound parameters wherever DuckDB takes them; these
+# are for the places it does not (names of tables and columns, DDL, table functions' arguments).
+def quote_identifier(name: str) -> str:
+    """A table, schema or column name as a quoted SQL identifier."""
+    if "\0" in name:
+        raise ValueError("a SQL name cannot hold a NUL character")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    """A string as a SQL string literal (standard SQL: quotes doubled, backslashes are plain)."""
+    if "\0" in text:
+        raise ValueError("a SQL string cannot hold a NUL character")
+    return "'" + text.replace("'", "''") + "'"
+
+
+def compact(database: Path) -> tuple[int, int]:
+    """Rewrites the DuckDB file with only its live data; returns its size before and after.
+
+    A delete releases the blocks of the rows it removed but does not overwrite them: an erased
+    person's values stay readable in the file's free blocks until they are reused. A copy of the
+    database holds none of them; it replaces the file atomically (a crash leaves the old one)."""
+    with writer_lock(database):
+        for stale in database.parent.glob(".compact-*"):  # a compaction that died part-way
+            shutil.rmtree(stale, ignore_errors=True)
+        with connect(database) as conn:
+            conn.execute("checkpoint")  # nothing left in the write-ahead log of the old file
+        folder = database.parent / f".compact-{os.getpid()}"
+        folder.mkdir(mode=0o700)
+        fresh = folder / database.name  # the same name: DuckDB names the database after it
+        try:
+            conn = duckdb.connect(str(fresh), config=settings.duckdb_config())
+            try:
+                conn.execute(f"attach {quote_literal(str(database))} as compact_source (read_only)")
+                conn.execute(f"copy from database compact_source to {quote_identifier(fresh.stem)}")
+                conn.execute("detach compact_source")
+            finally:
+                conn.close()
+            os.chmod(fresh, database.stat().st_mode & 0o777)
+            before = database.stat().st_size
+            os.replace(fresh, database)
+            return before, database.stat().st_size
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)

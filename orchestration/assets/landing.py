@@ -5,7 +5,8 @@ import dagster as dg
 
 from orchestration import settings
 from orchestration.ingestion import CONTACTS_TABLE, MESSAGE_TABLES, RAW_TABLES, IdentityFields, ingest_landing_dir
-from orchestration.privacy import PrivacyScreen, privacy_salt
+from orchestration.privacy import privacy_salt
+from orchestration.privacy_screen import PrivacyScreen
 from orchestration.landing_sources import registered_sources
 from orchestration.resources import Warehouse
 from orchestration.run_metadata import markdown_bars

@@ -9,7 +9,7 @@ from orchestration import settings
 from orchestration.assets.landing import DUCKDB_POOL
 from orchestration.privacy import process_requests, privacy_salt
 from orchestration.resources import Warehouse
-from orchestration.warehouse import connect
+from orchestration.warehouse import compact, connect
 
 PRIVACY_REQUESTS_KEY = dg.AssetKey(["privacy", "requests"])
 
@@ -55,8 +55,13 @@ def process_privacy_requests(context: dg.AssetExecutionContext, warehouse: Wareh
         counts = conn.execute(
             "select (select count(*) from privacy.requests), (select count(*) from privacy.tombstones), "
             "(select count(*) from privacy.locks)").fetchone()
+    if batch.outcomes[("delete", "completed")] and settings.compact_after_delete():
+        before, after = compact(warehouse.database)  # the erased values leave the file's free blocks
+        context.log.info(f"compacted the warehouse after erasure: {before / 1e6:.1f} MB → {after / 1e6:.1f} MB")
     outcomes = {f"{action}:{outcome}": n for (action, outcome), n in sorted(batch.outcomes.items())}
-    context.log.info(f"privacy requests processed: {outcomes or 'none'}; {batch.skipped} already done")
+    context.log.info(f"privacy requests processed: {outcomes or 'none'}; {batch.skipped} already done"
+                     + (f"; {len(batch.files_set_aside)} file(s) with invalid requests set aside in privacy/invalid/"
+                        if batch.files_set_aside else ""))
     yield dg.MaterializeResult(asset_key=PRIVACY_REQUESTS_KEY, metadata={
         "dagster/row_count": counts[0], "processed": dg.MetadataValue.json(outcomes),
         "files_processed": len(batch.files_done)})

@@ -189,3 +189,9 @@ def test_other_people_are_untouched_by_the_delete(privacy_runs: PrivacyRuns):
         sam = conn.execute("select count(*) from marts.profile_identifiers where identifier_value = 'sam.lee@example.org'"
                            ).fetchone()[0]
     assert (ravi, sam) == (1, 1)
+
+
+def test_no_byte_of_the_person_is_left_in_the_database_file(privacy_runs: PrivacyRuns):
+    """The run that erased Dana compacted the file: her values are not in its free blocks either."""
+    data = privacy_runs.database.read_bytes().lower()
+    assert [value for value in DANA_VALUES if value.encode() in data] == []

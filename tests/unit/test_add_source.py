@@ -67,7 +67,9 @@ def test_registration_keeps_the_project_file_and_refuses_a_second_time(tmp_path)
     project = (settings.DBT_PROJECT_DIR / "dbt_project.yml").read_text()
     plan = plan_source("gym", write(tmp_path / "gym.csv", "email\n"), TYPES)
     updated = register_source(project, plan)
-    assert yaml.safe_load(updated)["vars"]["landing_sources"]["gym"] == {"folder": "gym", "format": "csv"}
+    # with where its rows carry identifiers: the privacy screen reads them at the landing door
+    assert yaml.safe_load(updated)["vars"]["landing_sources"]["gym"] == {"folder": "gym", "format": "csv",
+                                                                         "identifiers": {"email": "email"}}
     assert updated.count("#") == project.count("#")  # every comment kept
     with pytest.raises(ValueError, match="already registered"):
         register_source(updated, plan)

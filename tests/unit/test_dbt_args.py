@@ -35,3 +35,18 @@ def test_the_unit_tests_version_changes_with_the_project_the_vars_and_the_packag
     assert version != unit_tests_version("project-v1", None, packages)
     assert version != unit_tests_version("project-v1", {"as_of": "2024-06-01"}, {**packages, "duckdb": "1.5.0"})
     assert unit_tests_version("project-v1", None, packages) == unit_tests_version("project-v1", {}, packages)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("as_of", ["2024-06-01", "2024-06-01T09:30:00", "2024-06-01 09:30:00.123456"])
+def test_as_of_takes_a_date_or_a_timestamp(as_of):
+    assert json.loads(dbt_build_args(dbt_vars={"as_of": as_of})[2]) == {"as_of": as_of}
+
+
+@pytest.mark.parametrize("as_of", ["2024-06-01' as timestamp); drop table marts.profiles; --", "2024-13-45",
+                                   "yesterday", "2024-06-01\n", "", "2024-06-01T25:00:00"])
+def test_as_of_that_is_not_a_timestamp_is_refused_before_dbt_sees_it(as_of):
+    with pytest.raises(ValueError, match="as_of must be a date or timestamp"):
+        dbt_build_args(dbt_vars={"as_of": as_of})

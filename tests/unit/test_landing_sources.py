@@ -28,7 +28,10 @@ def test_the_registry_is_read_and_checked():
         parse_landing_sources({"crm": {"format": "xml"}})
     with pytest.raises(ValueError, match="folder 'events' belongs to the built-in"):
         parse_landing_sources({"crm": {"folder": "events"}})
-    assert SNOWPLOW in registered_sources()  # the shipped project registers the Snowplow sample
+    # the shipped project registers the Snowplow sample, with where its records carry identifiers
+    (snowplow,) = [s for s in registered_sources() if s.name == "snowplow"]
+    assert (snowplow.folder, snowplow.format, snowplow.message_id) == ("snowplow", "jsonl", "event_id")
+    assert ("user_id", "$.user_id") in snowplow.identifier_paths()
 
 
 def test_jsonl_lines_land_with_their_ids_or_a_reason(tmp_path, conn):
