@@ -242,8 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     lookup.add_argument("value", help="an e-mail (any case), a phone as typed, a user id, an anonymous id, ...")
     lookup.add_argument("--type", help="only this identifier type (default: every type of the identity rules)")
     lookup.add_argument("--graph-dir", help="where the graph is written (DOT, and SVG when Graphviz's dot is "
-                        "installed); default: lookups/ in the private folder beside the warehouse, "
-                        "<DUCKDB_PATH>.private/lookups, owner-only")
+                        "installed); default: private/lookups/ beside the warehouse, owner-only")
     lookup.add_argument("--no-graph", action="store_true", help="print only")
     lookup.set_defaults(handler=_lookup)
     compact = commands.add_parser("compact", help="rewrite the DuckDB file with only its live data (a run that "

@@ -48,19 +48,6 @@ def duckdb_path() -> Path:
     return path
 
 
-def private_dir() -> Path:
-    """Files that name people, kept beside the warehouse and with it: ``<DUCKDB_PATH>.private``
-    (made owner-only, 0700, by whoever writes there)."""
-    path = duckdb_path()
-    return path.with_name(path.name + ".private")
-
-
-def lookup_graph_dir() -> Path:
-    """Where ``identity-warehouse lookup`` writes a profile's graph, ``<profile_id>.dot`` and
-    ``.svg``: a privacy delete removes the deleted person's files here."""
-    return private_dir() / "lookups"
-
-
 def identity_rules() -> dict:
     """The identity rules of the dbt project (``vars: identity_rules`` in dbt_project.yml)."""
     return dbt_vars()["identity_rules"]

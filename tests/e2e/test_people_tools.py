@@ -272,7 +272,7 @@ def test_lookup_writes_its_graph_owner_only_beside_the_warehouse(sample_runs: Sa
 
     result = cli("lookup", "(415) 555-0103", env=sample_env(sample_runs))
     assert result.returncode == 0, result.stderr
-    folder = sample_runs.database.with_name(sample_runs.database.name + ".private") / "lookups"
+    folder = sample_runs.database.parent / "private" / "lookups"
     profile_id = sample_runs.after_late_file.profile_of("phone", "+14155550103")
     assert f"graph: {folder / profile_id}.dot" in result.stdout
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700 == stat.S_IMODE(folder.parent.stat().st_mode)

@@ -177,7 +177,7 @@ def test_landed_values_with_quotes_are_found_as_they_are_and_never_run(warehouse
 
 def test_graphs_go_to_a_private_folder_beside_the_warehouse(warehouse):
     folder = settings.lookup_graph_dir()
-    assert folder == warehouse.with_name(warehouse.name + ".private") / "lookups"
+    assert folder == warehouse.parent / "private" / "lookups"
     written = write_graph(report())
     assert written[0] == folder / "p1.dot"
     for path in written:
