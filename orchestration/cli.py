@@ -116,44 +116,48 @@ def _accuracy(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    """Runs the dbt macro `explain_identity` (one implementation for people and analysts)."""
-    import json
-    import subprocess
+    """Why an identifier is in its profile, or why two are one person (orchestration/explain.py:
+    the dbt macro `explain_identity` in Python, read-only, no dbt process)."""
+    from orchestration.explain import explain
+    from orchestration.lookup import LookupProblem, open_warehouse
 
-    settings.duckdb_path()  # exported for dbt's profile
-    macro_args = {"identifier": args.identifier, **({"other": args.other} if args.other else {})}
-    command = [settings.DBT_EXECUTABLE, "--quiet", "run-operation", "explain_identity", "--args",
-               json.dumps(macro_args), "--profiles-dir", str(settings.DBT_PROFILES_DIR)]
-    from orchestration.locking import writer_lock
-
-    with writer_lock(settings.duckdb_path()):  # dbt opens the file: wait for a run that holds it
-        return subprocess.run(command, cwd=settings.DBT_PROJECT_DIR).returncode
+    try:
+        rules = settings.identity_rules()
+        with open_warehouse() as conn:
+            lines = explain(conn, args.identifier, args.other, rules)
+    except LookupProblem as problem:
+        print(f"ERROR: {problem}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    return 0
 
 
 def _lookup(args: argparse.Namespace) -> int:
     """Finds the profile(s) of any identifier and shows them (see orchestration/lookup.py)."""
     from pathlib import Path
 
-    from orchestration.lookup import read_profile, render_text, resolve, write_graph
-    from orchestration.warehouse import connect
+    from orchestration.lookup import (LookupProblem, open_warehouse, read_profile, render_text, resolve, shown,
+                                      write_graph)
 
     value, identifier_type = args.value, args.type
     try:
-        matches = resolve(value, identifier_type)
-    except RuntimeError as error:
-        print(f"ERROR: {error}", file=sys.stderr)
+        rules = settings.identity_rules()
+        with open_warehouse() as conn:
+            matches = resolve(conn, value, identifier_type, rules)
+            profiles = list(dict.fromkeys(m["profile_id"] for m in matches))
+            reports = [read_profile(conn, p, [m for m in matches if m["profile_id"] == p]) for p in profiles]
+        if not matches:
+            raise LookupProblem(f"no profile holds {shown(value)} (tried it as "
+                                + (f"a {identifier_type.strip()}" if identifier_type else "every identifier type")
+                                + ", normalised and as sent)")
+        for report in reports:
+            print(render_text(report))
+            if not args.no_graph:
+                for path in write_graph(report, Path(args.graph_dir) if args.graph_dir else None):
+                    print(f"graph: {path}")
+    except LookupProblem as problem:
+        print(f"ERROR: {problem}", file=sys.stderr)
         return 1
-    if not matches:
-        print(f"no profile holds {value!r} (tried it as every identifier type, normalised and as sent)", file=sys.stderr)
-        return 1
-    profiles = list(dict.fromkeys(m["profile_id"] for m in matches))
-    with connect(settings.duckdb_path(), read_only=True) as conn:
-        reports = [read_profile(conn, p, [m for m in matches if m["profile_id"] == p]) for p in profiles]
-    for report in reports:
-        print(render_text(report))
-        if not args.no_graph:
-            for path in write_graph(report, Path(args.graph_dir)):
-                print(f"graph: {path}")
     return 0
 
 
@@ -229,15 +233,16 @@ def main(argv: list[str] | None = None) -> int:
     acc.add_argument("--out", help="also write the markdown table to this file")
     acc.set_defaults(handler=_accuracy)
     explain = commands.add_parser("explain", help="why an identifier is in its profile, or why two are one person")
-    explain.add_argument("identifier", help="type:value, e.g. email:dana@example.com (as sent or normalised)")
-    explain.add_argument("other", nargs="?", help="a second type:value: show the chain of links between the two")
+    explain.add_argument("identifier", help="type:value, e.g. email:dana@example.com, or a bare value as lookup "
+                         "takes it (as sent or normalised)")
+    explain.add_argument("other", nargs="?", help="a second identifier: show the chain of links between the two")
     explain.set_defaults(handler=_explain)
     lookup = commands.add_parser("lookup", help="a person's profile from any identifier: identifiers, traits and "
                                  "their sources, computed traits, audiences, latest events, identity graph")
     lookup.add_argument("value", help="an e-mail (any case), a phone as typed, a user id, an anonymous id, ...")
     lookup.add_argument("--type", help="only this identifier type (default: every type of the identity rules)")
-    lookup.add_argument("--graph-dir", default="data/lookups", help="where the graph is written (DOT, and SVG "
-                        "when Graphviz's dot is installed)")
+    lookup.add_argument("--graph-dir", help="where the graph is written (DOT, and SVG when Graphviz's dot is "
+                        "installed); default: private/lookups/ beside the warehouse, owner-only")
     lookup.add_argument("--no-graph", action="store_true", help="print only")
     lookup.set_defaults(handler=_lookup)
     compact = commands.add_parser("compact", help="rewrite the DuckDB file with only its live data (a run that "

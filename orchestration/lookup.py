@@ -1,20 +1,167 @@
 """``identity-warehouse lookup VALUE``: a person's profile, found from any identifier.
 
-The value is resolved by the dbt macro ``lookup_identifier`` (normalised by the identity rules, as
-``int_identifiers`` does); everything shown is then read from the documented marts, so an analyst
-gets the same answers in SQL (README, "Look up a person"). The identity graph is written as
-Graphviz DOT and, when ``dot`` is installed, rendered to SVG.
+The value is resolved in Python on a read-only DuckDB connection, by the same SQL as the dbt macro
+``lookup_identifier`` (normalised by the identity rules, as ``int_identifiers`` does; the test
+suite keeps the two equal). No dbt process runs: it would take seconds and write the value into
+dbt's log. The value is only ever a bound parameter; an identifier type must be one of the
+identity rules before it is used. Everything shown is then read from the documented marts, so an
+analyst gets the same answers in SQL (README, "Look up a person"). The identity graph is written
+as Graphviz DOT and, when ``dot`` is installed, rendered to SVG, into a private folder
+(``settings.lookup_graph_dir()``).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
+
 from orchestration import settings
+from orchestration.locking import writer_lock
+from orchestration.privacy import normalize_sql
+
+
+class LookupProblem(Exception):
+    """A lookup that cannot be answered: said to the person in one line, without a traceback."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The warehouse, read-only
+# ---------------------------------------------------------------------------------------------
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def open_warehouse(path: Path | None = None, on_wait: Callable[[str], None] | None = None
+                   ) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection. It takes the writer lock first (locking.py): while a run holds
+    the file, DuckDB would refuse to open it, and a reader holding it would make the run's next
+    step fail; so a lookup during a run waits for the run, saying so, and holds the lock only for
+    the second it reads."""
+    path = path or settings.duckdb_path()
+    if not path.exists():
+        raise LookupProblem(f"no warehouse at {path}: run `identity-warehouse run` first (or set DUCKDB_PATH)")
+
+    def waiting(_: str) -> None:
+        (on_wait or _say)(f"a run is writing the warehouse {path}: waiting for it to finish "
+                          f"(lock {path.name}.lock), then reading")
+
+    with writer_lock(path, on_wait=waiting):
+        try:
+            conn = duckdb.connect(str(path), read_only=True, config=settings.duckdb_config())
+        except duckdb.IOException as error:  # held by a process outside the lock (a DuckDB shell, ...)
+            raise LookupProblem(f"cannot open {path} read-only ({str(error).splitlines()[0]}); "
+                                "close the program holding it and try again") from None
+        try:
+            conn.execute("set enable_progress_bar = false")
+            yield conn
+        except duckdb.CatalogException as error:
+            raise LookupProblem(f"the warehouse {path} has no marts yet ({str(error).splitlines()[0]}): "
+                                "run `identity-warehouse run` first") from None
+        except duckdb.Error as error:
+            raise LookupProblem(f"reading {path} failed: {str(error).splitlines()[0]}") from None
+        finally:
+            conn.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Resolving a value
+# ---------------------------------------------------------------------------------------------
+
+
+def shown(text: str, limit: int = 80) -> str:
+    """A value as quoted in a message: escaped (no control characters reach the terminal), cut short."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
+
+
+def check_type(identifier_type: str, rules: dict) -> str:
+    """The identity rules' name of ``identifier_type`` (any case); anything else is refused before any SQL."""
+    types = rules["identifier_types"]
+    name = identifier_type.strip()
+    name = name if name in types else name.lower()
+    if name not in types:
+        raise LookupProblem(f"unknown identifier type {shown(identifier_type)} (use one of {', '.join(types)})")
+    return name
+
+
+def candidates_sql(rules: dict, identifier_type: str | None = None) -> tuple[str, dict]:
+    """(identifier_type, identifier_value): the parameter ``$value`` normalised by each identifier
+    type's rule (macros/identity/normalize.sql, through privacy.normalize_sql), or only by
+    ``identifier_type``'s; with its parameters but the value."""
+    if identifier_type is not None:
+        identifier_type = check_type(identifier_type, rules)
+    types = [identifier_type] if identifier_type else list(rules["identifier_types"])
+    params, selects = {}, []
+    for i, name in enumerate(types):
+        params[f"type_{i}"] = name
+        method = rules["identifier_types"][name].get("normalize", "id")
+        selects.append(f"select $type_{i}::varchar as identifier_type, "
+                       f"{normalize_sql(method, '$value::varchar', rules)} as identifier_value")
+    return " union all ".join(selects), params
+
+
+def normalized(conn: duckdb.DuckDBPyConnection, value: str, rules: dict | None = None) -> dict[str, str | None]:
+    """``value`` normalised by every identifier type's rule, as the lookup compares it."""
+    sql, params = candidates_sql(rules or settings.identity_rules())
+    return dict(conn.execute(sql, {**params, "value": value}).fetchall())
+
+
+def find_identifiers_sql(rules: dict, identifier_type: str | None = None) -> tuple[str, dict]:
+    """The SQL of the dbt macro ``find_identifiers_sql``, with the value as the parameter ``$value``:
+    (identifier_type, identifier_value, profile_id) of the identifiers the value may be, normalised
+    by each identifier type's rule (or only ``identifier_type``'s), or matched as sent. Returns the
+    SQL and its parameters but the value."""
+    candidates, params = candidates_sql(rules, identifier_type)
+    as_sent = ("select identifier_type, identifier_value from intermediate.int_identifiers "
+               "where lower(trim(raw_value)) = lower(trim($value::varchar))")
+    if identifier_type is not None:
+        as_sent += " and identifier_type = $type_0"
+    sql = ("select distinct p.identifier_type, p.identifier_value, p.profile_id from marts.profile_identifiers as p "
+           f"join ({candidates} union {as_sent}) as c "
+           "on c.identifier_type = p.identifier_type and c.identifier_value = p.identifier_value "
+           "order by p.identifier_type, p.identifier_value, p.profile_id")
+    return sql, params
+
+
+def resolve(conn: duckdb.DuckDBPyConnection, value: str, identifier_type: str | None = None,
+            rules: dict | None = None) -> list[dict]:
+    """Profiles holding ``value`` (any identifier type unless given)."""
+    rules = rules or settings.identity_rules()
+    sql, params = find_identifiers_sql(rules, identifier_type)
+    rows = conn.execute(sql, {**params, "value": value}).fetchall()
+    return [{"identifier_type": t, "identifier_value": v, "profile_id": p} for t, v, p in rows]
+
+
+def parse_identifier(text: str, rules: dict) -> tuple[str | None, str]:
+    """``type:value`` when the text starts with an identifier type of the rules and a colon, else
+    a bare value (looked up as every type, like ``lookup``): an anonymous id may hold a colon."""
+    prefix, colon, rest = text.partition(":")
+    try:
+        return (check_type(prefix, rules), rest) if colon else (None, text)
+    except LookupProblem:
+        return None, text
+
+
+def parse_lookup_output(stdout: str) -> list[dict]:
+    """The matches the dbt macro ``lookup_identifier`` printed (its last JSON line): what an
+    analyst running the macro gets, compared with ``resolve`` by the tests."""
+    for line in reversed(stdout.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)["matches"]
+    raise RuntimeError("no answer from lookup_identifier")
+
 
 LATEST_EVENTS = 10
 
@@ -61,28 +208,6 @@ class ProfileReport:
     profile_id: str
     matched: list[dict]
     sections: dict[str, list[dict]] = field(default_factory=dict)
-
-
-def resolve(value: str, identifier_type: str | None = None) -> list[dict]:
-    """Profiles holding ``value`` (any identifier type unless given), through the dbt macro."""
-    settings.duckdb_path()  # exported for dbt's profile
-    args = {"value": value, **({"type": identifier_type} if identifier_type else {})}
-    result = subprocess.run(
-        [settings.DBT_EXECUTABLE, "--quiet", "run-operation", "lookup_identifier", "--args", json.dumps(args),
-         "--profiles-dir", str(settings.DBT_PROFILES_DIR)],
-        cwd=settings.DBT_PROJECT_DIR, capture_output=True, text=True,
-    )
-    if result.returncode != 0:
-        raise RuntimeError((result.stdout + result.stderr).strip() or "dbt run-operation lookup_identifier failed")
-    return parse_lookup_output(result.stdout)
-
-
-def parse_lookup_output(stdout: str) -> list[dict]:
-    """The matches the macro printed (its last JSON line)."""
-    for line in reversed(stdout.strip().splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)["matches"]
-    raise RuntimeError(f"no answer from lookup_identifier: {stdout[-500:]}")
 
 
 def read_profile(conn, profile_id: str, matched: list[dict]) -> ProfileReport:
@@ -201,15 +326,49 @@ def render_dot(report: ProfileReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_graph(report: ProfileReport, out_dir: Path) -> list[Path]:
-    """Writes ``<profile>.dot`` and, when Graphviz's ``dot`` is on PATH, ``<profile>.svg``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    dot_file = out_dir / f"{report.profile_id}.dot"
-    dot_file.write_text(render_dot(report))
+SAFE_FILE_STEM = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
+
+
+def private_folder(path: Path) -> Path:
+    """``path`` made (owner-only, 0700, with any missing parent) and resolved; an existing folder
+    is left as it is."""
+    path = Path(path).expanduser().resolve()
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700)
+        os.chmod(folder, 0o700)  # mkdir's mode is cut by the umask
+    return path
+
+
+def graph_paths(profile_id: str, out_dir: Path) -> tuple[Path, Path]:
+    """``<out_dir>/<profile_id>.dot`` and ``.svg``; a profile id that is not a plain file name
+    (it comes from the warehouse) is refused rather than let out of the folder."""
+    out_dir = Path(out_dir).resolve()
+    dot_file = (out_dir / f"{profile_id}.dot").resolve()
+    if not SAFE_FILE_STEM.match(profile_id) or dot_file.parent != out_dir:
+        raise LookupProblem("a profile id that is not a plain file name: no graph written")
+    return dot_file, dot_file.with_suffix(".svg")
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        os.fchmod(handle.fileno(), 0o600)  # an older file of the same name may have been readable
+        handle.write(text)
+
+
+def write_graph(report: ProfileReport, out_dir: Path | None = None) -> list[Path]:
+    """Writes ``<profile>.dot`` and, when Graphviz's ``dot`` is on PATH, ``<profile>.svg``, owner-only
+    (0600), into ``out_dir`` (made 0700 if missing; default ``settings.lookup_graph_dir()``, where
+    a privacy delete finds them by profile id)."""
+    out_dir = private_folder(out_dir or settings.lookup_graph_dir())
+    dot_file, svg = graph_paths(report.profile_id, out_dir)
+    _write_private(dot_file, render_dot(report))
     written = [dot_file]
     dot = shutil.which("dot")
     if dot:
-        svg = dot_file.with_suffix(".svg")
-        subprocess.run([dot, "-Tsvg", str(dot_file), "-o", str(svg)], check=True)
+        _write_private(svg, "")  # created owner-only before dot writes into it
+        subprocess.run([dot, "-Tsvg", str(dot_file), "-o", str(svg)], check=True, capture_output=True)
+        os.chmod(svg, 0o600)
         written.append(svg)
     return written

@@ -15,7 +15,7 @@ import duckdb
 import pytest
 
 from orchestration import settings
-from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME
+from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME, environment
 from tests.e2e.conftest import SampleRuns
 
 pytestmark = pytest.mark.e2e
@@ -84,16 +84,30 @@ zoe.kim@example.org,415.555.0199,gym-778,Downtown,2024-06-06 06:45:00
 """
 
 
+# Identifiers with quotes and SQL in them, landed in events like any other (explain once ran them).
+CRAFTED_ANON = "x'); create table main.pwned as select 42 as answer; --"
+OBRIEN = "o'brien@example.com"
+HOSTILE_MESSAGES = [
+    {"type": "identify", "messageId": "hostile-001", "anonymousId": CRAFTED_ANON, "userId": "hostile-user-1",
+     "traits": {"email": "O'Brien@Example.com"}, "timestamp": "2024-06-01T10:00:00Z", "receivedAt": "2024-06-01T10:00:00Z"},
+    {"type": "track", "messageId": "hostile-002", "anonymousId": "pct%_und\\back'slash\"dq", "userId": "hostile-user-2",
+     "event": "Opened", "timestamp": "2024-06-01T11:00:00Z", "receivedAt": "2024-06-01T11:00:00Z"},
+    {"type": "identify", "messageId": "hostile-003", "userId": "é'Ω💥 $1 ?", "traits": {"email": "ünï'code@example.com"},
+     "timestamp": "2024-06-01T12:00:00Z", "receivedAt": "2024-06-01T12:00:00Z"},
+]
+
+
 @pytest.fixture(scope="session")
 def added_source(tmp_path_factory):
-    """A copy of the project; the webinar story as the people already there; a gym's check-in CSV
-    scaffolded with add-source, then one run."""
+    """A copy of the project; the webinar story as the people already there, and a few people whose
+    identifiers hold quotes and SQL; a gym's check-in CSV scaffolded with add-source, then one run."""
     project = tmp_path_factory.mktemp("add-source") / "dbt_project"
     shutil.copytree(settings.DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs", "computed",
                                                                                     ".computed.tmp"))
     landing = tmp_path_factory.mktemp("add-source-landing")
     (landing / "events").mkdir()
     shutil.copy(SEEDS / "events" / "stories" / "amplitude_webinar_signups.jsonl", landing / "events")
+    (landing / "events" / "hostile.jsonl").write_text("".join(json.dumps(m) + "\n" for m in HOSTILE_MESSAGES))
     (landing / "contacts").mkdir()
     shutil.copy(SEEDS / "contacts" / "webinar_attendees.csv", landing / "contacts")
     sample = tmp_path_factory.mktemp("samples") / "gym_checkins.csv"
@@ -111,7 +125,8 @@ def added_source(tmp_path_factory):
         events = conn.execute("select message_id, profile_id, event_name from marts.profile_events "
                               "where source = 'gym_checkins'").fetchall()
         raw = conn.execute("select count(*) from raw.gym_checkins").fetchone()[0]
-    return {"scaffolded": scaffolded.stdout, "project": project, "landing": landing, "raw": raw,
+    return {"scaffolded": scaffolded.stdout, "project": project, "landing": landing, "raw": raw, "env": env,
+            "database": database,
             "identifiers": {(t, v): p for t, v, p in identifiers}, "events": events}
 
 
@@ -134,3 +149,194 @@ def test_a_new_csv_lands_and_its_identifiers_join_the_graph(added_source):
     dana, ravi = identifiers[("user_id", "amp-user-dana")], identifiers[("user_id", "amp-user-ravi")]
     profile_of_event = {profile for _, profile, _ in added_source["events"]}
     assert {dana, ravi, zoe} == profile_of_event
+
+
+# ---------------------------------------------------------------------------------------------
+# lookup and explain: hostile input, nothing in dbt's log, a run holding the file, speed
+# ---------------------------------------------------------------------------------------------
+
+HOSTILE_VALUES = [
+    "'", "''", "\\'", "'; drop table marts.profiles; --", "x' or '1'='1", "$1", "?", "%", "_", "%@%", "\\",
+    "\\\\'", '"', "`", ";", "x" * 100_000, "é'Ω💥", "line\nbreak", "\r\n", "\t",
+    "' union select email, email, profile_id from marts.profiles --",
+    "email' or 1=1) union all select email, email, email from marts.profiles --",
+    "x') ; copy (select * from marts.profiles) to 'leak.csv'; --",
+]
+KNOWN_EMAIL = "dana.argelies@example.com"
+
+
+def warehouse_state(database: Path) -> dict:
+    """Every schema's tables with their row counts, and the files beside the warehouse (but the
+    writer lock's, which is the locking protocol's own)."""
+    with duckdb.connect(str(database), read_only=True) as conn:
+        tables = conn.execute("select table_schema, table_name from information_schema.tables order by all").fetchall()
+        counts = {f"{s}.{t}": conn.execute(f'select count(*) from "{s}"."{t}"').fetchone()[0] for s, t in tables}
+    files = {str(p.relative_to(database.parent)): p.stat().st_size for p in database.parent.rglob("*")
+             if p.is_file() and p.suffix != ".lock"}
+    return {"tables": counts, "files": files,
+            "project": sorted(p.name for p in settings.PROJECT_ROOT.iterdir()),
+            "dbt_project": sorted(p.name for p in settings.DBT_PROJECT_DIR.iterdir())}
+
+
+def in_process(*args: str, capsys) -> tuple[int, str, str]:
+    """The command as main() runs it: any exception (a traceback on the command line) fails the test."""
+    from orchestration.cli import main
+
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_lookup_and_explain_take_hostile_input_as_data_and_change_nothing(sample_runs: SampleRuns, capsys):
+    before = warehouse_state(sample_runs.database)
+    with environment(DUCKDB_PATH=sample_runs.database, LANDING_DIR=sample_runs.landing):
+        for value in [*HOSTILE_VALUES, "a\x00b"]:  # (a NUL cannot be a command-line argument: main() takes it)
+            code, out, err = in_process("lookup", value, "--no-graph", capsys=capsys)
+            assert (code, out) == (1, "") and "no profile holds " in err, (value[:80], out, err)
+            code, out, err = in_process("lookup", KNOWN_EMAIL, "--type", value, "--no-graph", capsys=capsys)
+            assert (code, out) == (1, "") and err.startswith("ERROR: unknown identifier type "), (value[:80], err)
+            assert "example.com" not in err  # no e-mail of the marts in an error
+            for args in ([value], [f"email:{value}"], [f"{value}:{value}"], [f"email:{KNOWN_EMAIL}", value],
+                         [value, f"email:{KNOWN_EMAIL}"]):
+                code, out, err = in_process("explain", *args, capsys=capsys)
+                assert (code, out) == (1, "") and err.startswith("ERROR: no such identifier"), (value[:80], err)
+    # the command line itself: a clean error and exit code 1, never a traceback
+    env = sample_env(sample_runs)
+    for args in (["lookup", "'; drop table marts.profiles; --", "--no-graph"],
+                 ["lookup", KNOWN_EMAIL, "--no-graph", "--type", "email' or 1=1) union all select email, email, "
+                  "email from marts.profiles --"],
+                 ["explain", f"email:{KNOWN_EMAIL}", "anonymous_id:x') ; drop table marts.profiles; --"]):
+        result = cli(*args, env=env)
+        assert result.returncode == 1 and result.stdout == "", result.stderr
+        assert result.stderr.startswith("ERROR: ") and "Traceback" not in result.stderr, result.stderr
+    assert warehouse_state(sample_runs.database) == before
+
+
+def test_identifiers_landed_with_quotes_are_looked_up_and_explained_never_run(added_source):
+    env, database = added_source["env"], added_source["database"]
+    before = warehouse_state(database)
+    crafted = cli("lookup", CRAFTED_ANON, "--no-graph", env=env)
+    assert crafted.returncode == 0, crafted.stderr
+    assert f"(found by anonymous_id:{CRAFTED_ANON})" in crafted.stdout and OBRIEN in crafted.stdout
+    # two people: the crafted value goes into the queries of what kept them apart
+    apart = cli("explain", f"anonymous_id:{CRAFTED_ANON}", "email:dana.argelies@example.com", env=env)
+    assert apart.returncode == 0, apart.stderr
+    assert apart.stdout.startswith(f"anonymous_id:{CRAFTED_ANON} is in prof_") and "not one person." in apart.stdout
+    assert warehouse_state(database) == before  # (explain ran the crafted value: it made a table)
+    # an e-mail with an apostrophe, typed or bare, as sent or normalised
+    for args in ([f"email:{OBRIEN}"], ["O'Brien@Example.com"], [OBRIEN, "user_id:hostile-user-1"]):
+        result = cli("explain", *args, env=env)
+        assert result.returncode == 0, (args, result.stderr)
+        assert f"email:{OBRIEN}" in result.stdout, result.stdout
+    one = cli("explain", OBRIEN, CRAFTED_ANON, env=env)
+    assert one.returncode == 0 and f"email:{OBRIEN} and anonymous_id:{CRAFTED_ANON} are one person" in one.stdout
+    for value in ("pct%_und\\back'slash\"dq", "é'Ω💥 $1 ?", "ünï'code@example.com"):
+        result = cli("lookup", value, "--no-graph", env=env)
+        assert result.returncode == 0 and "found by" in result.stdout, (value, result.stderr)
+    for near_miss in ("pct_%und", "%", "_", "é'Ω💥 $2 ?"):  # LIKE wildcards and parameters are plain text
+        assert cli("lookup", near_miss, "--no-graph", env=env).returncode == 1
+    assert warehouse_state(database) == before
+    with duckdb.connect(str(database), read_only=True) as conn:
+        assert conn.execute("select count(*) from information_schema.tables where table_name = 'pwned'").fetchone()[0] == 0
+
+
+def dbt_log() -> Path:
+    return settings.DBT_PROJECT_DIR / "logs" / "dbt.log"
+
+
+def test_lookup_and_explain_leave_nothing_in_dbts_log_and_answer_in_about_a_second(sample_runs: SampleRuns, tmp_path):
+    """No dbt process: dbt wrote a run-operation's arguments (an e-mail) into logs/dbt.log. Warm
+    timings (the second of each) include Python's start-up."""
+    import time
+
+    env = sample_env(sample_runs)
+    log = dbt_log()
+    offset = log.stat().st_size if log.exists() else 0
+    seconds = {}
+    for name, args in {"lookup": ["lookup", "Dana.Argelies@EXAMPLE.com", "--graph-dir", str(tmp_path)],
+                       "explain": ["explain", "phone:(415) 555-0101", "user_id:amp-user-dana"]}.items():
+        for attempt in ("cold", "warm"):
+            started = time.monotonic()
+            result = cli(*args, env=env)
+            seconds[f"{name} {attempt}"] = round(time.monotonic() - started, 2)
+            assert result.returncode == 0, result.stderr
+    print(f"lookup/explain seconds: {seconds}")
+    written = log.read_bytes()[offset:].decode(errors="replace") if log.exists() else ""
+    for value in ("Dana.Argelies@EXAMPLE.com", "dana.argelies", "(415) 555-0101", "amp-user-dana"):
+        assert value not in written
+    assert seconds["lookup warm"] < 5 and seconds["explain warm"] < 5, seconds  # about 1 s on a busy machine
+
+
+def test_lookup_writes_its_graph_owner_only_beside_the_warehouse(sample_runs: SampleRuns):
+    import stat
+
+    result = cli("lookup", "(415) 555-0103", env=sample_env(sample_runs))
+    assert result.returncode == 0, result.stderr
+    folder = sample_runs.database.parent / "private" / "lookups"
+    profile_id = sample_runs.after_late_file.profile_of("phone", "+14155550103")
+    assert f"graph: {folder / profile_id}.dot" in result.stdout
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700 == stat.S_IMODE(folder.parent.stat().st_mode)
+    assert stat.S_IMODE((folder / f"{profile_id}.dot").stat().st_mode) == 0o600
+    assert "data/lookups" not in result.stdout  # (the old default, inside the project)
+
+
+def test_lookup_during_a_run_waits_for_the_run(sample_runs: SampleRuns):
+    """A run holds the writer lock and the file; the lookup says it waits, then answers."""
+    from orchestration.locking import writer_lock
+
+    with writer_lock(sample_runs.database):
+        writer = duckdb.connect(str(sample_runs.database))  # as a run's step has it open
+        try:
+            lookup = subprocess.Popen([sys.executable, "-m", "orchestration.cli", "lookup", "(415) 555-0103",
+                                       "--no-graph"], cwd=settings.PROJECT_ROOT, env=sample_env(sample_runs),
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            said = lookup.stderr.readline()  # blocks until it says something, or ends
+            assert "waiting for it to finish" in said and lookup.poll() is None, said + lookup.stderr.read()
+        finally:
+            writer.close()
+    out, err = lookup.communicate(timeout=300)
+    assert lookup.returncode == 0, err
+    assert "(found by phone:+14155550103)" in out
+
+
+def test_lookup_and_explain_normalise_as_the_dbt_macros(sample_runs: SampleRuns):
+    """The analysts' dbt macros (normalize_identifier, find_identifiers_sql) and the Python path
+    give the same answers on a corpus: one dbt compile renders the macros' SQL (the corpus values
+    stay out of dbt's arguments), DuckDB runs it with the values bound."""
+    from orchestration.lookup import normalized, resolve
+
+    rules = settings.identity_rules()
+    types = list(rules["identifier_types"])
+    split = "-- next query --"
+    inline = f"\n{split}\n".join(
+        ["select t, v, {{ normalize_identifier('t', 'v') }} as n from corpus",
+         "{{ find_identifiers_sql('__value__') }}",
+         *[f"{{{{ find_identifiers_sql('__value__', '{kind}') }}}}" for kind in types]])
+    compiled = subprocess.run([settings.DBT_EXECUTABLE, "--quiet", "compile", "--inline", inline,
+                               "--profiles-dir", str(settings.DBT_PROFILES_DIR)], cwd=settings.DBT_PROJECT_DIR,
+                              env=sample_env(sample_runs), capture_output=True, text=True, timeout=600)
+    assert compiled.returncode == 0, compiled.stdout[-3000:] + compiled.stderr[-3000:]
+    normalize_sql, *finders = [part.strip() for part in compiled.stdout.split(split)]
+    finders = [sql.replace("'__value__'", "$value::varchar") for sql in finders]
+    corpus = [
+        "(415) 555-0103", "415.555.0103", "+1 415 555 0103", "001 415 555 0103", "011 44 20 7946 0958",
+        "0415 555 0103", "1-415-555-0103", "+44 (20) 7946-0958 ext. 12", "415-555-0103 x99", "555-0103", "+",
+        "  Dana.Argelies@EXAMPLE.com  ", "dana.argelies@example.com", "O'Brien@Example.com", "amp-user-dana",
+        " amp-web-ravi\t", "AMP-USER-DANA", "", " ", "null", "É'Ω💥 ÄB", "line\nbreak", "%", "_", "\\", "$1",
+        "'; drop table marts.profiles; --", "x" * 5_000,
+    ]
+    with duckdb.connect() as memory:
+        memory.execute("create table corpus (t varchar, v varchar)")
+        memory.executemany("insert into corpus values (?, ?)", [[t, v] for t in types for v in corpus])
+        from_dbt = {(t, v): n for t, v, n in memory.execute(normalize_sql).fetchall()}
+        from_python = {(t, v): n for v in corpus for t, n in normalized(memory, v, rules).items()}
+    assert from_python == from_dbt
+    with duckdb.connect(str(sample_runs.database), read_only=True) as conn:
+        for value in corpus:
+            for kind, sql in zip([None, *types], finders):
+                ours = resolve(conn, value, kind, rules)
+                theirs = [dict(zip(["identifier_type", "identifier_value", "profile_id"], row))
+                          for row in conn.execute(sql, {"value": value}).fetchall()]
+                assert ours == theirs, (kind, value[:80])
+        # the corpus finds people (the comparison is not between two empty answers)
+        assert resolve(conn, "415.555.0103", None, rules) and resolve(conn, "O'Brien@Example.com", "email", rules) == []

@@ -3,10 +3,12 @@
         dbt run-operation explain_identity --args '{identifier: "email:Dana@Example.com"}'
         dbt run-operation explain_identity --args '{identifier: "email:dana@example.com", other: "anonymous_id:amp-web-dana"}'
 
-    Identifiers are `type:value`, the value as sent or normalised. With one identifier: its profile and
-    every link inside it with its evidence. With two: the shortest chain of links between them, each
-    with the message or contact row that makes it; or, when they are two profiles, what kept them
-    apart. `identity-warehouse explain` calls this. -#}
+    Identifiers are `type:value` or a bare value (any type, as `lookup` takes it), the value as sent or
+    normalised. With one identifier: its profile and every link inside it with its evidence. With two:
+    the shortest chain of links between them, each with the message or contact row that makes it; or,
+    when they are two profiles, what kept them apart. Every value reaches the SQL as a string literal.
+    `identity-warehouse explain` runs the same in Python (orchestration/explain.py), without dbt: dbt
+    writes a run-operation's arguments into its log (logs/dbt.log). -#}
 {% macro explain_identity(identifier, other=none) %}
     {%- set first = _resolve_identifier(identifier) -%}
     {%- if first is none -%}{{ return(none) }}{%- endif -%}
@@ -24,15 +26,17 @@
         {%- set apart = run_query(
             "select from_type || ':' || from_value, to_type || ':' || to_value, message_id, refusal_reason"
             ~ " from " ~ ref('identity_links') ~ " where link_status = 'refused'"
-            ~ " and from_profile_id in ('" ~ first.profile_id ~ "', '" ~ second.profile_id ~ "')"
-            ~ " and to_profile_id in ('" ~ first.profile_id ~ "', '" ~ second.profile_id ~ "')") -%}
+            ~ " and from_profile_id in (" ~ string_literal(first.profile_id) ~ ", " ~ string_literal(second.profile_id) ~ ")"
+            ~ " and to_profile_id in (" ~ string_literal(first.profile_id) ~ ", " ~ string_literal(second.profile_id) ~ ")"
+            ~ " order by event_at, message_id, 1, 2") -%}
         {%- for row in apart.rows -%}
             {%- do print("  refused: " ~ row[0] ~ " -- " ~ row[1] ~ " in " ~ row[2] ~ " (" ~ row[3] ~ ")") -%}
         {%- endfor -%}
         {%- set junk = run_query(
             "select identifier_type || ':' || identifier_value, reason, distinct_neighbours from " ~ ref('junk_identifiers')
-            ~ " where first_neighbour in ('" ~ first.value ~ "', '" ~ second.value ~ "')"
-            ~ " or last_neighbour in ('" ~ first.value ~ "', '" ~ second.value ~ "')") -%}
+            ~ " where first_neighbour in (" ~ string_literal(first.value) ~ ", " ~ string_literal(second.value) ~ ")"
+            ~ " or last_neighbour in (" ~ string_literal(first.value) ~ ", " ~ string_literal(second.value) ~ ")"
+            ~ " order by 1") -%}
         {%- for row in junk.rows -%}
             {%- do print("  junk, links no one: " ~ row[0] ~ " (" ~ row[1] ~ ", " ~ row[2] ~ ")") -%}
         {%- endfor -%}
@@ -69,10 +73,17 @@
 {% endmacro %}
 
 {% macro _resolve_identifier(text) %}
-    {%- set type, _, value = text.partition(':') -%}
+    {%- set prefix, colon, rest = (text | string).partition(':') -%}
+    {%- set prefix = prefix | trim -%}
+    {%- set prefix = prefix if prefix in identifier_types() else prefix | lower -%}
+    {%- if colon and prefix in identifier_types() -%}
+        {%- set type, value = prefix, rest -%}
+    {%- else -%}
+        {%- set type, value = none, text | string -%}
+    {%- endif -%}
     {%- set found = run_query(find_identifiers_sql(value, type) ~ " limit 1") -%}
     {%- if found.rows | length == 0 -%}
-        {{ exceptions.raise_compiler_error(text ~ ": no such identifier in any profile (expected type:value, e.g. email:dana@example.com)") }}
+        {{ exceptions.raise_compiler_error("no such identifier in any profile (give type:value, e.g. email:dana@example.com, or a value as `identity-warehouse lookup` takes it)") }}
     {%- endif -%}
     {%- set row = found.rows[0] -%}
     {{ return({'key': row[0] ~ ':' ~ row[1], 'value': row[1], 'profile_id': row[2]}) }}
@@ -86,7 +97,7 @@
         ~ " count(*) over (partition by from_type, from_value, to_type, to_value) as messages,"
         ~ " message_id, file_path, line_number, row_number() over (partition by from_type, from_value, to_type,"
         ~ " to_value order by event_at, message_id) as evidence_rank from " ~ ref('identity_links')
-        ~ " where link_status = 'linked' and from_profile_id = '" ~ profile_id ~ "') as ranked"
+        ~ " where link_status = 'linked' and from_profile_id = " ~ string_literal(profile_id) ~ ") as ranked"
         ~ " where evidence_rank = 1 order by first_at, a, b").rows -%}
     {%- set links = [] -%}
     {%- for row in rows -%}
