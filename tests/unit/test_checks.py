@@ -71,7 +71,8 @@ def test_a_message_id_with_different_content_is_counted_and_a_plain_redelivery_i
         conn.execute(f"create table raw.{table} (message_id varchar, payload json)")
     conn.executemany("insert into raw.tracks values (?, ?)", [
         ("same", '{"event": "A", "receivedAt": "2024-01-01T00:00:00Z"}'),
-        ("same", '{"event": "A", "receivedAt": "2024-01-02T00:00:00Z"}'),  # redelivered: only the arrival differs
+        ("same", '{"event": "A", "receivedAt": "2024-01-02T00:00:00Z", "context": {"library": {"name": "x"}}}'),
+        # redelivered: only the arrival and what a proxy added differ
         ("changed", '{"event": "A", "properties": {"revenue": 1}}'),
         ("changed", '{"event": "A", "properties": {"revenue": 2}}'),
         ("changed", '{"event": "A", "properties": {"revenue": 2}}'),
