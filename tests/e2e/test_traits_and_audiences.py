@@ -70,8 +70,8 @@ MESSAGES = [
     # An order whose revenue is 'N/A' (it counts as an order; its revenue is no number) ...
     event("f1", "2024-06-10T10:00:00Z", "frank", name="Order Completed", properties={"revenue": "N/A"}),
     # ... a time that is not one and a device clock in 9999: the next time of the message stands ...
-    event("f2", "not a date", "frank", "page", "Home", receivedAt="2024-06-11T10:00:00Z"),
-    event("f3", "9999-12-31T00:00:00Z", "frank", "page", "Home", receivedAt="2024-06-12T10:00:00Z"),
+    event("f2", "not a date", "frank", None, "page", "Home", receivedAt="2024-06-11T10:00:00Z"),
+    event("f3", "9999-12-31T00:00:00Z", "frank", None, "page", "Home", receivedAt="2024-06-12T10:00:00Z"),
     # ... and one message id twice with different content (the first stands).
     event("f4", "2024-06-13T10:00:00Z", "frank", name="Product Viewed", properties={"product_id": "sku-8"}),
     event("f4", "2024-06-13T10:00:00Z", "frank", name="Product Viewed", properties={"product_id": "sku-9"}),
@@ -374,7 +374,7 @@ def test_values_that_are_not_what_they_claim_are_counted_and_the_build_goes_on(c
                              "order by 1").fetchall()
         assert conn.execute(checks.EVENT_TIMES_SQL).fetchall() == [("out_of_range", 1, ["f3"]), ("unparsable", 1, ["f2"])]
         assert conn.execute(checks.conflicting_copies_sql(checks._MESSAGE_RAW_TABLES)).fetchone() == (1, 2, ["f4"])
-        by_trait = {trait: (count, examples) for trait, count, examples in conn.execute(*checks.trait_values_sql(traits))}
+        by_trait = {trait: (count, examples) for trait, count, examples in conn.execute(*checks.trait_values_sql(traits)).fetchall()}
     assert statuses == {"a1": "ok", "f1": "ok", "f2": "unparsable", "f3": "out_of_range", "f4": "ok"}
     assert [str(at) for _, at in times] == ["2024-06-11 10:00:00", "2024-06-12 10:00:00"]  # receivedAt stood in
     assert by_trait == {name: (1, ["f1"]) for name in

@@ -57,6 +57,7 @@
     the load time). `times`: [[text expression, its parse_timestamp expression], ...]. A year of
     five digits or a sign is out of range on every engine (DuckDB reads 275760-09-13, Spark does not). -#}
 {% macro event_time_status(times) -%}
+    {%- if not times %}'ok'{% else -%}
     case
         {%- for text, parsed in times %}
         when {{ parsed }} is null and nullif(trim({{ text }}), '') is not null
@@ -64,8 +65,10 @@
         {%- endfor %}
         {%- for text, parsed in times %}
         when {{ parsed }} is not null and not {{ is_plausible_event_time(parsed) }} then 'out_of_range'
-        when {{ regex_matches(text, string_literal('^[[:space:]]*([+-][0-9]+|[0-9]{5,})-')) }} then 'out_of_range'
+        -- (the texts that parsed never reach the regular expression)
+        when {{ parsed }} is null and {{ regex_matches(text, string_literal('^[[:space:]]*([+-][0-9]+|[0-9]{5,})-')) }} then 'out_of_range'
         {%- endfor %}
         else 'ok'
     end
+    {%- endif %}
 {%- endmacro %}
