@@ -335,17 +335,11 @@ def _load_file(conn: duckdb.DuckDBPyConnection, landing_file: LandingFile, sha: 
                identity: IdentityFields, screen=None,
                text_pieces: Callable[[Path, Path], list[Path]] | None = None,
                rejection: WholeFileRejection | None = None) -> FileResult:
-    load_id = hashlib.md5(f"{landing_file.relative_path}\n{sha}".encode()).hexdigest()
     try:  # the link itself, not what it points to
         stat = landing_file.path.lstat()
         size, modified = stat.st_size, datetime.fromtimestamp(stat.st_mtime, timezone.utc).replace(tzinfo=None)
     except OSError:  # gone since discovery: reading it fails below and says so
         size, modified = 0, None
-    context = {
-        "load_id": load_id,
-        "file_path": landing_file.relative_path,
-        "loaded_at": datetime.now(timezone.utc).replace(tzinfo=None),
-    }
     # Staging reads the file into temp tables; a read error aborts DuckDB's transaction, so it runs
     # before the transaction that writes the raw tables.
     if landing_file.source is not None:
@@ -358,8 +352,16 @@ def _load_file(conn: duckdb.DuckDBPyConnection, landing_file: LandingFile, sha: 
             if landing_file.path.is_symlink():
                 size = landing_file.path.stat().st_size
             staged = stage(conn, landing_file.path, identity, text_pieces or _text_pieces)
-        except UNREADABLE as error:  # gone, or unreadable, since it was hashed
-            staged = WholeFileRejection("unreadable_file", _unread_detail(error))
+        except UNREADABLE as error:
+            # Gone or unreadable since it was hashed (or a passing I/O error): recorded under a
+            # stand-in hash, not its content's, so the next run that can read it loads it.
+            sha, staged = _recorded_unread("unreadable_file", _unread_detail(error))
+    load_id = hashlib.md5(f"{landing_file.relative_path}\n{sha}".encode()).hexdigest()
+    context = {
+        "load_id": load_id,
+        "file_path": landing_file.relative_path,
+        "loaded_at": datetime.now(timezone.utc).replace(tzinfo=None),
+    }
     conn.execute("begin transaction")
     try:
         if isinstance(staged, WholeFileRejection):
@@ -489,6 +491,8 @@ def _stage_events(conn, path: Path, identity: IdentityFields, text_pieces) -> Wh
         try:
             pieces = text_pieces(path, Path(scratch))
         except UNREADABLE_GZIP as error:
+            if isinstance(error, OSError) and error.errno is not None:
+                raise  # the file system's error, not the content's: _load_file records it to retry
             return WholeFileRejection("unreadable_file", str(error))
         _split_and_classify(conn, pieces, _classify_lines_sql(identity))
     return None
@@ -801,6 +805,8 @@ def _stage_source_file(conn, path: Path, source: LandingSource, text_pieces) -> 
         try:
             pieces = text_pieces(path, Path(scratch))
         except UNREADABLE_GZIP as error:
+            if isinstance(error, OSError) and error.errno is not None:
+                raise  # the file system's error, not the content's: _load_file records it to retry
             return WholeFileRejection("unreadable_file", str(error))
         _split_and_classify(conn, pieces, landing_sources.stage_jsonl_sql(source))
     return source

@@ -448,6 +448,11 @@ def test_a_file_gone_between_discovery_and_loading_is_rejected_and_the_others_lo
     assert conn.execute("select message_id from raw.tracks").fetchall() == [("good",)]
     assert rejected(conn) == [("events/a_gone.jsonl", None, "unreadable_file")]
 
+    monkeypatch.setattr(ingestion, "file_sha256", real_sha)  # it comes back, as it was: it loads
+    write_jsonl(tmp_path / "events" / "a_gone.jsonl", [{**GOOD, "messageId": "gone"}])
+    ingest_landing_dir(conn, tmp_path)
+    assert conn.execute("select message_id from raw.tracks order by 1").fetchall() == [("gone",), ("good",)]
+
 
 def test_a_byte_order_mark_opens_a_file_without_spoiling_its_first_line(tmp_path, conn):
     bom = "\ufeff".encode()
