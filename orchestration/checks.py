@@ -138,3 +138,174 @@ def accepted_messages_reconcile(warehouse: Warehouse) -> dg.AssetCheckResult:
         row = dict(zip([d[0] for d in cursor.description], cursor.fetchone()))
     return dg.AssetCheckResult(passed=profile_events_reconciled(row), severity=dg.AssetCheckSeverity.ERROR,
                                metadata=row)
+
+
+# ---------------------------------------------------------------------------------------------
+# Values the build goes on without, counted where people can see them (WARN: nothing is lost, but
+# something arrived that the data's owner should look at). Examples are message ids only: the
+# payloads hold personal data.
+# ---------------------------------------------------------------------------------------------
+
+EXAMPLES = 5  # message ids listed per problem
+
+# Messages whose own times were passed over (see event_at_status in marts.profile_events).
+EVENT_TIMES_SQL = f"""
+select event_at_status, count(*) as messages, list(message_id order by message_id)[1:{EXAMPLES}] as examples
+from marts.profile_events
+where event_at_status in ('unparsable', 'out_of_range')
+group by 1
+order by 1
+"""
+
+# What a Segment message says, as far as the marts go: who, what, when. A redelivery may differ in
+# transport (sentAt, receivedAt) and in context a proxy adds (library, ip): that is no conflict.
+SEGMENT_CONTENT_PATHS = ("$.type", "$.event", "$.name", "$.userId", "$.anonymousId", "$.previousId", "$.groupId",
+                         "$.properties", "$.traits", "$.context.traits", "$.timestamp", "$.originalTimestamp")
+
+
+def _content(table: str) -> str:
+    if table in MESSAGE_TABLES.values():
+        paths = ", ".join("'" + path + "'" for path in SEGMENT_CONTENT_PATHS)
+        return f"md5(json_extract(payload, [{paths}])::varchar)"
+    return "md5(payload::varchar)"  # a registered source's record: all of it
+
+
+def conflicting_copies_sql(tables: list[str]) -> str:
+    """Message ids landed more than once with different content (SEGMENT_CONTENT_PATHS of a Segment
+    message): the first received stands, the others are dropped. Only the ids seen more than once
+    are compared."""
+    ids = " union all ".join(f"select message_id from raw.{table}" for table in tables)
+    copies = " union all ".join(f"select message_id, {_content(table)} as content from raw.{table}" for table in tables)
+    return f"""
+with repeated as (
+    select message_id from ({ids}) as landed group by 1 having count(*) > 1
+),
+conflicting as (
+    select message_id, count(*) as copies
+    from ({copies}) as copies
+    where message_id in (select message_id from repeated)
+    group by 1
+    having count(distinct content) > 1
+)
+select count(*) as message_ids, coalesce(sum(copies), 0) as copies,
+       coalesce(list(message_id order by message_id)[1:{EXAMPLES}], []) as examples
+from conflicting
+"""
+
+
+_TYPED_PROPERTY = {
+    # what the compiled traits read as null (computed_compiler._typed): a value that is there, but not one
+    "number": "try_cast({text} as double) is null",
+    "timestamp": "try_cast({text} as timestamptz) is null",
+    "boolean": "lower({text}) not in ('true', 'false')",
+}
+
+
+def _property_reads(trait) -> list[tuple[str, str]]:
+    """(property path, type) of every event property a trait reads as a number, time or boolean."""
+    from orchestration.computed_schema import Combination, Comparison
+
+    reads = []
+    if trait.value_kind == "property" and trait.value_type in _TYPED_PROPERTY:
+        reads.append((trait.value, trait.value_type))
+    pending = [trait.filter.where]
+    while pending:
+        part = pending.pop()
+        if isinstance(part, Combination):
+            pending.extend(part.parts)
+        elif isinstance(part, Comparison) and part.subject_kind == "property" and part.value_type in _TYPED_PROPERTY:
+            reads.append((part.subject, part.value_type))
+    return list(dict.fromkeys(reads))
+
+
+def trait_values_sql(traits) -> tuple[str, list] | None:
+    """Per trait, the events it reads (its events or message types) holding a property it reads as
+    a number, time or boolean with a value that is not one (the trait takes it as null), and
+    example message ids. None when no trait reads a typed property."""
+    selects, params = [], []
+    for trait in traits:
+        reads = _property_reads(trait)
+        if not reads:
+            continue
+        clauses, trait_params = [], [trait.name]
+        if trait.filter.events:
+            clauses.append(f"event_name in ({', '.join('?' for _ in trait.filter.events)})")
+            trait_params += list(trait.filter.events)
+        if trait.filter.message_types:
+            clauses.append(f"message_type in ({', '.join('?' for _ in trait.filter.message_types)})")
+            trait_params += list(trait.filter.message_types)
+        text = "json_extract_string(properties, ?)"
+        bad = " or ".join(f"({text} is not null and {_TYPED_PROPERTY[kind].format(text=text)})" for _, kind in reads)
+        for path, _ in reads:
+            trait_params += [f"$.{path}", f"$.{path}"]
+        clauses.append(f"({bad})")
+        selects.append(f"select ? as trait, count(*) as values_not_conforming, "
+                       f"list(message_id order by message_id)[1:{EXAMPLES}] as examples "
+                       f"from marts.profile_events where {' and '.join(clauses)}")
+        params += trait_params
+    if not selects:
+        return None
+    return f"select * from ({' union all '.join(selects)}) as per_trait where values_not_conforming > 0 order by trait", params
+
+
+@dg.asset_check(
+    asset=dg.AssetKey(["marts", "profile_events"]),
+    name="event_times_usable",
+    description="Messages whose own times could not be used (event_at_status: a time that does not parse, or one "
+                "outside vars: plausible_event_years), counted with example message ids. event_at fell back to "
+                "their next time, or the load time.",
+    pool=DUCKDB_POOL,
+)
+def event_times_usable(warehouse: Warehouse) -> dg.AssetCheckResult:
+    with connect(warehouse.database) as conn:
+        rows = conn.execute(EVENT_TIMES_SQL).fetchall()
+    counts = {status: messages for status, messages, _ in rows}
+    return dg.AssetCheckResult(
+        passed=not rows, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"unparsable": counts.get("unparsable", 0), "out_of_range": counts.get("out_of_range", 0),
+                  "example_message_ids": dg.MetadataValue.json({status: examples for status, _, examples in rows})},
+    )
+
+
+@dg.asset_check(
+    asset=dg.AssetKey(["marts", "profile_events"]),
+    name="message_copies_agree",
+    description="Message ids that arrived more than once with different content (who, what, when: transport "
+                "times and context aside): the first "
+                "received stands in marts.profile_events, the others are dropped. Counted with example message ids.",
+    pool=DUCKDB_POOL,
+)
+def message_copies_agree(warehouse: Warehouse) -> dg.AssetCheckResult:
+    with connect(warehouse.database) as conn:
+        message_ids, copies, examples = conn.execute(conflicting_copies_sql(_MESSAGE_RAW_TABLES)).fetchone()
+    return dg.AssetCheckResult(
+        passed=message_ids == 0, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"message_ids_with_conflicting_copies": message_ids, "copies": copies,
+                  "example_message_ids": dg.MetadataValue.json(list(examples))},
+    )
+
+
+@dg.asset_check(
+    asset=dg.AssetKey(["marts", "profile_traits"]),
+    name="trait_property_values_conform",
+    description="Per computed trait, the event property values it reads as a number, time or boolean that are not "
+                "one ('N/A' for a revenue): the trait takes them as null and the build goes on. Counted per trait "
+                "with example message ids.",
+    pool=DUCKDB_POOL,
+)
+def trait_property_values_conform(warehouse: Warehouse) -> dg.AssetCheckResult:
+    from orchestration import settings
+    from orchestration.computed_schema import load_definitions
+
+    definitions = load_definitions(settings.DEFINITIONS_DIR / "traits.yml", settings.DEFINITIONS_DIR / "audiences.yml")
+    query = trait_values_sql(definitions.traits)
+    rows = []
+    if query is not None:
+        with connect(warehouse.database) as conn:
+            rows = conn.execute(*query).fetchall()
+    return dg.AssetCheckResult(
+        passed=not rows, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"values_not_conforming": sum(count for _, count, _ in rows),
+                  "by_trait": dg.MetadataValue.json({trait: {"values": count, "example_message_ids": examples}
+                                                     for trait, count, examples in rows})},
+    )

@@ -19,7 +19,10 @@ from orchestration.assets.exports import audience_export_asset  # noqa: E402
 from orchestration.computed_schema import load_definitions  # noqa: E402
 from orchestration.assets.landing import ingest_landing_files  # noqa: E402
 from orchestration.assets.privacy import process_privacy_requests  # noqa: E402
-from orchestration.checks import accepted_messages_reconcile, landed_lines_reconcile  # noqa: E402
+from orchestration.checks import (  # noqa: E402
+    accepted_messages_reconcile, event_times_usable, landed_lines_reconcile, message_copies_agree,
+    trait_property_values_conform,
+)
 from orchestration.jobs import build_warehouse_job, hourly_build_schedule, new_landing_files_sensor  # noqa: E402
 from orchestration.resources import Warehouse  # noqa: E402
 
@@ -28,7 +31,8 @@ computed = load_definitions(settings.DEFINITIONS_DIR / "traits.yml", settings.DE
 defs = dg.Definitions(
     assets=[ingest_landing_files, identity_warehouse_dbt_models, process_privacy_requests,
             *map(audience_export_asset, computed.audiences)],
-    asset_checks=[landed_lines_reconcile, accepted_messages_reconcile],
+    asset_checks=[landed_lines_reconcile, accepted_messages_reconcile, event_times_usable, message_copies_agree,
+                  trait_property_values_conform],
     jobs=[build_warehouse_job],
     schedules=[hourly_build_schedule],
     sensors=[new_landing_files_sensor],

@@ -5,10 +5,16 @@ message type (or ``raw.contacts``), the others to ``raw.rejected_records`` with 
 file itself to ``raw.loaded_files`` with its size and SHA-256. A file that is already recorded (same
 relative path, same content) is skipped, so re-running is idempotent; a run that dies part-way rolls
 back the file it was on, and the next run loads it again.
+
+One file never stops the others, and nothing from outside comes in: a file whose real path (symlinks
+followed) is outside the landing folder is recorded unread (``outside_landing_dir``); a file that
+cannot be read is recorded (``unreadable_file``) and loads on the first run that can read it; a CSV
+wider than ``LANDING_MAX_CSV_COLUMNS`` is rejected whole (``too_many_columns``) before DuckDB sees it.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import itertools
 import os
@@ -182,6 +188,68 @@ def discover_landing_files(landing_dir: Path, sources: list[LandingSource] = ())
     return found
 
 
+# DuckDB's CSV planner slows down with the square of the width (500 columns 0.4 s, 2,000 19 s,
+# 10,000 more than 7 minutes, holding the writer lock): wider files are rejected from their header.
+MAX_CSV_COLUMNS_VARIABLE = "LANDING_MAX_CSV_COLUMNS"
+DEFAULT_MAX_CSV_COLUMNS = 1_000
+HEADER_READ_BYTES = 4 << 20  # a header is counted from at most this much of the first line
+KEPT_HEADER_CHARACTERS = 1_000  # of a rejected file's header, in raw_text
+CSV_DELIMITERS = (",", ";", "\t", "|")  # the ones DuckDB's sniffer tries for contact lists
+
+
+def max_csv_columns() -> int:
+    """The widest CSV/TSV file that lands: ``LANDING_MAX_CSV_COLUMNS`` (default 1,000)."""
+    text = os.environ.get(MAX_CSV_COLUMNS_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_MAX_CSV_COLUMNS
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{MAX_CSV_COLUMNS_VARIABLE}: expected a whole number of columns (1 or more), got {text!r}")
+    return int(text)
+
+
+def csv_header_columns(header: str, delimiter: str | None = None) -> int:
+    """How many columns a header line has (quotes respected); without a delimiter, the most any
+    delimiter DuckDB might pick gives (an upper bound: the limit is a guard, not a parser)."""
+    header = header.removeprefix("\ufeff")
+    delimiters = (delimiter,) if delimiter else CSV_DELIMITERS
+    return max(len(next(csv.reader([header], delimiter=d), [])) for d in delimiters)
+
+
+def _too_wide(header: str, delimiter: str | None = None) -> "WholeFileRejection | None":
+    limit, columns = max_csv_columns(), csv_header_columns(header, delimiter)
+    if columns <= limit:
+        return None
+    return WholeFileRejection(
+        "too_many_columns",
+        f"{columns} columns, more than {MAX_CSV_COLUMNS_VARIABLE} ({limit}) allows: DuckDB plans a file this "
+        "wide for minutes; split it or raise the limit",
+        header[:KEPT_HEADER_CHARACTERS], 1)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Whether the file's real path (every symlink followed) is in ``root`` (resolved)."""
+    return path.resolve().is_relative_to(root)
+
+
+def _recorded_unread(reason: str, detail: str) -> tuple[str, "WholeFileRejection"]:
+    """A file rejected without reading it: its rejection, and what stands for its content hash in
+    raw.loaded_files (the same while the cause lasts, so a re-run skips it; never a real SHA-256, so
+    the file loads once it can be read)."""
+    return hashlib.sha256(f"{reason}\n{detail}".encode()).hexdigest(), WholeFileRejection(reason, detail)
+
+
+def _unread_detail(error: BaseException) -> str:
+    """An OS or DuckDB read error, without the file's absolute path."""
+    if isinstance(error, OSError) and error.strerror:
+        return f"{type(error).__name__}: {error.strerror}"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+# What reading a landing file can raise besides bad content: no permission, gone since discovery,
+# an I/O error.
+UNREADABLE = (OSError, duckdb.IOException, duckdb.PermissionException)
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -196,6 +264,8 @@ def ingest_landing_dir(conn: duckdb.DuckDBPyConnection, landing_dir: Path,
     """Load every landing file not loaded before; one transaction per file. ``screen`` (a
     ``privacy_screen.PrivacyScreen``) rejects the lines of erased or locked identities."""
     create_raw_tables(conn, sources)
+    max_csv_columns()  # a wrong limit stops the run before any file, not part-way
+    root = landing_dir.resolve()
     already = {
         (path, sha)
         for path, sha in conn.execute("select file_path, content_sha256 from raw.loaded_files").fetchall()
@@ -203,14 +273,22 @@ def ingest_landing_dir(conn: duckdb.DuckDBPyConnection, landing_dir: Path,
     summary = IngestionSummary()
     to_load = []
     for landing_file in discover_landing_files(landing_dir, sources):
-        sha = file_sha256(landing_file.path)
+        rejection = None
+        if not _inside(landing_file.path, root):
+            # A symlink out of the landing folder: never opened (it could name any file on the machine).
+            sha, rejection = _recorded_unread("outside_landing_dir", "a symlink to a file outside the landing folder: not read")
+        else:
+            try:
+                sha = file_sha256(landing_file.path)
+            except OSError as error:
+                sha, rejection = _recorded_unread("unreadable_file", _unread_detail(error))
         if (landing_file.relative_path, sha) in already:
             summary.files_skipped += 1
         else:
-            to_load.append((landing_file, sha))
-    with GunzipAhead([landing_file.path for landing_file, _ in to_load]) as gunzip:
-        for landing_file, sha in to_load:
-            summary.files_loaded.append(_load_file(conn, landing_file, sha, identity, screen, gunzip.take))
+            to_load.append((landing_file, sha, rejection))
+    with GunzipAhead([landing_file.path for landing_file, _, rejection in to_load if rejection is None]) as gunzip:
+        for landing_file, sha, rejection in to_load:
+            summary.files_loaded.append(_load_file(conn, landing_file, sha, identity, screen, gunzip.take, rejection))
     return summary
 
 
@@ -255,21 +333,35 @@ class GunzipAhead:
 
 def _load_file(conn: duckdb.DuckDBPyConnection, landing_file: LandingFile, sha: str,
                identity: IdentityFields, screen=None,
-               text_pieces: Callable[[Path, Path], list[Path]] | None = None) -> FileResult:
-    load_id = hashlib.md5(f"{landing_file.relative_path}\n{sha}".encode()).hexdigest()
-    stat = landing_file.path.stat()
-    context = {
-        "load_id": load_id,
-        "file_path": landing_file.relative_path,
-        "loaded_at": datetime.now(timezone.utc).replace(tzinfo=None),
-    }
+               text_pieces: Callable[[Path, Path], list[Path]] | None = None,
+               rejection: WholeFileRejection | None = None) -> FileResult:
+    try:  # the link itself, not what it points to
+        stat = landing_file.path.lstat()
+        size, modified = stat.st_size, datetime.fromtimestamp(stat.st_mtime, timezone.utc).replace(tzinfo=None)
+    except OSError:  # gone since discovery: reading it fails below and says so
+        size, modified = 0, None
     # Staging reads the file into temp tables; a read error aborts DuckDB's transaction, so it runs
     # before the transaction that writes the raw tables.
     if landing_file.source is not None:
         stage, write, identity = _stage_source_file, _write_source_records, landing_file.source
     else:
         stage, write = (_stage_events, _write_events) if landing_file.kind == "events" else (_stage_contacts, _write_contacts)
-    staged = stage(conn, landing_file.path, identity, text_pieces or _text_pieces)
+    staged = rejection
+    if staged is None:
+        try:
+            if landing_file.path.is_symlink():
+                size = landing_file.path.stat().st_size
+            staged = stage(conn, landing_file.path, identity, text_pieces or _text_pieces)
+        except UNREADABLE as error:
+            # Gone or unreadable since it was hashed (or a passing I/O error): recorded under a
+            # stand-in hash, not its content's, so the next run that can read it loads it.
+            sha, staged = _recorded_unread("unreadable_file", _unread_detail(error))
+    load_id = hashlib.md5(f"{landing_file.relative_path}\n{sha}".encode()).hexdigest()
+    context = {
+        "load_id": load_id,
+        "file_path": landing_file.relative_path,
+        "loaded_at": datetime.now(timezone.utc).replace(tzinfo=None),
+    }
     conn.execute("begin transaction")
     try:
         if isinstance(staged, WholeFileRejection):
@@ -284,8 +376,8 @@ def _load_file(conn: duckdb.DuckDBPyConnection, landing_file: LandingFile, sha: 
                 load_id,
                 landing_file.relative_path,
                 landing_file.kind,
-                stat.st_size,
-                datetime.fromtimestamp(stat.st_mtime, timezone.utc).replace(tzinfo=None),
+                size,
+                modified,
                 sha,
                 context["loaded_at"],
                 sum(accepted.values()) + sum(rejected.values()),
@@ -398,6 +490,8 @@ def _stage_events(conn, path: Path, identity: IdentityFields, text_pieces) -> Wh
         try:
             pieces = text_pieces(path, Path(scratch))
         except UNREADABLE_GZIP as error:
+            if isinstance(error, OSError) and error.errno is not None:
+                raise  # the file system's error, not the content's: _load_file records it to retry
             return WholeFileRejection("unreadable_file", str(error))
         _split_and_classify(conn, pieces, _classify_lines_sql(identity))
     return None
@@ -552,6 +646,8 @@ def _stage_contacts(conn, path: Path, identity: IdentityFields, text_pieces) -> 
     header = _first_line(path)
     if header is None:  # an empty file: nothing to load, nothing to reject
         return None
+    if too_wide := _too_wide(header):
+        return too_wide
     try:
         conn.execute(
             """
@@ -562,6 +658,8 @@ def _stage_contacts(conn, path: Path, identity: IdentityFields, text_pieces) -> 
             """,
             [str(path)],
         )
+    except duckdb.IOException:
+        raise  # it cannot be opened: unreadable_file (_load_file)
     except duckdb.Error as error:
         return WholeFileRejection("unreadable_csv", str(error).splitlines()[0], header, 1)
 
@@ -658,9 +756,10 @@ def _write_contacts(conn, context: dict, staged: StagedContacts | None):
 
 
 def _first_line(path: Path) -> str | None:
+    """The header line (at most ``HEADER_READ_BYTES`` of it), without a byte order mark."""
     with path.open("rb") as handle:
-        first = handle.readline()
-    text = first.decode("utf-8", errors="replace").rstrip("\r\n")
+        first = handle.readline(HEADER_READ_BYTES)
+    text = first.decode("utf-8", errors="replace").rstrip("\r\n").removeprefix("\ufeff")
     return text if text.strip() else None
 
 
@@ -683,15 +782,20 @@ def _unique_snake_names(columns: list[str]) -> dict[str, str]:
 def _stage_source_file(conn, path: Path, source: LandingSource, text_pieces) -> WholeFileRejection | LandingSource:
     """Reads the file into the temp table ``landing_records`` (line_number, line, is_blank, given_message_id, reason)."""
     if source.format != "jsonl":  # read_csv reads a file of any size; only JSON lines come gzipped
-        if _first_line(path) is None:
+        header = _first_line(path)
+        if header is None:
             conn.execute("create or replace temp table landing_records as select 1 as line_number, '' as line, "
                          "true as is_blank, null as given_message_id, null as reason where false")
             return source
+        if too_wide := _too_wide(header, "\t" if source.format == "tsv" else ","):
+            return too_wide
         try:
             conn.execute(landing_sources.stage_delimited_sql(source), [str(path)])
+        except duckdb.IOException:
+            raise  # it cannot be opened: unreadable_file (_load_file)
         except duckdb.Error as error:
             _drop_contact_temp_tables(conn)
-            return WholeFileRejection("unreadable_csv", str(error).splitlines()[0], _first_line(path), 1)
+            return WholeFileRejection("unreadable_csv", str(error).splitlines()[0], header, 1)
         columns = [row[0] for row in conn.execute("describe landing_csv").fetchall()]
         conn.execute(landing_sources.csv_records_sql(source, columns))
         _drop_contact_temp_tables(conn)
@@ -700,6 +804,8 @@ def _stage_source_file(conn, path: Path, source: LandingSource, text_pieces) -> 
         try:
             pieces = text_pieces(path, Path(scratch))
         except UNREADABLE_GZIP as error:
+            if isinstance(error, OSError) and error.errno is not None:
+                raise  # the file system's error, not the content's: _load_file records it to retry
             return WholeFileRejection("unreadable_file", str(error))
         _split_and_classify(conn, pieces, landing_sources.stage_jsonl_sql(source))
     return source

@@ -104,10 +104,15 @@ _WHITESPACE = "chr(32) || chr(9) || chr(10) || chr(13)"
 # whether each is valid JSON, blank, and an object. Copying a string costs more than parsing it:
 # trims run only on the few lines that need them.
 CHECKED_LINES_CTES = f"""
+bom_stripped as (
+    -- a UTF-8 byte order mark (Windows editors write one) opens the file, not its first line's JSON
+    select line_number, case when line_number = 1 and starts_with(line, chr(65279)) then substr(line, 2) else line end as line
+    from landing_split
+),
 lines as (
     -- a CRLF file's lines end in CR
     select line_number, case when ends_with(line, chr(13)) then rtrim(line, chr(13)) else line end as line
-    from landing_split
+    from bom_stripped
 ),
 validated as (
     select line_number, line, json_valid(line) as is_json

@@ -27,6 +27,8 @@
         '{{ name }}' as source,
         message_type,
         event_at,
+        -- a source's staging model times its events its own way: not assessed here
+        cast(null as {{ dbt.type_string() }}) as event_at_status,
         cast(null as timestamp) as sent_timestamp_at,
         cast(null as timestamp) as original_timestamp_at,
         cast(null as timestamp) as sent_at,

@@ -14,7 +14,20 @@
     }) }}
 {%- endmacro %}
 
-{#- Columns every Segment-spec message has, from the fields of segment_message_fields. -#}
+{#- The message's four times (text column of segment_message_fields → column of its parsed time). -#}
+{% macro segment_message_times() -%}
+    {{ return({
+        'timestamp_text': 'sent_timestamp_at',
+        'original_timestamp_text': 'original_timestamp_at',
+        'sent_at_text': 'sent_at',
+        'received_at_text': 'received_at',
+    }) }}
+{%- endmacro %}
+
+{#- Columns every Segment-spec message has, from the fields of segment_message_fields and their
+    times parsed (`<column>_parsed`, segment_staging): a time outside plausible_event_years is null
+    here, so event_at falls back past it as past a time that does not parse; event_at_status says
+    which happened. -#}
 {% macro segment_message_columns() -%}
         message_id,
         message_id_is_derived,
@@ -23,14 +36,21 @@
         user_id,
         context_traits,
         context,
-        {{ parse_timestamp('timestamp_text') }} as sent_timestamp_at,
-        {{ parse_timestamp('original_timestamp_text') }} as original_timestamp_at,
-        {{ parse_timestamp('sent_at_text') }} as sent_at,
-        {{ parse_timestamp('received_at_text') }} as received_at,
+        {%- for column in segment_message_times().values() %}
+        {{ plausible_event_time(column ~ '_parsed') }} as {{ column }},
+        {%- endfor %}
+        {{ event_time_status(segment_time_pairs()) }} as event_at_status,
         load_id,
         file_path,
         line_number,
         loaded_at
+{%- endmacro %}
+
+{#- [text, parsed] of each time, for event_time_status. -#}
+{% macro segment_time_pairs() -%}
+    {%- set pairs = [] -%}
+    {%- for text, column in segment_message_times().items() %}{% do pairs.append([text, column ~ '_parsed']) %}{% endfor -%}
+    {{ return(pairs) }}
 {%- endmacro %}
 
 {#- The time the message happened: Segment's clock-skew correction when the three client/server
@@ -52,7 +72,8 @@ with
 source as (
 
     select * from {{ source('segment', table) }}
-    {% if is_incremental() -%}
+    {#- A table from before event_at_status is read whole once (every message gets its status). #}
+    {% if is_incremental() and (this is string or not missing_columns(this, ['event_at_status'])) -%}
     {#- Only the messages that arrived since the last build, with every earlier copy of them, so the
         first received still wins whichever run brought it (delete+insert on message_id). -#}
     where message_id in (
@@ -70,6 +91,18 @@ extracted as (
 
 ),
 
+parsed as (
+
+    select
+        *,
+        {%- for text, column in segment_message_times().items() %}
+        {{ parse_timestamp(text) }} as {{ column }}_parsed{{ "," if not loop.last }}
+        {%- endfor %}
+
+    from extracted
+
+),
+
 renamed as (
 
     select
@@ -78,7 +111,7 @@ renamed as (
         {{ name }}{{ "," if not loop.last }}
         {%- endfor %}
 
-    from extracted
+    from parsed
 
 ),
 

@@ -66,6 +66,15 @@ MESSAGES = [
     event("e1", "2024-03-01T10:00:00Z", "erin", name="Order Completed", properties={"revenue": 200}),
     event("e2", "2024-06-25T10:00:00Z", "erin", name="Order Completed", properties={"revenue": 200}),
     event("e3", "2024-07-05T10:00:00Z", "erin", name="Order Completed", properties={"revenue": 999}),
+    # Frank: what the front door lets through but must not stop the build nor pass for real values.
+    # An order whose revenue is 'N/A' (it counts as an order; its revenue is no number) ...
+    event("f1", "2024-06-10T10:00:00Z", "frank", name="Order Completed", properties={"revenue": "N/A"}),
+    # ... a time that is not one and a device clock in 9999: the next time of the message stands ...
+    event("f2", "not a date", "frank", None, "page", "Home", receivedAt="2024-06-11T10:00:00Z"),
+    event("f3", "9999-12-31T00:00:00Z", "frank", None, "page", "Home", receivedAt="2024-06-12T10:00:00Z"),
+    # ... and one message id twice with different content (the first stands).
+    event("f4", "2024-06-13T10:00:00Z", "frank", name="Product Viewed", properties={"product_id": "sku-8"}),
+    event("f4", "2024-06-13T10:00:00Z", "frank", name="Product Viewed", properties={"product_id": "sku-9"}),
 ]
 LATE_MESSAGES = [  # Bob did order the afternoon after his cart: he leaves the abandoners and becomes high value.
     event("b5", "2024-06-10T18:00:00Z", "bob", name="Order Completed", properties={"revenue": 250}),
@@ -162,6 +171,9 @@ EXPECTED_TRAITS = {  # by user id (dave by his anonymous id); NaN = no value
                   any_of=2, not_of=1),
     "dave-web": dict(orders=0, carts='["sku-5"]', q_contains=0),
     "erin": dict(orders=2, revenue=400, avg_order=200, orders_last_30_days=1, big_orders=2, first_order_revenue=200),
+    "frank": dict(orders=1, revenue=None, avg_order=None, min_order=None, max_order=None, big_orders=0,
+                  last_order_at=pd.Timestamp("2024-06-10 10:00"), favourite_page="Home", products_viewed=1,
+                  active_days=4),
 }
 EXPECTED_MEMBERS = {
     "high_value": {"alice", "erin"},
@@ -182,12 +194,15 @@ def run_job(env: dict) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=900)
 
 
+PEOPLE = ["alice", "bob", "carol", "erin", "dave-web", "frank"]
+
+
 def read(database: Path) -> dict[str, pd.DataFrame]:
     with duckdb.connect(str(database), read_only=True) as conn:
         names = conn.execute("select identifier_value, profile_id from marts.profile_identifiers "
                              "where identifier_type in ('user_id', 'anonymous_id')").df()
-        person = dict(zip(names.profile_id[names.identifier_value.isin(["alice", "bob", "carol", "erin", "dave-web"])],
-                          names.identifier_value[names.identifier_value.isin(["alice", "bob", "carol", "erin", "dave-web"])]))
+        person = dict(zip(names.profile_id[names.identifier_value.isin(PEOPLE)],
+                          names.identifier_value[names.identifier_value.isin(PEOPLE)]))
         traits = conn.execute("select * exclude (carts), carts::varchar as carts from marts.profile_traits").df()
         tables = {
             "traits": traits.assign(person=traits.profile_id.map(person)).set_index("person"),
@@ -342,3 +357,25 @@ def test_a_later_as_of_recomputes_what_time_changed_and_keeps_the_rest(computed_
         pd.testing.assert_frame_equal(
             table[compared].sort_values(compared).reset_index(drop=True),
             at_once[name][compared].sort_values(compared).reset_index(drop=True), obj=name)
+
+
+def test_values_that_are_not_what_they_claim_are_counted_and_the_build_goes_on(computed):
+    """Frank's order with revenue 'N/A' used to fail the trait models (18 skipped, exit 1); his
+    unusable times used to stand as event times. The WARN checks name them by message id."""
+    from orchestration import checks
+    from orchestration.computed_schema import load_definitions
+
+    project = computed["project"] / "definitions"
+    traits = load_definitions(project / "traits.yml", project / "audiences.yml").traits
+    with duckdb.connect(str(computed["database"]), read_only=True) as conn:
+        statuses = dict(conn.execute("select message_id, event_at_status from marts.profile_events "
+                                     "where message_id like 'f%' or message_id = 'a1'").fetchall())
+        times = conn.execute("select message_id, event_at from marts.profile_events where message_id in ('f2', 'f3') "
+                             "order by 1").fetchall()
+        assert conn.execute(checks.EVENT_TIMES_SQL).fetchall() == [("out_of_range", 1, ["f3"]), ("unparsable", 1, ["f2"])]
+        assert conn.execute(checks.conflicting_copies_sql(checks._MESSAGE_RAW_TABLES)).fetchone() == (1, 2, ["f4"])
+        by_trait = {trait: (count, examples) for trait, count, examples in conn.execute(*checks.trait_values_sql(traits)).fetchall()}
+    assert statuses == {"a1": "ok", "f1": "ok", "f2": "unparsable", "f3": "out_of_range", "f4": "ok"}
+    assert [str(at) for _, at in times] == ["2024-06-11 10:00:00", "2024-06-12 10:00:00"]  # receivedAt stood in
+    assert by_trait == {name: (1, ["f1"]) for name in
+                        ("revenue", "avg_order", "min_order", "max_order", "first_order_revenue", "big_orders")}

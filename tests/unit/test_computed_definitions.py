@@ -126,3 +126,25 @@ def test_a_trait_group_builds_incrementally_from_the_profiles_that_changed(tmp_p
                                                     "window": {"within_days": 30}}]))
     fingerprint = re.compile(r"set fingerprint = '(\w+)'")
     assert fingerprint.search(model).group(1) != fingerprint.search(other).group(1), "other definitions, other rows"
+
+
+def test_a_property_that_is_not_the_number_a_trait_reads_is_null_not_an_error(tmp_path):
+    """One event with "revenue": "N/A" failed the trait model (Could not convert string 'N/A' to
+    DOUBLE) and every model after it. The compiled cast, rendered by dbt on DuckDB, gives null."""
+    import json
+    import os
+    import subprocess
+
+    from orchestration.computed_compiler import _typed, emit, raw
+
+    values = ["N/A", "12.5", " 7 ", "1e3", ""]
+    select = ", ".join(f"{emit(_typed(raw(repr(v)), 'number'))} as v{i}" for i, v in enumerate(values))
+    env = {**os.environ, "DUCKDB_PATH": str(tmp_path / "cast.duckdb"), "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"}
+    shown = subprocess.run(
+        [settings.DBT_EXECUTABLE, "show", "--inline", f"select {select}", "--output", "json", "--quiet",
+         "--profiles-dir", str(settings.DBT_PROFILES_DIR), "--target-path", str(tmp_path / "target"),
+         "--log-path", str(tmp_path / "logs")],
+        cwd=settings.DBT_PROJECT_DIR, env=env, capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stdout[-2000:] + shown.stderr[-2000:]
+    [row] = json.loads(shown.stdout)["show"]
+    assert [row[f"v{i}"] for i in range(len(values))] == [None, 12.5, 7.0, 1000.0, None]

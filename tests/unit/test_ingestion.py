@@ -336,3 +336,178 @@ def test_a_file_larger_than_a_piece_loads_as_if_read_whole(tmp_path, conn, monke
     assert ("events/plain.jsonl", 40, "m39") in tracks and len([t for t in tracks if t[0] == "events/packed.jsonl.gz"]) == 37
     assert ("events/packed.jsonl.gz", 22, "invalid_utf8") in reasons and ("events/plain.jsonl", 8, "malformed_json") in reasons
     assert [r for r in reasons if r[0] == "events/cut.jsonl.gz"][-1][2] == "truncated_file"
+
+
+# ---------------------------------------------------------------------------------------------
+# The front door: one bad file never stops the others, and nothing from outside comes in
+# ---------------------------------------------------------------------------------------------
+
+GOOD = {"type": "track", "messageId": "good", "anonymousId": "a"}
+
+
+def everything_landed(conn) -> str:
+    """Every text the warehouse took in: raw payloads and rejected lines."""
+    tables = [*ingestion.MESSAGE_TABLES.values()]
+    texts = [conn.execute(f"select coalesce(string_agg(payload::varchar, ' '), '') from raw.{t}").fetchone()[0]
+             for t in tables]
+    texts.append(conn.execute("select coalesce(string_agg(concat_ws(' ', raw_text, detail), ' '), '') "
+                              "from raw.rejected_records").fetchone()[0])
+    texts.append(conn.execute("select coalesce(string_agg(concat_ws(' ', email, traits::varchar), ' '), '') "
+                              "from raw.contacts").fetchone()[0])
+    return " ".join(texts)
+
+
+def test_a_symlink_that_leads_out_of_the_landing_folder_is_rejected_unread(tmp_path, conn):
+    landing, outside = tmp_path / "landing", tmp_path / "elsewhere"
+    outside.mkdir()
+    secret = write_jsonl(outside / "secret.jsonl", [{"type": "track", "messageId": "secret", "anonymousId": "s3cr3t"}])
+    (outside / "passwd.csv").write_text("email\nroot@s3cr3t.example\n")
+    write_jsonl(landing / "events" / "good.jsonl", [GOOD])
+    (landing / "events" / "leak.jsonl").symlink_to(secret)
+    (landing / "events" / "sub").mkdir()
+    (landing / "events" / "sub" / "relative.jsonl").symlink_to(Path("..", "..", "..", "elsewhere", "secret.jsonl"))
+    (landing / "events" / "again.jsonl").symlink_to(landing / "events" / "good.jsonl")  # inside: an ordinary file
+    (landing / "contacts").mkdir()
+    (landing / "contacts" / "leak.csv").symlink_to(outside / "passwd.csv")
+
+    summary = ingest_landing_dir(conn, landing)
+    assert "s3cr3t" not in everything_landed(conn)
+    assert rejected(conn) == [("contacts/leak.csv", None, "outside_landing_dir"),
+                              ("events/leak.jsonl", None, "outside_landing_dir"),
+                              ("events/sub/relative.jsonl", None, "outside_landing_dir")]
+    assert summary.rejected == {"outside_landing_dir": 3}
+    assert conn.execute("select file_path, line_number from raw.tracks order by 1").fetchall() == [
+        ("events/again.jsonl", 1), ("events/good.jsonl", 1)]
+    detail = conn.execute("select detail from raw.rejected_records limit 1").fetchone()[0]
+    assert "outside" in detail and "s3cr3t" not in detail
+    assert conn.execute("select count(*) from raw.loaded_files where file_kind in ('events', 'contacts')"
+                        ).fetchone()[0] == 5
+    again = ingest_landing_dir(conn, landing)  # recorded once: a re-run skips them
+    assert (len(again.files_loaded), again.files_skipped) == (0, 5)
+    assert len(rejected(conn)) == 3
+
+
+@pytest.mark.skipif(hasattr(__import__("os"), "geteuid") and __import__("os").geteuid() == 0,
+                    reason="root reads a chmod 000 file: the injected variant below covers it")
+def test_a_file_without_read_permission_is_rejected_and_the_others_load(tmp_path, conn):
+    locked = write_jsonl(tmp_path / "events" / "locked.jsonl", [{**GOOD, "messageId": "locked"}])
+    write_jsonl(tmp_path / "events" / "good.jsonl", [GOOD])
+    locked.chmod(0)
+    try:
+        ingest_landing_dir(conn, tmp_path)
+    finally:
+        locked.chmod(0o644)
+    assert conn.execute("select message_id from raw.tracks").fetchall() == [("good",)]
+    assert rejected(conn) == [("events/locked.jsonl", None, "unreadable_file")]
+
+
+def test_a_file_that_cannot_be_read_is_rejected_and_the_others_load(tmp_path, conn, monkeypatch):
+    locked = write_jsonl(tmp_path / "events" / "locked.jsonl", [{**GOOD, "messageId": "locked"}])
+    write_jsonl(tmp_path / "events" / "good.jsonl", [GOOD])
+    (tmp_path / "contacts").mkdir()
+    locked_list = tmp_path / "contacts" / "locked.csv"
+    locked_list.write_text("email\nx@example.com\n")
+    (tmp_path / "contacts" / "crm.csv").write_text("email\ny@example.com\n")
+    real_open = Path.open
+
+    def refuse(self, *args, **kwargs):  # what chmod 000 does for anyone but root
+        if self.name.startswith("locked"):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refuse)
+    summary = ingest_landing_dir(conn, tmp_path)
+    assert conn.execute("select message_id from raw.tracks").fetchall() == [("good",)]
+    assert conn.execute("select email from raw.contacts").fetchall() == [("y@example.com",)]
+    assert rejected(conn) == [("contacts/locked.csv", None, "unreadable_file"),
+                              ("events/locked.jsonl", None, "unreadable_file")]
+    assert summary.rejected == {"unreadable_file": 2}
+    assert "Permission denied" in conn.execute("select min(detail) from raw.rejected_records").fetchone()[0]
+    assert ingest_landing_dir(conn, tmp_path).files_skipped == 4  # still unreadable: not recorded twice
+    assert len(rejected(conn)) == 2
+
+    monkeypatch.setattr(Path, "open", real_open)  # readable again: it loads
+    ingest_landing_dir(conn, tmp_path)
+    assert conn.execute("select message_id from raw.tracks order by 1").fetchall() == [("good",), ("locked",)]
+    assert conn.execute("select email from raw.contacts order by 1").fetchall() == [("x@example.com",), ("y@example.com",)]
+
+
+def test_a_file_gone_between_discovery_and_loading_is_rejected_and_the_others_load(tmp_path, conn, monkeypatch):
+    write_jsonl(tmp_path / "events" / "a_gone.jsonl", [{**GOOD, "messageId": "gone"}])
+    write_jsonl(tmp_path / "events" / "b_good.jsonl", [GOOD])
+    real_sha = ingestion.file_sha256
+
+    def hash_then_vanish(path):
+        digest = real_sha(path)
+        if path.name == "a_gone.jsonl":
+            path.unlink()
+        return digest
+
+    monkeypatch.setattr(ingestion, "file_sha256", hash_then_vanish)
+    ingest_landing_dir(conn, tmp_path)
+    assert conn.execute("select message_id from raw.tracks").fetchall() == [("good",)]
+    assert rejected(conn) == [("events/a_gone.jsonl", None, "unreadable_file")]
+
+    monkeypatch.setattr(ingestion, "file_sha256", real_sha)  # it comes back, as it was: it loads
+    write_jsonl(tmp_path / "events" / "a_gone.jsonl", [{**GOOD, "messageId": "gone"}])
+    ingest_landing_dir(conn, tmp_path)
+    assert conn.execute("select message_id from raw.tracks order by 1").fetchall() == [("gone",), ("good",)]
+
+
+def test_a_byte_order_mark_opens_a_file_without_spoiling_its_first_line(tmp_path, conn):
+    bom = "\ufeff".encode()
+    first, second = json.dumps({**GOOD, "messageId": "first"}), json.dumps({**GOOD, "messageId": "second"})
+    (tmp_path / "events").mkdir()
+    (tmp_path / "events" / "bom.jsonl").write_bytes(bom + f"{first}\r\n{second}\r\n".encode())
+    (tmp_path / "events" / "bom.jsonl.gz").write_bytes(gzip.compress(bom + f"{first}\n".encode()))
+    (tmp_path / "contacts").mkdir()
+    (tmp_path / "contacts" / "crm.csv").write_bytes(bom + b"email,name\nx@example.com,Ann\n")
+    (tmp_path / "contacts" / "badges.csv").write_bytes(bom + b"badge_id,name\nB1,Dana\n")
+    ingest_landing_dir(conn, tmp_path)
+    assert conn.execute("select file_path, message_id from raw.tracks order by all").fetchall() == [
+        ("events/bom.jsonl", "first"), ("events/bom.jsonl", "second"), ("events/bom.jsonl.gz", "first")]
+    assert conn.execute("select email, traits::varchar from raw.contacts").fetchall() == [
+        ("x@example.com", '{"name":"Ann"}')]
+    assert conn.execute("select file_path, raw_text, reason from raw.rejected_records").fetchall() == [
+        ("contacts/badges.csv", "badge_id,name", "missing_identifier_columns")]
+
+
+def test_a_csv_wider_than_the_limit_is_rejected_whole_before_duckdb_reads_it(tmp_path, conn, monkeypatch):
+    import time
+
+    from orchestration.landing_sources import LandingSource
+
+    (tmp_path / "contacts").mkdir()
+    header = ",".join(["email", *(f"c{i}" for i in range(9_999))])
+    (tmp_path / "contacts" / "wide.csv").write_text(header + "\n" + ",".join(["x@example.com"] + ["v"] * 9_999) + "\n")
+    (tmp_path / "contacts" / "crm.csv").write_text("email\ny@example.com\n")
+    source = LandingSource("feed", "feed", "tsv")
+    (tmp_path / "feed").mkdir()
+    (tmp_path / "feed" / "wide.tsv").write_text("\t".join(f"c{i}" for i in range(1_001)) + "\n")
+    started = time.perf_counter()
+    summary = ingest_landing_dir(conn, tmp_path, sources=[source])
+    elapsed = time.perf_counter() - started
+    assert elapsed < 5, f"{elapsed:.1f} s"  # DuckDB's planner takes minutes over 10,000 columns
+    assert conn.execute("select email from raw.contacts").fetchall() == [("y@example.com",)]
+    rows = conn.execute("select file_path, line_number, reason, detail, length(raw_text) from raw.rejected_records "
+                        "order by 1").fetchall()
+    assert [row[:3] for row in rows] == [("contacts/wide.csv", 1, "too_many_columns"), ("feed/wide.tsv", 1, "too_many_columns")]
+    assert "10000 columns" in rows[0][3] and "LANDING_MAX_CSV_COLUMNS" in rows[0][3] and "1000" in rows[0][3]
+    assert rows[0][4] <= 1_000  # the header is kept shortened
+    assert summary.rejected == {"too_many_columns": 2}
+
+    monkeypatch.setenv("LANDING_MAX_CSV_COLUMNS", "1")  # the limit is configurable
+    (tmp_path / "contacts" / "two.csv").write_text("email,name\nz@example.com,Zoe\n")
+    ingest_landing_dir(conn, tmp_path, sources=[source])
+    assert conn.execute("select reason from raw.rejected_records where file_path = 'contacts/two.csv'").fetchall() == [
+        ("too_many_columns",)]
+    monkeypatch.setenv("LANDING_MAX_CSV_COLUMNS", "lots")
+    with pytest.raises(ValueError, match="LANDING_MAX_CSV_COLUMNS"):
+        ingestion.max_csv_columns()
+
+
+def test_the_column_count_follows_the_delimiter_and_quotes():
+    assert ingestion.csv_header_columns('a,"b,c",d') == 3
+    assert ingestion.csv_header_columns("a;b;c;d") == 4
+    assert ingestion.csv_header_columns("a\tb", "\t") == 2
+    assert ingestion.csv_header_columns("\ufeffemail") == 1

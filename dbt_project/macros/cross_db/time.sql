@@ -31,3 +31,44 @@
 {% macro build_timestamp() -%}
     cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as timestamp)
 {%- endmacro %}
+
+{#- Event times outside `vars: plausible_event_years` ([first year, last year]) are not taken as
+    real: a device clock at 0001 or 9999, JavaScript's largest date (275760) would otherwise stand
+    as when the event happened. `parsed`: a timestamp (from parse_timestamp). -#}
+{% macro plausible_event_time_bounds() -%}
+    {%- set years = var('plausible_event_years', [1990, 2100]) -%}
+    {{ return(["cast('" ~ '%04d' % (years[0] | int) ~ "-01-01' as timestamp)",
+               "cast('" ~ '%04d' % (years[1] | int + 1) ~ "-01-01' as timestamp)"]) }}
+{%- endmacro %}
+
+{% macro is_plausible_event_time(parsed) -%}
+    {%- set bounds = plausible_event_time_bounds() -%}
+    ({{ parsed }} >= {{ bounds[0] }} and {{ parsed }} < {{ bounds[1] }})
+{%- endmacro %}
+
+{#- The parsed time when it is plausible, else null (the next time in line is used instead). -#}
+{% macro plausible_event_time(parsed) -%}
+    case when {{ is_plausible_event_time(parsed) }} then {{ parsed }} end
+{%- endmacro %}
+
+{#- Whether the times a record gave can be used: 'unparsable' when one of them is not a time
+    parse_timestamp reads ('not a date', '2024-13-45'), else 'out_of_range' when one is outside
+    plausible_event_years, else 'ok' (a record that gives no time at all is 'ok': its event_at is
+    the load time). `times`: [[text expression, its parse_timestamp expression], ...]. A year of
+    five digits or a sign is out of range on every engine (DuckDB reads 275760-09-13, Spark does not). -#}
+{% macro event_time_status(times) -%}
+    {%- if not times %}'ok'{% else -%}
+    case
+        {%- for text, parsed in times %}
+        when {{ parsed }} is null and nullif(trim({{ text }}), '') is not null
+            and not {{ regex_matches(text, string_literal('^[[:space:]]*([+-][0-9]+|[0-9]{5,})-')) }} then 'unparsable'
+        {%- endfor %}
+        {%- for text, parsed in times %}
+        when {{ parsed }} is not null and not {{ is_plausible_event_time(parsed) }} then 'out_of_range'
+        -- (the texts that parsed never reach the regular expression)
+        when {{ parsed }} is null and {{ regex_matches(text, string_literal('^[[:space:]]*([+-][0-9]+|[0-9]{5,})-')) }} then 'out_of_range'
+        {%- endfor %}
+        else 'ok'
+    end
+    {%- endif %}
+{%- endmacro %}

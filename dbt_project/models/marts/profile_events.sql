@@ -13,9 +13,9 @@
     (`built_at`), that carry an identifier whose profile or junk status changed since
     (int_profile_ids.changed_at), and the messages that are gone; it replaces their rows
     (`replace_keys`). Every other message keeps its row: nothing it depends on changed. A table
-    from before `loaded_at` and `updated_at` is rebuilt. -#}
+    from before `loaded_at`, `updated_at` and `event_at_status` is rebuilt. -#}
 {%- set incremental = is_incremental() -%}
-{%- set rebuild = incremental and this is not string and missing_columns(this, ['loaded_at', 'updated_at']) -%}
+{%- set rebuild = incremental and this is not string and missing_columns(this, ['loaded_at', 'updated_at', 'event_at_status']) -%}
 {%- set arrived_after = arrival_bound(this, ref('int_messages')) if incremental and not rebuild and this is not string -%}
 {%- set identifiers = ref('int_identifiers') -%}
 with
@@ -137,6 +137,7 @@ select
     messages.message_type,
     messages.event_name,
     messages.event_at,
+    messages.event_at_status,
     messages.sent_timestamp_at,
     messages.original_timestamp_at,
     messages.sent_at,
@@ -162,7 +163,7 @@ union all
 
 select
     {{ key_only_columns(['message_id', 'profile_id', 'resolution_status', 'source', 'message_type', 'event_name',
-                        'event_at', 'sent_timestamp_at', 'original_timestamp_at', 'sent_at', 'received_at',
+                        'event_at', 'event_at_status', 'sent_timestamp_at', 'original_timestamp_at', 'sent_at', 'received_at',
                         'anonymous_id', 'user_id', 'properties', 'traits', 'context', 'list_name', 'file_path',
                         'line_number', 'loaded_at', 'updated_at'], 'changed.message_id' if not rebuild else 'null') }}
 

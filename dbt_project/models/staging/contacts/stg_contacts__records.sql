@@ -1,3 +1,8 @@
+{%- set times = [] -%}
+{%- for column in var('contact_timestamp_columns') -%}
+    {%- set text = json_get_string('traits', '$.' ~ column) -%}
+    {%- do times.append([text, parse_timestamp(text)]) -%}
+{%- endfor -%}
 with
 
 source as (
@@ -34,12 +39,14 @@ renamed as (
         email,
         phone,
         traits,
+        -- the first of the columns that holds a plausible time (plausible_event_years), else the load time
         coalesce(
-            {%- for column in var('contact_timestamp_columns') %}
-            {{ parse_timestamp(json_get_string('traits', '$.' ~ column)) }},
+            {%- for text, parsed in times %}
+            {{ plausible_event_time(parsed) }},
             {%- endfor %}
             loaded_at
         ) as event_at,
+        {{ event_time_status(times) }} as event_at_status,
         load_id,
         file_path,
         line_number,
