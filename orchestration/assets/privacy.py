@@ -1,6 +1,7 @@
 """Privacy requests as a Dagster asset: after the build (so an identifier resolves to its current
 profile), before the audience exports (so an erased person is in none of them)."""
 
+import time
 from typing import Optional
 
 import dagster as dg
@@ -49,21 +50,28 @@ class PrivacyRequestsConfig(dg.Config):
 def process_privacy_requests(context: dg.AssetExecutionContext, warehouse: Warehouse, config: PrivacyRequestsConfig):
     """Processes the requests of the run configuration and of ``LANDING_DIR/privacy/``."""
     extra = [request.model_dump(exclude_none=True) for request in config.requests]
+    started = time.monotonic()
     with connect(warehouse.database) as conn:
         batch = process_requests(conn, warehouse.landing, extra, rules=settings.identity_rules(),
                                  salt=privacy_salt(warehouse.database), export_dir=settings.export_dir())
         counts = conn.execute(
             "select (select count(*) from privacy.requests), (select count(*) from privacy.tombstones), "
             "(select count(*) from privacy.locks)").fetchone()
+    seconds = {"requests": round(time.monotonic() - started, 2)}
     if batch.outcomes[("delete", "completed")] and settings.compact_after_delete():
+        started = time.monotonic()
         before, after = compact(warehouse.database)  # the erased values leave the file's free blocks
-        context.log.info(f"compacted the warehouse after erasure: {before / 1e6:.1f} MB → {after / 1e6:.1f} MB")
+        seconds["compaction"] = round(time.monotonic() - started, 2)
+        context.log.info(f"compacted the warehouse after erasure: {before / 1e6:.1f} MB → {after / 1e6:.1f} MB "
+                         f"in {seconds['compaction']} s")
     outcomes = {f"{action}:{outcome}": n for (action, outcome), n in sorted(batch.outcomes.items())}
-    context.log.info(f"privacy requests processed: {outcomes or 'none'}; {batch.skipped} already done"
+    context.log.info(f"privacy requests processed in {seconds['requests']} s: {outcomes or 'none'}; "
+                     f"{batch.skipped} already done"
                      + (f"; {len(batch.files_set_aside)} file(s) with invalid requests set aside in privacy/invalid/"
                         if batch.files_set_aside else ""))
     yield dg.MaterializeResult(asset_key=PRIVACY_REQUESTS_KEY, metadata={
         "dagster/row_count": counts[0], "processed": dg.MetadataValue.json(outcomes),
-        "files_processed": len(batch.files_done)})
+        "files_processed": len(batch.files_done), "files_set_aside": len(batch.files_set_aside),
+        "seconds": dg.MetadataValue.json(seconds)})
     yield dg.MaterializeResult(asset_key=["privacy", "tombstones"], metadata={"dagster/row_count": counts[1]})
     yield dg.MaterializeResult(asset_key=["privacy", "locks"], metadata={"dagster/row_count": counts[2]})
