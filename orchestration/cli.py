@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     lookup.add_argument("--no-graph", action="store_true", help="print only")
     lookup.set_defaults(handler=_lookup)
     compact = commands.add_parser("compact", help="rewrite the DuckDB file with only its live data (a run that "
-                                  "erased people does it itself; see README, Privacy requests)")
+                                  "erased people does it itself; see docs/privacy.md)")
     compact.set_defaults(handler=_compact)
     add = commands.add_parser("add-source", help="scaffold a new landing source (raw table, staging model, "
                               "identifier mapping) from a sample CSV/TSV or JSON-lines file")

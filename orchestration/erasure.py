@@ -12,8 +12,8 @@ of a batch:
 4. lines: the landed lines of those messages, every copy (``load_id``, ``line_number``).
 
 Every table outside ``privacy`` then loses the rows whose key columns name one of these. The key
-columns are found by name, the convention every model holding personal data follows (README,
-"Privacy"): a profile column (``KEY_COLUMNS["profile"]``), a message column, an identifier pair,
+columns are found by name, the convention every model holding personal data follows (docs/privacy.md,
+"Erasure by lineage"): a profile column (``KEY_COLUMNS["profile"]``), a message column, an identifier pair,
 or a landed line. Columns that sample a neighbour's identifier (junk detection's first and last
 neighbour) are blanked, not deleted. A rejected line was never parsed, so it has no keys: it goes
 when one of its quoted tokens is, normalised, one of the person's identifiers (the ingestion

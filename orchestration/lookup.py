@@ -5,7 +5,7 @@ The value is resolved in Python on a read-only DuckDB connection, by the same SQ
 suite keeps the two equal). No dbt process runs: it would take seconds and write the value into
 dbt's log. The value is only ever a bound parameter; an identifier type must be one of the
 identity rules before it is used. Everything shown is then read from the documented marts, so an
-analyst gets the same answers in SQL (README, "Look up a person"). The identity graph is written
+analyst gets the same answers in SQL (docs/lookup.md). The identity graph is written
 as Graphviz DOT and, when ``dot`` is installed, rendered to SVG, into a private folder
 (``settings.lookup_graph_dir()``).
 """

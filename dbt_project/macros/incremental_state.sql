@@ -127,8 +127,8 @@
 
 {#- on_schema_change for models whose columns changed between versions: DuckDB drops the old ones
     and adds the new (the model sees the old layout and rebuilds); Spark cannot drop a column from a
-    parquet table, so there a build stops with dbt's message instead (see README, Running on
-    Apache Spark, for the upgrade). -#}
+    parquet table, so there a build stops with dbt's message instead (see docs/spark.md,
+    "What is portable, and how", for the upgrade). -#}
 {% macro sync_columns_where_possible() %}
     {{ return('fail' if target.type == 'spark' else 'sync_all_columns') }}
 {% endmacro %}

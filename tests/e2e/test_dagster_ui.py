@@ -1,8 +1,8 @@
 """The Dagster UI as a data engineer uses it: the real webserver (``dagster dev``) on loopback,
 driven in headless Chromium (Debian's, through Playwright). It checks the asset graph shows the
 groups and the dbt models, launches a materialization by clicking, waits for the run to succeed,
-and checks the asset checks and the run metadata are shown. Screenshots go to docs/images/ (the
-README shows them).
+and checks the asset checks and the run metadata are shown. Screenshots go to docs/images/ (docs/dagster.md
+shows them).
 
 Chromium missing: the test is skipped, unless REQUIRE_BROWSER=1 (CI), where it fails.
 """
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.e2e
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-# The README's screenshots are refreshed with UPDATE_SCREENSHOTS=1; otherwise a test run leaves the tree alone.
+# The screenshots of docs/dagster.md are refreshed with UPDATE_SCREENSHOTS=1; otherwise a test run leaves the tree alone.
 SCREENSHOTS = (settings.PROJECT_ROOT / "docs" / "images" if os.environ.get("UPDATE_SCREENSHOTS") == "1"
                else Path(tempfile.gettempdir()) / "identity-warehouse-screenshots")
 SCREENSHOTS.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ contact lists (odd delimiters, quotes, encodings), mixing good lines with random
 UTF-8, byte order marks, deeply nested JSON, wrong value types and timestamps in the future, the distant past or
 unparseable. Whatever comes, ingestion must not crash, every line must end in a raw table or in
 ``raw.rejected_records`` with a reason, and every good line must be accepted. The counts over all
-examples are printed at the end (``pytest -s``) and reported in the README.
+examples are printed at the end (``pytest -s``) and reported in docs/reliability.md.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ processing must not raise; every file leaves the inbox (removed, or set aside un
 its content); every request read is audited or skipped as already done; every valid request runs;
 nothing is written outside ``EXPORT_DIR/privacy``; and no table but the privacy log changes when
 no valid delete was among them. The counts are printed at the end (``pytest -s``) and reported in
-the README.
+docs/reliability.md.
 """
 
 from __future__ import annotations

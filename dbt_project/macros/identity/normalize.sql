@@ -1,4 +1,4 @@
-{#- Identifier normalisation, as the contract in DESIGN.md defines it. -#}
+{#- Identifier normalisation, as docs/identity-resolution.md (1. Identifiers) documents it. -#}
 
 {#- Ids: trimmed. -#}
 {% macro normalize_id(expr) -%}
