@@ -33,6 +33,7 @@ from isal import isal_zlib
 
 from orchestration import landing_sources
 from orchestration.landing_sources import LandingSource
+from orchestration.warehouse import quote_identifier, quote_literal
 
 # Segment spec message type → raw table that keeps it.
 MESSAGE_TABLES: dict[str, str] = {
@@ -431,7 +432,7 @@ with {landing_sources.CHECKED_LINES_CTES},
 parsed as (
     select
         *,
-        case when is_json then json_extract_string(line, [{", ".join(_literal(p) for p in paths)}]) end as fields
+        case when is_json then json_extract_string(line, [{", ".join(quote_literal(p) for p in paths)}]) end as fields
     from checked
 ),
 typed as (
@@ -449,7 +450,7 @@ select
     given_message_id,
     case
         when is_blank then null
-        when line = {_literal(TRUNCATED_MARK)} then 'truncated_file'
+        when line = {quote_literal(TRUNCATED_MARK)} then 'truncated_file'
         when strpos(line, chr(65533)) > 0 and ? then 'invalid_utf8'
         when not is_json then 'malformed_json'
         when not is_object then 'not_a_json_object'
@@ -627,12 +628,6 @@ def _pick(columns: list[str], candidates: tuple[str, ...]) -> str | None:
     return next((c for c in candidates if c in columns), None)
 
 
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 @dataclass(frozen=True)
@@ -681,15 +676,15 @@ def _stage_contacts(conn, path: Path, identity: IdentityFields, text_pieces) -> 
         )
     by_name = {snake: source for source, snake in names.items()}
     has_identity = " or ".join(
-        [f"nullif(trim({_quote(by_name[c])}), '') is not null" for c in (email_column, phone_column, *custom_columns) if c]
+        [f"nullif(trim({quote_identifier(by_name[c])}), '') is not null" for c in (email_column, phone_column, *custom_columns) if c]
     )
     trait_pairs = ", ".join(
-        f"{_literal(snake)}, nullif(trim({_quote(source)}), '')"
+        f"{quote_literal(snake)}, nullif(trim({quote_identifier(source)}), '')"
         for source, snake in names.items()
         if snake not in (email_column, phone_column)
     )
-    email_expr = f"nullif(trim({_quote(by_name[email_column])}), '')" if email_column else "null"
-    phone_expr = f"nullif(trim({_quote(by_name[phone_column])}), '')" if phone_column else "null"
+    email_expr = f"nullif(trim({quote_identifier(by_name[email_column])}), '')" if email_column else "null"
+    phone_expr = f"nullif(trim({quote_identifier(by_name[phone_column])}), '')" if phone_column else "null"
     traits_expr = f"json_object({trait_pairs})" if trait_pairs else "json_object()"
 
     # Rows are numbered by their file line (see CSV_LINE_NUMBERS: one line per record assumed).
@@ -722,7 +717,7 @@ def _write_contacts(conn, context: dict, staged: StagedContacts | None):
     conn.execute(
         f"""
         insert into raw.contacts
-        select {_literal(list_name)}, row_number, email, phone, traits, ?, ?, line_number, ?
+        select {quote_literal(list_name)}, row_number, email, phone, traits, ?, ?, line_number, ?
         from landing_contacts where has_identity
         order by line_number
         """,

@@ -14,6 +14,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestration.warehouse import quote_identifier, quote_literal
+
 FORMATS = {"jsonl": (".jsonl", ".jsonl.gz", ".json"), "csv": (".csv",), "tsv": (".tsv", ".txt")}
 # raw tables the product already owns: a source may not take their names.
 RESERVED_NAMES = {"segment", "contacts", "tracks", "identifies", "pages", "screens", "aliases", "groups",
@@ -82,9 +84,6 @@ def registered_sources() -> list[LandingSource]:
 # Loading one file of a source into temp table ``landing_records`` (line_number, payload, reason)
 # ---------------------------------------------------------------------------------------------
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
 
 # A piece of a text file → the temp table ``landing_split`` (line, line_number), one row per line,
 # numbered after the lines of the pieces before it (parameters: the piece's path, how many lines came
@@ -134,7 +133,7 @@ checked as (
 
 def stage_jsonl_sql(source: LandingSource) -> str:
     """Every line of ``landing_split``: its JSON object, or why it is rejected (blank lines are counted apart)."""
-    id_expr = (f"nullif(trim(json_extract_string(line, {_literal('$.' + source.message_id)})), '')"
+    id_expr = (f"nullif(trim(json_extract_string(line, {quote_literal('$.' + source.message_id)})), '')"
                if source.message_id else "null")
     return f"""
 create or replace temp table landing_records as
@@ -170,7 +169,7 @@ def write_records_sql(source: LandingSource) -> str:
     return f"""
 insert into raw.{source.table}
 select
-    coalesce(given_message_id, {_literal(source.name + ':')} || md5(json(line))),
+    coalesce(given_message_id, {quote_literal(source.name + ':')} || md5(json(line))),
     given_message_id is null,
     json(line),
     ?, ?, line_number, ?
@@ -182,8 +181,8 @@ order by line_number
 
 def csv_records_sql(source: LandingSource, columns: list[str]) -> str:
     """``landing_csv`` (+ its rejects) → ``landing_records``, numbering rows by their file line."""
-    pairs = ", ".join(f"{_literal(c)}, {_quote(c)}" for c in columns)
-    id_expr = f"nullif(trim({_quote(source.message_id)}), '')" if source.message_id in columns else "null"
+    pairs = ", ".join(f"{quote_literal(c)}, {quote_identifier(c)}" for c in columns)
+    id_expr = f"nullif(trim({quote_identifier(source.message_id)}), '')" if source.message_id in columns else "null"
     return f"""
 create or replace temp table landing_records as
 with rows as (
@@ -210,9 +209,6 @@ free_lines as (
 )
 """
 
-
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 def count_outcomes(conn) -> tuple[int, Counter, int]:

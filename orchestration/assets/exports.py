@@ -5,6 +5,7 @@ from datetime import datetime, timezone
 import dagster as dg
 
 from orchestration import settings
+from orchestration.warehouse import quote_literal
 from orchestration.assets.landing import DUCKDB_POOL
 from orchestration.computed_schema import Audience
 from orchestration.resources import Warehouse
@@ -22,9 +23,6 @@ create table if not exists exports.audience_exports (
 )
 """
 
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def personal_columns(table: str, hashed: bool, hashed_in_marts: bool = False) -> str:
@@ -44,7 +42,7 @@ def members_sql(audience: Audience, hash_pii: bool = False) -> str:
         + traits +
         " from marts.audience_members as members"
         " left join marts.profile_traits as traits on traits.profile_id = members.profile_id"
-        f" where members.audience = {_quote(audience.name)} order by members.profile_id"
+        f" where members.audience = {quote_literal(audience.name)} order by members.profile_id"
     )
 
 
@@ -56,21 +54,21 @@ def export_audience(conn, audience: Audience, folder, exported_at: datetime, has
         "select max(exported_at) from exports.audience_exports where audience = ?", [audience.name]
     ).fetchone()[0]
     members = members_sql(audience, hash_pii)
-    conn.execute(f"copy ({members}) to {_quote(str(folder / 'members.csv'))} (format csv, header)")
-    conn.execute(f"copy ({members}) to {_quote(str(folder / 'members.parquet'))} (format parquet)")
+    conn.execute(f"copy ({members}) to {quote_literal(str(folder / 'members.csv'))} (format csv, header)")
+    conn.execute(f"copy ({members}) to {quote_literal(str(folder / 'members.parquet'))} (format parquet)")
     changes = (
         "select history.change, history.changed_at, history.profile_id, profiles.user_id, "
         + personal_columns("profiles", hash_pii, settings.hash_pii_in_marts()) +
         " from marts.audience_membership_history as history"
         " left join marts.profiles as profiles on profiles.profile_id = history.profile_id"
-        f" where history.audience = {_quote(audience.name)}"
-        + (f" and history.changed_at > {_quote(last.isoformat(sep=' '))}" if last else "")
+        f" where history.audience = {quote_literal(audience.name)}"
+        + (f" and history.changed_at > {quote_literal(last.isoformat(sep=' '))}" if last else "")
         + " order by history.changed_at, history.change, history.profile_id"
     )
     stamp = exported_at.strftime("%Y%m%dT%H%M%S")
     changes_file = folder / "changes" / f"{stamp}.csv"
     changes_file.parent.mkdir(exist_ok=True)
-    conn.execute(f"copy ({changes}) to {_quote(str(changes_file))} (format csv, header)")
+    conn.execute(f"copy ({changes}) to {quote_literal(str(changes_file))} (format csv, header)")
     counts = conn.execute(
         f"select count(*) filter (where change = 'entered'), count(*) filter (where change = 'exited') from ({changes})"
     ).fetchone()
