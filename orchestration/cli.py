@@ -10,13 +10,18 @@ from orchestration import settings
 
 
 def _run(args: argparse.Namespace) -> int:
+    from contextlib import nullcontext
+
+    from orchestration.console import quiet_stdout, verbose
     from orchestration.locking import writer_lock
 
     if args.target == "spark":
         return _run_spark(args)
     print(f"landing folder: {settings.landing_dir()}\nwarehouse:      {settings.duckdb_path()}", flush=True)
-    with writer_lock(settings.duckdb_path()):  # the run and its summary, before another run starts
-        return _run_and_summarise()
+    # dbt's line per model and test stays in the run's log in the UI, not on the console
+    with nullcontext() if args.verbose or verbose() else quiet_stdout():
+        with writer_lock(settings.duckdb_path()):  # the run and its summary, before another run starts
+            return _run_and_summarise()
 
 
 def _run_and_summarise() -> int:
@@ -217,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
                      help="the warehouse: duckdb (the Dagster job, default) or spark (dbt-spark, profiles.yml's "
                      "`spark` target: lands the raw tables in Spark and runs dbt build there)")
     run.add_argument("--vars", help="dbt vars for the Spark build, as JSON (e.g. '{\"as_of\": \"2024-06-01\"}')")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="show dbt's line for every model and test (also IDENTITY_WAREHOUSE_VERBOSE=1); by default "
+                     "the console shows a line per step, warnings and errors in full, and the summary")
     run.set_defaults(handler=_run)
     gen = commands.add_parser("generate", help="write synthetic landing files (and their ground truth) to a folder")
     gen.add_argument("--people", type=int, default=300)

@@ -2,6 +2,7 @@
 
 
 import importlib.metadata
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import nullcontext
 from datetime import datetime, timezone
@@ -11,7 +12,7 @@ import dagster as dg
 import duckdb
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
-from orchestration import dbt_event_stream, settings
+from orchestration import column_metadata, dbt_event_stream, settings
 from orchestration.assets.landing import DUCKDB_POOL
 from orchestration.locking import writer_lock
 from orchestration.dbt_args import dbt_build_args, unit_tests_version
@@ -19,7 +20,7 @@ from orchestration.project import dbt_project, keep_build_state, manifest_finger
 from orchestration.run_metadata import warehouse_metadata
 from orchestration.warehouse import connect
 
-dbt_event_stream.install()  # column metadata without a spinning thread while dbt runs
+dbt_event_stream.install()  # column metadata without a spinning thread while dbt runs, nor tracebacks
 
 # dbt folder → Dagster group, so the graph reads like the data flow.
 GROUP_BY_FOLDER = {"staging": "staging", "intermediate": "identity", "marts": "profiles", "computed": "traits_and_audiences"}
@@ -44,7 +45,7 @@ class DbtBuildConfig(dg.Config):
     full_refresh: bool = False
     dbt_vars: dict[str, Any] = {}
     # Column schema and column-level lineage on every model: computed once per version of the dbt
-    # project (10-40 s: sqlglot over every model), then carried over from the last materialization.
+    # project (30-50 s: sqlglot over every model), then carried over (orchestration/column_metadata.py).
     column_metadata: bool = True
     # dbt unit tests test the SQL on fixtures, not the data: they run when the project, the vars or
     # dbt's version changed since the selected models were last built with them passing (false), or
@@ -55,7 +56,7 @@ class DbtBuildConfig(dg.Config):
 # The dbt project version a materialization was built from (manifest_fingerprint), and the metadata
 # that follows from the project alone, not from the data.
 PROJECT_FINGERPRINT = "dbt_project_fingerprint"
-COLUMN_METADATA = ("dagster/column_schema", "dagster/column_lineage")
+COLUMN_METADATA = column_metadata.COLUMN_METADATA
 # The unit_tests_version the model's unit tests passed for: dbt build materializes a model only
 # after its unit tests pass, and a build that leaves them out carries the version on.
 UNIT_TESTS_PASSED = "dbt_unit_tests_passed_for"
@@ -117,27 +118,47 @@ def identity_warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCli
     # yielded with its metadata.
     build_started_at = datetime.now(timezone.utc).replace(tzinfo=None)  # dbt stamps history rows in UTC
     fingerprint = manifest_fingerprint()
-    latest = latest_metadata(context.instance, set(context.selected_asset_keys))
-    reused = None
+    selected = set(context.selected_asset_keys)
+    latest = latest_metadata(context.instance, selected)
+    metadata_file = dbt_project.project_dir / dbt_project.target_path / column_metadata.CACHE_FILE
+    metadata_version = column_metadata.metadata_version(fingerprint)
+    reused, reused_from = None, None
     if config.column_metadata:
-        reused = reusable_column_metadata(latest, fingerprint)
-        if reused is not None:
-            context.log.info("column schema and lineage: unchanged dbt project, carried over from the last build")
+        reused, reused_from = reusable_column_metadata(latest, fingerprint), "the last materializations"
+        if reused is None:
+            reused, reused_from = column_metadata.load(metadata_file, metadata_version, selected), metadata_file.name
     fetch_columns = config.column_metadata and reused is None
     tests_version = unit_tests_version(fingerprint, config.dbt_vars, installed_versions(UNIT_TEST_PACKAGES))
     run_unit_tests = config.always_run_unit_tests or not unit_tests_passed(latest, tests_version)
     if not run_unit_tests:
         context.log.info("dbt unit tests: passed for this version of the project and vars, not run again")
     with writer_lock(settings.duckdb_path(), context.log.info):  # dbt opens the file itself
+        started = time.monotonic()
         with nullcontext() if fetch_columns else without_adapter_in_process():
             build = dbt.cli(dbt_build_args(config.full_refresh, config.dbt_vars, unit_tests=run_unit_tests),
                             context=context)
             stream = build.stream()
         try:
-            events = list(stream.fetch_column_metadata() if fetch_columns else stream)
+            if fetch_columns:
+                # dagster-dbt reads the whole stream (dbt ends) before it fetches anything
+                events = list(stream)
+                built = time.monotonic()
+                events = list(stream_with_column_metadata(build, events))
+            else:
+                events = list(stream)
+                built = time.monotonic()
         finally:  # a failed build too: the checks after it open the file
             release_dbt_duckdb_handle()
             keep_build_state(build.target_path, f"{context.op_def.name}-*")
+        if fetch_columns:
+            column_metadata.store(metadata_file, metadata_version, {
+                key: {name: value for name, value in event.metadata.items() if name in COLUMN_METADATA}
+                for event in events if (key := materialized_key(context, event)) is not None})
+        metadata_seconds = time.monotonic() - built
+        context.log.info(f"dbt build: {built - started:.1f} s; column schema and lineage: {metadata_seconds:.1f} s, "
+                         + ("fetched (new version of the dbt project), kept for the next builds" if fetch_columns
+                            else f"unchanged dbt project, carried over from {reused_from}" if reused is not None
+                            else "off (column_metadata: false)"))
         # the project version is recorded only with the column metadata it vouches for
         versions = {PROJECT_FINGERPRINT: fingerprint} if config.column_metadata else {}
         versions.update({UNIT_TESTS_PASSED: tests_version,
@@ -160,14 +181,25 @@ def release_dbt_duckdb_handle() -> None:
     DuckDBConnectionManager.close_all_connections()
 
 
+def stream_with_column_metadata(build, events: list) -> Iterator:
+    """dagster-dbt's ``fetch_column_metadata()`` over events already read from the dbt process."""
+    from dagster_dbt.core.dbt_event_iterator import DbtEventIterator
+
+    return DbtEventIterator(iter(events), build).fetch_column_metadata()
+
+
+def materialized_key(context: dg.AssetExecutionContext, event) -> dg.AssetKey | None:
+    if isinstance(event, dg.Output):
+        return context.asset_key_for_output(event.output_name)
+    return getattr(event, "asset_key", None) if isinstance(event, dg.AssetMaterialization) else None
+
+
 def with_run_metadata(context: dg.AssetExecutionContext, events: list, build_started_at: datetime,
                       every_asset: Mapping[str, Any], per_asset: Mapping[dg.AssetKey, Mapping[str, Any]]) -> Iterator:
     """The events with ``every_asset`` and ``per_asset`` metadata, the identity and audience ones with
     the build's summaries too."""
     def key_of(event) -> dg.AssetKey | None:
-        if isinstance(event, dg.Output):
-            return context.asset_key_for_output(event.output_name)
-        return getattr(event, "asset_key", None) if isinstance(event, dg.AssetMaterialization) else None
+        return materialized_key(context, event)
 
     keys = {key for key in map(key_of, events) if key is not None}
     try:

@@ -57,6 +57,8 @@ from orchestration.cli import main
 sys.exit(main(["run"]))
 """
 KILL_DBT_AFTER = "OK created sql incremental model intermediate.int_profile_ids"
+# dbt's line per model is on the console only with --verbose (or this variable): the kills wait for one.
+VERBOSE = {"IDENTITY_WAREHOUSE_VERBOSE": "1"}
 
 
 def run_env(database: Path, landing: Path, exports: Path) -> dict:
@@ -128,6 +130,35 @@ def test_two_runs_started_at_once_both_succeed_one_after_the_other(concurrent_ru
     assert sorted(f"0 new file(s), {files} already loaded" in o for o in concurrent_runs["outputs"]) == [False, True]
 
 
+def test_the_console_of_a_run_shows_a_line_per_step_and_the_summary(concurrent_runs):
+    """Not dbt's START and PASS lines for each of 131 models and tests (about 300 lines): those stay
+    in the run's compute log in the UI. Warnings are shown in full, with the test and the reason."""
+    for output in concurrent_runs["outputs"]:
+        lines = output.splitlines()
+        assert len(lines) <= 40, output
+        assert not [line for line in lines if re.search(r"\d+ of \d+ (START|OK|PASS) ", line)], output
+        assert re.search(r"\d+ of \d+ WARN 3 no_junk_identifiers_detected", output)  # the warning itself
+        assert "Warning in test no_junk_identifiers_detected" in output and "Got 3 results" in output
+        assert "WARNING: check marts/junk_identifiers:no_junk_identifiers_detected did not pass" in output
+        assert re.search(r"Done\. PASS=\d+ WARN=1 ERROR=0", output) and "profiles: " in output
+        for step in ("ingest_landing_files", "identity_warehouse_dbt_models", "process_privacy_requests"):
+            assert f" - {step} - " in output, step
+
+
+def test_a_build_of_an_unchanged_dbt_project_spends_no_time_on_column_metadata(concurrent_runs):
+    """Each run has a Dagster instance of its own (no DAGSTER_HOME): the column schema and lineage
+    come from the dbt project's target folder, not from the instance's history. Neither run prints
+    a traceback for the model whose lineage sqlglot cannot derive."""
+    spent = [re.search(r"column schema and lineage: ([\d.]+) s, (.*)", output) for output in concurrent_runs["outputs"]]
+    assert all(spent), concurrent_runs["outputs"]
+    reused = [float(match[1]) for match in spent if match[2].startswith("unchanged dbt project")]
+    assert reused, [match[0] for match in spent]  # the later run, at least, found it
+    print(f"column metadata of an unchanged project: {reused} s")
+    assert max(reused) < 2.0
+    for output in concurrent_runs["outputs"]:
+        assert "Traceback" not in output and "sqlglot" not in output and "column lineage" not in output
+
+
 @pytest.fixture(scope="session")
 def interrupted_runs(tmp_path_factory, reliability_landing):
     database = tmp_path_factory.mktemp("interrupted") / WAREHOUSE_FILE_NAME
@@ -142,7 +173,7 @@ def interrupted_runs(tmp_path_factory, reliability_landing):
         record["marts_after_ingestion_kill"] = conn.execute(
             "select count(*) from information_schema.tables where table_schema = 'marts'").fetchone()[0]
 
-    process = subprocess.Popen(CLI, env=env, cwd=settings.PROJECT_ROOT, stdout=subprocess.PIPE,
+    process = subprocess.Popen(CLI, env={**env, **VERBOSE}, cwd=settings.PROJECT_ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
     seen = []
     timer = threading.Timer(900, lambda: os.killpg(process.pid, signal.SIGKILL))
@@ -252,7 +283,7 @@ def start_run(env: dict) -> subprocess.Popen:
 def kill_mid_build(env: dict, whole_group: bool) -> dict:
     """Starts a run and SIGKILLs it in the middle of ``dbt build``: its process group (the CLI and
     dbt), or the CLI's process alone (as an OOM killer or a crash would)."""
-    process = start_run(env)
+    process = start_run({**env, **VERBOSE})
     timer = threading.Timer(RERUN_TIMEOUT, lambda: os.killpg(process.pid, signal.SIGKILL))
     timer.start()
     children: list[psutil.Process] = []
