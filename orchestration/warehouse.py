@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,17 +19,35 @@ from orchestration import settings
 from orchestration.locking import writer_lock
 
 
+# How long a connection waits for a process that holds the file without the writer lock: a dbt
+# killed with its run (it dies a moment after the run that held the lock), or another program.
+FILE_LOCK_PATIENCE_SECONDS = 60.0
+
+
 @contextmanager
 def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
     # Any open connection keeps other processes out of the file: wait for their turn (locking.py).
     with writer_lock(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = duckdb.connect(str(path), read_only=read_only, config=settings.duckdb_config())
+        conn = _open(path, read_only)
         conn.execute("set enable_progress_bar = false")  # it would fill the run logs
         try:
             yield conn
         finally:
             conn.close()
+
+
+def _open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """Opens the file, waiting (up to ``FILE_LOCK_PATIENCE_SECONDS``) while another process still
+    holds DuckDB's own lock on it."""
+    deadline = time.monotonic() + FILE_LOCK_PATIENCE_SECONDS
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only, config=settings.duckdb_config())
+        except duckdb.IOException as error:
+            if "lock" not in str(error).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def fetch_value(conn: duckdb.DuckDBPyConnection, sql: str, params: list | None = None):

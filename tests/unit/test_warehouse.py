@@ -36,3 +36,24 @@ def test_compact_leaves_no_erased_value_in_the_file(tmp_path):
         conn.execute("insert into privacy.tombstones values ('a') on conflict do nothing")
         assert conn.execute("select count(*) from privacy.tombstones").fetchone()[0] == 1
     assert not list(tmp_path.glob(".compact-*"))
+
+
+def test_a_connection_waits_for_a_process_that_still_holds_the_file(tmp_path):
+    """A dbt killed with its run dies a moment after the run released the writer lock: the next run
+    used to fail at once on DuckDB's 'Conflicting lock'."""
+    import subprocess
+    import sys
+    import time
+
+    from orchestration.warehouse import connect
+
+    database = tmp_path / "identity_warehouse.duckdb"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); c.execute('create table t as select 1 as x'); "
+        "print('open', flush=True); time.sleep(2)"), str(database)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "open"
+    started = time.monotonic()
+    with connect(database) as conn:
+        assert conn.execute("select x from t").fetchone() == (1,)
+    assert 0.5 < time.monotonic() - started < 30
+    holder.wait(timeout=30)
