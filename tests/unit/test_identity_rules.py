@@ -17,9 +17,9 @@ SHIPPED = settings.identity_rules()
 # A project's own types beside the shipped ones: every kind of source, a header to snake_case.
 CUSTOM = {"identifier_types": {
     **SHIPPED["identifier_types"],
-    "crm_id": {"normalize": "lower", "sources": ["traits.crm_id", "column.crm_id"]},
+    "crm_id": {"normalize": "lower", "sources": ["traits.crm_id", "column.crm_id", "column.CRM ID"]},
     "device_id": {"sources": ["context.device.id", "anonymousId"]},
-    "work_email": {"normalize": "email", "sources": ["column.work_email", "context.traits.work_email"]},
+    "work_email": {"normalize": "email", "sources": ["column.Work E-Mail", "context.traits.work_email"]},
 }}
 RULE_SETS = {"shipped": SHIPPED, "custom": CUSTOM}
 
@@ -36,6 +36,7 @@ ENV = jinja2.Environment(extensions=["jinja2.ext.do"])
 RULES_MACROS = ENV.from_string((DBT / "macros/identity/rules.sql").read_text(), globals={
     "json_get_string": lambda expr, path: f"json_extract_string({expr}, '{path}')",
     "exceptions": types.SimpleNamespace(raise_compiler_error=_raise),
+    "modules": types.SimpleNamespace(re=re),
 }).module
 
 
@@ -138,8 +139,8 @@ def test_the_shipped_rules_fields():
 
 def test_custom_sources_and_headers():
     rules = IdentityRules.parse(CUSTOM)
-    assert rules.types["crm_id"].contact_columns == ("crm_id",)
-    assert rules.types["work_email"].contact_columns == ("work_email",)
+    assert rules.types["crm_id"].contact_columns == ("crm_id",)  # column.crm_id and column.CRM ID: one column
+    assert rules.types["work_email"].contact_columns == ("work_e_mail",)
     assert rules.types["device_id"].message_paths == ("$.context.device.id", "$.anonymousId")
     assert rules.types["crm_id"].reads_trait("crm_id") and not rules.types["device_id"].reads_trait("device_id")
 
