@@ -181,11 +181,13 @@ def _add_source(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from orchestration.add_source import plan_source, scaffold
+    from orchestration.identity_rules import IdentityRules
 
     overrides = dict(item.split("=", 1) for item in args.identifier)
     sample = Path(args.sample)
     try:
-        plan = plan_source(args.name, sample, list(settings.identity_rules()["identifier_types"]), overrides,
+        types = IdentityRules.parse(settings.identity_rules()).types
+        plan = plan_source(args.name, sample, list(types), overrides,
                            args.message_id, args.event_name, args.timestamp)
         command = "identity-warehouse add-source " + shlex.join([args.name, sample.name, *(
             f"--identifier={item}" for item in args.identifier)])
@@ -194,7 +196,6 @@ def _add_source(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as error:
         print(f"ERROR: {error}", file=sys.stderr)
         return 1
-    rules = settings.identity_rules()["identifier_types"]
     print(f"landing source '{plan.name}' ({plan.format}); identifiers: "
           + ", ".join(f"{field} → {kind}" for field, kind in plan.identifiers.items()))
     print(f"  message id: {plan.message_id or '(derived from the content)'}; event name: "
@@ -203,11 +204,11 @@ def _add_source(args: argparse.Namespace) -> int:
         shown = path.relative_to(settings.PROJECT_ROOT) if path.is_relative_to(settings.PROJECT_ROOT) else path
         print(f"  wrote {shown}")
     for kind in sorted(set(plan.identifiers.values()) - {"user_id", "anonymous_id"}):
-        if kind not in rules:
+        if kind not in types:
             print(f"NOTE: '{kind}' is not an identifier type yet: add it to vars: identity_rules: identifier_types "
                   f"in dbt_project.yml, e.g.\n    {kind}: {{priority: 2, max_per_profile: 1, normalize: lower, "
                   f"sources: [traits.{kind}]}}")
-        elif f"traits.{kind}" not in rules[kind].get("sources", []):
+        elif not types[kind].reads_trait(kind):
             print(f"NOTE: add traits.{kind} to the sources of identifier type '{kind}' in dbt_project.yml")
     print("next: `make run` (or `identity-warehouse run`), then "
           f"`identity-warehouse lookup VALUE` for one of its identifiers")

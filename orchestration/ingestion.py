@@ -18,7 +18,6 @@ import csv
 import hashlib
 import itertools
 import os
-import re
 import tempfile
 import zlib
 from collections import Counter
@@ -32,6 +31,7 @@ import duckdb
 from isal import isal_zlib
 
 from orchestration import landing_sources
+from orchestration.identity_rules import CONTACT_COLUMNS, PREVIOUS_ID_PATH, IdentityRules, snake_case
 from orchestration.landing_sources import LandingSource
 from orchestration.warehouse import quote_identifier, quote_literal
 
@@ -63,19 +63,13 @@ class IdentityFields:
     contact_columns: tuple[str, ...] = ()
 
     @classmethod
-    def from_rules(cls, rules: dict) -> "IdentityFields":
-        """The fields the identity rules read (``sources`` of every identifier type, custom ones included)."""
-        paths = ["$.anonymousId", "$.userId", "$.previousId"]
-        columns = []
-        for rule in rules.get("identifier_types", {}).values():
-            for source in rule.get("sources", []):
-                kind, _, path = source.partition(".")
-                if kind == "traits":
-                    paths += [f"$.traits.{path}", f"$.context.traits.{path}"]
-                elif kind == "context":
-                    paths.append(f"$.context.{path}")
-                elif kind == "column" and path not in ("email", "phone"):
-                    columns.append(snake_case(path))
+    def from_rules(cls, rules: "dict | IdentityRules") -> "IdentityFields":
+        """The fields the identity rules read (identity_rules.py: every identifier type, custom ones
+        included), and a message's ids whatever the rules say."""
+        rules = IdentityRules.parse(rules)
+        paths = ["$.anonymousId", "$.userId", PREVIOUS_ID_PATH, *(p for _, p in rules.message_fields())]
+        # The list's e-mail and phone columns always count (EMAIL_COLUMNS, PHONE_COLUMNS).
+        columns = [c for _, c in rules.contact_fields() if c not in CONTACT_COLUMNS]
         return cls(tuple(dict.fromkeys(paths)), tuple(dict.fromkeys(columns)))
 
 _MESSAGE_COLUMNS = """
@@ -618,10 +612,6 @@ UNREADABLE_GZIP = (OSError, EOFError, zlib.error, isal_zlib.error)
 # ---------------------------------------------------------------------------------------------
 # Contact lists (CSV)
 # ---------------------------------------------------------------------------------------------
-
-
-def snake_case(name: str) -> str:
-    return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_") or "column"
 
 
 def _pick(columns: list[str], candidates: tuple[str, ...]) -> str | None:

@@ -26,6 +26,7 @@ from pathlib import Path
 import duckdb
 
 from orchestration import settings
+from orchestration.identity_rules import IdentityRules
 from orchestration.locking import writer_lock
 from orchestration.privacy import normalize_sql
 
@@ -102,13 +103,13 @@ def candidates_sql(rules: dict, identifier_type: str | None = None) -> tuple[str
     ``identifier_type``'s; with its parameters but the value."""
     if identifier_type is not None:
         identifier_type = check_type(identifier_type, rules)
-    types = [identifier_type] if identifier_type else list(rules["identifier_types"])
+    parsed = IdentityRules.parse(rules)
+    types = [identifier_type] if identifier_type else list(parsed.types)
     params, selects = {}, []
     for i, name in enumerate(types):
         params[f"type_{i}"] = name
-        method = rules["identifier_types"][name].get("normalize", "id")
         selects.append(f"select $type_{i}::varchar as identifier_type, "
-                       f"{normalize_sql(method, '$value::varchar', rules)} as identifier_value")
+                       f"{normalize_sql(parsed.normalize(name), '$value::varchar', parsed.raw)} as identifier_value")
     return " union all ".join(selects), params
 
 

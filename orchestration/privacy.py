@@ -38,6 +38,7 @@ import duckdb
 import yaml
 
 from orchestration import erasure
+from orchestration.identity_rules import IdentityRules
 from orchestration.warehouse import quote_literal, table_exists
 
 ACTIONS = ("export", "delete", "lock", "unlock")
@@ -192,17 +193,20 @@ def normalize_sql(method: str, expr: str, rules: dict) -> str:
     end)"""
 
 
-def normalize_by_type_sql(type_expr: str, value_expr: str, rules: dict) -> str:
+def normalize_by_type_sql(type_expr: str, value_expr: str, rules: "dict | IdentityRules") -> str:
+    rules = IdentityRules.parse(rules)
     branches = "".join(
-        f" when {quote_literal(name)} then {normalize_sql(rule.get('normalize', 'id'), value_expr, rules)}"
-        for name, rule in rules["identifier_types"].items()
+        f" when {quote_literal(name)} then {normalize_sql(rule.normalize, value_expr, rules.raw)}"
+        for name, rule in rules.types.items()
     )
     return f"(case {type_expr}{branches} else trim({value_expr}) end)"
 
 
-def normalize_identifier(conn: duckdb.DuckDBPyConnection, rules: dict, identifier_type: str, value: str) -> str | None:
-    method = rules["identifier_types"][identifier_type].get("normalize", "id")
-    return conn.execute(f"select {normalize_sql(method, 'v', rules)} from (select ?::varchar as v)", [value]).fetchone()[0]
+def normalize_identifier(conn: duckdb.DuckDBPyConnection, rules: "dict | IdentityRules", identifier_type: str,
+                         value: str) -> str | None:
+    rules = IdentityRules.parse(rules)
+    sql = normalize_sql(rules.normalize(identifier_type), "v", rules.raw)
+    return conn.execute(f"select {sql} from (select ?::varchar as v)", [value]).fetchone()[0]
 
 
 # ---------------------------------------------------------------------------------------------

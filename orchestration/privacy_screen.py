@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from orchestration.identity_rules import CONTACT_COLUMNS, IdentityRules
 from orchestration.landing_sources import LandingSource
 from orchestration.privacy import (ERASED_REASON, LOCKED_REASON, create_privacy_tables, hash_sql,
                                    normalize_by_type_sql)
@@ -22,44 +23,25 @@ from orchestration.warehouse import quote_literal
 QUOTED_TOKENS = "regexp_extract_all(line, '\"([^\"\\\\]{1,320})\"', 1)"
 
 
-def message_fields(rules: dict) -> list[tuple[str, str]]:
+def message_fields(rules: "dict | IdentityRules") -> list[tuple[str, str]]:
     """(identifier type, JSON path) of every place a Segment message can carry an identifier."""
-    fields = [(t, "$.previousId") for t in ("user_id", "anonymous_id") if t in rules["identifier_types"]]
-    for name, rule in rules["identifier_types"].items():
-        for source in rule.get("sources", []):
-            kind, _, path = source.partition(".")
-            if source in ("userId", "anonymousId"):
-                fields.append((name, f"$.{source}"))
-            elif kind == "traits":
-                fields += [(name, f"$.traits.{path}"), (name, f"$.context.traits.{path}")]
-            elif kind == "context":
-                fields.append((name, f"$.context.{path}"))
-    return list(dict.fromkeys(fields))
+    return IdentityRules.parse(rules).message_fields()
 
 
-def contact_fields(rules: dict) -> list[tuple[str, str]]:
+def contact_fields(rules: "dict | IdentityRules") -> list[tuple[str, str]]:
     """(identifier type, SQL on ``landing_contacts``) of every contact-list column an identity rule reads."""
-    from orchestration.ingestion import snake_case
-
-    fields = []
-    for name, rule in rules["identifier_types"].items():
-        for source in rule.get("sources", []):
-            kind, _, column = source.partition(".")
-            if kind != "column":
-                continue
-            column = snake_case(column)
-            expr = column if column in ("email", "phone") else f"json_extract_string(traits, {quote_literal('$.' + column)})"
-            fields.append((name, expr))
-    return fields
+    return [(name, column if column in CONTACT_COLUMNS else
+             f"json_extract_string(traits, {quote_literal('$.' + column)})")
+            for name, column in IdentityRules.parse(rules).contact_fields()]
 
 
 @dataclass
 class PrivacyScreen:
     salt: str
-    rules: dict
+    rules: IdentityRules
 
     @classmethod
-    def load(cls, conn, salt: str, rules: dict) -> "PrivacyScreen | None":
+    def load(cls, conn, salt: str, rules: "dict | IdentityRules") -> "PrivacyScreen | None":
         """The screen, or None when nothing is erased or locked (the usual case: no cost)."""
         create_privacy_tables(conn)
         conn.execute(
@@ -73,7 +55,7 @@ class PrivacyScreen:
         if not conn.execute("select count(*) from privacy_screen").fetchone()[0]:
             conn.execute("drop table privacy_screen")
             return None
-        return cls(salt, rules)
+        return cls(salt, IdentityRules.parse(rules))
 
     def _hits_sql(self, identifiers_sql: str) -> str:
         """Per line, the strongest reason among its identifiers (erased before locked)."""
@@ -101,7 +83,7 @@ class PrivacyScreen:
         return Counter()
 
     def _tokens_sql(self, table: str, where: str) -> str:
-        types = ", ".join(quote_literal(t) for t in self.rules["identifier_types"])
+        types = ", ".join(quote_literal(t) for t in self.rules.types)
         return f"""
             select line_number, unnest([{types}]) as identifier_type, raw_value
             from (select line_number, unnest({QUOTED_TOKENS}) as raw_value from {table} where {where})
@@ -113,7 +95,7 @@ class PrivacyScreen:
         if fields:
             structs = ", ".join(
                 f"{{identifier_type: {quote_literal(t)}, raw_value: json_extract_string(line, {quote_literal(p)})}}"
-                for t, p in fields if t in self.rules["identifier_types"])
+                for t, p in fields if t in self.rules.types)
             identifiers = f"select line_number, unnest([{structs}], recursive := true) from {table} where {accepted}"
         else:
             identifiers = self._tokens_sql(table, accepted)

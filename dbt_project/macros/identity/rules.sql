@@ -46,10 +46,13 @@
         case when source <> 'contacts' then {{ json_get_string('traits', '$.' ~ path) }} end
     {%- elif kind == 'context' -%}
         {{ json_get_string('context', '$.' ~ path) }}
-    {%- elif source == 'column.email' -%} contact_email
-    {%- elif source == 'column.phone' -%} contact_phone
     {%- elif kind == 'column' -%}
-        case when source = 'contacts' then {{ json_get_string('traits', '$.' ~ path) }} end
+        {#- a header as ingestion keys it, snake_cased (identity_rules.snake_case): `column.CRM ID` is crm_id -#}
+        {%- set column = modules.re.sub('[^0-9a-z]+', '_', path.strip().lower()).strip('_') or 'column' -%}
+        {%- if column == 'email' -%} contact_email
+        {%- elif column == 'phone' -%} contact_phone
+        {%- else -%} case when source = 'contacts' then {{ json_get_string('traits', '$.' ~ column) }} end
+        {%- endif -%}
     {%- else -%}
         {{ exceptions.raise_compiler_error("identity_rules: unknown identifier source '" ~ source ~ "'") }}
     {%- endif -%}
