@@ -15,20 +15,47 @@ def _run(args: argparse.Namespace) -> int:
     from orchestration.console import quiet_stdout, verbose
     from orchestration.locking import writer_lock
 
+    try:
+        dbt_vars = _parse_vars(args.vars)
+    except ValueError as error:
+        print(f"ERROR: --vars: {error}", file=sys.stderr)
+        return 1
     if args.target == "spark":
-        return _run_spark(args)
+        return _run_spark(dbt_vars)
     print(f"landing folder: {settings.landing_dir()}\nwarehouse:      {settings.duckdb_path()}", flush=True)
     # dbt's line per model and test stays in the run's log in the UI, not on the console
     with nullcontext() if args.verbose or verbose() else quiet_stdout():
         with writer_lock(settings.duckdb_path()):  # the run and its summary, before another run starts
-            return _run_and_summarise()
+            return _run_and_summarise(dbt_vars)
 
 
-def _run_and_summarise() -> int:
+def _parse_vars(text: str | None) -> dict:
+    """``--vars``: dbt vars as a YAML or JSON object (as dbt takes them), checked as the job checks
+    them (``as_of`` a date or timestamp)."""
+    import yaml
+
+    from orchestration.dbt_args import check_vars
+
+    if not text:
+        return {}
+    example = "expected an object, e.g. '{\"as_of\": \"2024-06-01\"}'"
+    try:
+        dbt_vars = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ValueError(example) from None
+    if not isinstance(dbt_vars, dict):
+        raise ValueError(example)
+    dbt_vars = json.loads(json.dumps(dbt_vars, default=str))  # a YAML date becomes its text, as dbt reads it
+    check_vars(dbt_vars)
+    return dbt_vars
+
+
+def _run_and_summarise(dbt_vars: dict | None = None) -> int:
     from orchestration.runner import run_build_warehouse
     from orchestration.warehouse import connect
 
-    outcome = run_build_warehouse()
+    run_config = {"ops": {"identity_warehouse_dbt_models": {"config": {"dbt_vars": dbt_vars}}}} if dbt_vars else None
+    outcome = run_build_warehouse(run_config=run_config)
     if outcome.success:
         with connect(settings.duckdb_path(), read_only=True) as conn:
             rows = conn.execute(
@@ -56,7 +83,7 @@ def _run_and_summarise() -> int:
     return 0 if outcome.ok else 1
 
 
-def _run_spark(args: argparse.Namespace) -> int:
+def _run_spark(dbt_vars: dict) -> int:
     """The same project on Apache Spark (the `spark` target of profiles.yml): the landing files go
     through the ingestion into DUCKDB_PATH's raw tables, which are landed in Spark, then dbt builds
     and tests everything there (see orchestration/spark.py)."""
@@ -70,7 +97,7 @@ def _run_spark(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         with writer_lock(settings.duckdb_path()):
-            seconds, counts = spark.run(dbt_vars=json.loads(args.vars) if args.vars else None)
+            seconds, counts = spark.run(dbt_vars=dbt_vars or None)
     except spark.SparkRunError as error:
         print(f"ERROR: {error}", file=sys.stderr)
         return 1
@@ -222,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--target", choices=["duckdb", "spark"], default="duckdb",
                      help="the warehouse: duckdb (the Dagster job, default) or spark (dbt-spark, profiles.yml's "
                      "`spark` target: lands the raw tables in Spark and runs dbt build there)")
-    run.add_argument("--vars", help="dbt vars for the Spark build, as JSON (e.g. '{\"as_of\": \"2024-06-01\"}')")
+    run.add_argument("--vars", help="dbt vars for the build, a YAML or JSON object (e.g. '{as_of: 2024-06-01}' "
+                     "computes traits and audiences as of that day)")
     run.add_argument("-v", "--verbose", action="store_true",
                      help="show dbt's line for every model and test (also IDENTITY_WAREHOUSE_VERBOSE=1); by default "
                      "the console shows a line per step, warnings and errors in full, and the summary")
