@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
 
 from orchestration.warehouse import quote_identifier as _q
 from orchestration.warehouse import quote_literal, table_exists
@@ -43,18 +42,6 @@ LINE_KEY = ("load_id", "line_number")
 SAMPLED_IDENTIFIERS = (("neighbour_type", "first_neighbour"), ("neighbour_type", "last_neighbour"))
 # A quoted string of a rejected line (the screen reads the same tokens).
 QUOTED_TOKEN_PATTERN = r'"([^"\\]{1,320})"'
-
-
-@dataclass
-class Erasure:
-    rows_by_table: Counter = field(default_factory=Counter)
-    profiles: int = 0
-    identifiers: int = 0
-    files_scrubbed: int = 0
-
-    @property
-    def rows(self) -> int:
-        return sum(self.rows_by_table.values())
 
 
 def _columns(conn) -> dict[tuple[str, str], set[str]]:
@@ -196,10 +183,11 @@ def erase_rows(conn, identifier_types: list[str], normalize) -> dict[str, Counte
         if not selects:
             continue
         conn.execute(f"create or replace temp table erase_matches as select distinct * from ({' union all '.join(selects)})")
-        for request_id, rows in conn.execute("select request_id, count(*) from erase_matches group by 1").fetchall():
-            by_request[request_id][f"{schema}.{table}"] = rows
-        if not conn.execute("select count(*) from erase_matches").fetchone()[0]:
+        counts = conn.execute("select request_id, count(*) from erase_matches group by 1").fetchall()
+        if not counts:
             continue
+        for request_id, rows in counts:
+            by_request[request_id][f"{schema}.{table}"] = rows
         if schema == "raw" and set(LINE_KEY) <= columns:
             kind = "rejected_lines" if table == "rejected_records" else "accepted_lines"
             other = "accepted_lines" if kind == "rejected_lines" else "rejected_lines"
