@@ -41,11 +41,11 @@ test-fast: $(INSTALLED)
 
 ## The Dagster UI on http://127.0.0.1:3000 (same project, same DuckDB file as `make run`).
 ui: $(INSTALLED)
-	$(VENV)/bin/dagster dev -m orchestration.definitions -h 127.0.0.1 -p 3000
+	$(VENV)/bin/dagster dev -m orchestration.location.definitions -h 127.0.0.1 -p 3000
 
 ## dbt's documentation site for analysts on http://127.0.0.1:8080.
 docs: $(INSTALLED)
-	$(VENV)/bin/python -c 'from orchestration.project import prepare_manifest; prepare_manifest()'
+	$(VENV)/bin/python -c 'from orchestration.location.project import prepare_manifest; prepare_manifest()'
 	cd dbt_project && ../$(VENV)/bin/dbt docs generate --profiles-dir .. && ../$(VENV)/bin/dbt docs serve --profiles-dir .. --host 127.0.0.1 --port 8080
 
 ## The benchmarks (not tests): the real job on generated people at scale, and the identity graph

@@ -21,7 +21,7 @@ from pathlib import Path
 from benchmarks import graphs
 from benchmarks.data import generated_landing, landing_with_increment
 from benchmarks.pipeline import STAGES, RunMeasurement, run_pipeline
-from orchestration import settings
+from orchestration.core import settings
 
 RESULTS_DIR = settings.PROJECT_ROOT / "benchmarks" / "results"
 GIB = 1024 ** 3

@@ -8,7 +8,7 @@ import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from orchestration.generator import write_landing
+from orchestration.identity.generator import write_landing
 
 BASE_SEED = 100
 

@@ -39,7 +39,9 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from orchestration import settings, warehouse
+from orchestration.core import settings
+
+from orchestration.core import warehouse
 
 BENCH_SCHEMA = "bench"
 # DuckDB names the database after the file's stem: it must not be the schema's name.
@@ -209,7 +211,7 @@ def _assignment(bench_file: Path, sql: str) -> tuple[np.ndarray, np.ndarray]:
 
 def prepare_dbt_project() -> None:
     """The trait and audience YAML become models before dbt can parse the project (as the job does)."""
-    from orchestration.computed_compiler import compile_definitions
+    from orchestration.computed.compiler import compile_definitions
 
     compile_definitions(settings.DBT_PROJECT_DIR)
 

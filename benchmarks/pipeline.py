@@ -23,8 +23,8 @@ from pathlib import Path
 
 import psutil
 
-from orchestration import settings
-from orchestration.project import build_folder
+from orchestration.core import settings
+from orchestration.location.project import build_folder
 
 # Stages in pipeline order; a dbt node goes to the first stage whose rule matches it.
 STAGES = ["ingest", "staging", "identifiers and edges", "identity graph", "profiles", "traits", "audiences",

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 
-from orchestration import settings
+from orchestration.core import settings
 
 SEEDS = settings.SAMPLE_LANDING_DIR
 WAREHOUSE_FILE_NAME = settings.DEFAULT_DUCKDB_PATH.name  # dbt names the database after the file stem
@@ -34,6 +34,6 @@ def environment(**values: os.PathLike | str) -> Iterator[None]:
 
 def pytest_sessionstart(session):
     """Build the dbt manifest before any module imports the dbt assets (collection comes first)."""
-    from orchestration.project import prepare_manifest
+    from orchestration.location.project import prepare_manifest
 
     prepare_manifest()

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration import settings
+from orchestration.core import settings
 from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME
 
 pytestmark = pytest.mark.e2e
@@ -100,12 +100,12 @@ def dagster_server(tmp_path_factory):
     dagster = str(Path(sys.executable).with_name("dagster"))
     # The sensor would start a run as soon as the daemon sees the landing files: the run under test
     # is the one launched by clicking.
-    subprocess.run([dagster, "sensor", "stop", "new_landing_files_sensor", "-m", "orchestration.definitions"],
+    subprocess.run([dagster, "sensor", "stop", "new_landing_files_sensor", "-m", "orchestration.location.definitions"],
                    cwd=settings.PROJECT_ROOT, env=env, check=True, capture_output=True, timeout=300)
     port = _free_port()
     log = root / "dagster-dev.log"
     with log.open("w") as log_file:
-        process = subprocess.Popen([dagster, "dev", "-m", "orchestration.definitions", "-h", "127.0.0.1", "-p", str(port)],
+        process = subprocess.Popen([dagster, "dev", "-m", "orchestration.location.definitions", "-h", "127.0.0.1", "-p", str(port)],
                                    cwd=settings.PROJECT_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     server = DagsterServer(f"http://127.0.0.1:{port}", process, log)

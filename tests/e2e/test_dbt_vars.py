@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from orchestration import settings
+from orchestration.core import settings
 from tests.conftest import WAREHOUSE_FILE_NAME, environment
 
 pytestmark = pytest.mark.e2e

@@ -32,8 +32,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration.generator import write_landing
-from orchestration.runner import run_build_warehouse
+from orchestration.identity.generator import write_landing
+from orchestration.location.runner import run_build_warehouse
 from tests.conftest import WAREHOUSE_FILE_NAME, environment
 
 pytestmark = pytest.mark.e2e

@@ -12,7 +12,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from orchestration.runner import run_build_warehouse
+from orchestration.location.runner import run_build_warehouse
 from tests.conftest import WAREHOUSE_FILE_NAME, environment
 
 pytestmark = pytest.mark.e2e
@@ -182,7 +182,7 @@ def test_file_order_and_the_split_into_runs_change_nothing(scenarios):
 
 
 def test_explain_walks_the_links_with_their_evidence(scenarios, capfd):
-    from orchestration.cli import main
+    from orchestration.cli.main import main
 
     with environment(DUCKDB_PATH=scenarios["database"]):
         assert main(["explain", "anonymous_id:hh-parent-phone", "user_id:hh-parent"]) == 0

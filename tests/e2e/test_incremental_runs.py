@@ -25,8 +25,8 @@ import duckdb
 import pandas as pd
 import pytest
 
-from orchestration.project import build_folder
-from orchestration.runner import run_build_warehouse
+from orchestration.location.project import build_folder
+from orchestration.location.runner import run_build_warehouse
 from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME, environment
 
 pytestmark = pytest.mark.e2e

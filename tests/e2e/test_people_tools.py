@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration import settings
+from orchestration.core import settings
 from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME, environment
 from tests.e2e.conftest import SampleRuns
 
@@ -180,7 +180,7 @@ def warehouse_state(database: Path) -> dict:
 
 def in_process(*args: str, capsys) -> tuple[int, str, str]:
     """The command as main() runs it: any exception (a traceback on the command line) fails the test."""
-    from orchestration.cli import main
+    from orchestration.cli.main import main
 
     code = main(list(args))
     captured = capsys.readouterr()
@@ -282,7 +282,7 @@ def test_lookup_writes_its_graph_owner_only_beside_the_warehouse(sample_runs: Sa
 
 def test_lookup_during_a_run_waits_for_the_run(sample_runs: SampleRuns):
     """A run holds the writer lock and the file; the lookup says it waits, then answers."""
-    from orchestration.locking import writer_lock
+    from orchestration.core.locking import writer_lock
 
     with writer_lock(sample_runs.database):
         writer = duckdb.connect(str(sample_runs.database))  # as a run's step has it open
@@ -303,7 +303,7 @@ def test_lookup_and_explain_normalise_as_the_dbt_macros(sample_runs: SampleRuns)
     """The analysts' dbt macros (normalize_identifier, find_identifiers_sql) and the Python path
     give the same answers on a corpus: one dbt compile renders the macros' SQL (the corpus values
     stay out of dbt's arguments), DuckDB runs it with the values bound."""
-    from orchestration.lookup import normalized, resolve
+    from orchestration.people.lookup import normalized, resolve
 
     rules = settings.identity_rules()
     types = list(rules["identifier_types"])

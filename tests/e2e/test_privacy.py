@@ -22,7 +22,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration.runner import JobOutcome, run_build_warehouse
+from orchestration.location.runner import JobOutcome, run_build_warehouse
 from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME, environment
 
 pytestmark = pytest.mark.e2e

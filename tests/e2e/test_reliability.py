@@ -27,9 +27,9 @@ import pytest
 import dagster as dg
 import psutil
 
-from orchestration import settings
-from orchestration.ingestion import discover_landing_files
-from orchestration.landing_sources import registered_sources
+from orchestration.core import settings
+from orchestration.landing.ingestion import discover_landing_files
+from orchestration.landing.sources import registered_sources
 from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME
 
 pytestmark = pytest.mark.e2e
@@ -44,7 +44,7 @@ KILL_INSIDE_FILE = 4  # SIGKILL inside the transaction of the 4th file
 # of one file and before its commit.
 KILL_DURING_INGESTION = f"""
 import os, signal, sys
-from orchestration import ingestion
+from orchestration.landing import ingestion
 real_write, calls = ingestion._write_events, []
 def write_then_die(*args):
     result = real_write(*args)
@@ -53,7 +53,7 @@ def write_then_die(*args):
         os.kill(os.getpid(), signal.SIGKILL)
     return result
 ingestion._write_events = write_then_die
-from orchestration.cli import main
+from orchestration.cli.main import main
 sys.exit(main(["run"]))
 """
 KILL_DBT_AFTER = "OK created sql incremental model intermediate.int_profile_ids"
@@ -222,7 +222,7 @@ def test_replaying_every_event_file_under_new_names_twice_changes_no_mart(concur
     """At-least-once delivery: the same messages arrive again in new files (a re-sent batch, a
     restored bucket). Contact lists re-sent under their own name with the same content are skipped;
     under a new name a list is a new list, by design, so only event files are replayed here."""
-    from orchestration.runner import run_build_warehouse
+    from orchestration.location.runner import run_build_warehouse
     from tests.conftest import environment
 
     landing = tmp_path_factory.mktemp("replay_landing")
@@ -250,7 +250,7 @@ def test_a_failed_dbt_build_leaves_the_warehouse_file_free(tmp_path):
     step, the command line's summary need it)."""
     import dagster as dg
 
-    from orchestration.runner import run_build_warehouse
+    from orchestration.location.runner import run_build_warehouse
     from tests.conftest import environment
 
     landing = tmp_path / "landing" / "events"

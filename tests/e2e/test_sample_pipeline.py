@@ -8,7 +8,7 @@ from datetime import datetime
 import pandas as pd
 import pytest
 
-from orchestration.accuracy import load_truth
+from orchestration.identity.accuracy import load_truth
 from tests.e2e.conftest import SampleRuns
 
 pytestmark = pytest.mark.e2e

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from orchestration.accuracy import (
+from orchestration.identity.accuracy import (
     all_identifiers_policy,
     anonymous_and_user_id_policy,
     ceiling_policy,

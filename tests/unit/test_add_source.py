@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestration import settings
-from orchestration.add_source import (detect_identifier_type, json_path, plan_source, register_source,
+from orchestration.core import settings
+from orchestration.landing.add_source import (detect_identifier_type, json_path, plan_source, register_source,
                                       render_models_yml, render_sources_yml, render_staging_sql, scaffold)
 
 TYPES = ["user_id", "email", "phone", "anonymous_id", "crm_id"]

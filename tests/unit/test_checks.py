@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from orchestration import checks
+from orchestration.location import checks
 
 RAW_MESSAGES = {"tracks": ["m1", "m1", "m2"], "identifies": ["m3"]}  # m1 landed twice (a redelivery)
 # crm.csv landed twice: only the newer export's records are current.
@@ -89,7 +89,7 @@ def test_a_message_id_with_different_content_is_counted_and_a_plain_redelivery_i
 def test_trait_property_values_that_are_not_of_the_traits_type_are_counted_per_trait(tmp_path):
     import yaml
 
-    from orchestration.computed_schema import load_definitions
+    from orchestration.computed.schema import load_definitions
 
     (tmp_path / "traits.yml").write_text(yaml.safe_dump({"trait_groups": {"g": {"traits": [
         {"name": "revenue", "type": "sum", "event": "Order Completed", "property": "revenue"},

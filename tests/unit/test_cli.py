@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from orchestration import cli, runner
-from orchestration.runner import JobOutcome
+from orchestration.cli import main as cli
+
+from orchestration.location import runner
+from orchestration.location.runner import JobOutcome
 
 
 @pytest.fixture

@@ -1,12 +1,14 @@
-"""Column schema and lineage kept per version of the dbt project (orchestration/column_metadata.py),
-and dagster-dbt's lineage failures as one DEBUG line (orchestration/dbt_event_stream.py)."""
+"""Column schema and lineage kept per version of the dbt project (orchestration/location/column_metadata.py),
+and dagster-dbt's lineage failures as one DEBUG line (orchestration/location/dbt_event_stream.py)."""
 
 import json
 import logging
 
 import dagster as dg
 
-from orchestration import column_metadata, dbt_event_stream
+from orchestration.location import column_metadata
+
+from orchestration.location import dbt_event_stream
 
 PROFILES, EVENTS = dg.AssetKey(["marts", "profiles"]), dg.AssetKey(["marts", "profile_events"])
 SCHEMA = dg.TableSchemaMetadataValue(dg.TableSchema(columns=[dg.TableColumn("profile_id", "VARCHAR")]))

@@ -5,9 +5,9 @@ import re
 import pytest
 import yaml
 
-from orchestration import settings
-from orchestration.computed_compiler import compile_definitions, describe_filter, trait_group_sql, window_edges
-from orchestration.computed_schema import DefinitionError, load_definitions
+from orchestration.core import settings
+from orchestration.computed.compiler import compile_definitions, describe_filter, trait_group_sql, window_edges
+from orchestration.computed.schema import DefinitionError, load_definitions
 
 TRAITS = {"trait_groups": {"commerce": {"traits": [
     {"name": "revenue", "type": "sum", "event": "Order Completed", "property": "revenue"},
@@ -135,7 +135,7 @@ def test_a_property_that_is_not_the_number_a_trait_reads_is_null_not_an_error(tm
     import os
     import subprocess
 
-    from orchestration.computed_compiler import _typed, emit, raw
+    from orchestration.computed.compiler import _typed, emit, raw
 
     values = ["N/A", "12.5", " 7 ", "1e3", ""]
     select = ", ".join(f"{emit(_typed(raw(repr(v)), 'number'))} as v{i}" for i, v in enumerate(values))

@@ -1,4 +1,4 @@
-"""The console of ``identity-warehouse run`` (orchestration/console.py): a line per step and the
+"""The console of ``identity-warehouse run`` (orchestration/cli/console.py): a line per step and the
 summary; dbt's line per model and test stays in the compute log."""
 
 import subprocess
@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from orchestration import console
+from orchestration.cli import console
 
 # Lines of dbt's output in a build of the sample, as dagster-dbt echoes them.
 HIDDEN = [
@@ -51,7 +51,7 @@ def test_the_filter_holds_for_every_writer_of_the_standard_output():
     ``tail`` process); the process's own standard output, as the command line has it."""
     script = f"""
 import subprocess, sys
-from orchestration import console
+from orchestration.cli import console
 print("before")
 with console.quiet_stdout():
     print({HIDDEN[5]!r})

@@ -1,6 +1,6 @@
 import json
 
-from orchestration.dbt_args import dbt_build_args, unit_tests_version
+from orchestration.core.dbt_args import dbt_build_args, unit_tests_version
 
 
 def test_plain_build():

@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from orchestration import dbt_event_stream
+from orchestration.location import dbt_event_stream
 
 
 def slow_input(items, pause):
@@ -54,7 +54,7 @@ def test_an_error_in_the_function_is_raised_where_its_item_is():
 
 
 def test_installed_into_dagster_dbt_when_the_assets_load():
-    import orchestration.assets.dbt  # noqa: F401  (installs it)
+    import orchestration.location.assets.dbt  # noqa: F401  (installs it)
     from dagster_dbt.core import dbt_event_iterator
 
     assert dbt_event_iterator.imap is dbt_event_stream.imap_waiting

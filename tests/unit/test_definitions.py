@@ -3,14 +3,14 @@
 import dagster as dg
 import pytest
 
-from orchestration.assets.dbt import IdentityWarehouseTranslator
-from orchestration.jobs import landing_fingerprint, new_landing_files_sensor
+from orchestration.location.assets.dbt import IdentityWarehouseTranslator
+from orchestration.location.jobs import landing_fingerprint, new_landing_files_sensor
 from tests.conftest import environment
 
 
 @pytest.fixture(scope="module")
 def defs():
-    from orchestration.definitions import defs
+    from orchestration.location.definitions import defs
 
     return defs
 
@@ -98,7 +98,7 @@ def test_privacy_requests_run_after_the_marts_and_before_every_export(defs):
 
 
 def test_column_metadata_is_reused_only_when_every_asset_was_built_from_the_same_project():
-    from orchestration.assets.dbt import PROJECT_FINGERPRINT, latest_metadata, reusable_column_metadata
+    from orchestration.location.assets.dbt import PROJECT_FINGERPRINT, latest_metadata, reusable_column_metadata
 
     instance = dg.DagsterInstance.ephemeral()
     profiles, events = dg.AssetKey(["marts", "profiles"]), dg.AssetKey(["marts", "profile_events"])
@@ -118,7 +118,7 @@ def test_column_metadata_is_reused_only_when_every_asset_was_built_from_the_same
 
 
 def test_unit_tests_are_left_out_only_when_every_asset_passed_them_for_this_version():
-    from orchestration.assets.dbt import UNIT_TESTS_PASSED, latest_metadata, unit_tests_passed
+    from orchestration.location.assets.dbt import UNIT_TESTS_PASSED, latest_metadata, unit_tests_passed
 
     instance = dg.DagsterInstance.ephemeral()
     profiles, events = dg.AssetKey(["marts", "profiles"]), dg.AssetKey(["marts", "profile_events"])
@@ -141,8 +141,8 @@ def test_unit_tests_are_left_out_only_when_every_asset_passed_them_for_this_vers
 def test_the_dbt_version_is_read_from_the_installed_package_not_by_running_dbt():
     from dagster_dbt import DbtCliResource
 
-    from orchestration import settings
-    from orchestration.project import dbt_project, dbt_resource
+    from orchestration.core import settings
+    from orchestration.location.project import dbt_project, dbt_resource
 
     asked = DbtCliResource(project_dir=dbt_project, dbt_executable=settings.DBT_EXECUTABLE)._cli_version  # runs dbt
     assert dbt_resource()._cli_version == asked

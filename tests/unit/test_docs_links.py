@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from orchestration.settings import PROJECT_ROOT
+from orchestration.core.settings import PROJECT_ROOT
 
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 

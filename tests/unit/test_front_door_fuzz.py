@@ -20,7 +20,7 @@ import duckdb
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from orchestration.ingestion import MESSAGE_TABLES, ingest_landing_dir
+from orchestration.landing.ingestion import MESSAGE_TABLES, ingest_landing_dir
 
 TOTALS: Counter = Counter()
 

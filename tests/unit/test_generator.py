@@ -2,7 +2,7 @@ import csv
 import gzip
 import json
 
-from orchestration.generator import Generator, Rates, write_landing
+from orchestration.identity.generator import Generator, Rates, write_landing
 
 
 def test_same_seed_same_people():

@@ -1,4 +1,4 @@
-"""The identity rules read once (orchestration/identity_rules.py): the same fields as the dbt models
+"""The identity rules read once (orchestration/identity/rules.py): the same fields as the dbt models
 read (macros/identity/rules.sql rendered with Jinja, no dbt), and every Python consumer agreeing."""
 
 import re
@@ -7,10 +7,10 @@ import types
 import jinja2
 import pytest
 
-from orchestration import settings
-from orchestration.identity_rules import IdentityRules
-from orchestration.ingestion import IdentityFields
-from orchestration.privacy_screen import contact_fields, message_fields
+from orchestration.core import settings
+from orchestration.identity.rules import IdentityRules
+from orchestration.landing.ingestion import IdentityFields
+from orchestration.privacy.screen import contact_fields, message_fields
 
 DBT = settings.DBT_PROJECT_DIR
 SHIPPED = settings.identity_rules()

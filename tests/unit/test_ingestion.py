@@ -7,8 +7,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration import ingestion
-from orchestration.ingestion import discover_landing_files, ingest_landing_dir
+from orchestration.landing import ingestion
+from orchestration.landing.ingestion import discover_landing_files, ingest_landing_dir
 
 
 def write_jsonl(path: Path, lines: list, gz: bool = False) -> Path:
@@ -262,8 +262,8 @@ def test_discovery_ignores_other_files(tmp_path):
 
 
 def test_identity_fields_follow_the_identity_rules(tmp_path, conn):
-    from orchestration import settings
-    from orchestration.ingestion import IdentityFields
+    from orchestration.core import settings
+    from orchestration.landing.ingestion import IdentityFields
 
     shipped = IdentityFields.from_rules(settings.identity_rules())
     assert set(IdentityFields().message_paths) <= set(shipped.message_paths)  # the defaults are the shipped rules
@@ -475,7 +475,7 @@ def test_a_byte_order_mark_opens_a_file_without_spoiling_its_first_line(tmp_path
 def test_a_csv_wider_than_the_limit_is_rejected_whole_before_duckdb_reads_it(tmp_path, conn, monkeypatch):
     import time
 
-    from orchestration.landing_sources import LandingSource
+    from orchestration.landing.sources import LandingSource
 
     (tmp_path / "contacts").mkdir()
     header = ",".join(["email", *(f"c{i}" for i in range(9_999))])

@@ -5,8 +5,8 @@ import json
 import duckdb
 import pytest
 
-from orchestration.ingestion import discover_landing_files, ingest_landing_dir
-from orchestration.landing_sources import LandingSource, parse_landing_sources, registered_sources
+from orchestration.landing.ingestion import discover_landing_files, ingest_landing_dir
+from orchestration.landing.sources import LandingSource, parse_landing_sources, registered_sources
 
 SNOWPLOW = LandingSource("snowplow", "snowplow", "jsonl", "event_id")
 GYM = LandingSource("gym", "gym", "csv")

@@ -4,12 +4,12 @@ import subprocess
 import sys
 import time
 
-from orchestration.locking import lock_path, writer_lock
+from orchestration.core.locking import lock_path, writer_lock
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from orchestration.locking import writer_lock
+from orchestration.core.locking import writer_lock
 with writer_lock(Path(sys.argv[1])):
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))

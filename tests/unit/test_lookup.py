@@ -8,9 +8,9 @@ from datetime import datetime
 import duckdb
 import pytest
 
-from orchestration import settings
-from orchestration.explain import explain
-from orchestration.lookup import (LookupProblem, ProfileReport, check_type, graph_paths, open_warehouse,
+from orchestration.core import settings
+from orchestration.people.explain import explain
+from orchestration.people.lookup import (LookupProblem, ProfileReport, check_type, graph_paths, open_warehouse,
                                   parse_identifier, parse_lookup_output, render_dot, render_text, resolve,
                                   write_graph)
 from tests.conftest import environment

@@ -9,11 +9,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration import privacy, settings
-from orchestration.ingestion import ingest_landing_dir
-from orchestration.privacy import (PrivacyRequest, identifier_hash, normalize_identifier, process_requests,
+from orchestration.privacy import requests as privacy
+
+from orchestration.core import settings
+from orchestration.landing.ingestion import ingest_landing_dir
+from orchestration.privacy.requests import (PrivacyRequest, identifier_hash, normalize_identifier, process_requests,
                                    read_request_file)
-from orchestration.privacy_screen import PrivacyScreen
+from orchestration.privacy.screen import PrivacyScreen
 from tests.unit.test_ingestion import write_jsonl
 
 RULES = settings.identity_rules()
@@ -170,7 +172,7 @@ def test_an_unreadable_request_file_is_recorded_once_and_set_aside(tmp_path, con
 
 
 def test_exports_hash_personal_columns_once():
-    from orchestration.assets.exports import personal_columns
+    from orchestration.location.assets.exports import personal_columns
 
     assert personal_columns("m", hashed=False) == "m.email, m.phone"
     assert personal_columns("m", hashed=True) == "sha256(m.email) as email_sha256, sha256(m.phone) as phone_sha256"
@@ -191,8 +193,8 @@ def test_pii_flags_from_the_environment_or_the_project(monkeypatch):
 def test_requests_given_as_the_run_configuration_of_the_dagster_asset(tmp_path):
     import dagster as dg
 
-    from orchestration.assets.privacy import process_privacy_requests
-    from orchestration.resources import Warehouse
+    from orchestration.location.assets.privacy import process_privacy_requests
+    from orchestration.location.resources import Warehouse
     from tests.conftest import WAREHOUSE_FILE_NAME, environment
 
     database = tmp_path / WAREHOUSE_FILE_NAME
@@ -332,7 +334,7 @@ def test_a_delete_for_an_identifier_no_one_holds_erases_nothing(tmp_path, conn, 
 
 
 def test_registered_sources_are_screened_by_their_declared_identifiers_or_every_string(tmp_path, conn):
-    from orchestration.landing_sources import LandingSource
+    from orchestration.landing.sources import LandingSource
 
     _tombstone(conn, "user_id", "u1")
     declared = LandingSource("tracker", "tracker", "jsonl", "id", (("who.uid", "user_id"),))

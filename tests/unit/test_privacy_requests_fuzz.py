@@ -21,8 +21,8 @@ import duckdb
 import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
-from orchestration import settings
-from orchestration.privacy import REQUEST_FILE_SUFFIXES, process_requests, read_request_file
+from orchestration.core import settings
+from orchestration.privacy.requests import REQUEST_FILE_SUFFIXES, process_requests, read_request_file
 
 RULES = settings.identity_rules()
 TOTALS: Counter = Counter()

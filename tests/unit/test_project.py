@@ -2,7 +2,7 @@
 
 import os
 
-from orchestration.project import PARTIAL_PARSE_FILE, keep_build_state
+from orchestration.location.project import PARTIAL_PARSE_FILE, keep_build_state
 
 
 def make_build_folder(target, name, mtime, partial_parse=None):

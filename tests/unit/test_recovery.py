@@ -1,5 +1,5 @@
-"""Runs killed without clean-up release what they held: their Dagster pool slots (orchestration/recovery.py),
-their dbt child (orchestration/project.py) and the shared compile folder is never half-written."""
+"""Runs killed without clean-up release what they held: their Dagster pool slots (orchestration/location/recovery.py),
+their dbt child (orchestration/location/project.py) and the shared compile folder is never half-written."""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ import dagster as dg
 import psutil
 import pytest
 
-from orchestration import recovery, settings
-from orchestration.locking import writer_lock
+from orchestration.location import recovery
+
+from orchestration.core import settings
+from orchestration.core.locking import writer_lock
 
 INSTANCE_YAML = settings.PROJECT_ROOT / "dagster_home" / "dagster.yaml"
 
@@ -97,7 +99,7 @@ def test_a_zombie_owner_is_dead():
 # One op in the `duckdb` pool, run as `identity-warehouse run` runs the job (in process, tagged).
 WAITER = """
 import dagster as dg
-from orchestration import recovery
+from orchestration.location import recovery
 recovery.install()
 
 @dg.op(pool="duckdb")
@@ -158,7 +160,7 @@ def test_a_step_waiting_for_a_slot_sleeps_and_takes_it_once_its_holder_is_killed
 # Starts a long child through dagster-dbt's subprocess (as DbtCliInvocation starts dbt), prints its pid.
 STARTS_A_CHILD = """
 import sys, time
-import orchestration.project
+import orchestration.location.project
 from dagster_dbt.core import dbt_cli_invocation
 child = dbt_cli_invocation.subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
 print(child.pid, flush=True)
@@ -182,7 +184,7 @@ def test_dbt_started_by_a_run_dies_with_it():
 HOLDS_THE_LOCK_AND_STARTS_A_CHILD = """
 import subprocess, sys, time
 from pathlib import Path
-from orchestration.locking import writer_lock
+from orchestration.core.locking import writer_lock
 with writer_lock(Path(sys.argv[1])):
     # even asked to keep every descriptor open, the child does not get the lock's
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], close_fds=False)
@@ -210,7 +212,7 @@ def test_the_writer_lock_is_not_held_by_a_child_after_its_parent_dies(tmp_path):
 COMPILES = """
 import sys
 from pathlib import Path
-from orchestration.computed_compiler import compile_definitions
+from orchestration.computed.compiler import compile_definitions
 for _ in range(int(sys.argv[2])):
     compile_definitions(Path(sys.argv[1]))
 """
@@ -231,7 +233,7 @@ def test_compiles_at_the_same_time_from_one_checkout_all_succeed(tmp_path):
 
 
 def test_compiling_leaves_unchanged_models_alone_and_replaces_changed_ones_whole(tmp_path):
-    from orchestration.computed_compiler import compile_definitions
+    from orchestration.computed.compiler import compile_definitions
 
     project = tmp_path / "dbt_project"
     shutil.copytree(settings.DBT_PROJECT_DIR / "definitions", project / "definitions")

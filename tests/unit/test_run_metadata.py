@@ -5,7 +5,7 @@ from datetime import datetime
 import dagster as dg
 import duckdb
 
-from orchestration.run_metadata import (audience_metadata, identity_metadata, markdown_bars, size_distribution,
+from orchestration.location.run_metadata import (audience_metadata, identity_metadata, markdown_bars, size_distribution,
                                         warehouse_metadata)
 
 

@@ -1,4 +1,4 @@
-from orchestration.warehouse import connect
+from orchestration.core.warehouse import connect
 from tests.conftest import environment
 
 
@@ -14,7 +14,7 @@ def test_duckdb_memory_limit_and_spill_folder_come_from_the_environment(tmp_path
 def test_compact_leaves_no_erased_value_in_the_file(tmp_path):
     """DuckDB releases deleted rows' blocks without overwriting them: an erased e-mail stays in the
     file's bytes until the file is compacted."""
-    from orchestration.warehouse import compact, connect
+    from orchestration.core.warehouse import compact, connect
 
     database = tmp_path / "identity_warehouse.duckdb"
     with connect(database) as conn:
@@ -45,7 +45,7 @@ def test_a_connection_waits_for_a_process_that_still_holds_the_file(tmp_path):
     import sys
     import time
 
-    from orchestration.warehouse import connect
+    from orchestration.core.warehouse import connect
 
     database = tmp_path / "identity_warehouse.duckdb"
     holder = subprocess.Popen([sys.executable, "-c", (

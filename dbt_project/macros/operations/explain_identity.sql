@@ -7,7 +7,7 @@
     normalised. With one identifier: its profile and every link inside it with its evidence. With two:
     the shortest chain of links between them, each with the message or contact row that makes it; or,
     when they are two profiles, what kept them apart. Every value reaches the SQL as a string literal.
-    `identity-warehouse explain` runs the same in Python (orchestration/explain.py), without dbt: dbt
+    `identity-warehouse explain` runs the same in Python (orchestration/people/explain.py), without dbt: dbt
     writes a run-operation's arguments into its log (logs/dbt.log). -#}
 {% macro explain_identity(identifier, other=none) %}
     {%- set first = _resolve_identifier(identifier) -%}

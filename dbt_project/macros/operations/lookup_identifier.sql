@@ -19,7 +19,7 @@
     the way int_identifiers normalises (one candidate per identifier type, or only `type`), or as sent.
     `type` must be an identifier type of the identity rules; the value and the type names reach the
     SQL only as string literals. `identity-warehouse lookup` runs the same SQL from Python
-    (orchestration/lookup.py, find_identifiers_sql; the tests keep the two equal). -#}
+    (orchestration/people/lookup.py, find_identifiers_sql; the tests keep the two equal). -#}
 {% macro find_identifiers_sql(value, type=none) %}
     {%- if type is not none and type not in identifier_types() -%}
         {{ exceptions.raise_compiler_error("unknown identifier type (use one of " ~ identifier_types().keys() | join(", ") ~ ")") }}

@@ -1,4 +1,4 @@
-{#- Operations of the `spark` target (orchestration/spark.py runs them through dbt, so they use the
+{#- Operations of the `spark` target (orchestration/spark/build.py runs them through dbt, so they use the
     profile's connection: a local session, a Thrift server or Databricks alike). -#}
 
 {#- The raw tables from Parquet files (the DuckDB landing tables exported by `identity-warehouse

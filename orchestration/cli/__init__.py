@@ -1,0 +1,1 @@
+"""The `identity-warehouse` command line and its quiet console."""

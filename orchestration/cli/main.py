@@ -1,0 +1,305 @@
+"""``identity-warehouse``: the project's command line (``python -m orchestration.cli``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from orchestration.core import settings
+
+
+def _run(args: argparse.Namespace) -> int:
+    from contextlib import nullcontext
+
+    from orchestration.cli.console import quiet_stdout, verbose
+    from orchestration.core.locking import writer_lock
+
+    try:
+        dbt_vars = _parse_vars(args.vars)
+    except ValueError as error:
+        print(f"ERROR: --vars: {error}", file=sys.stderr)
+        return 1
+    if args.target == "spark":
+        return _run_spark(dbt_vars)
+    print(f"landing folder: {settings.landing_dir()}\nwarehouse:      {settings.duckdb_path()}", flush=True)
+    # dbt's line per model and test stays in the run's log in the UI, not on the console
+    with nullcontext() if args.verbose or verbose() else quiet_stdout():
+        with writer_lock(settings.duckdb_path()):  # the run and its summary, before another run starts
+            return _run_and_summarise(dbt_vars)
+
+
+def _parse_vars(text: str | None) -> dict:
+    """``--vars``: dbt vars as a YAML or JSON object (as dbt takes them), checked as the job checks
+    them (``as_of`` a date or timestamp)."""
+    import yaml
+
+    from orchestration.core.dbt_args import check_vars
+
+    if not text:
+        return {}
+    example = "expected an object, e.g. '{\"as_of\": \"2024-06-01\"}'"
+    try:
+        dbt_vars = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ValueError(example) from None
+    if not isinstance(dbt_vars, dict):
+        raise ValueError(example)
+    dbt_vars = json.loads(json.dumps(dbt_vars, default=str))  # a YAML date becomes its text, as dbt reads it
+    check_vars(dbt_vars)
+    return dbt_vars
+
+
+def _run_and_summarise(dbt_vars: dict | None = None) -> int:
+    from orchestration.location.runner import run_build_warehouse
+    from orchestration.core.warehouse import connect
+
+    run_config = {"ops": {"identity_warehouse_dbt_models": {"config": {"dbt_vars": dbt_vars}}}} if dbt_vars else None
+    outcome = run_build_warehouse(run_config=run_config)
+    if outcome.success:
+        with connect(settings.duckdb_path(), read_only=True) as conn:
+            rows = conn.execute(
+                """
+                select
+                    (select count(*) from raw.loaded_files),
+                    (select coalesce(sum(lines_accepted), 0) from raw.loaded_files),
+                    (select count(*) from raw.rejected_records),
+                    (select count(*) from marts.profile_events),
+                    (select count(*) from marts.profile_identifiers),
+                    (select count(*) from marts.profiles),
+                    (select count(*) from marts.profiles where not is_anonymous)
+                """
+            ).fetchone()
+        labels = ["files loaded", "lines accepted", "lines rejected", "profile_events", "profile_identifiers",
+                  "profiles", "known profiles"]
+        for label, value in zip(labels, rows):
+            print(f"{label:>20}: {value}")
+    for check in outcome.warned_checks:
+        print(f"WARNING: check {check} did not pass")
+    for check in outcome.failed_checks:
+        print(f"ERROR: check {check} failed", file=sys.stderr)
+    if not outcome.success:
+        print(f"ERROR: run {outcome.run_id} failed (see the run's logs in the Dagster UI)", file=sys.stderr)
+    return 0 if outcome.ok else 1
+
+
+def _run_spark(dbt_vars: dict) -> int:
+    """The same project on Apache Spark (the `spark` target of profiles.yml): the landing files go
+    through the ingestion into DUCKDB_PATH's raw tables, which are landed in Spark, then dbt builds
+    and tests everything there (see orchestration/spark/build.py)."""
+    import time
+
+    from orchestration.spark import build as spark
+    from orchestration.core.locking import writer_lock
+
+    print(f"landing folder: {settings.landing_dir()}\nlanding tables: {settings.duckdb_path()}\n"
+          f"spark:          {spark.spark_dir()}", flush=True)
+    started = time.monotonic()
+    try:
+        with writer_lock(settings.duckdb_path()):
+            seconds, counts = spark.run(dbt_vars=dbt_vars or None)
+    except spark.SparkRunError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return 1
+    for relation, value in counts.items():
+        print(f"{relation.split('.')[1]:>20}: {value}")
+    print(f"{'seconds':>20}: " + ", ".join(f"{step} {value:.0f}" for step, value in seconds.items())
+          + f", total {time.monotonic() - started:.0f}")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from orchestration.identity.generator import write_landing
+
+    summary = write_landing(Path(args.out), args.people, seed=args.seed, days=args.days, files=args.files,
+                            list_name=args.list_name)
+    print(", ".join(f"{key} {value}" for key, value in summary.items()) + f" → {args.out}")
+    return 0
+
+
+def _accuracy(args: argparse.Namespace) -> int:
+    """Generate people for each seed, run the real job on them, score every policy."""
+    import os
+    from pathlib import Path
+
+    from orchestration.identity.accuracy import evaluate, markdown
+    from orchestration.identity.generator import write_landing
+    from orchestration.location.runner import run_build_warehouse
+
+    workdir = Path(args.workdir).resolve()
+    scores = {}
+    for seed in args.seeds:
+        landing, database = workdir / f"seed-{seed}" / "landing", workdir / f"seed-{seed}" / settings.DEFAULT_DUCKDB_PATH.name
+        if not landing.exists():
+            write_landing(landing, args.people, seed=seed)
+        os.environ.update(LANDING_DIR=str(landing), DUCKDB_PATH=str(database))
+        outcome = run_build_warehouse()
+        if not outcome.ok:
+            print(f"ERROR: the build for seed {seed} failed: {outcome}", file=sys.stderr)
+            return 1
+        scores[f"{args.people:,} people, seed {seed}"] = evaluate(database, landing)
+    table = markdown(scores)
+    print(table)
+    if args.out:
+        Path(args.out).write_text(table + "\n")
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    """Why an identifier is in its profile, or why two are one person (orchestration/people/explain.py:
+    the dbt macro `explain_identity` in Python, read-only, no dbt process)."""
+    from orchestration.people.explain import explain
+    from orchestration.people.lookup import LookupProblem, open_warehouse
+
+    try:
+        rules = settings.identity_rules()
+        with open_warehouse() as conn:
+            lines = explain(conn, args.identifier, args.other, rules)
+    except LookupProblem as problem:
+        print(f"ERROR: {problem}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    return 0
+
+
+def _lookup(args: argparse.Namespace) -> int:
+    """Finds the profile(s) of any identifier and shows them (see orchestration/people/lookup.py)."""
+    from pathlib import Path
+
+    from orchestration.people.lookup import (LookupProblem, open_warehouse, read_profile, render_text, resolve, shown,
+                                      write_graph)
+
+    value, identifier_type = args.value, args.type
+    try:
+        rules = settings.identity_rules()
+        with open_warehouse() as conn:
+            matches = resolve(conn, value, identifier_type, rules)
+            profiles = list(dict.fromkeys(m["profile_id"] for m in matches))
+            reports = [read_profile(conn, p, [m for m in matches if m["profile_id"] == p]) for p in profiles]
+        if not matches:
+            raise LookupProblem(f"no profile holds {shown(value)} (tried it as "
+                                + (f"a {identifier_type.strip()}" if identifier_type else "every identifier type")
+                                + ", normalised and as sent)")
+        for report in reports:
+            print(render_text(report))
+            if not args.no_graph:
+                for path in write_graph(report, Path(args.graph_dir) if args.graph_dir else None):
+                    print(f"graph: {path}")
+    except LookupProblem as problem:
+        print(f"ERROR: {problem}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _compact(args: argparse.Namespace) -> int:
+    """Rewrites the DuckDB file without its free blocks (where erased rows' values linger)."""
+    from orchestration.core.warehouse import compact
+
+    before, after = compact(settings.duckdb_path())
+    print(f"{settings.duckdb_path()}: {before / 1e6:.1f} MB → {after / 1e6:.1f} MB")
+    return 0
+
+
+def _add_source(args: argparse.Namespace) -> int:
+    """Scaffolds a landing source from a sample file (see orchestration/landing/add_source.py)."""
+    import shlex
+    from pathlib import Path
+
+    from orchestration.landing.add_source import plan_source, scaffold
+    from orchestration.identity.rules import IdentityRules
+
+    overrides = dict(item.split("=", 1) for item in args.identifier)
+    sample = Path(args.sample)
+    try:
+        types = IdentityRules.parse(settings.identity_rules()).types
+        plan = plan_source(args.name, sample, list(types), overrides,
+                           args.message_id, args.event_name, args.timestamp)
+        command = "identity-warehouse add-source " + shlex.join([args.name, sample.name, *(
+            f"--identifier={item}" for item in args.identifier)])
+        written = scaffold(plan, settings.DBT_PROJECT_DIR, settings.landing_dir(), sample, command,
+                           copy_sample=not args.no_copy)
+    except (ValueError, OSError) as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return 1
+    print(f"landing source '{plan.name}' ({plan.format}); identifiers: "
+          + ", ".join(f"{field} → {kind}" for field, kind in plan.identifiers.items()))
+    print(f"  message id: {plan.message_id or '(derived from the content)'}; event name: "
+          f"{plan.event_name or repr(plan.name)}; time: {plan.timestamp or '(load time)'}")
+    for path in written:
+        shown = path.relative_to(settings.PROJECT_ROOT) if path.is_relative_to(settings.PROJECT_ROOT) else path
+        print(f"  wrote {shown}")
+    for kind in sorted(set(plan.identifiers.values()) - {"user_id", "anonymous_id"}):
+        if kind not in types:
+            print(f"NOTE: '{kind}' is not an identifier type yet: add it to vars: identity_rules: identifier_types "
+                  f"in dbt_project.yml, e.g.\n    {kind}: {{priority: 2, max_per_profile: 1, normalize: lower, "
+                  f"sources: [traits.{kind}]}}")
+        elif not types[kind].reads_trait(kind):
+            print(f"NOTE: add traits.{kind} to the sources of identifier type '{kind}' in dbt_project.yml")
+    print("next: `make run` (or `identity-warehouse run`), then "
+          f"`identity-warehouse lookup VALUE` for one of its identifiers")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="identity-warehouse", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the main job: land → build → check (LANDING_DIR → DUCKDB_PATH)")
+    run.add_argument("--target", choices=["duckdb", "spark"], default="duckdb",
+                     help="the warehouse: duckdb (the Dagster job, default) or spark (dbt-spark, profiles.yml's "
+                     "`spark` target: lands the raw tables in Spark and runs dbt build there)")
+    run.add_argument("--vars", help="dbt vars for the build, a YAML or JSON object (e.g. '{as_of: 2024-06-01}' "
+                     "computes traits and audiences as of that day)")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="show dbt's line for every model and test (also IDENTITY_WAREHOUSE_VERBOSE=1); by default "
+                     "the console shows a line per step, warnings and errors in full, and the summary")
+    run.set_defaults(handler=_run)
+    gen = commands.add_parser("generate", help="write synthetic landing files (and their ground truth) to a folder")
+    gen.add_argument("--people", type=int, default=300)
+    gen.add_argument("--seed", type=int, default=7)
+    gen.add_argument("--days", type=int, default=30)
+    gen.add_argument("--files", type=int, default=4, help="number of event files to spread the messages over")
+    gen.add_argument("--list-name", default="crm_export", help="name of the contact list file")
+    gen.add_argument("--out", required=True, help="landing folder to write into (events/, contacts/, truth/)")
+    gen.set_defaults(handler=_generate)
+    acc = commands.add_parser("accuracy", help="score identity resolution against generated ground truth")
+    acc.add_argument("--people", type=int, default=10_000)
+    acc.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    acc.add_argument("--workdir", default="data/accuracy", help="where the generated landing data and warehouses go")
+    acc.add_argument("--out", help="also write the markdown table to this file")
+    acc.set_defaults(handler=_accuracy)
+    explain = commands.add_parser("explain", help="why an identifier is in its profile, or why two are one person")
+    explain.add_argument("identifier", help="type:value, e.g. email:dana@example.com, or a bare value as lookup "
+                         "takes it (as sent or normalised)")
+    explain.add_argument("other", nargs="?", help="a second identifier: show the chain of links between the two")
+    explain.set_defaults(handler=_explain)
+    lookup = commands.add_parser("lookup", help="a person's profile from any identifier: identifiers, traits and "
+                                 "their sources, computed traits, audiences, latest events, identity graph")
+    lookup.add_argument("value", help="an e-mail (any case), a phone as typed, a user id, an anonymous id, ...")
+    lookup.add_argument("--type", help="only this identifier type (default: every type of the identity rules)")
+    lookup.add_argument("--graph-dir", help="where the graph is written (DOT, and SVG when Graphviz's dot is "
+                        "installed); default: private/lookups/ beside the warehouse, owner-only")
+    lookup.add_argument("--no-graph", action="store_true", help="print only")
+    lookup.set_defaults(handler=_lookup)
+    compact = commands.add_parser("compact", help="rewrite the DuckDB file with only its live data (a run that "
+                                  "erased people does it itself; see docs/privacy.md)")
+    compact.set_defaults(handler=_compact)
+    add = commands.add_parser("add-source", help="scaffold a new landing source (raw table, staging model, "
+                              "identifier mapping) from a sample CSV/TSV or JSON-lines file")
+    add.add_argument("name", help="the source's name, snake_case (its raw table, folder and staging model)")
+    add.add_argument("sample", help="a sample file: .csv, .tsv or .jsonl")
+    add.add_argument("--identifier", action="append", default=[], metavar="FIELD=TYPE",
+                     help="map a field to an identifier type (email, phone, user_id, anonymous_id or a custom "
+                     "type); TYPE 'none' drops a field detected by its name. Repeatable")
+    add.add_argument("--message-id", help="the field holding a message id (detected: message_id, event_id, ...)")
+    add.add_argument("--event-name", help="the field holding the event name (detected: event, action, ...)")
+    add.add_argument("--timestamp", help="the field holding the event time (detected: *_at, *timestamp, date, ...)")
+    add.add_argument("--no-copy", action="store_true", help="do not copy the sample into LANDING_DIR/<name>/")
+    add.set_defaults(handler=_add_source)
+    args = parser.parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Where things live and how the warehouse is opened: settings (every path resolved once), short-lived DuckDB connections with the one SQL quoting helper, the one-writer lock, and run configuration turned into dbt arguments."""

@@ -1,0 +1,220 @@
+"""The dbt models as Dagster assets, and dbt tests as asset checks."""
+
+
+import importlib.metadata
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import nullcontext
+from datetime import datetime, timezone
+from typing import Any
+
+import dagster as dg
+import duckdb
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+
+from orchestration.location import column_metadata
+
+from orchestration.location import dbt_event_stream
+
+from orchestration.core import settings
+from orchestration.location.assets.landing import DUCKDB_POOL
+from orchestration.core.locking import writer_lock
+from orchestration.core.dbt_args import dbt_build_args, unit_tests_version
+from orchestration.location.project import dbt_project, keep_build_state, manifest_fingerprint, without_adapter_in_process
+from orchestration.location.run_metadata import warehouse_metadata
+from orchestration.core.warehouse import connect
+
+dbt_event_stream.install()  # column metadata without a spinning thread while dbt runs, nor tracebacks
+
+# dbt folder → Dagster group, so the graph reads like the data flow.
+GROUP_BY_FOLDER = {"staging": "staging", "intermediate": "identity", "marts": "profiles", "computed": "traits_and_audiences"}
+
+
+class IdentityWarehouseTranslator(DagsterDbtTranslator):
+    """Keys are ``[schema, name]``; a dbt source is the ``raw`` table the ingestion asset lands."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            return dg.AssetKey(["raw", dbt_resource_props["name"]])
+        return dg.AssetKey([dbt_resource_props["schema"], dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        # dagster-dbt's own choice wins: a model's `meta: {dagster: {group: ...}}` (int_profile_changes,
+        # an intermediate model that sits between the profile marts) or its dbt group; else its folder.
+        folder = dbt_resource_props.get("fqn", [None, None])[1]
+        return super().get_group_name(dbt_resource_props) or GROUP_BY_FOLDER.get(folder, "dbt")
+
+
+class DbtBuildConfig(dg.Config):
+    full_refresh: bool = False
+    dbt_vars: dict[str, Any] = {}
+    # Column schema and column-level lineage on every model: computed once per version of the dbt
+    # project (30-50 s: sqlglot over every model), then carried over (orchestration/location/column_metadata.py).
+    column_metadata: bool = True
+    # dbt unit tests test the SQL on fixtures, not the data: they run when the project, the vars or
+    # dbt's version changed since the selected models were last built with them passing (false), or
+    # in every build (true).
+    always_run_unit_tests: bool = False
+
+
+# The dbt project version a materialization was built from (manifest_fingerprint), and the metadata
+# that follows from the project alone, not from the data.
+PROJECT_FINGERPRINT = "dbt_project_fingerprint"
+COLUMN_METADATA = column_metadata.COLUMN_METADATA
+# The unit_tests_version the model's unit tests passed for: dbt build materializes a model only
+# after its unit tests pass, and a build that leaves them out carries the version on.
+UNIT_TESTS_PASSED = "dbt_unit_tests_passed_for"
+# Whether this build ran the unit tests (UNIT_TESTS_RAN) or left them out (UNIT_TESTS_LEFT_OUT).
+UNIT_TESTS = "dbt_unit_tests"
+UNIT_TESTS_RAN = "run in this build"
+UNIT_TESTS_LEFT_OUT = "not run: passed in an earlier build of this version"
+# The packages a unit test's outcome depends on besides the project (unit_tests_version).
+UNIT_TEST_PACKAGES = ("dbt-core", "dbt-duckdb", "duckdb")
+
+
+def latest_metadata(instance: dg.DagsterInstance, keys: set[dg.AssetKey]) -> dict[dg.AssetKey, Mapping[str, Any]]:
+    """The metadata of each asset's latest materialization ({} if it has none), in one query."""
+    latest = {record.asset_entry.asset_key: record.asset_entry.last_materialization
+              for record in instance.get_asset_records(list(keys))}
+
+    def metadata(entry) -> Mapping[str, Any]:
+        return entry.asset_materialization.metadata if entry and entry.asset_materialization else {}
+    return {key: metadata(latest.get(key)) for key in keys}
+
+
+def reusable_column_metadata(latest: Mapping[dg.AssetKey, Mapping[str, Any]],
+                             fingerprint: str) -> dict[dg.AssetKey, dict] | None:
+    """The column metadata of each asset's latest materialization (``latest_metadata``), when all of
+    them were built from this version of the project; else None (fetch it anew)."""
+    reused = {}
+    for key, metadata in latest.items():
+        recorded = metadata.get(PROJECT_FINGERPRINT)
+        if recorded is None or recorded.value != fingerprint:
+            return None
+        reused[key] = {name: metadata[name] for name in COLUMN_METADATA if name in metadata}
+    return reused
+
+
+def unit_tests_passed(latest: Mapping[dg.AssetKey, Mapping[str, Any]], version: str) -> bool:
+    """Whether the latest materialization of every asset (``latest_metadata``) records that its unit
+    tests passed for ``version``."""
+    def passed_for(metadata: Mapping[str, Any]) -> str | None:
+        recorded = metadata.get(UNIT_TESTS_PASSED)
+        return recorded.value if recorded is not None else None
+    return bool(latest) and all(passed_for(metadata) == version for metadata in latest.values())
+
+
+def installed_versions(packages: tuple[str, ...]) -> dict[str, str]:
+    return {name: importlib.metadata.version(name) for name in packages}
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    dagster_dbt_translator=IdentityWarehouseTranslator(),
+    pool=DUCKDB_POOL,
+)
+def identity_warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: DbtBuildConfig):
+    """``dbt build``: the models of the selection, with their tests as asset checks, column metadata
+    and lineage, and (identity and audience models) what the build did."""
+    # DuckDB: dagster-dbt collects the whole stream before it fetches column metadata (the dbt
+    # process holds the file until it ends); the summaries are read after that, then every event is
+    # yielded with its metadata.
+    build_started_at = datetime.now(timezone.utc).replace(tzinfo=None)  # dbt stamps history rows in UTC
+    fingerprint = manifest_fingerprint()
+    selected = set(context.selected_asset_keys)
+    latest = latest_metadata(context.instance, selected)
+    metadata_file = dbt_project.project_dir / dbt_project.target_path / column_metadata.CACHE_FILE
+    metadata_version = column_metadata.metadata_version(fingerprint)
+    reused, reused_from = None, None
+    if config.column_metadata:
+        reused, reused_from = reusable_column_metadata(latest, fingerprint), "the last materializations"
+        if reused is None:
+            reused, reused_from = column_metadata.load(metadata_file, metadata_version, selected), metadata_file.name
+    fetch_columns = config.column_metadata and reused is None
+    tests_version = unit_tests_version(fingerprint, config.dbt_vars, installed_versions(UNIT_TEST_PACKAGES))
+    run_unit_tests = config.always_run_unit_tests or not unit_tests_passed(latest, tests_version)
+    if not run_unit_tests:
+        context.log.info("dbt unit tests: passed for this version of the project and vars, not run again")
+    with writer_lock(settings.duckdb_path(), context.log.info):  # dbt opens the file itself
+        started = time.monotonic()
+        with nullcontext() if fetch_columns else without_adapter_in_process():
+            build = dbt.cli(dbt_build_args(config.full_refresh, config.dbt_vars, unit_tests=run_unit_tests),
+                            context=context)
+            stream = build.stream()
+        try:
+            if fetch_columns:
+                # dagster-dbt reads the whole stream (dbt ends) before it fetches anything
+                events = list(stream)
+                built = time.monotonic()
+                events = list(stream_with_column_metadata(build, events))
+            else:
+                events = list(stream)
+                built = time.monotonic()
+        finally:  # a failed build too: the checks after it open the file
+            release_dbt_duckdb_handle()
+            keep_build_state(build.target_path, f"{context.op_def.name}-*")
+        if fetch_columns:
+            column_metadata.store(metadata_file, metadata_version, {
+                key: {name: value for name, value in event.metadata.items() if name in COLUMN_METADATA}
+                for event in events if (key := materialized_key(context, event)) is not None})
+        metadata_seconds = time.monotonic() - built
+        context.log.info(f"dbt build: {built - started:.1f} s; column schema and lineage: {metadata_seconds:.1f} s, "
+                         + ("fetched (new version of the dbt project), kept for the next builds" if fetch_columns
+                            else f"unchanged dbt project, carried over from {reused_from}" if reused is not None
+                            else "off (column_metadata: false)"))
+        # the project version is recorded only with the column metadata it vouches for
+        versions = {PROJECT_FINGERPRINT: fingerprint} if config.column_metadata else {}
+        versions.update({UNIT_TESTS_PASSED: tests_version,
+                         UNIT_TESTS: UNIT_TESTS_RAN if run_unit_tests else UNIT_TESTS_LEFT_OUT})
+        yield from with_run_metadata(context, events, build_started_at, versions, reused or {})
+
+
+def release_dbt_duckdb_handle() -> None:
+    """Column metadata is read through dbt-duckdb's adapter inside this process, which keeps the file
+    open with its own configuration: close it, or no other connection (ours, the next dbt run) can
+    open the file."""
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # another warehouse: nothing held here
+        return
+    try:
+        DuckDBConnectionManager.env().close()
+    except Exception:  # no environment was created (nothing was fetched)
+        pass
+    DuckDBConnectionManager.close_all_connections()
+
+
+def stream_with_column_metadata(build, events: list) -> Iterator:
+    """dagster-dbt's ``fetch_column_metadata()`` over events already read from the dbt process."""
+    from dagster_dbt.core.dbt_event_iterator import DbtEventIterator
+
+    return DbtEventIterator(iter(events), build).fetch_column_metadata()
+
+
+def materialized_key(context: dg.AssetExecutionContext, event) -> dg.AssetKey | None:
+    if isinstance(event, dg.Output):
+        return context.asset_key_for_output(event.output_name)
+    return getattr(event, "asset_key", None) if isinstance(event, dg.AssetMaterialization) else None
+
+
+def with_run_metadata(context: dg.AssetExecutionContext, events: list, build_started_at: datetime,
+                      every_asset: Mapping[str, Any], per_asset: Mapping[dg.AssetKey, Mapping[str, Any]]) -> Iterator:
+    """The events with ``every_asset`` and ``per_asset`` metadata, the identity and audience ones with
+    the build's summaries too."""
+    def key_of(event) -> dg.AssetKey | None:
+        return materialized_key(context, event)
+
+    keys = {key for key in map(key_of, events) if key is not None}
+    try:
+        with connect(settings.duckdb_path(), read_only=True) as conn:
+            summaries = warehouse_metadata(conn, keys, build_started_at)
+    except duckdb.Error as error:  # metadata is a nicety: never fail a build over it
+        context.log.warning(f"run metadata not read: {error}")
+        summaries = {}
+    for event in events:
+        key = key_of(event)
+        if key is None:
+            yield event
+            continue
+        yield event.with_metadata({**event.metadata, **every_asset, **per_asset.get(key, {}), **summaries.get(key, {})})

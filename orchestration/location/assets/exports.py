@@ -1,0 +1,113 @@
+"""Audience exports: one asset per audience, writing its members and the changes since the last export."""
+
+from datetime import datetime, timezone
+
+import dagster as dg
+
+from orchestration.core import settings
+from orchestration.core.warehouse import quote_literal
+from orchestration.location.assets.landing import DUCKDB_POOL
+from orchestration.computed.schema import Audience
+from orchestration.location.resources import Warehouse
+from orchestration.core.warehouse import connect
+
+EXPORT_LOG_DDL = """
+create schema if not exists exports;
+create table if not exists exports.audience_exports (
+    audience varchar not null,
+    exported_at timestamp not null,
+    members bigint not null,
+    entered bigint not null,
+    exited bigint not null,
+    folder varchar not null
+)
+"""
+
+
+
+def personal_columns(table: str, hashed: bool, hashed_in_marts: bool = False) -> str:
+    """The e-mail and phone columns, plain or as SHA-256 hex of the normalised value (marts hold
+    normalised values: trimmed lower-case e-mails, E.164 phones), hashed once."""
+    if hashed_in_marts:
+        return f"{table}.email as email_sha256, {table}.phone as phone_sha256"
+    if not hashed:
+        return f"{table}.email, {table}.phone"
+    return f"sha256({table}.email) as email_sha256, sha256({table}.phone) as phone_sha256"
+
+
+def members_sql(audience: Audience, hash_pii: bool = False) -> str:
+    traits = "".join(f", traits.{name}" for name in audience.export_traits)
+    return (
+        f"select members.profile_id, members.user_id, {personal_columns('members', hash_pii, settings.hash_pii_in_marts())}"
+        + traits +
+        " from marts.audience_members as members"
+        " left join marts.profile_traits as traits on traits.profile_id = members.profile_id"
+        f" where members.audience = {quote_literal(audience.name)} order by members.profile_id"
+    )
+
+
+def export_audience(conn, audience: Audience, folder, exported_at: datetime, hash_pii: bool = False) -> dict:
+    """Members as CSV and Parquet, and the entered/exited changes since the previous export as CSV."""
+    conn.execute(EXPORT_LOG_DDL)
+    folder.mkdir(parents=True, exist_ok=True)
+    last = conn.execute(
+        "select max(exported_at) from exports.audience_exports where audience = ?", [audience.name]
+    ).fetchone()[0]
+    members = members_sql(audience, hash_pii)
+    conn.execute(f"copy ({members}) to {quote_literal(str(folder / 'members.csv'))} (format csv, header)")
+    conn.execute(f"copy ({members}) to {quote_literal(str(folder / 'members.parquet'))} (format parquet)")
+    changes = (
+        "select history.change, history.changed_at, history.profile_id, profiles.user_id, "
+        + personal_columns("profiles", hash_pii, settings.hash_pii_in_marts()) +
+        " from marts.audience_membership_history as history"
+        " left join marts.profiles as profiles on profiles.profile_id = history.profile_id"
+        f" where history.audience = {quote_literal(audience.name)}"
+        + (f" and history.changed_at > {quote_literal(last.isoformat(sep=' '))}" if last else "")
+        + " order by history.changed_at, history.change, history.profile_id"
+    )
+    stamp = exported_at.strftime("%Y%m%dT%H%M%S")
+    changes_file = folder / "changes" / f"{stamp}.csv"
+    changes_file.parent.mkdir(exist_ok=True)
+    conn.execute(f"copy ({changes}) to {quote_literal(str(changes_file))} (format csv, header)")
+    counts = conn.execute(
+        f"select count(*) filter (where change = 'entered'), count(*) filter (where change = 'exited') from ({changes})"
+    ).fetchone()
+    member_count = conn.execute(f"select count(*) from ({members})").fetchone()[0]
+    conn.execute(
+        "insert into exports.audience_exports values (?, ?, ?, ?, ?, ?)",
+        [audience.name, exported_at, member_count, counts[0], counts[1], str(folder)],
+    )
+    return {"members": member_count, "entered": counts[0], "exited": counts[1],
+            "members_csv": str(folder / "members.csv"), "members_parquet": str(folder / "members.parquet"),
+            "changes_csv": str(changes_file)}
+
+
+def audience_export_asset(audience: Audience) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=["exports", audience.name],
+        group_name="exports",
+        description=f"Members of '{audience.name}' ({audience.description}) as CSV and Parquet, and the "
+                    "entered/exited changes since the previous export, in EXPORT_DIR/<audience>/.",
+        deps=[dg.AssetKey(["audiences", f"audience__{audience.name}"]),
+              dg.AssetKey(["marts", "audience_membership_history"]),
+              dg.AssetKey(["marts", "audience_members"]),
+              dg.AssetKey(["privacy", "requests"])],  # an erased person is in no export
+        pool=DUCKDB_POOL,
+        kinds={"csv", "parquet"},
+    )
+    def _export(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+        exported_at = datetime.now(timezone.utc).replace(tzinfo=None)
+        with connect(warehouse.database) as conn:
+            result = export_audience(conn, audience, settings.export_dir() / audience.name, exported_at,
+                                     settings.hash_pii_in_exports())
+        context.log.info(f"{audience.name}: {result['members']} members, +{result['entered']} -{result['exited']}")
+        return dg.MaterializeResult(metadata={
+            "dagster/row_count": result["members"],
+            "entered": result["entered"],
+            "exited": result["exited"],
+            "members_csv": dg.MetadataValue.path(result["members_csv"]),
+            "members_parquet": dg.MetadataValue.path(result["members_parquet"]),
+            "changes_csv": dg.MetadataValue.path(result["changes_csv"]),
+        })
+
+    return _export

@@ -1,0 +1,87 @@
+"""Landing files → raw tables: the first step of the asset graph."""
+
+
+import dagster as dg
+
+from orchestration.core import settings
+from orchestration.landing.ingestion import CONTACTS_TABLE, MESSAGE_TABLES, RAW_TABLES, IdentityFields, ingest_landing_dir
+from orchestration.privacy.requests import privacy_salt
+from orchestration.privacy.screen import PrivacyScreen
+from orchestration.landing.sources import registered_sources
+from orchestration.location.resources import Warehouse
+from orchestration.location.run_metadata import markdown_bars
+from orchestration.core.warehouse import connect
+
+DUCKDB_POOL = "duckdb"  # one op at a time holds the DuckDB file (one writer per file)
+
+AUDIT_TABLES = {
+    "loaded_files": "Every landing file loaded: path, size, SHA-256, lines accepted and rejected.",
+    "rejected_records": "Every landing line or file that could not be accepted, with file, line, raw text and reason.",
+}
+RAW_TABLE_DESCRIPTIONS = {
+    **{table: f"Segment {message_type} calls, one row per accepted line, JSON payload kept."
+       for message_type, table in MESSAGE_TABLES.items()},
+    CONTACTS_TABLE: "Contact-list rows (list name, row number, e-mail, phone, other columns as traits).",
+    **{source.table: f"Records of the landing source '{source.name}' ({source.format} files in "
+                     f"LANDING_DIR/{source.folder}/), one row per accepted line, JSON payload kept."
+       for source in registered_sources()},
+}
+
+
+@dg.multi_asset(
+    name="ingest_landing_files",
+    group_name="landing",
+    pool=DUCKDB_POOL,
+    specs=[
+        dg.AssetSpec(["raw", table], description=description, kinds={"duckdb"})
+        for table, description in {**RAW_TABLE_DESCRIPTIONS, **AUDIT_TABLES}.items()
+    ],
+)
+def ingest_landing_files(context: dg.AssetExecutionContext, warehouse: Warehouse):
+    """Load the landing files not loaded before (events JSONL and contact CSVs) into ``raw``."""
+    with connect(warehouse.database) as conn:
+        # Accept what the identity rules can use (custom identifier types included).
+        identity = IdentityFields.from_rules(settings.identity_rules())
+        # Lines of erased or locked identities are rejected at the door (privacy requests).
+        screen = PrivacyScreen.load(conn, privacy_salt(warehouse.database), settings.identity_rules())
+        sources = registered_sources()
+        summary = ingest_landing_dir(conn, warehouse.landing, identity, sources, screen)
+        source_tables = [source.table for source in sources]
+        row_counts = {
+            table: conn.execute(f"select count(*) from raw.{table}").fetchone()[0]
+            for table in [*RAW_TABLES, *source_tables, *AUDIT_TABLES]
+        }
+    accepted, rejected = summary.accepted, summary.rejected
+    context.log.info(
+        f"{len(summary.files_loaded)} new file(s), {summary.files_skipped} already loaded; "
+        f"accepted {dict(accepted)}, rejected {dict(rejected)}"
+    )
+    for table in [*RAW_TABLES, *source_tables]:
+        yield dg.MaterializeResult(
+            asset_key=["raw", table],
+            metadata={"dagster/row_count": row_counts[table], "rows_added": accepted.get(table, 0)},
+        )
+    yield dg.MaterializeResult(
+        asset_key=["raw", "loaded_files"],
+        metadata={
+            "dagster/row_count": row_counts["loaded_files"],
+            "files_loaded": len(summary.files_loaded),
+            "files_skipped": summary.files_skipped,
+            "new_files": dg.MetadataValue.md(
+                "\n".join(f"- `{f.relative_path}`" for f in summary.files_loaded) or "none"
+            ),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key=["raw", "rejected_records"],
+        metadata={
+            "dagster/row_count": row_counts["rejected_records"],
+            "lines_accepted": sum(accepted.values()),
+            "lines_rejected": sum(rejected.values()),
+            "rejected_by_reason": dg.MetadataValue.json(dict(sorted(rejected.items()))),
+            "lines_by_outcome": dg.MetadataValue.md(
+                markdown_bars([(f"accepted → raw.{table}", n) for table, n in sorted(accepted.items())]
+                              + [(f"rejected: {reason}", n) for reason, n in sorted(rejected.items())], "lines")
+            ),
+        },
+    )

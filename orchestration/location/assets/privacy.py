@@ -1,0 +1,77 @@
+"""Privacy requests as a Dagster asset: after the build (so an identifier resolves to its current
+profile), before the audience exports (so an erased person is in none of them)."""
+
+import time
+from typing import Optional
+
+import dagster as dg
+
+from orchestration.core import settings
+from orchestration.location.assets.landing import DUCKDB_POOL
+from orchestration.privacy.requests import process_requests, privacy_salt
+from orchestration.location.resources import Warehouse
+from orchestration.core.warehouse import compact, connect
+
+PRIVACY_REQUESTS_KEY = dg.AssetKey(["privacy", "requests"])
+
+
+class PrivacyRequestConfig(dg.Config):
+    """One request, as in a request file: ``identifier`` is ``type:value`` (e.g. ``email:dana@example.com``)."""
+
+    action: str
+    identifier: str
+    requested_by: str
+    request_id: Optional[str] = None
+
+
+class PrivacyRequestsConfig(dg.Config):
+    requests: list[PrivacyRequestConfig] = []
+
+
+@dg.multi_asset(
+    name="process_privacy_requests",
+    group_name="privacy",
+    pool=DUCKDB_POOL,
+    specs=[
+        dg.AssetSpec(
+            PRIVACY_REQUESTS_KEY,
+            description="Audit log of privacy requests (export, delete, lock, unlock): who, what, when, outcome, "
+                        "rows erased; the identifier as a salted hash.",
+            deps=[dg.AssetKey(["marts", "profile_identifiers"]), dg.AssetKey(["marts", "profile_events"]),
+                  dg.AssetKey(["marts", "audience_membership_history"])],
+            kinds={"duckdb"},
+        ),
+        dg.AssetSpec(["privacy", "tombstones"], description="Salted hashes of erased identifiers: their lines are "
+                     "rejected at ingestion (erased_identity).", kinds={"duckdb"}),
+        dg.AssetSpec(["privacy", "locks"], description="Salted hashes of locked identifiers: their lines are "
+                     "rejected at ingestion (locked_identity) until unlocked.", kinds={"duckdb"}),
+    ],
+)
+def process_privacy_requests(context: dg.AssetExecutionContext, warehouse: Warehouse, config: PrivacyRequestsConfig):
+    """Processes the requests of the run configuration and of ``LANDING_DIR/privacy/``."""
+    extra = [request.model_dump(exclude_none=True) for request in config.requests]
+    started = time.monotonic()
+    with connect(warehouse.database) as conn:
+        batch = process_requests(conn, warehouse.landing, extra, rules=settings.identity_rules(),
+                                 salt=privacy_salt(warehouse.database), export_dir=settings.export_dir())
+        counts = conn.execute(
+            "select (select count(*) from privacy.requests), (select count(*) from privacy.tombstones), "
+            "(select count(*) from privacy.locks)").fetchone()
+    seconds = {"requests": round(time.monotonic() - started, 2)}
+    if batch.outcomes[("delete", "completed")] and settings.compact_after_delete():
+        started = time.monotonic()
+        before, after = compact(warehouse.database)  # the erased values leave the file's free blocks
+        seconds["compaction"] = round(time.monotonic() - started, 2)
+        context.log.info(f"compacted the warehouse after erasure: {before / 1e6:.1f} MB → {after / 1e6:.1f} MB "
+                         f"in {seconds['compaction']} s")
+    outcomes = {f"{action}:{outcome}": n for (action, outcome), n in sorted(batch.outcomes.items())}
+    context.log.info(f"privacy requests processed in {seconds['requests']} s: {outcomes or 'none'}; "
+                     f"{batch.skipped} already done"
+                     + (f"; {len(batch.files_set_aside)} file(s) with invalid requests set aside in privacy/invalid/"
+                        if batch.files_set_aside else ""))
+    yield dg.MaterializeResult(asset_key=PRIVACY_REQUESTS_KEY, metadata={
+        "dagster/row_count": counts[0], "processed": dg.MetadataValue.json(outcomes),
+        "files_processed": len(batch.files_done), "files_set_aside": len(batch.files_set_aside),
+        "seconds": dg.MetadataValue.json(seconds)})
+    yield dg.MaterializeResult(asset_key=["privacy", "tombstones"], metadata={"dagster/row_count": counts[1]})
+    yield dg.MaterializeResult(asset_key=["privacy", "locks"], metadata={"dagster/row_count": counts[2]})

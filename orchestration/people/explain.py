@@ -1,0 +1,104 @@
+"""``identity-warehouse explain``: why an identifier is in its profile, or why two are one person.
+
+The dbt macro ``explain_identity`` (macros/operations/explain_identity.sql, for analysts) ported to
+Python over a read-only connection, with the same output: every value that reaches SQL is a bound
+parameter, so an identifier holding a quote (an apostrophe in an e-mail, or a crafted anonymous id
+landed in an event) is only ever data.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from orchestration.people.lookup import LookupProblem, parse_identifier, resolve
+
+MAX_HOPS = 1000  # as the macro's loops
+
+# The profile's links, one per pair of identifiers, with the first message that makes it.
+PROFILE_LINKS_SQL = """
+    select a, b, first_at, messages, message_id, file_path, line_number from (
+        select from_type || ':' || from_value as a, to_type || ':' || to_value as b, event_at as first_at,
+               count(*) over (partition by from_type, from_value, to_type, to_value) as messages,
+               message_id, file_path, line_number,
+               row_number() over (partition by from_type, from_value, to_type, to_value
+                                  order by event_at, message_id) as evidence_rank
+        from marts.identity_links where link_status = 'linked' and from_profile_id = $profile) as ranked
+    where evidence_rank = 1 order by first_at, a, b"""
+
+# Links merge protection refused between the two profiles, and junk identifiers next to either value.
+REFUSED_SQL = """
+    select from_type || ':' || from_value, to_type || ':' || to_value, message_id, refusal_reason
+    from marts.identity_links where link_status = 'refused'
+      and from_profile_id in ($first, $second) and to_profile_id in ($first, $second)
+    order by event_at, message_id, 1, 2"""
+JUNK_SQL = """
+    select identifier_type || ':' || identifier_value, reason, distinct_neighbours from marts.junk_identifiers
+    where first_neighbour in ($first, $second) or last_neighbour in ($first, $second)
+    order by 1"""
+
+
+def resolve_identifier(conn: duckdb.DuckDBPyConnection, text: str, rules: dict) -> dict:
+    """The identifier ``text`` names (``type:value`` or a bare value, as sent or normalised): its
+    key, normalised value and profile; the first one in (type, value) order, as the macro."""
+    identifier_type, value = parse_identifier(text, rules)
+    found = resolve(conn, value, identifier_type, rules)
+    if not found:
+        raise LookupProblem("no such identifier in any profile (give type:value, e.g. email:dana@example.com, "
+                            "or a value as `identity-warehouse lookup` takes it)")
+    row = found[0]
+    return {"key": f"{row['identifier_type']}:{row['identifier_value']}", "value": row["identifier_value"],
+            "profile_id": row["profile_id"]}
+
+
+def profile_links(conn: duckdb.DuckDBPyConnection, profile_id: str) -> list[dict]:
+    links = []
+    for a, b, first_at, messages, message_id, file_path, line_number in conn.execute(
+            PROFILE_LINKS_SQL, {"profile": profile_id}).fetchall():
+        more = f", and {messages - 1} more" if messages > 1 else ""
+        links.append({"a": a, "b": b, "evidence": f"message {message_id} ({file_path}:{line_number}, {first_at}{more})"})
+    return links
+
+
+def explain(conn: duckdb.DuckDBPyConnection, identifier: str, other: str | None, rules: dict) -> list[str]:
+    """The lines the macro prints."""
+    first = resolve_identifier(conn, identifier, rules)
+    if other is None:
+        return [f"profile {first['profile_id']} ({first['key']})"] + [
+            f"  {link['a']}  --  {link['b']}   {link['evidence']}" for link in profile_links(conn, first["profile_id"])]
+    second = resolve_identifier(conn, other, rules)
+    if first["profile_id"] != second["profile_id"]:
+        lines = [f"{first['key']} is in {first['profile_id']}, {second['key']} in {second['profile_id']}: not one person."]
+        pair = {"first": first["profile_id"], "second": second["profile_id"]}
+        for a, b, message_id, reason in conn.execute(REFUSED_SQL, pair).fetchall():
+            lines.append(f"  refused: {a} -- {b} in {message_id} ({reason})")
+        values = {"first": first["value"], "second": second["value"]}
+        for key, reason, neighbours in conn.execute(JUNK_SQL, values).fetchall():
+            lines.append(f"  junk, links no one: {key} ({reason}, {neighbours})")
+        return lines
+    # Breadth-first search over the profile's links.
+    neighbours: dict[str, list[tuple[str, str]]] = {}
+    for link in profile_links(conn, first["profile_id"]):
+        neighbours.setdefault(link["a"], []).append((link["b"], link["evidence"]))
+        neighbours.setdefault(link["b"], []).append((link["a"], link["evidence"]))
+    came_from: dict[str, tuple[str, str] | None] = {first["key"]: None}
+    frontier = [first["key"]]
+    for _ in range(MAX_HOPS):
+        if not frontier or second["key"] in came_from:
+            break
+        next_frontier = []
+        for node in frontier:
+            for neighbour, evidence in neighbours.get(node, []):
+                if neighbour not in came_from:
+                    came_from[neighbour] = (node, evidence)
+                    next_frontier.append(neighbour)
+        frontier = next_frontier
+    hops = []
+    node = second["key"]
+    for _ in range(MAX_HOPS):
+        if came_from.get(node) is None:
+            break
+        previous, evidence = came_from[node]
+        hops.insert(0, f"  {previous}  --  {node}   {evidence}")
+        node = previous
+    return [f"{first['key']} and {second['key']} are one person, {first['profile_id']}, through "
+            f"{len(hops)} link(s):", *hops]

@@ -1,0 +1,1 @@
+"""The same project on Apache Spark: the `spark` target, its session and its build."""

@@ -1,0 +1,250 @@
+"""The same dbt project on Apache Spark: the ``spark`` target of ``profiles.yml``.
+
+dbt-spark's ``session`` method runs a local PySpark inside the dbt process (it needs Java). A run:
+
+1. lands the landing files with the project's own ingestion into the DuckDB landing tables
+   (``raw.*`` in ``DUCKDB_PATH``: the same files, rejections and idempotence as the DuckDB run);
+2. exports those raw tables to Parquet and creates the same ``raw.*`` tables in Spark from them
+   (``dbt run-operation land_raw_tables``), typed as in DuckDB, JSON as text;
+3. ``dbt build --target spark``: every model, data test and unit test, on Spark.
+
+Everything goes through dbt and its profile, so on a cluster (``method: thrift`` or ``odbc``) the
+same steps run, given a Parquet folder the cluster can read (``SPARK_LANDING_DIR``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestration.core import settings
+from orchestration.core.dbt_args import dbt_build_args
+
+TARGET = "spark"
+DEFAULT_SPARK_DIR = settings.PROJECT_ROOT / "data" / "spark"
+# Spark writes dbt's artifacts beside DuckDB's otherwise, and the Dagster code location reads those.
+TARGET_PATH = "target/spark"
+# DuckDB type → Spark type of the raw tables (JSON is text on Spark).
+SPARK_TYPES = {
+    "VARCHAR": "string", "JSON": "string", "BIGINT": "bigint", "INTEGER": "int", "BOOLEAN": "boolean",
+    "DOUBLE": "double", "DATE": "date", "TIMESTAMP": "timestamp", "TIMESTAMP WITH TIME ZONE": "timestamp",
+    "HUGEINT": "decimal(38,0)", "SMALLINT": "smallint", "FLOAT": "float",
+}
+# What the marts and the computed traits and audiences are in (the schemas compared, exported).
+OUTPUT_SCHEMAS = ["marts", "traits", "audiences"]
+
+
+class SparkRunError(RuntimeError):
+    """A dbt command on the Spark target failed."""
+
+
+def spark_dir() -> Path:
+    """Where the local Spark warehouse (Parquet files) and its Derby metastore live:
+    ``SPARK_WAREHOUSE_DIR`` or ``data/spark``; exported, absolute, for dbt's profile."""
+    value = os.environ.get("SPARK_WAREHOUSE_DIR")
+    path = Path(value).expanduser().resolve() if value else DEFAULT_SPARK_DIR
+    os.environ["SPARK_WAREHOUSE_DIR"] = str(path)
+    return path
+
+
+def java_available() -> bool:
+    return shutil.which("java") is not None or bool(os.environ.get("JAVA_HOME"))
+
+
+def pyspark_available() -> bool:
+    try:
+        import dbt.adapters.spark  # noqa: F401
+        import pyspark  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def missing_requirements() -> list[str]:
+    """What running on Spark needs and this machine lacks (empty when it can)."""
+    missing = []
+    if not java_available():
+        missing.append("Java (e.g. `apt-get install openjdk-17-jre-headless`)")
+    if not pyspark_available():
+        missing.append("dbt-spark and pyspark (`pip install -e '.[spark]'`)")
+    return missing
+
+
+def dbt_environment() -> dict[str, str]:
+    settings.quiet_telemetry()
+    spark_dir().mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    # Spark's driver listens on loopback only; its Python workers are this interpreter.
+    env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    env.setdefault("PYSPARK_PYTHON", sys.executable)
+    return env
+
+
+@dataclass
+class StepResult:
+    name: str
+    seconds: float
+    lines: list[str] = field(default_factory=list)
+
+
+def run_steps(steps: list[dict], dbt_vars: dict | None = None, echo: bool = False) -> dict[str, StepResult]:
+    """dbt commands on the Spark target, in one process: Spark starts once (its JVM and the Hive
+    metastore take half a minute) and the project is parsed once. Each step is ``{"name": ...,
+    "args": [dbt arguments]}``; the computed trait and audience models are compiled from their
+    YAML first, as for DuckDB. Raises ``SparkRunError`` when a step fails."""
+    from orchestration.computed.compiler import compile_definitions
+
+    compile_definitions(settings.DBT_PROJECT_DIR)
+    plan = {"steps": steps, "vars": dbt_vars or {}}
+    command = [sys.executable, "-m", "orchestration.spark.build", json.dumps(plan)]
+    process = subprocess.Popen(command, cwd=settings.DBT_PROJECT_DIR, env=dbt_environment(), text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    results: dict[str, StepResult] = {}
+    lines: list[str] = []
+    for line in process.stdout:
+        line = line.rstrip("\n")
+        if line.startswith(STEP_MARK):
+            done = json.loads(line[len(STEP_MARK):])
+            results[done["name"]] = StepResult(done["name"], done["seconds"], lines)
+            lines = []
+            continue
+        lines.append(line)
+        if echo:
+            print(line, flush=True)
+    returncode = process.wait()
+    if returncode != 0:
+        failed = next((step["name"] for step in steps if step["name"] not in results), "start")
+        tail = "\n".join(line for line in lines[-80:] if "WARN SparkSession" not in line)
+        raise SparkRunError(f"{failed} on Spark failed (exit {returncode}):\n{tail}")
+    return results
+
+
+STEP_MARK = "@@identity-warehouse-step "
+
+
+def _worker(plan: dict) -> int:
+    """``python -m orchestration.spark.build PLAN``: runs the steps with dbt's Python API, one Spark."""
+    from dbt.cli.main import dbtRunner
+
+    common = ["--target", TARGET, "--profiles-dir", str(settings.DBT_PROFILES_DIR), "--project-dir",
+              str(settings.DBT_PROJECT_DIR), "--target-path", TARGET_PATH]
+    if plan["vars"]:
+        common += ["--vars", json.dumps(plan["vars"], sort_keys=True)]
+    parsed = dbtRunner().invoke(["parse", "--quiet", *common])
+    if not parsed.success:
+        print(f"dbt parse failed: {parsed.exception}", flush=True)
+        return 1
+    runner = dbtRunner(manifest=parsed.result)
+    for step in plan["steps"]:
+        started = time.monotonic()
+        result = runner.invoke([*step["args"], *common])
+        if not result.success:
+            print(f"{step['name']} failed: {result.exception or 'see the lines above'}", flush=True)
+            return 1
+        print(STEP_MARK + json.dumps({"name": step["name"], "seconds": time.monotonic() - started}), flush=True)
+    return 0
+
+
+def export_raw_tables(duckdb_path: Path, out_dir: Path) -> list[dict]:
+    """Every table of DuckDB's ``raw`` schema as ``out_dir/<table>.parquet`` (JSON as text), with
+    its columns and their Spark types."""
+    import duckdb
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tables = []
+    with duckdb.connect(str(duckdb_path), read_only=True) as conn:
+        names = [row[0] for row in conn.execute(
+            "select table_name from information_schema.tables where table_schema = 'raw' order by 1").fetchall()]
+        for name in names:
+            columns = conn.execute(
+                "select column_name, data_type from information_schema.columns where table_schema = 'raw' "
+                "and table_name = ? order by ordinal_position", [name]).fetchall()
+            select = ", ".join(
+                f'cast("{column}" as varchar) as "{column}"' if data_type == "JSON" else f'"{column}"'
+                for column, data_type in columns)
+            path = out_dir / f"{name}.parquet"
+            conn.execute(f"copy (select {select} from raw.\"{name}\") to '{path}' (format parquet)")
+            tables.append({"name": name, "path": str(path),
+                           "columns": [[column, SPARK_TYPES.get(data_type, "string")] for column, data_type in columns]})
+    return tables
+
+
+def land_step(duckdb_path: Path, parquet_dir: Path | None = None) -> dict:
+    """The step that recreates the raw tables of the DuckDB landing database in Spark's ``raw``
+    database. ``parquet_dir`` (default ``SPARK_LANDING_DIR`` or ``<SPARK_WAREHOUSE_DIR>/landing``)
+    must be readable by Spark: the raw tables are exported there first."""
+    parquet_dir = parquet_dir or Path(os.environ.get("SPARK_LANDING_DIR") or spark_dir() / "landing")
+    shutil.rmtree(parquet_dir, ignore_errors=True)
+    tables = export_raw_tables(duckdb_path, parquet_dir)
+    return {"name": "land", "args": ["run-operation", "land_raw_tables", "--args", json.dumps({"tables": tables})]}
+
+
+def build_step(full_refresh: bool = False, unit_tests: bool = True) -> dict:
+    """``dbt build``: every model, data test and unit test (the vars are the run's)."""
+    return {"name": "build", "args": dbt_build_args(full_refresh, unit_tests=unit_tests)}
+
+
+def export_step(out_dir: Path, schemas: list[str] = OUTPUT_SCHEMAS) -> dict:
+    """Every table of ``schemas`` as Parquet folders ``out_dir/<schema>/<table>/``."""
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    return {"name": "export", "args": ["run-operation", "export_schemas", "--args",
+                                       json.dumps({"schemas": schemas, "out_dir": str(out_dir)})]}
+
+
+def exported_tables(result: StepResult, out_dir: Path) -> dict[str, Path]:
+    """``{"schema.table": Parquet folder}`` of an export step."""
+    names = [line.split("exported ", 1)[1].strip() for line in result.lines if "exported " in line]
+    return {name: out_dir / name.split(".")[0] / name.split(".")[1] for name in names}
+
+
+def count_step(relations: list[str]) -> dict:
+    return {"name": "count", "args": ["run-operation", "count_rows", "--args", json.dumps({"relations": relations})]}
+
+
+def counted_rows(result: StepResult) -> dict[str, int]:
+    line = next(line for line in result.lines if "row_counts " in line)
+    return json.loads(line.split("row_counts ", 1)[1])
+
+
+def ingest(duckdb_path: Path, landing_dir: Path):
+    """The ingestion asset's work, outside Dagster: landing files → DuckDB ``raw.*``."""
+    from orchestration.landing.ingestion import IdentityFields, ingest_landing_dir
+    from orchestration.landing.sources import registered_sources
+    from orchestration.privacy.requests import privacy_salt
+    from orchestration.privacy.screen import PrivacyScreen
+    from orchestration.core.warehouse import connect
+
+    with connect(duckdb_path) as conn:
+        identity = IdentityFields.from_rules(settings.identity_rules())
+        screen = PrivacyScreen.load(conn, privacy_salt(duckdb_path), settings.identity_rules())
+        return ingest_landing_dir(conn, landing_dir, identity, registered_sources(), screen)
+
+
+def run(dbt_vars: dict | None = None, echo: bool = True) -> tuple[dict[str, float], dict[str, int]]:
+    """Land ``LANDING_DIR`` (through ``DUCKDB_PATH``) into Spark and build everything there.
+    Returns the seconds of each step and the row counts of the main marts."""
+    missing = missing_requirements()
+    if missing:
+        raise SparkRunError("running on Spark needs " + " and ".join(missing))
+    started = time.monotonic()
+    summary = ingest(settings.duckdb_path(), settings.landing_dir())
+    seconds = {"ingest": time.monotonic() - started}
+    if echo:
+        print(f"ingested {len(summary.files_loaded)} new file(s), {summary.files_skipped} already loaded; "
+              f"accepted {sum(summary.accepted.values())}, rejected {sum(summary.rejected.values())} line(s)", flush=True)
+    results = run_steps([land_step(settings.duckdb_path()), build_step(),
+                         count_step(["marts.profile_events", "marts.profile_identifiers", "marts.profiles"])],
+                        dbt_vars, echo=echo)
+    seconds.update({name: result.seconds for name, result in results.items()})
+    return seconds, counted_rows(results["count"])
+
+
+if __name__ == "__main__":
+    sys.exit(_worker(json.loads(sys.argv[1])))
