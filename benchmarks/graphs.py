@@ -39,9 +39,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from orchestration.core import settings
-
-from orchestration.core import warehouse
+from orchestration.core import settings, warehouse
 
 BENCH_SCHEMA = "bench"
 # DuckDB names the database after the file's stem: it must not be the schema's name.

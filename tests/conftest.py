@@ -7,7 +7,6 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-
 from orchestration.core import settings
 
 SEEDS = settings.SAMPLE_LANDING_DIR

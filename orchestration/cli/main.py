@@ -51,8 +51,8 @@ def _parse_vars(text: str | None) -> dict:
 
 
 def _run_and_summarise(dbt_vars: dict | None = None) -> int:
-    from orchestration.location.runner import run_build_warehouse
     from orchestration.core.warehouse import connect
+    from orchestration.location.runner import run_build_warehouse
 
     run_config = {"ops": {"identity_warehouse_dbt_models": {"config": {"dbt_vars": dbt_vars}}}} if dbt_vars else None
     outcome = run_build_warehouse(run_config=run_config)
@@ -89,8 +89,8 @@ def _run_spark(dbt_vars: dict) -> int:
     and tests everything there (see orchestration/spark/build.py)."""
     import time
 
-    from orchestration.spark import build as spark
     from orchestration.core.locking import writer_lock
+    from orchestration.spark import build as spark
 
     print(f"landing folder: {settings.landing_dir()}\nlanding tables: {settings.duckdb_path()}\n"
           f"spark:          {spark.spark_dir()}", flush=True)
@@ -168,8 +168,15 @@ def _lookup(args: argparse.Namespace) -> int:
     """Finds the profile(s) of any identifier and shows them (see orchestration/people/lookup.py)."""
     from pathlib import Path
 
-    from orchestration.people.lookup import (LookupProblem, open_warehouse, read_profile, render_text, resolve, shown,
-                                      write_graph)
+    from orchestration.people.lookup import (
+        LookupProblem,
+        open_warehouse,
+        read_profile,
+        render_text,
+        resolve,
+        shown,
+        write_graph,
+    )
 
     value, identifier_type = args.value, args.type
     try:
@@ -207,8 +214,8 @@ def _add_source(args: argparse.Namespace) -> int:
     import shlex
     from pathlib import Path
 
-    from orchestration.landing.add_source import plan_source, scaffold
     from orchestration.identity.rules import IdentityRules
+    from orchestration.landing.add_source import plan_source, scaffold
 
     overrides = dict(item.split("=", 1) for item in args.identifier)
     sample = Path(args.sample)

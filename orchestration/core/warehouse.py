@@ -18,7 +18,6 @@ import duckdb
 from orchestration.core import settings
 from orchestration.core.locking import writer_lock
 
-
 # How long a connection waits for a process that holds the file without the writer lock: a dbt
 # killed with its run (it dies a moment after the run that held the lock), or another program.
 FILE_LOCK_PATIENCE_SECONDS = 60.0

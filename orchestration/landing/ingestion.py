@@ -30,10 +30,10 @@ from pathlib import Path
 import duckdb
 from isal import isal_zlib
 
-from orchestration.landing import sources as landing_sources
-from orchestration.identity.rules import CONTACT_COLUMNS, PREVIOUS_ID_PATH, IdentityRules, snake_case
-from orchestration.landing.sources import LandingSource
 from orchestration.core.warehouse import quote_identifier, quote_literal
+from orchestration.identity.rules import CONTACT_COLUMNS, PREVIOUS_ID_PATH, IdentityRules, snake_case
+from orchestration.landing import sources as landing_sources
+from orchestration.landing.sources import LandingSource
 
 # Segment spec message type → raw table that keeps it.
 MESSAGE_TABLES: dict[str, str] = {

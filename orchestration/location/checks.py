@@ -3,11 +3,11 @@
 
 import dagster as dg
 
-from orchestration.location.assets.landing import DUCKDB_POOL
+from orchestration.core.warehouse import connect, table_exists
 from orchestration.landing.ingestion import MESSAGE_TABLES
 from orchestration.landing.sources import registered_sources
+from orchestration.location.assets.landing import DUCKDB_POOL
 from orchestration.location.resources import Warehouse
-from orchestration.core.warehouse import connect, table_exists
 
 # The raw message tables, the registered landing sources' tables (vars: landing_sources) included.
 _MESSAGE_RAW_TABLES = [*MESSAGE_TABLES.values(), *(source.table for source in registered_sources())]
@@ -294,8 +294,8 @@ def message_copies_agree(warehouse: Warehouse) -> dg.AssetCheckResult:
     pool=DUCKDB_POOL,
 )
 def trait_property_values_conform(warehouse: Warehouse) -> dg.AssetCheckResult:
-    from orchestration.core import settings
     from orchestration.computed.schema import load_definitions
+    from orchestration.core import settings
 
     definitions = load_definitions(settings.DEFINITIONS_DIR / "traits.yml", settings.DEFINITIONS_DIR / "audiences.yml")
     query = trait_values_sql(definitions.traits)

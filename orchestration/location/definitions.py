@@ -5,9 +5,8 @@ from __future__ import annotations
 import dagster as dg
 from dagster_dbt.dbt_project import using_dagster_dev
 
-from orchestration.location import recovery
-
 from orchestration.core import settings
+from orchestration.location import recovery
 from orchestration.location.project import dbt_project, dbt_resource, prepare_manifest
 
 settings.quiet_telemetry()
@@ -16,13 +15,16 @@ settings.duckdb_path()  # exported to dbt as an absolute path before anything ru
 if using_dagster_dev() or not dbt_project.manifest_path.exists():
     prepare_manifest()
 
+from orchestration.computed.schema import load_definitions  # noqa: E402
 from orchestration.location.assets.dbt import identity_warehouse_dbt_models  # noqa: E402 (needs the manifest)
 from orchestration.location.assets.exports import audience_export_asset  # noqa: E402
-from orchestration.computed.schema import load_definitions  # noqa: E402
 from orchestration.location.assets.landing import ingest_landing_files  # noqa: E402
 from orchestration.location.assets.privacy import process_privacy_requests  # noqa: E402
 from orchestration.location.checks import (  # noqa: E402
-    accepted_messages_reconcile, event_times_usable, landed_lines_reconcile, message_copies_agree,
+    accepted_messages_reconcile,
+    event_times_usable,
+    landed_lines_reconcile,
+    message_copies_agree,
     trait_property_values_conform,
 )
 from orchestration.location.jobs import build_warehouse_job, hourly_build_schedule, new_landing_files_sensor  # noqa: E402

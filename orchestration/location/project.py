@@ -20,8 +20,8 @@ from dagster_dbt import DbtCliResource, DbtProject
 from dagster_dbt.core import dbt_cli_invocation
 from packaging import version
 
-from orchestration.core import settings
 from orchestration.computed.compiler import compile_definitions
+from orchestration.core import settings
 from orchestration.core.locking import file_lock
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from orchestration.location import recovery
-
 from orchestration.core import settings
+from orchestration.location import recovery
 
 
 def start_run(context: dg.InitResourceContext) -> None:

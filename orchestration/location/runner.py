@@ -7,10 +7,9 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from orchestration.location import recovery
-
 from orchestration.core import settings
 from orchestration.core.locking import writer_lock
+from orchestration.location import recovery
 from orchestration.location.project import prepare_manifest
 
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import duckdb
 
 from orchestration.core import settings
-from orchestration.identity.rules import IdentityRules
 from orchestration.core.locking import writer_lock
+from orchestration.identity.rules import IdentityRules
 from orchestration.privacy.requests import normalize_sql
 
 

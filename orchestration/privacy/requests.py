@@ -37,9 +37,9 @@ from pathlib import Path
 import duckdb
 import yaml
 
-from orchestration.privacy import erasure
-from orchestration.identity.rules import IdentityRules
 from orchestration.core.warehouse import quote_literal, table_exists
+from orchestration.identity.rules import IdentityRules
+from orchestration.privacy import erasure
 
 ACTIONS = ("export", "delete", "lock", "unlock")
 REQUEST_FILE_SUFFIXES = (".json", ".jsonl", ".yml", ".yaml", ".csv")

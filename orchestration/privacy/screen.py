@@ -13,11 +13,16 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from orchestration.core.warehouse import quote_literal
 from orchestration.identity.rules import CONTACT_COLUMNS, IdentityRules
 from orchestration.landing.sources import LandingSource
-from orchestration.privacy.requests import (ERASED_REASON, LOCKED_REASON, create_privacy_tables, hash_sql,
-                                   normalize_by_type_sql)
-from orchestration.core.warehouse import quote_literal
+from orchestration.privacy.requests import (
+    ERASED_REASON,
+    LOCKED_REASON,
+    create_privacy_tables,
+    hash_sql,
+    normalize_by_type_sql,
+)
 
 # A quoted string of a line: every one may be an identifier (erasure.py reads rejected lines alike).
 QUOTED_TOKENS = "regexp_extract_all(line, '\"([^\"\\\\]{1,320})\"', 1)"

@@ -215,11 +215,11 @@ def counted_rows(result: StepResult) -> dict[str, int]:
 
 def ingest(duckdb_path: Path, landing_dir: Path):
     """The ingestion asset's work, outside Dagster: landing files → DuckDB ``raw.*``."""
+    from orchestration.core.warehouse import connect
     from orchestration.landing.ingestion import IdentityFields, ingest_landing_dir
     from orchestration.landing.sources import registered_sources
     from orchestration.privacy.requests import privacy_salt
     from orchestration.privacy.screen import PrivacyScreen
-    from orchestration.core.warehouse import connect
 
     with connect(duckdb_path) as conn:
         identity = IdentityFields.from_rules(settings.identity_rules())

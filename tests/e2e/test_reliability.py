@@ -21,11 +21,10 @@ import threading
 import time
 from pathlib import Path
 
-import duckdb
-import pytest
-
 import dagster as dg
+import duckdb
 import psutil
+import pytest
 
 from orchestration.core import settings
 from orchestration.landing.ingestion import discover_landing_files

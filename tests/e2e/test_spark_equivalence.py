@@ -27,9 +27,9 @@ import dagster as dg
 import duckdb
 import pytest
 
-from orchestration.spark import build as spark
 from orchestration.identity.generator import write_landing
 from orchestration.location.runner import run_build_warehouse
+from orchestration.spark import build as spark
 from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME, environment
 from tests.e2e.conftest import LATE_MESSAGES
 

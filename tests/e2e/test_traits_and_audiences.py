@@ -362,8 +362,8 @@ def test_a_later_as_of_recomputes_what_time_changed_and_keeps_the_rest(computed_
 def test_values_that_are_not_what_they_claim_are_counted_and_the_build_goes_on(computed):
     """Frank's order with revenue 'N/A' used to fail the trait models (18 skipped, exit 1); his
     unusable times used to stand as event times. The WARN checks name them by message id."""
-    from orchestration.location import checks
     from orchestration.computed.schema import load_definitions
+    from orchestration.location import checks
 
     project = computed["project"] / "definitions"
     traits = load_definitions(project / "traits.yml", project / "audiences.yml").traits

@@ -7,8 +7,16 @@ import pytest
 import yaml
 
 from orchestration.core import settings
-from orchestration.landing.add_source import (detect_identifier_type, json_path, plan_source, register_source,
-                                      render_models_yml, render_sources_yml, render_staging_sql, scaffold)
+from orchestration.landing.add_source import (
+    detect_identifier_type,
+    json_path,
+    plan_source,
+    register_source,
+    render_models_yml,
+    render_sources_yml,
+    render_staging_sql,
+    scaffold,
+)
 
 TYPES = ["user_id", "email", "phone", "anonymous_id", "crm_id"]
 

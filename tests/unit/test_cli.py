@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from orchestration.cli import main as cli
-
 from orchestration.location import runner
 from orchestration.location.runner import JobOutcome
 

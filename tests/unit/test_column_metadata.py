@@ -6,9 +6,7 @@ import logging
 
 import dagster as dg
 
-from orchestration.location import column_metadata
-
-from orchestration.location import dbt_event_stream
+from orchestration.location import column_metadata, dbt_event_stream
 
 PROFILES, EVENTS = dg.AssetKey(["marts", "profiles"]), dg.AssetKey(["marts", "profile_events"])
 SCHEMA = dg.TableSchemaMetadataValue(dg.TableSchema(columns=[dg.TableColumn("profile_id", "VARCHAR")]))

@@ -5,9 +5,9 @@ import re
 import pytest
 import yaml
 
-from orchestration.core import settings
 from orchestration.computed.compiler import compile_definitions, describe_filter, trait_group_sql, window_edges
 from orchestration.computed.schema import DefinitionError, load_definitions
+from orchestration.core import settings
 
 TRAITS = {"trait_groups": {"commerce": {"traits": [
     {"name": "revenue", "type": "sum", "event": "Order Completed", "property": "revenue"},

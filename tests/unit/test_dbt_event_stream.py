@@ -54,7 +54,8 @@ def test_an_error_in_the_function_is_raised_where_its_item_is():
 
 
 def test_installed_into_dagster_dbt_when_the_assets_load():
-    import orchestration.location.assets.dbt  # noqa: F401  (installs it)
     from dagster_dbt.core import dbt_event_iterator
+
+    import orchestration.location.assets.dbt  # noqa: F401  (installs it)
 
     assert dbt_event_iterator.imap is dbt_event_stream.imap_waiting

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from orchestration.landing.ingestion import MESSAGE_TABLES, ingest_landing_dir
 

@@ -10,9 +10,19 @@ import pytest
 
 from orchestration.core import settings
 from orchestration.people.explain import explain
-from orchestration.people.lookup import (LookupProblem, ProfileReport, check_type, graph_paths, open_warehouse,
-                                  parse_identifier, parse_lookup_output, render_dot, render_text, resolve,
-                                  write_graph)
+from orchestration.people.lookup import (
+    LookupProblem,
+    ProfileReport,
+    check_type,
+    graph_paths,
+    open_warehouse,
+    parse_identifier,
+    parse_lookup_output,
+    render_dot,
+    render_text,
+    resolve,
+    write_graph,
+)
 from tests.conftest import environment
 
 AT = datetime(2024, 3, 12, 15, 6)

@@ -9,12 +9,16 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration.privacy import requests as privacy
-
 from orchestration.core import settings
 from orchestration.landing.ingestion import ingest_landing_dir
-from orchestration.privacy.requests import (PrivacyRequest, identifier_hash, normalize_identifier, process_requests,
-                                   read_request_file)
+from orchestration.privacy import requests as privacy
+from orchestration.privacy.requests import (
+    PrivacyRequest,
+    identifier_hash,
+    normalize_identifier,
+    process_requests,
+    read_request_file,
+)
 from orchestration.privacy.screen import PrivacyScreen
 from tests.unit.test_ingestion import write_jsonl
 

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from orchestration.core import settings
 from orchestration.privacy.requests import REQUEST_FILE_SUFFIXES, process_requests, read_request_file

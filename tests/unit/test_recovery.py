@@ -16,10 +16,9 @@ import dagster as dg
 import psutil
 import pytest
 
-from orchestration.location import recovery
-
 from orchestration.core import settings
 from orchestration.core.locking import writer_lock
+from orchestration.location import recovery
 
 INSTANCE_YAML = settings.PROJECT_ROOT / "dagster_home" / "dagster.yaml"
 

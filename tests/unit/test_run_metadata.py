@@ -5,8 +5,13 @@ from datetime import datetime
 import dagster as dg
 import duckdb
 
-from orchestration.location.run_metadata import (audience_metadata, identity_metadata, markdown_bars, size_distribution,
-                                        warehouse_metadata)
+from orchestration.location.run_metadata import (
+    audience_metadata,
+    identity_metadata,
+    markdown_bars,
+    size_distribution,
+    warehouse_metadata,
+)
 
 
 def test_profile_sizes_fall_in_buckets():

@@ -9,8 +9,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration.spark import build as spark
 from orchestration.landing.ingestion import RAW_DDL
+from orchestration.spark import build as spark
 
 
 @pytest.fixture

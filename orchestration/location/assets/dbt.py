@@ -12,17 +12,19 @@ import dagster as dg
 import duckdb
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
-from orchestration.location import column_metadata
-
-from orchestration.location import dbt_event_stream
-
 from orchestration.core import settings
-from orchestration.location.assets.landing import DUCKDB_POOL
-from orchestration.core.locking import writer_lock
 from orchestration.core.dbt_args import dbt_build_args, unit_tests_version
-from orchestration.location.project import dbt_project, keep_build_state, manifest_fingerprint, without_adapter_in_process
-from orchestration.location.run_metadata import warehouse_metadata
+from orchestration.core.locking import writer_lock
 from orchestration.core.warehouse import connect
+from orchestration.location import column_metadata, dbt_event_stream
+from orchestration.location.assets.landing import DUCKDB_POOL
+from orchestration.location.project import (
+    dbt_project,
+    keep_build_state,
+    manifest_fingerprint,
+    without_adapter_in_process,
+)
+from orchestration.location.run_metadata import warehouse_metadata
 
 dbt_event_stream.install()  # column metadata without a spinning thread while dbt runs, nor tracebacks
 

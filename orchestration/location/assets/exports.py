@@ -4,12 +4,11 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from orchestration.core import settings
-from orchestration.core.warehouse import quote_literal
-from orchestration.location.assets.landing import DUCKDB_POOL
 from orchestration.computed.schema import Audience
+from orchestration.core import settings
+from orchestration.core.warehouse import connect, quote_literal
+from orchestration.location.assets.landing import DUCKDB_POOL
 from orchestration.location.resources import Warehouse
-from orchestration.core.warehouse import connect
 
 EXPORT_LOG_DDL = """
 create schema if not exists exports;

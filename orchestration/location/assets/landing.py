@@ -4,13 +4,19 @@
 import dagster as dg
 
 from orchestration.core import settings
-from orchestration.landing.ingestion import CONTACTS_TABLE, MESSAGE_TABLES, RAW_TABLES, IdentityFields, ingest_landing_dir
-from orchestration.privacy.requests import privacy_salt
-from orchestration.privacy.screen import PrivacyScreen
+from orchestration.core.warehouse import connect
+from orchestration.landing.ingestion import (
+    CONTACTS_TABLE,
+    MESSAGE_TABLES,
+    RAW_TABLES,
+    IdentityFields,
+    ingest_landing_dir,
+)
 from orchestration.landing.sources import registered_sources
 from orchestration.location.resources import Warehouse
 from orchestration.location.run_metadata import markdown_bars
-from orchestration.core.warehouse import connect
+from orchestration.privacy.requests import privacy_salt
+from orchestration.privacy.screen import PrivacyScreen
 
 DUCKDB_POOL = "duckdb"  # one op at a time holds the DuckDB file (one writer per file)
 

@@ -7,10 +7,10 @@ from typing import Optional
 import dagster as dg
 
 from orchestration.core import settings
-from orchestration.location.assets.landing import DUCKDB_POOL
-from orchestration.privacy.requests import process_requests, privacy_salt
-from orchestration.location.resources import Warehouse
 from orchestration.core.warehouse import compact, connect
+from orchestration.location.assets.landing import DUCKDB_POOL
+from orchestration.location.resources import Warehouse
+from orchestration.privacy.requests import privacy_salt, process_requests
 
 PRIVACY_REQUESTS_KEY = dg.AssetKey(["privacy", "requests"])
 
