@@ -18,7 +18,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmarks import graphs
+from benchmarks import graphs, interactions
 from benchmarks.data import generated_landing, landing_with_increment
 from benchmarks.pipeline import STAGES, RunMeasurement, run_pipeline
 from orchestration.core import settings
@@ -58,7 +58,8 @@ def node_table(seconds_by_node: dict[str, float]) -> list[str]:
             *[f"| {node.split('.', 2)[-1][:90]} | {seconds:.1f} |" for node, seconds in seconds_by_node.items()]]
 
 
-def markdown(scales: list[dict], incremental: dict | None, graph_table: str | None, command: str) -> str:
+def markdown(scales: list[dict], incremental: dict | None, graph_table: str | None, command: str,
+             waits: list[str] | None = None) -> str:
     lines = [
         "# Pipeline benchmark",
         "",
@@ -87,6 +88,8 @@ def markdown(scales: list[dict], incremental: dict | None, graph_table: str | No
         "",
         *node_table(scales[-1]["slowest_dbt_nodes"]),
     ]
+    if waits:
+        lines += ["", *waits]
     if graph_table:
         lines += [
             "",
@@ -196,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
                              "(WORKDIR/run-incremental-full; the report names the commit that built it)")
     parser.add_argument("--no-graphs", dest="graphs", action="store_false",
                         help="skip timing the graph step's peers on each warehouse's edge list")
+    parser.add_argument("--no-interactions", dest="interactions", action="store_false",
+                        help="skip the sample builds, lookup and explain, and the run with nothing new")
     parser.add_argument("--graph-timeout", type=float, default=300.0)
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="environment of every run, e.g. DUCKDB_MEMORY_LIMIT=4GB or DBT_THREADS=1 (repeatable)")
@@ -207,9 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     workdir, out = Path(args.workdir).resolve(), Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
 
-    scales, graph_results = [], []
+    scales, graph_results, landings = [], [], {}
     for people in args.people:
-        landing = generated_landing(workdir, people)
+        landing = landings[people] = generated_landing(workdir, people)
         runs = []
         for repeat in range(args.repeats):
             runs.append(run_pipeline(landing, workdir / f"run-{people}", people, extra_env=run_env))
@@ -221,6 +226,14 @@ def main(argv: list[str] | None = None) -> int:
                 workdir / f"run-{people}" / settings.DEFAULT_DUCKDB_PATH.name, workdir / f"graphs-{people}",
                 timeout=args.graph_timeout, repeats=args.repeats))
 
+    sample = nothing_new = None
+    if args.interactions:
+        sample = interactions.sample_builds(workdir / "sample", args.repeats, run_env)
+        largest = max(args.people)
+        nothing_new = interactions.nothing_new_at_scale(landings[largest], workdir / f"run-{largest}", largest, run_env)
+        print(f"sample build {sample['build_seconds']:.1f} s, lookup {sample['lookup_seconds']:.2f} s, "
+              f"nothing new at {largest:,} people {nothing_new['wall_seconds']:.1f} s", flush=True)
+
     incremental = None
     if args.incremental_share:
         incremental = incremental_runs(workdir, min(args.people), args.incremental_share,
@@ -229,9 +242,10 @@ def main(argv: list[str] | None = None) -> int:
               f"of a full run)")
     command = "make bench BENCH_ARGS='" + " ".join(argv if argv is not None else sys.argv[1:]) + "'"
     graph_table = graphs.markdown_table(graph_results) if graph_results else None
-    (out / "pipeline.md").write_text(markdown(scales, incremental, graph_table, command))
-    (out / "pipeline.json").write_text(json.dumps({"machine": machine(), "scales": scales,
-                                                   "incremental": incremental}, indent=2) + "\n")
+    waits = interactions.markdown(sample, nothing_new, scales[-1]["wall_seconds"]) if sample else None
+    (out / "pipeline.md").write_text(markdown(scales, incremental, graph_table, command, waits))
+    (out / "pipeline.json").write_text(json.dumps({"machine": machine(), "scales": scales, "incremental": incremental,
+                                                   "sample": sample, "nothing_new": nothing_new}, indent=2) + "\n")
     chart(scales, out / "stages.png")
     print(f"report: {out / 'pipeline.md'}")
     return 0
