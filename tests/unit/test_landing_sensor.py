@@ -49,6 +49,7 @@ def test_a_fresh_instance_on_an_up_to_date_warehouse_starts_nothing(loaded):
 def test_a_new_or_changed_file_starts_one_run(loaded):
     landing, _ = loaded
     with dg.instance_for_test() as instance:
+        assert isinstance(tick(instance), dg.SkipReason)
         (landing / "events" / "b.jsonl").write_text('{"type":"track","messageId":"m2","anonymousId":"b","event":"E"}\n')
         first = tick(instance)
         assert isinstance(first, dg.RunRequest) and first.run_key
