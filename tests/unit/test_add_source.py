@@ -117,9 +117,10 @@ def snowplow_row(n: int, event: str, event_name: str, user_id: str = "", title: 
 
 
 SNOWPLOW_EVENTS = [("page_view", "page_view", "", "Home"), ("unstruct", "link_click", "", ""),
-                   ("unstruct", "add_to_cart", "u-1", ""), ("page_view", "page_view", "u-1", "Cart"),
+                   ("unstruct", "add_to_cart", "u-1", ""), ("page_view", "page_view", "", "Cart"),
                    ("unstruct", "submit_form", "", ""), ("struct", "event", "", ""),
                    ("unstruct", "link_click", "u-2", ""), ("unstruct", "add_to_cart", "", "")]
+# people: cookie-0 is u-2 and Person0 (who viewed two pages), cookie-1 Person1, cookie-2 u-1 and Person2
 
 
 def snowplow_csv(path: Path) -> Path:
