@@ -9,9 +9,13 @@ source needs so that after one run its identifiers join the identity graph and i
 - ``models/staging/<name>/``: the dbt source, the staging model and its YAML, with the identifier
   mapping in SQL (identifier columns become the message's ``user_id``, ``anonymous_id`` or traits
   named after their identifier type, which the identity rules' ``traits.<type>`` sources read);
-- a copy of the sample in the landing folder.
+- a copy of the sample in the landing folder, unless that folder is inside the repository (the
+  default ``seeds/``): a real export never lands one ``git add`` away from a commit.
 
-Everything it writes is plain dbt and YAML, meant to be read and edited.
+The sample is read (field names, a few thousand records to choose the event-name field, find page
+views and check identifier paths), never written into the project. Everything it writes is plain
+dbt and YAML, meant to be read and edited; ``--update`` rewrites it while the staging model's
+checksum line says it was not edited.
 """
 
 from __future__ import annotations
@@ -30,8 +34,8 @@ from orchestration.landing.ingestion import EMAIL_COLUMNS, PHONE_COLUMNS, snake_
 from orchestration.landing.sources import (
     FORMATS,
     WILDCARD,
-    _column_and_rest,
     canonical_field,
+    column_and_rest,
     parse_landing_sources,
     path_segments,
     split_field_path,
@@ -160,7 +164,7 @@ def field_values(record: dict, field_name: str, fmt: str, columns: list[str]) ->
             segments = [field_name]
         values = [record]
     else:
-        column, rest = _column_and_rest(field_name, columns)
+        column, rest = column_and_rest(field_name, columns)
         values = [record.get(column) if rest is None else _json_text(record.get(column))]
         segments = path_segments(rest.removeprefix(".")) if rest else []
     for segment in segments:
@@ -200,7 +204,7 @@ def check_field(rows: list[dict], field_name: str, fmt: str, columns: list[str],
         head = re.split(r"[.\[]", field_name, maxsplit=1)[0]
         known = field_name in columns or any(re.split(r"[.\[]", c, maxsplit=1)[0] == head for c in columns)
     else:
-        head = _column_and_rest(field_name, columns)[0]
+        head = column_and_rest(field_name, columns)[0]
         known = head in columns
         if not known and not field_name.startswith('"'):
             head = re.split(r"[.\[]", field_name, maxsplit=1)[0]

@@ -102,7 +102,7 @@ def json_path_of(segments: list[str | int | None]) -> str:
     return text
 
 
-def _column_and_rest(field: str, columns: list[str] | None) -> tuple[str, str | None]:
+def column_and_rest(field: str, columns: list[str] | None) -> tuple[str, str | None]:
     """A CSV field as its column and the path after it (None: the column itself)."""
     if columns is not None and field in columns:
         return field, None
@@ -127,7 +127,7 @@ def split_field_path(field: str, fmt: str, columns: list[str] | None = None) -> 
             return json_path_of(path_segments(field)), None
         except ValueError:  # a key that is no path (spaces, ...): the key itself
             return json_path_of([field]), None
-    column, rest = _column_and_rest(field, columns)
+    column, rest = column_and_rest(field, columns)
     return json_path_of([column]), None if rest is None else json_path_of(path_segments(rest.removeprefix(".")))
 
 
@@ -136,7 +136,7 @@ def canonical_field(field: str, fmt: str, columns: list[str]) -> str:
     registration reads without the sample's header."""
     if fmt == "jsonl":
         return field
-    column, rest = _column_and_rest(field, columns)
+    column, rest = column_and_rest(field, columns)
     return field if rest is None else '"' + column.replace('"', '\\"') + '"' + rest
 
 
