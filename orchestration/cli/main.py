@@ -215,18 +215,26 @@ def _add_source(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from orchestration.identity.rules import IdentityRules
-    from orchestration.landing.add_source import plan_source, scaffold
+    from orchestration.landing.add_source import plan_source, sample_copy_target, scaffold
 
-    overrides = dict(item.split("=", 1) for item in args.identifier)
     sample = Path(args.sample)
     try:
+        pairs = {"--identifier": args.identifier, "--message-type": args.message_type}
+        for option, items in pairs.items():
+            if bad := [item for item in items if "=" not in item]:
+                raise ValueError(f"{option} {bad[0]}: expected {'FIELD=TYPE' if option == '--identifier' else 'VALUE=TYPE'}")
+        overrides = dict(item.rsplit("=", 1) for item in args.identifier)
+        message_types = dict(item.rsplit("=", 1) for item in args.message_type)
         types = IdentityRules.parse(settings.identity_rules()).types
-        plan = plan_source(args.name, sample, list(types), overrides,
-                           args.message_id, args.event_name, args.timestamp)
-        command = "identity-warehouse add-source " + shlex.join([args.name, sample.name, *(
-            f"--identifier={item}" for item in args.identifier)])
+        plan = plan_source(args.name, sample, list(types), overrides, args.message_id, args.event_name,
+                           args.timestamp, args.type_field, message_types)
+        options = [f"--identifier={item}" for item in args.identifier]
+        options += [f"--{name.replace('_', '-')}={value}" for name in ("event_name", "message_id", "timestamp", "type_field")
+                    if (value := getattr(args, name))]
+        options += [f"--message-type={item}" for item in args.message_type]
+        command = "identity-warehouse add-source " + shlex.join([args.name, sample.name, *options])
         written = scaffold(plan, settings.DBT_PROJECT_DIR, settings.landing_dir(), sample, command,
-                           copy_sample=not args.no_copy)
+                           copy_sample=not args.no_copy, update=args.update)
     except (ValueError, OSError) as error:
         print(f"ERROR: {error}", file=sys.stderr)
         return 1
@@ -234,9 +242,17 @@ def _add_source(args: argparse.Namespace) -> int:
           + ", ".join(f"{field} → {kind}" for field, kind in plan.identifiers.items()))
     print(f"  message id: {plan.message_id or '(derived from the content)'}; event name: "
           f"{plan.event_name or repr(plan.name)}; time: {plan.timestamp or '(load time)'}")
+    print(f"  event name field: {plan.event_name_reason} (--event-name FIELD to choose another)")
+    if plan.message_types:
+        print(f"  message types: " + ", ".join(f"{plan.type_field} = {v} → {t}" for v, t in plan.message_types.items())
+              + ", else track (--type-field, --message-type VALUE=TYPE to change)")
     for path in written:
         shown = path.relative_to(settings.PROJECT_ROOT) if path.is_relative_to(settings.PROJECT_ROOT) else path
         print(f"  wrote {shown}")
+    if not args.no_copy and sample_copy_target(plan, settings.landing_dir(), sample, settings.PROJECT_ROOT) is None:
+        print(f"NOTE: the sample was not copied: LANDING_DIR ({settings.landing_dir()}) is inside the repository, "
+              "where a real export is one `git add` away from a commit. Put the source's files in "
+              f"<your landing folder>/{plan.name}/ and run with LANDING_DIR=<your landing folder>")
     for kind in sorted(set(plan.identifiers.values()) - {"user_id", "anonymous_id"}):
         if kind not in types:
             print(f"NOTE: '{kind}' is not an identifier type yet: add it to vars: identity_rules: identifier_types "
@@ -298,11 +314,22 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("sample", help="a sample file: .csv, .tsv or .jsonl")
     add.add_argument("--identifier", action="append", default=[], metavar="FIELD=TYPE",
                      help="map a field to an identifier type (email, phone, user_id, anonymous_id or a custom "
-                     "type); TYPE 'none' drops a field detected by its name. Repeatable")
+                     "type); TYPE 'none' drops a field detected by its name. FIELD may go into JSON, also JSON held "
+                     "in a CSV cell, and arrays: 'contexts.data[*].data.userId' ([*]: the first element that has "
+                     "it). Repeatable")
     add.add_argument("--message-id", help="the field holding a message id (detected: message_id, event_id, ...)")
-    add.add_argument("--event-name", help="the field holding the event name (detected: event, action, ...)")
+    add.add_argument("--event-name", help="the field holding the event name (detected: of event, event_name, action, "
+                     "..., the one with the most specific names, not `unstruct`-like ones)")
     add.add_argument("--timestamp", help="the field holding the event time (detected: *_at, *timestamp, date, ...)")
-    add.add_argument("--no-copy", action="store_true", help="do not copy the sample into LANDING_DIR/<name>/")
+    add.add_argument("--type-field", help="the field whose values make a record a page or screen view (detected: "
+                     "the event fields, where a value is page_view, screen_view, ...)")
+    add.add_argument("--message-type", action="append", default=[], metavar="VALUE=TYPE",
+                     help="records whose --type-field is VALUE are messages of TYPE (page, screen or track); "
+                     "repeatable; replaces the detected ones (page_view=page, screen_view=screen)")
+    add.add_argument("--update", action="store_true", help="regenerate an existing source's mapping: rewrites its "
+                     "registration and the files add-source wrote, unless its staging model was edited since")
+    add.add_argument("--no-copy", action="store_true", help="do not copy the sample into LANDING_DIR/<name>/ "
+                     "(never copied when LANDING_DIR is inside the repository, as the default seeds/ is)")
     add.set_defaults(handler=_add_source)
     args = parser.parse_args(argv)
     return args.handler(args)

@@ -81,3 +81,20 @@ def file_lock(path: Path) -> Iterator[None]:
 
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def writer_lock_if_free(database: Path) -> Iterator[bool]:
+    """The database's writer lock if no one holds it (True, held while the block runs), else False
+    at once: for a short read that must not wait for, or make wait, a run (the landing sensor)."""
+    path = lock_path(database)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # releases the lock

@@ -42,14 +42,114 @@ class LandingSource:
         return f"source:{self.name}"
 
     def identifier_paths(self) -> list[tuple[str, str]]:
-        """(identifier type, JSON path in a record) of each declared identifier field: a CSV column is
-        one key of the record; a JSON field is a path (``a.b``, ``list[0].email``)."""
-        if self.format == "jsonl":
-            return [(kind, f"$.{field}") for field, kind in self.identifiers]
-        return [(kind, '$."' + field.replace('"', '\\"') + '"') for field, kind in self.identifiers]
+        """(identifier type, JSON path in a record) of each declared identifier field that is one
+        path of the record: a CSV column is one key of the record; a JSON field is a path (``a.b``,
+        ``list[0].email``). Paths into a CSV cell's JSON or under ``[*]`` are in
+        ``identifier_expressions``."""
+        paths = []
+        for field, kind in self.identifiers:
+            cell, inner = split_field_path(field, self.format)
+            if inner is None and "[*]" not in cell:
+                paths.append((kind, cell))
+        return paths
+
+    def identifier_expressions(self, column: str) -> list[tuple[str, str]]:
+        """(identifier type, DuckDB SQL over the record's JSON text in ``column``) of every declared
+        identifier field: the privacy screen reads the same values as the staging model."""
+        return [(kind, duckdb_field_sql(column, field, self.format)) for field, kind in self.identifiers]
 
     def matches(self, path: Path) -> bool:
         return path.name.lower().endswith(FORMATS[self.format])
+
+
+# ---------------------------------------------------------------------------------------------
+# Field paths: a CSV column or a JSON key, then optionally a path into JSON (``.key``, ``[0]``,
+# ``[*]``: the first non-null value of any element). A CSV cell holding JSON is read as JSON: the
+# path after its column goes into it. With a path, the column is written quoted when it is not a
+# plain name (``"contexts"[*].userId``, ``"Member Info".email``).
+# ---------------------------------------------------------------------------------------------
+
+_SEGMENT = re.compile(r'\.?([A-Za-z_][A-Za-z0-9_$-]*)|\.?"((?:[^"\\]|\\.)*)"|\[(\d+|\*)\]')
+WILDCARD = None  # a [*] segment
+
+
+def path_segments(path: str) -> list[str | int | None]:
+    """``a.b[0]."odd key"[*].c`` → ``['a', 'b', 0, 'odd key', None, 'c']``; ValueError if it is not a path."""
+    segments, position = [], 0
+    while position < len(path):
+        match = _SEGMENT.match(path, position)
+        if not match or (position == 0 and path.startswith(".")):
+            raise ValueError(f"'{path}': not a field path (use key.key, key[0], key[*], \"odd key\")")
+        name, quoted, index = match.groups()
+        segments.append(name if name is not None else quoted.replace('\\"', '"') if quoted is not None
+                        else WILDCARD if index == "*" else int(index))
+        position = match.end()
+    return segments
+
+
+def json_path_of(segments: list[str | int | None]) -> str:
+    """A JSON path (``$.a[0]."odd key"[*]``) for DuckDB's and Spark's JSON functions."""
+    text = "$"
+    for segment in segments:
+        if segment is WILDCARD:
+            text += "[*]"
+        elif isinstance(segment, int):
+            text += f"[{segment}]"
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", segment):
+            text += f".{segment}"
+        else:
+            text += '."' + segment.replace('"', '\\"') + '"'
+    return text
+
+
+def column_and_rest(field: str, columns: list[str] | None) -> tuple[str, str | None]:
+    """A CSV field as its column and the path after it (None: the column itself)."""
+    if columns is not None and field in columns:
+        return field, None
+    if field.startswith('"'):
+        head = _SEGMENT.match(field)
+        if head and head.group(2) is not None and head.end() < len(field):
+            return head.group(2).replace('\\"', '"'), field[head.end():]
+    for column in sorted(columns or (), key=len, reverse=True):
+        if field.startswith(column) and field[len(column):len(column) + 1] in (".", "["):
+            return column, field[len(column):]
+    return field, None
+
+
+def split_field_path(field: str, fmt: str, columns: list[str] | None = None) -> tuple[str, str | None]:
+    """A field as (JSON path of the record, JSON path inside the cell's JSON or None).
+
+    A CSV field is a column (one key of the record), optionally followed by a path into the JSON
+    its cell holds; ``columns`` (a sample's header) tells where a column ends when it is not quoted.
+    A JSON-lines field is one path of the record."""
+    if fmt == "jsonl":
+        try:
+            return json_path_of(path_segments(field)), None
+        except ValueError:  # a key that is no path (spaces, ...): the key itself
+            return json_path_of([field]), None
+    column, rest = column_and_rest(field, columns)
+    return json_path_of([column]), None if rest is None else json_path_of(path_segments(rest.removeprefix(".")))
+
+
+def canonical_field(field: str, fmt: str, columns: list[str]) -> str:
+    """How a field is written in the registration: a CSV column with a path after it quoted, so the
+    registration reads without the sample's header."""
+    if fmt == "jsonl":
+        return field
+    column, rest = column_and_rest(field, columns)
+    return field if rest is None else '"' + column.replace('"', '\\"') + '"' + rest
+
+
+def duckdb_field_sql(column: str, field: str, fmt: str) -> str:
+    """DuckDB SQL: the text of ``field`` in the record's JSON held in ``column`` (the first non-null
+    value under a ``[*]``)."""
+    cell, inner = split_field_path(field, fmt)
+    expression = f"json_extract_string({column}, {quote_literal(cell)})"
+    if inner is not None:
+        expression = f"json_extract_string({expression}, {quote_literal(inner)})"
+    if "[*]" in (inner or cell):
+        expression = f"list_filter({expression}, lambda v: v is not null)[1]"
+    return expression
 
 
 def parse_landing_sources(config: dict | None) -> list[LandingSource]:

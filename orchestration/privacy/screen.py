@@ -80,9 +80,10 @@ class PrivacyScreen:
         ``landing_contacts``); returns the rejections it wrote itself (contact rows; the lines of
         events and registered sources are counted by their writer)."""
         if source is not None:
-            self._screen_lines(conn, "landing_records", source.identifier_paths() or None)
+            self._screen_lines(conn, "landing_records", source.identifier_expressions("line") or None)
         elif kind == "events":
-            self._screen_lines(conn, "landing_lines", message_fields(self.rules))
+            self._screen_lines(conn, "landing_lines", [(t, f"json_extract_string(line, {quote_literal(p)})")
+                                                       for t, p in message_fields(self.rules)])
         elif conn.execute("select count(*) from duckdb_tables() where temporary and table_name = 'landing_contacts'").fetchone()[0]:
             return self._screen_contacts(conn, context)
         return Counter()
@@ -95,12 +96,12 @@ class PrivacyScreen:
         """
 
     def _screen_lines(self, conn, table: str, fields: list[tuple[str, str]] | None) -> None:
-        """``fields`` (type, JSON path) says where a line carries identifiers; None: anywhere."""
+        """``fields`` (type, SQL over ``line``) says where a line carries identifiers; None: anywhere."""
         accepted = "reason is null and not is_blank"
         if fields:
             structs = ", ".join(
-                f"{{identifier_type: {quote_literal(t)}, raw_value: json_extract_string(line, {quote_literal(p)})}}"
-                for t, p in fields if t in self.rules.types)
+                f"{{identifier_type: {quote_literal(t)}, raw_value: {expr}}}"
+                for t, expr in fields if t in self.rules.types)
             identifiers = f"select line_number, unnest([{structs}], recursive := true) from {table} where {accepted}"
         else:
             identifiers = self._tokens_sql(table, accepted)

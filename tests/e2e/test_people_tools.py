@@ -17,6 +17,7 @@ import pytest
 from orchestration.core import settings
 from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME, environment
 from tests.e2e.conftest import SampleRuns
+from tests.unit.test_add_source import SESSION_USER, snowplow_csv
 
 pytestmark = pytest.mark.e2e
 
@@ -118,6 +119,13 @@ def added_source(tmp_path_factory):
     env.pop("DAGSTER_HOME", None)
     scaffolded = cli("add-source", "gym_checkins", str(sample), env=env)
     assert scaffolded.returncode == 0, scaffolded.stdout + scaffolded.stderr
+    # a tracker's CSV export: the cookie id inside a JSON cell's array, an e-mail in the contexts envelope
+    export = snowplow_csv(sample.parent / "sp_export.csv")
+    tracker = cli("add-source", "sp_export", str(export), "--identifier", f"{SESSION_USER}=anonymous_id", env=env)
+    assert tracker.returncode == 0, tracker.stdout + tracker.stderr
+    tracker = cli("add-source", "sp_export", str(export), "--update", "--identifier", f"{SESSION_USER}=anonymous_id",
+                  "--identifier", "contexts.data[*].data.email=email", env=env)  # a mapping fixed after the first try
+    assert tracker.returncode == 0, tracker.stdout + tracker.stderr
     run = cli("run", env=env)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     with duckdb.connect(str(database), read_only=True) as conn:
@@ -125,7 +133,11 @@ def added_source(tmp_path_factory):
         events = conn.execute("select message_id, profile_id, event_name from marts.profile_events "
                               "where source = 'gym_checkins'").fetchall()
         raw = conn.execute("select count(*) from raw.gym_checkins").fetchone()[0]
-    return {"scaffolded": scaffolded.stdout, "project": project, "landing": landing, "raw": raw, "env": env,
+        tracker_events = conn.execute("select message_type, count(*) from marts.profile_events "
+                                      "where source = 'sp_export' group by 1").fetchall()
+        pages_viewed = dict(conn.execute("select profile_id, pages_viewed from marts.profile_traits").fetchall())
+    return {"scaffolded": scaffolded.stdout, "tracker": tracker.stdout, "tracker_events": dict(tracker_events),
+            "pages_viewed": pages_viewed, "project": project, "landing": landing, "raw": raw, "env": env,
             "database": database,
             "identifiers": {(t, v): p for t, v, p in identifiers}, "events": events}
 
@@ -149,6 +161,20 @@ def test_a_new_csv_lands_and_its_identifiers_join_the_graph(added_source):
     dana, ravi = identifiers[("user_id", "amp-user-dana")], identifiers[("user_id", "amp-user-ravi")]
     profile_of_event = {profile for _, profile, _ in added_source["events"]}
     assert {dana, ravi, zoe} == profile_of_event
+
+
+def test_a_tracker_export_with_identifiers_in_json_cells_joins_the_graph_with_its_page_views(added_source):
+    """add-source on a Snowplow-like CSV export (issue 29): the cookie id inside a JSON cell's array,
+    the e-mail in the contexts envelope, page views as `page` messages, the sample copied outside
+    the repository only."""
+    identifiers = added_source["identifiers"]
+    person = identifiers[("anonymous_id", "cookie-0")]
+    assert identifiers[("user_id", "u-2")] == person == identifiers[("email", "person0@example.com")]
+    assert identifiers[("anonymous_id", "cookie-2")] == identifiers[("user_id", "u-1")]
+    assert added_source["tracker_events"] == {"page": 2, "track": 6}
+    assert added_source["pages_viewed"][person] == 2
+    assert "event name field: event_name" in added_source["tracker"]
+    assert (added_source["landing"] / "sp_export" / "sp_export.csv").exists()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -95,3 +95,130 @@ def test_scaffold_writes_the_files_and_copies_the_sample(tmp_path):
         "landing/gym/gym.csv"}
     with pytest.raises(ValueError, match="already exists"):
         scaffold(plan_source("gym", sample, TYPES), project, tmp_path / "landing", sample, "cmd")
+
+
+# ---------------------------------------------------------------------------------------------
+# A third-party tracker's export (issue 29): a Snowplow-like CSV, identifiers inside JSON cells
+# ---------------------------------------------------------------------------------------------
+
+SNOWPLOW_COLUMNS = ["event_id", "collector_tstamp", "derived_tstamp", "event", "event_name", "user_id",
+                    "page_title", "contexts_com_snowplowanalytics_snowplow_client_session_1", "contexts"]
+
+
+def snowplow_row(n: int, event: str, event_name: str, user_id: str = "", title: str = "") -> list[str]:
+    """One synthetic event: the client session entity (its userId is the tracker's cookie id) as an
+    array of objects, and the enriched `contexts` envelope (schema + data array) as the SDK writes them."""
+    session = [{"userId": f"cookie-{n % 3}", "sessionId": f"s-{n}", "sessionIndex": 1}]
+    envelope = {"schema": "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0",
+                "data": [{"schema": "iglu:com.snowplowanalytics.snowplow/web_page/jsonschema/1-0-0", "data": {"id": f"pv-{n}"}},
+                         {"schema": "iglu:com.acme/customer/jsonschema/1-0-0", "data": {"email": f"Person{n % 3}@Example.com"}}]}
+    return [f"e-{n:04d}", f"2024-06-0{1 + n % 5}T10:00:00Z", f"2024-06-0{1 + n % 5}T10:00:01Z", event, event_name, user_id,
+            title, json.dumps(session), json.dumps(envelope)]
+
+
+SNOWPLOW_EVENTS = [("page_view", "page_view", "", "Home"), ("unstruct", "link_click", "", ""),
+                   ("unstruct", "add_to_cart", "u-1", ""), ("page_view", "page_view", "", "Cart"),
+                   ("unstruct", "submit_form", "", ""), ("struct", "event", "", ""),
+                   ("unstruct", "link_click", "u-2", ""), ("unstruct", "add_to_cart", "", "")]
+# people: cookie-0 is u-2 and Person0 (who viewed two pages), cookie-1 Person1, cookie-2 u-1 and Person2
+
+
+def snowplow_csv(path: Path) -> Path:
+    import csv as csv_module
+
+    with path.open("w", newline="") as handle:
+        writer = csv_module.writer(handle)
+        writer.writerow(SNOWPLOW_COLUMNS)
+        for n, (event, name, user, title) in enumerate(SNOWPLOW_EVENTS):
+            writer.writerow(snowplow_row(n, event, name, user, title))
+    return path
+
+
+SESSION_USER = "contexts_com_snowplowanalytics_snowplow_client_session_1[*].userId"
+
+
+def test_the_event_name_is_the_informative_column_and_says_why(tmp_path):
+    sample = snowplow_csv(tmp_path / "sp.csv")
+    plan = plan_source("sp_export", sample, TYPES)
+    # `event` is mostly the generic `unstruct`; `event_name` names what happened
+    assert plan.event_name == "event_name"
+    assert "event_name" in plan.event_name_reason and "unstruct" in plan.event_name_reason
+    assert plan_source("sp_export", sample, TYPES, event_name="event").event_name == "event"
+    with pytest.raises(ValueError, match="--event-name nope: no field"):
+        plan_source("sp_export", sample, TYPES, event_name="nope")
+
+
+def test_identifiers_inside_json_cells_and_arrays(tmp_path):
+    sample = snowplow_csv(tmp_path / "sp.csv")
+    plan = plan_source("sp_export", sample, TYPES, {SESSION_USER: "anonymous_id",
+                                                    "contexts.data[*].data.email": "email"})
+    assert set(plan.identifiers.values()) == {"user_id", "anonymous_id", "email"}
+    with pytest.raises(ValueError, match=r"no value at .*userID.* in the sample.*userId"):
+        plan_source("sp_export", sample, TYPES, {SESSION_USER.replace("userId", "userID"): "anonymous_id"})
+    with pytest.raises(ValueError, match="no field 'nope'"):
+        plan_source("sp_export", sample, TYPES, {"nope.userId": "anonymous_id"})
+    # the generated SQL reads the cell's JSON and the first non-null value under the array
+    sql = render_staging_sql(plan, "cmd")
+    assert "json_first_string(json_get_string('payload', '$.contexts_com_snowplowanalytics_snowplow_client_session_1'), " \
+           "'$[*].userId')" in sql
+    # the landing door (privacy screen) reads the same values: run its DuckDB expressions on a row
+    from orchestration.landing.sources import parse_landing_sources
+
+    registered = yaml.safe_load(register_source((settings.DBT_PROJECT_DIR / "dbt_project.yml").read_text(), plan))
+    source = next(s for s in parse_landing_sources(registered["vars"]["landing_sources"]) if s.name == "sp_export")
+    row = dict(zip(SNOWPLOW_COLUMNS, snowplow_row(4, "unstruct", "submit_form", "u-9")))
+    import duckdb
+
+    values = duckdb.execute("select " + ", ".join(f"{expr} as {kind}" for kind, expr in source.identifier_expressions("line"))
+                            + " from (select ?::varchar as line)", [json.dumps(row)]).fetchone()
+    assert sorted(values) == sorted(["u-9", "cookie-1", "Person1@Example.com"])
+
+
+def test_a_second_add_source_updates_what_it_generated_unless_edited(tmp_path):
+    project = tmp_path / "dbt_project"
+    project.mkdir()
+    (project / "dbt_project.yml").write_text((settings.DBT_PROJECT_DIR / "dbt_project.yml").read_text())
+    sample = snowplow_csv(tmp_path / "sp.csv")
+    scaffold(plan_source("sp_export", sample, TYPES), project, tmp_path / "landing", sample, "cmd")
+    with pytest.raises(ValueError, match="--update"):
+        scaffold(plan_source("sp_export", sample, TYPES), project, tmp_path / "landing", sample, "cmd")
+    fixed = plan_source("sp_export", sample, TYPES, {SESSION_USER: "anonymous_id"})
+    scaffold(fixed, project, tmp_path / "landing", sample, "cmd", update=True)
+    model = project / "models" / "staging" / "sp_export" / "stg_sp_export__events.sql"
+    assert "client_session_1" in model.read_text()
+    registered = yaml.safe_load((project / "dbt_project.yml").read_text())["vars"]["landing_sources"]
+    assert registered["sp_export"]["identifiers"][f'"{SESSION_USER.split("[")[0]}"[*].userId'] == "anonymous_id"
+    assert list(registered).count("sp_export") == 1 and "snowplow" in registered
+    original = (settings.DBT_PROJECT_DIR / "dbt_project.yml").read_text()
+    assert (project / "dbt_project.yml").read_text().count("#") == original.count("#")  # comments kept
+    # an edited model is the user's: refused, with what to do
+    model.write_text(model.read_text().replace("as event_name", "as event_name -- mine"))
+    with pytest.raises(ValueError, match="edited since"):
+        scaffold(plan_source("sp_export", sample, TYPES), project, tmp_path / "landing", sample, "cmd", update=True)
+    assert "-- mine" in model.read_text()
+
+
+def test_page_views_become_page_messages(tmp_path):
+    sample = snowplow_csv(tmp_path / "sp.csv")
+    plan = plan_source("sp_export", sample, TYPES)
+    assert (plan.type_field, plan.message_types) == ("event", {"page_view": "page"})
+    sql = render_staging_sql(plan, "cmd")
+    assert "when 'page_view' then 'page'" in sql and "'track' as message_type" not in sql
+    custom = plan_source("sp_export", sample, TYPES, type_field="event_name", message_types={"link_click": "page"})
+    assert (custom.type_field, custom.message_types) == ("event_name", {"link_click": "page"})
+    with pytest.raises(ValueError, match="message type"):
+        plan_source("sp_export", sample, TYPES, message_types={"page_view": "purchase"})
+
+
+def test_a_sample_is_never_copied_into_the_repository(tmp_path):
+    repository = tmp_path / "repo"
+    project = repository / "dbt_project"
+    project.mkdir(parents=True)
+    (project / "dbt_project.yml").write_text((settings.DBT_PROJECT_DIR / "dbt_project.yml").read_text())
+    sample = snowplow_csv(tmp_path / "sp.csv")
+    written = scaffold(plan_source("sp_export", sample, TYPES), project, repository / "seeds", sample, "cmd",
+                       repository=repository)
+    assert not (repository / "seeds").exists()
+    assert all(p.suffix in (".yml", ".sql") for p in written)
+    # the default landing folder is the repository's seeds/: a real sample never goes there
+    assert settings.landing_dir().resolve().is_relative_to(settings.PROJECT_ROOT)

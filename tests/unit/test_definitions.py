@@ -72,7 +72,7 @@ def test_translator_keys():
 def test_sensor_fires_once_per_change_of_the_landing_folder(tmp_path):
     (tmp_path / "events").mkdir()
     (tmp_path / "events" / "a.jsonl").write_text('{"type":"track","anonymousId":"a"}\n')
-    with environment(LANDING_DIR=tmp_path):
+    with environment(LANDING_DIR=tmp_path, DUCKDB_PATH=tmp_path / "not-built-yet.duckdb"):
         first = new_landing_files_sensor(dg.build_sensor_context(cursor=None))
         assert isinstance(first, dg.RunRequest)
         cursor = landing_fingerprint(tmp_path)
