@@ -285,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
                      "the console shows a line per step, warnings and errors in full, and the summary")
     run.set_defaults(handler=_run)
     verify = commands.add_parser("verify", help="verify the whole warehouse: every dbt data test over every row and "
-                                 "the reconciliation checks (a build tests the rows it wrote); non-zero exit on failure")
+                                 "the reconciliation checks (a build tests the rows it wrote); exits non-zero on a "
+                                 "failure")
     verify.add_argument("--vars", help="dbt vars, as for run")
     verify.set_defaults(handler=_verify)
     gen = commands.add_parser("generate", help="write synthetic landing files (and their ground truth) to a folder")

@@ -47,7 +47,10 @@ def judge_test_results(run_results: dict) -> Verification:
         verification.tests_run += 1
         name = result["unique_id"].split(".")[2]
         status = result.get("status")
-        detail = f"{result.get('failures')} failing rows" if status in ("fail", "warn") else (result.get("message") or status)
+        if status in ("fail", "warn"):
+            detail = f"{result.get('failures')} failing rows"
+        else:
+            detail = result.get("message") or status
         if status in FAILED_STATUSES:
             verification.failed_tests.append(f"{name}: {detail}")
         elif status == "warn":
@@ -59,7 +62,8 @@ def verify_warehouse(dbt: DbtCliResource, dbt_vars: dict[str, Any] | None = None
                      log=print) -> Verification:
     """Every data test over every row (``dbt test``, ``verify_scope: all``), then the reconciliation
     checks; the writer lock held, as a build holds it (dbt opens the file for writing)."""
-    target = dbt_project.project_dir / dbt_project.target_path / f"{VERIFY_JOB}-{(run_id or 'cli')[:7]}-{uuid.uuid4().hex[:7]}"
+    folder = f"{VERIFY_JOB}-{(run_id or 'cli')[:7]}-{uuid.uuid4().hex[:7]}"  # pruned as build folders are
+    target = dbt_project.project_dir / dbt_project.target_path / folder
     with writer_lock(settings.duckdb_path(), log):
         with without_adapter_in_process():
             invocation = dbt.cli(dbt_verify_args(dbt_vars), raise_on_error=False, target_path=target)

@@ -66,7 +66,8 @@ def _models() -> dict[str, dict]:
 # The models whose tests read only the rows a build wrote; every other model is tested whole in
 # every build (rebuilt whole, a view, or an incremental model that does not stamp each row it writes).
 SCOPED = {
-    **{f"stg_segment__{kind}": "built_at" for kind in ("tracks", "identifies", "pages", "screens", "aliases", "groups")},
+    **{f"stg_segment__{kind}": "built_at"
+       for kind in ("tracks", "identifies", "pages", "screens", "aliases", "groups")},
     "int_identifiers": "built_at", "int_identity_edges": "built_at", "int_identity_components": "built_at",
     "profile_events": "updated_at", "identity_links": "updated_at", "profiles": "updated_at",
     "profile_trait_sources": "updated_at", "audience_membership_history": "changed_at",
