@@ -13,8 +13,8 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
-import pytest
 
+from orchestration.location.project import build_folder
 from orchestration.location.runner import run_build_warehouse
 from tests.conftest import environment
 
@@ -80,8 +80,7 @@ def test_violation_in_an_old_row_is_missed_by_the_build_and_caught_by_verificati
         assert failures == ["data test not_null_profile_events_profile_id: 1 failing rows"], failures
 
 
-@pytest.mark.parametrize("planted", ["duplicate_of_an_old_row"])
-def test_violation_in_a_row_the_build_wrote_fails_the_build(sample_runs, tmp_path, planted):
+def test_violation_in_a_row_the_build_wrote_fails_the_build(sample_runs, tmp_path):
     """Every row a build writes carries the build's start (build_timestamp(), dbt's run_started_at)
     in its watermark column (profiles.updated_at). A row stamped later than the build's start is one
     the build tests: here a copy of an old profile, so that unique(profile_id) holds over the rows
@@ -96,4 +95,7 @@ def test_violation_in_a_row_the_build_wrote_fails_the_build(sample_runs, tmp_pat
     with environment(LANDING_DIR=landing, DUCKDB_PATH=database):
         build = run_build_warehouse(dg.DagsterInstance.ephemeral())
     assert not build.ok
-    assert "marts/profiles:unique_profiles_profile_id" in build.failed_checks, build
+    # the dbt step fails on the test (its events do not reach the checks): dbt's own results say which
+    results = json.loads((build_folder(build.run_id) / "run_results.json").read_text())["results"]
+    statuses = {result["unique_id"].split(".")[2]: result["status"] for result in results}
+    assert statuses["unique_profiles_profile_id"] == "fail", statuses
