@@ -135,5 +135,9 @@ deduplicated as (
 
 )
 
-select * from deduplicated
+select
+    *,
+    {#- every row this build writes (its tests read those: macros/verify_scope.sql) -#}
+    {{ build_timestamp() }} as built_at
+from deduplicated
 {%- endmacro %}

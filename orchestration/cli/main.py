@@ -83,6 +83,28 @@ def _run_and_summarise(dbt_vars: dict | None = None) -> int:
     return 0 if outcome.ok else 1
 
 
+def _verify(args: argparse.Namespace) -> int:
+    """Every data test over every row, and the reconciliation checks (the verify_warehouse job)."""
+    from orchestration.cli.console import quiet_stdout
+    from orchestration.location.runner import run_verify_warehouse
+
+    try:
+        dbt_vars = _parse_vars(args.vars)
+    except ValueError as error:
+        print(f"ERROR: --vars: {error}", file=sys.stderr)
+        return 1
+    print(f"warehouse: {settings.duckdb_path()}", flush=True)
+    with quiet_stdout():
+        outcome = run_verify_warehouse(dbt_vars=dbt_vars)
+    for failure in outcome.failures:
+        print(f"ERROR: {failure}", file=sys.stderr)
+    if not outcome.success:
+        print(f"ERROR: verification run {outcome.run_id} failed", file=sys.stderr)
+        return 1
+    print("verified: every data test over every row, and the reconciliation checks, passed")
+    return 0
+
+
 def _run_spark(dbt_vars: dict) -> int:
     """The same project on Apache Spark (the `spark` target of profiles.yml): the landing files go
     through the ingestion into DUCKDB_PATH's raw tables, which are landed in Spark, then dbt builds
@@ -278,6 +300,11 @@ def main(argv: list[str] | None = None) -> int:
                      help="show dbt's line for every model and test (also IDENTITY_WAREHOUSE_VERBOSE=1); by default "
                      "the console shows a line per step, warnings and errors in full, and the summary")
     run.set_defaults(handler=_run)
+    verify = commands.add_parser("verify", help="verify the whole warehouse: every dbt data test over every row and "
+                                 "the reconciliation checks (a build tests the rows it wrote); exits non-zero on a "
+                                 "failure")
+    verify.add_argument("--vars", help="dbt vars, as for run")
+    verify.set_defaults(handler=_verify)
     gen = commands.add_parser("generate", help="write synthetic landing files (and their ground truth) to a folder")
     gen.add_argument("--people", type=int, default=300)
     gen.add_argument("--seed", type=int, default=7)

@@ -14,7 +14,10 @@ AS_OF = re.compile(r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?")
 
 
 def check_vars(dbt_vars: Mapping[str, Any]) -> None:
-    """Refuses vars that would reach SQL malformed: ``as_of`` must be a real date or timestamp."""
+    """Refuses vars that would reach SQL malformed: ``as_of`` must be a real date or timestamp,
+    ``verify_scope`` written or all."""
+    if dbt_vars.get("verify_scope", "written") not in ("written", "all"):
+        raise ValueError("verify_scope must be written (the rows the build wrote) or all (every row)")
     as_of = dbt_vars.get("as_of")
     if as_of is None:
         return
@@ -44,6 +47,19 @@ def dbt_build_args(full_refresh: bool = False, dbt_vars: Mapping[str, Any] | Non
         # JSON is valid YAML, and keeps values like "1" (a phone country code) strings.
         args += ["--vars", json.dumps(dict(dbt_vars), sort_keys=True)]
     return args
+
+
+# The dbt var that says what data tests read (dbt_project/macros/verify_scope.sql): `written`, the
+# default, the rows the build wrote; `all`, every row of every table.
+VERIFY_SCOPE = "verify_scope"
+
+
+def dbt_verify_args(dbt_vars: Mapping[str, Any] | None = None) -> list[str]:
+    """Arguments of the ``dbt test`` that verifies the whole warehouse: every data test (no unit
+    test: they test the SQL on fixtures, not the data) over every row (``verify_scope: all``)."""
+    verify_vars = {**(dbt_vars or {}), VERIFY_SCOPE: "all"}
+    check_vars(verify_vars)
+    return ["test", "--select", "test_type:data", "--vars", json.dumps(verify_vars, sort_keys=True)]
 
 
 def unit_tests_version(project_fingerprint: str, dbt_vars: Mapping[str, Any] | None,

@@ -94,6 +94,44 @@ def profile_events_reconciled(counts: dict) -> bool:
     )
 
 
+def reconcile_landed_lines(database) -> tuple[bool, dict]:
+    """Whether every landed line of every file is in a raw table, rejected or erased; with the counts."""
+    with connect(database) as conn:
+        erased = _ERASED_LINES if table_exists(conn, "privacy", "erased_lines") else _NO_ERASED_LINES
+        mismatches = conn.execute(LANDED_LINES_SQL.replace("{erased_lines}", erased)).fetchall()
+        totals = conn.execute(
+            "select count(*), coalesce(sum(lines_total), 0), coalesce(sum(lines_accepted), 0), "
+            "coalesce(sum(lines_rejected), 0) from raw.loaded_files"
+        ).fetchone()
+    files, lines, accepted, rejected = totals
+    return not mismatches, {
+        "files": files,
+        "lines": lines,
+        "accepted": accepted,
+        "rejected": rejected,
+        "files_not_reconciled": dg.MetadataValue.json([list(map(str, row)) for row in mismatches]),
+    }
+
+
+def reconcile_accepted_messages(database) -> tuple[bool, dict]:
+    """Whether every accepted message (and current contact record) is in marts.profile_events exactly
+    once; with the counts."""
+    with connect(database) as conn:
+        if not table_exists(conn, "marts", "profile_events"):
+            return False, {"error": "marts.profile_events does not exist"}
+        cursor = conn.execute(PROFILE_EVENTS_RECONCILIATION_SQL)
+        row = dict(zip([d[0] for d in cursor.description], cursor.fetchone()))
+    return profile_events_reconciled(row), row
+
+
+# The blocking reconciliation checks (asset key, check name → the function that runs one), for the
+# whole-warehouse verification (orchestration/location/verify.py) too.
+RECONCILIATIONS = {
+    ("raw/loaded_files", "landed_lines_reconcile"): reconcile_landed_lines,
+    ("marts/profile_events", "accepted_messages_reconcile"): reconcile_accepted_messages,
+}
+
+
 @dg.asset_check(
     asset=dg.AssetKey(["raw", "loaded_files"]),
     name="landed_lines_reconcile",
@@ -103,25 +141,8 @@ def profile_events_reconciled(counts: dict) -> bool:
     pool=DUCKDB_POOL,
 )
 def landed_lines_reconcile(warehouse: Warehouse) -> dg.AssetCheckResult:
-    with connect(warehouse.database) as conn:
-        erased = _ERASED_LINES if table_exists(conn, "privacy", "erased_lines") else _NO_ERASED_LINES
-        mismatches = conn.execute(LANDED_LINES_SQL.replace("{erased_lines}", erased)).fetchall()
-        totals = conn.execute(
-            "select count(*), coalesce(sum(lines_total), 0), coalesce(sum(lines_accepted), 0), "
-            "coalesce(sum(lines_rejected), 0) from raw.loaded_files"
-        ).fetchone()
-    files, lines, accepted, rejected = totals
-    return dg.AssetCheckResult(
-        passed=not mismatches,
-        severity=dg.AssetCheckSeverity.ERROR,
-        metadata={
-            "files": files,
-            "lines": lines,
-            "accepted": accepted,
-            "rejected": rejected,
-            "files_not_reconciled": dg.MetadataValue.json([list(map(str, row)) for row in mismatches]),
-        },
-    )
+    passed, metadata = reconcile_landed_lines(warehouse.database)
+    return dg.AssetCheckResult(passed=passed, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata)
 
 
 @dg.asset_check(
@@ -131,13 +152,8 @@ def landed_lines_reconcile(warehouse: Warehouse) -> dg.AssetCheckResult:
     pool=DUCKDB_POOL,
 )
 def accepted_messages_reconcile(warehouse: Warehouse) -> dg.AssetCheckResult:
-    with connect(warehouse.database) as conn:
-        if not table_exists(conn, "marts", "profile_events"):
-            return dg.AssetCheckResult(passed=False, metadata={"error": "marts.profile_events does not exist"})
-        cursor = conn.execute(PROFILE_EVENTS_RECONCILIATION_SQL)
-        row = dict(zip([d[0] for d in cursor.description], cursor.fetchone()))
-    return dg.AssetCheckResult(passed=profile_events_reconciled(row), severity=dg.AssetCheckSeverity.ERROR,
-                               metadata=row)
+    passed, metadata = reconcile_accepted_messages(warehouse.database)
+    return dg.AssetCheckResult(passed=passed, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from orchestration.location.checks import (  # noqa: E402
 )
 from orchestration.location.jobs import build_warehouse_job, hourly_build_schedule, new_landing_files_sensor  # noqa: E402
 from orchestration.location.resources import Warehouse  # noqa: E402
+from orchestration.location.verify import daily_verify_schedule, verify_warehouse_job  # noqa: E402
 
 computed = load_definitions(settings.DEFINITIONS_DIR / "traits.yml", settings.DEFINITIONS_DIR / "audiences.yml")
 
@@ -37,8 +38,8 @@ defs = dg.Definitions(
             *map(audience_export_asset, computed.audiences)],
     asset_checks=[landed_lines_reconcile, accepted_messages_reconcile, event_times_usable, message_copies_agree,
                   trait_property_values_conform],
-    jobs=[build_warehouse_job],
-    schedules=[hourly_build_schedule],
+    jobs=[build_warehouse_job, verify_warehouse_job],
+    schedules=[hourly_build_schedule, daily_verify_schedule],
     sensors=[new_landing_files_sensor],
     resources={"dbt": dbt_resource(), "warehouse": Warehouse()},
     executor=dg.in_process_executor,

@@ -59,3 +59,41 @@ def run_build_warehouse(instance: dg.DagsterInstance | None = None, run_config: 
         result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config,
                                         tags=recovery.owner_tags())
     return judge(result)
+
+
+@dataclass
+class VerifyOutcome:
+    success: bool
+    run_id: str
+    failures: list[str] = field(default_factory=list)  # "data test <name>: ...", "check <asset>:<check>"
+
+
+def run_verify_warehouse(instance: dg.DagsterInstance | None = None, dbt_vars: dict | None = None) -> VerifyOutcome:
+    """The ``verify_warehouse`` job in this process (every data test over every row, and the
+    reconciliation checks), under the writer lock as a build."""
+    settings.quiet_telemetry()
+    prepare_manifest()
+    from orchestration.location.definitions import defs
+
+    if instance is None:
+        instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    job = defs.resolve_job_def("verify_warehouse")
+    run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    if dbt_vars:
+        run_config["ops"] = {"verify_whole_warehouse": {"config": {"dbt_vars": dbt_vars}}}
+    recovery.install()
+    with writer_lock(settings.duckdb_path()):
+        result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config,
+                                        tags=recovery.owner_tags())
+    return VerifyOutcome(result.success, result.run_id, verification_failures(result))
+
+
+def verification_failures(result: dg.ExecuteInProcessResult) -> list[str]:
+    """What the verify op's failure names (its metadata ``failed``), or the error that stopped it."""
+    if result.success:
+        return []
+    failure = result.failure_data_for_node("verify_whole_warehouse")
+    user = getattr(failure, "user_failure_data", None) if failure else None
+    if user is not None and "failed" in user.metadata:
+        return list(user.metadata["failed"].value)
+    return [failure.error.message.strip() if failure and failure.error else "the run failed (see its logs)"]

@@ -1,5 +1,6 @@
 {{ config(
     materialized='incremental',
+    meta={'build_watermark': 'built_at'},
     incremental_strategy='replace_keys',
     unique_key=['identifier_type', 'identifier_value'],
     key_only_when_null='derived_profile_id',

@@ -1,5 +1,6 @@
 {{ config(
     materialized='incremental',
+    meta={'build_watermark': 'built_at'},
     incremental_strategy='replace_keys',
     unique_key='message_id',
     key_only_when_null='from_type',

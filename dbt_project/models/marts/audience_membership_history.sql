@@ -1,5 +1,6 @@
 {{ config(
     materialized='incremental',
+    meta={'build_watermark': 'changed_at'},
     incremental_strategy='append',
     full_refresh=false,
     on_schema_change='append_new_columns',

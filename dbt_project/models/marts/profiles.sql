@@ -1,5 +1,6 @@
 {{ config(
     materialized='incremental',
+    meta={'build_watermark': 'updated_at'},
     incremental_strategy='replace_keys',
     unique_key='profile_id',
     key_only_when_null='identifier_count',
