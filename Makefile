@@ -47,7 +47,9 @@ test-fast: $(INSTALLED)
 
 ## The Dagster UI on http://127.0.0.1:3000 (UI_PORT; same project, same DuckDB file as `make run`).
 ui: $(INSTALLED)
-	port=$(call port_of,UI_PORT) && $(VENV)/bin/dagster dev -m orchestration.location.definitions -h 127.0.0.1 -p $$port
+	port=$(call port_of,UI_PORT) && \
+	$(VENV)/bin/python -c 'from orchestration.location.project import prepare_manifest; prepare_manifest()' && \
+	$(VENV)/bin/dagster dev -m orchestration.location.definitions -h 127.0.0.1 -p $$port
 
 ## dbt's documentation site for analysts on http://127.0.0.1:8080 (DOCS_PORT).
 docs: $(INSTALLED)
