@@ -11,6 +11,12 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: install run run-spark test test-fast ui docs bench clean
 
+# Ports of `make ui` and `make docs`: a default that is taken moves to the next free port; a port
+# given (`make ui UI_PORT=3001`, or in the environment) must be free.
+UI_PORT ?= 3000
+DOCS_PORT ?= 8080
+port_of = $$($(VENV)/bin/python -m orchestration.cli.ports $(1) "$($(1))" $(if $(filter file,$(origin $(1))),default,requested))
+
 install: $(INSTALLED)
 
 $(INSTALLED): pyproject.toml
@@ -39,14 +45,17 @@ test: $(INSTALLED)
 test-fast: $(INSTALLED)
 	$(VENV)/bin/pytest -m "not e2e"
 
-## The Dagster UI on http://127.0.0.1:3000 (same project, same DuckDB file as `make run`).
+## The Dagster UI on http://127.0.0.1:3000 (UI_PORT; same project, same DuckDB file as `make run`).
 ui: $(INSTALLED)
-	$(VENV)/bin/dagster dev -m orchestration.location.definitions -h 127.0.0.1 -p 3000
+	port=$(call port_of,UI_PORT) && \
+	$(VENV)/bin/python -c 'from orchestration.location.project import prepare_manifest; prepare_manifest()' && \
+	$(VENV)/bin/dagster dev -m orchestration.location.definitions -h 127.0.0.1 -p $$port
 
-## dbt's documentation site for analysts on http://127.0.0.1:8080.
+## dbt's documentation site for analysts on http://127.0.0.1:8080 (DOCS_PORT).
 docs: $(INSTALLED)
-	$(VENV)/bin/python -c 'from orchestration.location.project import prepare_manifest; prepare_manifest()'
-	cd dbt_project && ../$(VENV)/bin/dbt docs generate --profiles-dir .. && ../$(VENV)/bin/dbt docs serve --profiles-dir .. --host 127.0.0.1 --port 8080
+	port=$(call port_of,DOCS_PORT) && \
+	$(VENV)/bin/python -c 'from orchestration.location.project import prepare_manifest; prepare_manifest()' && \
+	cd dbt_project && ../$(VENV)/bin/dbt docs generate --profiles-dir .. && ../$(VENV)/bin/dbt docs serve --profiles-dir .. --host 127.0.0.1 --port $$port
 
 ## The benchmarks (not tests): the real job on generated people at scale, and the identity graph
 ## against other algorithms. Writes benchmarks/results/. Options: make bench BENCH_ARGS='--people 100000 --repeats 1'

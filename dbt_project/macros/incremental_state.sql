@@ -1,12 +1,6 @@
 {#- How an incremental model finds what changed since its last build: from its own table, read
     before the build, and from the change columns of its inputs. -#}
 
-{#- The columns of `names` that `relation` lacks (a table built by an earlier version). -#}
-{% macro missing_columns(relation, names) %}
-    {%- set columns = adapter.get_columns_in_relation(relation) | map(attribute='name') | map('lower') | list -%}
-    {{ return(names | reject('in', columns) | list) }}
-{% endmacro %}
-
 {#- Whether `relation` holds a row where `condition` (SQL) holds: it stops at the first one. -#}
 {% macro holds_rows_where(relation, condition) %}
     {{ return(run_query("select count(*) from (select 1 from " ~ relation ~ " where " ~ condition
@@ -126,7 +120,8 @@
 {% endmacro %}
 
 {#- on_schema_change for models whose columns changed between versions: DuckDB drops the old ones
-    and adds the new (the model sees the old layout and rebuilds); Spark cannot drop a column from a
+    and adds the new (a column a later build reads comes with a step of
+    orchestration/core/migrations.py, which runs before the build); Spark cannot drop a column from a
     parquet table, so there a build stops with dbt's message instead (see docs/spark.md,
     "What is portable, and how", for the upgrade). -#}
 {% macro sync_columns_where_possible() %}

@@ -72,8 +72,7 @@ with
 source as (
 
     select * from {{ source('segment', table) }}
-    {#- A table from before event_at_status is read whole once (every message gets its status). #}
-    {% if is_incremental() and (this is string or not missing_columns(this, ['event_at_status'])) -%}
+    {% if is_incremental() -%}
     {#- Only the messages that arrived since the last build, with every earlier copy of them, so the
         first received still wins whichever run brought it (delete+insert on message_id). -#}
     where message_id in (

@@ -233,7 +233,6 @@ TRAIT_GROUP_STATE_DOCS = [
     {"name": "rules_fingerprint", "description": "A hash of the group's definitions the row was computed under: "
                                                  "under other definitions, every row is recomputed."},
 ]
-TRAIT_GROUP_STATE_COLUMNS = [column["name"] for column in TRAIT_GROUP_STATE_DOCS]
 
 
 def window_edges(traits: list[Trait]) -> list[int] | None:
@@ -289,8 +288,8 @@ def trait_group_sql(group: str, traits: list[Trait]) -> str:
     last build's, every profile is recomputed. -#}}
 {{%- set fingerprint = '{fingerprint}' -%}}
 {{%- set incremental = is_incremental() -%}}
-{{%- set rebuild = incremental and this is not string and (missing_columns(this, {TRAIT_GROUP_STATE_COLUMNS})
-                   or built_under_other_rules(this, fingerprint) or computed_after(this, as_of())) -%}}
+{{%- set rebuild = incremental and this is not string and (built_under_other_rules(this, fingerprint)
+                   or computed_after(this, as_of())) -%}}
 {{%- set only_changed = incremental and not rebuild -%}}
 {{%- set profile_changes = ref('int_profile_changes') -%}}
 with

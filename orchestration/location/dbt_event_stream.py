@@ -81,11 +81,18 @@ class QuietDbtLog(logging.Filter):
 _QUIET = QuietDbtLog()
 
 
-def install() -> None:
-    """Make dagster-dbt's event post-processing use ``imap_waiting``, and its log ``QuietDbtLog``."""
+def quiet_dagster_dbt_log() -> None:
+    """Filters dagster-dbt's log through ``QuietDbtLog`` (idempotent)."""
     from dagster_dbt.core import dbt_event_iterator
 
-    dbt_event_iterator.imap = imap_waiting
     dagster_dbt_logger = logging.getLogger(dbt_event_iterator.logger.name)
     if _QUIET not in dagster_dbt_logger.filters:
         dagster_dbt_logger.addFilter(_QUIET)
+
+
+def install() -> None:
+    """Make dagster-dbt's event post-processing use ``imap_waiting`` (a patch: installed with the
+    others by orchestration/location/patches.py), and its log ``QuietDbtLog``."""
+    from orchestration.location import patches
+
+    patches.install()

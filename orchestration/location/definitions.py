@@ -1,4 +1,11 @@
-"""The Dagster code location of identity-warehouse: everything Dagster loads is listed here."""
+"""The Dagster code location of identity-warehouse: everything Dagster loads is listed here.
+
+Importing it has no side effects beyond what Dagster needs: it writes no environment variable
+(telemetry is off in the Makefile and the command line; ``DUCKDB_PATH`` is resolved where dbt is
+started) and reads the dbt manifest that ``prepare_manifest`` made (the command line, ``make ui``,
+the tests). Only under ``dagster dev``, as dagster-dbt's ``DbtProject.prepare_if_dev`` does, or when
+no manifest exists yet, is it prepared here (cached: ``dbt parse`` runs only when its sources changed).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +16,7 @@ from orchestration.core import settings
 from orchestration.location import recovery
 from orchestration.location.project import dbt_project, dbt_resource, prepare_manifest
 
-settings.quiet_telemetry()
 recovery.install()  # a step waiting for a pool slot sleeps, and frees the slots of runs killed meanwhile
-settings.duckdb_path()  # exported to dbt as an absolute path before anything runs
 if using_dagster_dev() or not dbt_project.manifest_path.exists():
     prepare_manifest()
 

@@ -2,102 +2,30 @@
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
-import importlib.metadata
 import os
 import shutil
-import signal
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
-from functools import cached_property
 from pathlib import Path
 
 from dagster_dbt import DbtCliResource, DbtProject
-from dagster_dbt.core import dbt_cli_invocation
-from packaging import version
 
 from orchestration.computed.compiler import compile_definitions
 from orchestration.core import settings
 from orchestration.core.locking import file_lock
+from orchestration.location import patches
+from orchestration.location.patches import (  # noqa: F401 (without_adapter_in_process: the dbt asset's switch)
+    DbtCliResourceWithoutRepeatedCosts,
+    without_adapter_in_process,
+)
 
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def _prctl():
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
-    except (OSError, AttributeError):
-        return None
-
-
-_PRCTL = _prctl()  # looked up before any fork: the child only calls it
-
-
-def dies_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that has the kernel SIGKILL the child when the thread that started it ends
-    (Linux; None elsewhere). dbt holds the DuckDB file while it runs: killed with its parent, it never
-    outlives the run and makes the next one fail on DuckDB's lock. The thread matters: dbt is started
-    from the step's thread, which waits for it to end."""
-    if _PRCTL is None:
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # the parent died before the line above: no signal will come
-            os._exit(1)
-    return preexec
-
-
-class _SubprocessDyingWithParent:
-    """``subprocess`` as dagster-dbt's DbtCliInvocation sees it: its ``Popen`` (the one that starts
-    dbt; dagster-dbt offers no hook for it) makes children that die with their parent."""
-
-    def __getattr__(self, name: str):
-        return getattr(subprocess, name)
-
-    @staticmethod
-    def Popen(*args, **kwargs) -> subprocess.Popen:  # noqa: N802 (subprocess's name)
-        if kwargs.get("preexec_fn") is None:
-            kwargs["preexec_fn"] = dies_with_parent()
-        return subprocess.Popen(*args, **kwargs)
-
-
-dbt_cli_invocation.subprocess = _SubprocessDyingWithParent()
+patches.install()  # every patch of dagster and dagster-dbt, before dbt is first started
 
 dbt_project = DbtProject(project_dir=settings.DBT_PROJECT_DIR, profiles_dir=settings.DBT_PROFILES_DIR)
 
 
-# dagster-dbt opens a dbt adapter in this process (3 s) before each command, only for
-# fetch_column_metadata(): a build that does not fetch it goes without.
-_adapter_in_process: ContextVar[bool] = ContextVar("adapter_in_process", default=True)
-
-
-@contextmanager
-def without_adapter_in_process() -> Iterator[None]:
-    token = _adapter_in_process.set(False)
-    try:
-        yield
-    finally:
-        _adapter_in_process.reset(token)
-
-
-class WarehouseDbtCliResource(DbtCliResource):
-    """dagster-dbt's resource without two costs of every build: `dbt --version` (5 s; the project's
-    dbt is the dbt-core installed beside this Python) and, when not needed, the in-process adapter."""
-
-    @cached_property
-    def _cli_version(self) -> version.Version:
-        if self.dbt_executable != settings.DBT_EXECUTABLE:
-            return super()._cli_version
-        return version.parse(importlib.metadata.version("dbt-core"))
-
-    def _initialize_dbt_core_adapter(self, args):
-        return super()._initialize_dbt_core_adapter(args) if _adapter_in_process.get() else None
+class WarehouseDbtCliResource(DbtCliResourceWithoutRepeatedCosts):
+    """dagster-dbt's resource (without its repeated costs: orchestration/location/patches.py) that
+    records the run's process at its start."""
 
     def setup_for_execution(self, context) -> None:
         super().setup_for_execution(context)

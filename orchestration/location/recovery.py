@@ -142,7 +142,7 @@ def _interval_to_next_pending_claim_check(self: InstanceConcurrencyContext) -> f
     return max(0.0, min(ready_at - now for ready_at in self._pending_timeouts.values()))
 
 
-_claim = InstanceConcurrencyContext.claim
+_claim = InstanceConcurrencyContext.claim  # the original (patches.py installs the wrapper below)
 _last_sweep = [0.0]
 
 
@@ -160,6 +160,7 @@ def _claim_releasing_dead_holders(self: InstanceConcurrencyContext, concurrency_
 
 
 def install() -> None:
-    """Patches Dagster's slot wait (above); idempotent."""
-    InstanceConcurrencyContext.interval_to_next_pending_claim_check = _interval_to_next_pending_claim_check
-    InstanceConcurrencyContext.claim = _claim_releasing_dead_holders
+    """Patches Dagster's slot wait (above; orchestration/location/patches.py installs every patch); idempotent."""
+    from orchestration.location import patches
+
+    patches.install()

@@ -110,23 +110,7 @@ PRIVACY_DDL = [
 def create_privacy_tables(conn: duckdb.DuckDBPyConnection) -> None:
     for statement in PRIVACY_DDL:
         conn.execute(statement)
-    _upgrade_requests_table(conn)
-
-
-def _upgrade_requests_table(conn) -> None:
-    """A warehouse made before requests were fingerprinted: add the column, drop the primary key
-    (DuckDB cannot drop a constraint: the table is copied)."""
-    columns = {r[0] for r in conn.execute(
-        "select column_name from duckdb_columns() where schema_name = 'privacy' and table_name = 'requests'").fetchall()}
-    keyed = conn.execute(
-        "select count(*) from duckdb_constraints() where schema_name = 'privacy' and table_name = 'requests' "
-        "and constraint_type = 'PRIMARY KEY'").fetchone()[0]
-    if "fingerprint" in columns and not keyed:
-        return
-    conn.execute("alter table privacy.requests rename to requests__old")
-    conn.execute(PRIVACY_DDL[1])
-    conn.execute("insert into privacy.requests by name select * from privacy.requests__old")
-    conn.execute("drop table privacy.requests__old")
+    # (an older warehouse's tables are upgraded before a run reaches here: core/migrations.py)
 
 
 # ---------------------------------------------------------------------------------------------

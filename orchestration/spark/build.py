@@ -215,6 +215,7 @@ def counted_rows(result: StepResult) -> dict[str, int]:
 
 def ingest(duckdb_path: Path, landing_dir: Path):
     """The ingestion asset's work, outside Dagster: landing files → DuckDB ``raw.*``."""
+    from orchestration.core.migrations import upgrade
     from orchestration.core.warehouse import connect
     from orchestration.landing.ingestion import IdentityFields, ingest_landing_dir
     from orchestration.landing.sources import registered_sources
@@ -222,6 +223,7 @@ def ingest(duckdb_path: Path, landing_dir: Path):
     from orchestration.privacy.screen import PrivacyScreen
 
     with connect(duckdb_path) as conn:
+        upgrade(conn)
         identity = IdentityFields.from_rules(settings.identity_rules())
         screen = PrivacyScreen.load(conn, privacy_salt(duckdb_path), settings.identity_rules())
         return ingest_landing_dir(conn, landing_dir, identity, registered_sources(), screen)

@@ -146,3 +146,49 @@ def test_the_dbt_version_is_read_from_the_installed_package_not_by_running_dbt()
 
     asked = DbtCliResource(project_dir=dbt_project, dbt_executable=settings.DBT_EXECUTABLE)._cli_version  # runs dbt
     assert dbt_resource()._cli_version == asked
+
+
+IMPORT_PROBE = """
+import json, os, subprocess, sys, time
+started = subprocess.Popen
+spawned = []
+def recording_popen(*args, **kwargs):
+    spawned.append(str(args[0] if args else kwargs.get('args'))[:200])
+    return started(*args, **kwargs)
+subprocess.Popen = recording_popen
+before = dict(os.environ)
+clock = time.monotonic()
+import orchestration.location.definitions
+seconds = time.monotonic() - clock
+after = dict(os.environ)
+changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+print(json.dumps({"changed": changed, "spawned": spawned, "seconds": seconds}))
+"""
+
+
+def test_importing_the_code_location_has_no_side_effects(tmp_path):
+    """With the manifest prepared (tests/conftest.py does it first), importing the definitions writes
+    no environment variable, starts no process (no `dbt parse`) and writes nothing into dbt's folder."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from orchestration.core import settings
+
+    clean = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(settings.PROJECT_ROOT),
+             "DUCKDB_PATH": str(tmp_path / "w.duckdb")}  # the manifest's database name (its stem) is the tests'
+    clean["DUCKDB_PATH"] = os.environ.get("DUCKDB_PATH", clean["DUCKDB_PATH"])
+    # what preparing the manifest writes (other runs may write builds' folders meanwhile)
+    prepared = [settings.DBT_PROJECT_DIR / "target" / name for name in ("manifest.json", "manifest.fingerprint")]
+    prepared += sorted((settings.DBT_PROJECT_DIR / "models" / "computed").rglob("*"))
+    before = {p: p.stat().st_mtime for p in prepared if p.is_file()}
+    result = subprocess.run([sys.executable, "-c", IMPORT_PROBE], env=clean, cwd=tmp_path, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    probe = json.loads(result.stdout.strip().splitlines()[-1])
+    assert probe["changed"] == []
+    assert not [command for command in probe["spawned"] if "dbt" in command]  # (a library may ask `file` its platform)
+    assert {p: p.stat().st_mtime for p in before} == before
+    print(f"import of the code location: {probe['seconds']:.1f} s")
+    assert probe["seconds"] < 60  # a few seconds on an idle machine (Dagster and dbt's imports)

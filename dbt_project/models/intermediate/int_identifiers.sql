@@ -14,7 +14,7 @@
     the messages that are gone (a contact list's newer export without a record), and the aliases
     whose previousId may change type (it is a user id that came or went), and replaces their rows
     (`replace_keys`: each message re-read is also named by a key-only row). Under other identity
-    rules, or a table from before these columns, it recomputes every row. `built_at` tells
+    rules it recomputes every row. `built_at` tells
     profile_events which messages' rows were replaced since it last read them. -#}
 {%- set rules_fingerprint = identifier_rules_fingerprint() -%}
 {%- set incremental = is_incremental() -%}
@@ -23,8 +23,7 @@
 {#- Read before the build: whether the table was built under these rules, and the arrival bound
     (macros/incremental_state.sql). A unit test's `this` is a fixture (a string): it reads neither. -#}
 {%- if incremental and this is not string -%}
-    {%- set rebuild = missing_columns(this, ['rules_fingerprint', 'loaded_at', 'message_type', 'built_at'])
-        or built_under_other_rules(this, rules_fingerprint) -%}
+    {%- set rebuild = built_under_other_rules(this, rules_fingerprint) -%}
     {%- set arrived_after = none if rebuild else arrival_bound(this, ref('int_messages')) -%}
 {%- endif %}
 

@@ -22,12 +22,9 @@
     component changed when it holds a changed identifier or an edge links it to one (every edge that
     came or went has a changed end, or both ends in one such component). Merge protection decides
     within a component, by the order of its own identifiers, so recomputing some components gives
-    what recomputing all would. Under other identity rules, or a table from before these columns,
-    every component is recomputed and every row written. -#}
+    what recomputing all would. Under other identity rules every component is recomputed and every row written. -#}
 {%- set rules_fingerprint = local_md5(tojson(identity_rules(), sort_keys=true)) -%}
 {%- set update = is_incremental() and this is not string
-    and not missing_columns(this, ['graph_component_key', 'first_seen_at', 'message_count', 'is_junk',
-                                   'rules_fingerprint', 'built_at'])
     and not built_under_other_rules(this, rules_fingerprint) -%}
 {%- set all_nodes = ref('int_identity_nodes') -%}
 {%- set identifiers = ref('int_identifiers') -%}

@@ -21,7 +21,6 @@
     that state, every message is linked again. -#}
 {%- set rules_fingerprint = local_md5(tojson(identity_rules(), sort_keys=true)) -%}
 {%- set update = is_incremental() and this is not string
-    and not missing_columns(this, ['rules_fingerprint', 'built_at'])
     and state_exists('junk')
     and not built_under_other_rules(this, rules_fingerprint) -%}
 {%- set last_build = "(select coalesce(max(built_at), cast('1900-01-01' as timestamp)) from " ~ this ~ ")" -%}

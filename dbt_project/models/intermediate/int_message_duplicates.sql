@@ -21,8 +21,7 @@
     keeps its `copies_loaded_until` beside it, in `<this>__watermark`; without either (a table from
     before them) every id is decided again, by the plain count. -#}
 {%- set incremental = is_incremental() -%}
-{%- set listed = incremental and (this is string or (not missing_columns(this, ['copies_loaded_until'])
-    and holds_rows_where(this, 'copies_loaded_until is not null'))) -%}
+{%- set listed = incremental and (this is string or holds_rows_where(this, 'copies_loaded_until is not null')) -%}
 {%- set only_new = listed or (incremental and state_exists('watermark')) -%}
 {%- if only_new -%}
     {%- set copies_loaded_until = "(select max(copies_loaded_until) from " ~ this ~ ")" if listed

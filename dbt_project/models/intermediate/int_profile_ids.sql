@@ -21,8 +21,6 @@
     wrote since the one this model last read (`components_built_at`), and deletes the rows of the
     identifiers that are gone. An earlier profile lies within one component, and a component is
     recomputed whole, so the identifiers placed hold every earlier profile they touch. -#}
-{%- set has_changed_at = is_incremental() and not missing_columns(this, ['changed_at']) %}
-{%- set has_state = has_changed_at and not missing_columns(this, ['components_built_at']) %}
 with
 
 clusters as (
@@ -36,7 +34,7 @@ clusters as (
         is_junk
 
     from {{ ref('int_identity_components') }} as components
-    {%- if has_state %}
+    {%- if is_incremental() %}
     where built_at > (
         select coalesce(max(components_built_at), cast('1900-01-01' as timestamp)) from {{ this }}
     )
@@ -52,9 +50,8 @@ previous as (
         identifier_value,
         profile_id,
         profile_first_seen_at,
-        {#- (a table from before these columns: every identifier counts as changed once) #}
-        {{ 'is_junk' if has_changed_at else 'cast(null as ' ~ dbt.type_boolean() ~ ')' }} as is_junk,
-        {{ 'changed_at' if has_changed_at else 'cast(null as timestamp)' }} as changed_at
+        is_junk,
+        changed_at
     from {{ this }}
     {% else %}
     select
@@ -192,7 +189,7 @@ select
     components_built_at
 
 from assigned
-{%- if has_state %}
+{%- if is_incremental() %}
 
 union all
 
@@ -210,19 +207,4 @@ left join {{ ref('int_identity_components') }} as components
     on components.identifier_type = previous.identifier_type
     and components.identifier_value = previous.identifier_value
 where components.identifier_type is null
-{%- elif is_incremental() %}
-
-union all
-
--- A table from before these columns: every row is written again (one key-only row with a null key
--- names every key).
-select
-    {%- for column in ['identifier_type', 'identifier_value', 'profile_id', 'previous_profile_id'] %}
-    cast(null as {{ dbt.type_string() }}) as {{ column }},
-    {%- endfor %}
-    cast(null as timestamp) as profile_first_seen_at,
-    cast(null as timestamp) as assigned_at,
-    cast(null as {{ dbt.type_boolean() }}) as is_junk,
-    cast(null as timestamp) as changed_at,
-    cast(null as timestamp) as components_built_at
 {%- endif %}

@@ -14,15 +14,13 @@
     rewrote since the last build (they arrived, or changed type), of those that carry an identifier
     whose profile or junk status changed since, of the messages that are gone, and of every message
     with a refused link: both its profiles may be unchanged, but each may have gained or lost
-    identifiers, and with them the limit the link would break (refused links are few). A table
-    from before `updated_at` is rebuilt. -#}
+    identifiers, and with them the limit the link would break (refused links are few). -#}
 {%- set incremental = is_incremental() -%}
-{%- set rebuild = incremental and this is not string and missing_columns(this, ['updated_at']) -%}
 {%- set profile_ids = ref('int_profile_ids') %}
 -- depends_on: {{ ref('int_identifiers') }}
 with
 
-{%- if incremental and not rebuild %}
+{%- if incremental %}
 
 last_build as (
 
@@ -60,7 +58,7 @@ placed as (
     join {{ profile_ids }} as to_profile
         on to_profile.identifier_type = edges.to_type
         and to_profile.identifier_value = edges.to_value
-    {%- if incremental and not rebuild %}
+    {%- if incremental %}
     where edges.message_id in (select message_id from changed)
     {%- endif %}
 
@@ -152,19 +150,15 @@ left join refusals
     and refusals.to_profile_id = placed.to_profile_id
 {%- if incremental %}
 
--- The changed messages without links now, by their id alone: replace_keys deletes their rows. (A
--- rebuild: one row with a null id, which names every message.)
+-- The changed messages without links now, by their id alone: replace_keys deletes their rows.
 union all
 
 select
     {{ key_only_columns(['message_id', 'message_type', 'event_name', 'source', 'event_at', 'from_type', 'from_value',
                         'to_type', 'to_value', 'link_status', 'refusal_reason', 'from_profile_id', 'to_profile_id',
-                        'list_name', 'file_path', 'line_number', 'updated_at'], 'changed.message_id' if not rebuild else 'null') }}
-
-{%- if not rebuild %}
+                        'list_name', 'file_path', 'line_number', 'updated_at'], 'changed.message_id') }}
 
 from changed
 left join (select distinct message_id from placed) as linking on linking.message_id = changed.message_id
 where linking.message_id is null
-{%- endif %}
 {%- endif %}

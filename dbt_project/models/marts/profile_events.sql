@@ -13,14 +13,12 @@
     build (by `loaded_at`, per message type), whose identifiers int_identifiers rewrote since
     (`built_at`), that carry an identifier whose profile or junk status changed since
     (int_profile_ids.changed_at), and the messages that are gone; it replaces their rows
-    (`replace_keys`). Every other message keeps its row: nothing it depends on changed. A table
-    from before `loaded_at`, `updated_at` and `event_at_status` is rebuilt. -#}
+    (`replace_keys`). Every other message keeps its row: nothing it depends on changed. -#}
 {%- set incremental = is_incremental() -%}
-{%- set rebuild = incremental and this is not string and missing_columns(this, ['loaded_at', 'updated_at', 'event_at_status']) -%}
-{%- set arrived_after = arrival_bound(this, ref('int_messages')) if incremental and not rebuild and this is not string -%}
+{%- set arrived_after = arrival_bound(this, ref('int_messages')) if incremental and this is not string -%}
 {%- set identifiers = ref('int_identifiers') -%}
 with
-{%- if incremental and not rebuild %}
+{%- if incremental %}
 
 -- When the last build ran. (Each CTE reads `this` itself: a CTE with three readers would be kept
 -- in memory.)
@@ -158,20 +156,16 @@ from messages
 left join message_profiles on message_profiles.message_id = messages.message_id
 {%- if incremental %}
 
--- The messages that are gone, by their id alone: replace_keys deletes their rows. (A rebuild: one
--- row with a null id, which names every message.)
+-- The messages that are gone, by their id alone: replace_keys deletes their rows.
 union all
 
 select
     {{ key_only_columns(['message_id', 'profile_id', 'resolution_status', 'source', 'message_type', 'event_name',
                         'event_at', 'event_at_status', 'sent_timestamp_at', 'original_timestamp_at', 'sent_at', 'received_at',
                         'anonymous_id', 'user_id', 'properties', 'traits', 'context', 'list_name', 'file_path',
-                        'line_number', 'loaded_at', 'updated_at'], 'changed.message_id' if not rebuild else 'null') }}
-
-{%- if not rebuild %}
+                        'line_number', 'loaded_at', 'updated_at'], 'changed.message_id') }}
 
 from changed
 left join messages on messages.message_id = changed.message_id
 where messages.message_id is null
-{%- endif %}
 {%- endif %}

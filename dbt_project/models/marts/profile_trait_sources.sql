@@ -11,11 +11,9 @@
     marts.profiles.traits is these rows as one JSON object. Incremental as marts.profiles: a build
     rebuilds only the profiles that changed (int_profile_changes) or are gone. -#}
 {%- set incremental = is_incremental() -%}
-{%- set rebuild = incremental and this is not string and missing_columns(this, ['updated_at']) -%}
-{%- set only_changed = incremental and not rebuild -%}
 {%- set profile_changes = ref('int_profile_changes') -%}
 with
-{%- if only_changed %}
+{%- if incremental %}
 
 -- few profiles, read by every step below: computed once
 changed as {{ materialized_cte() }} (
@@ -29,7 +27,7 @@ events as (
 
     select * from {{ ref('profile_events') }}
     where profile_id is not null
-    {%- if only_changed %}
+    {%- if incremental %}
         and profile_id in (select profile_id from changed)
     {%- endif %}
 
@@ -112,14 +110,12 @@ where recency_rank = 1
 {%- if incremental %}
 
 -- Each profile rebuilt, by its id alone: replace_keys deletes its rows first (it may have fewer
--- traits now, or none). (A rebuild: one row with a null id, which names every profile.)
+-- traits now, or none).
 union all
 
 select
     {{ key_only_columns(['profile_id', 'trait_key', 'trait_value', 'trait_source', 'message_id', 'event_at', 'file_path',
-                        'line_number', 'values_seen', 'updated_at'], 'changed.profile_id' if only_changed else 'null') }}
-{%- if only_changed %}
+                        'line_number', 'values_seen', 'updated_at'], 'changed.profile_id') }}
 
 from changed
-{%- endif %}
 {%- endif %}

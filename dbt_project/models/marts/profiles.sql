@@ -9,13 +9,11 @@
 
 {#- One row per person. Incremental: a build rebuilds only the profiles whose identifiers or
     messages changed since the last one (int_profile_changes), and the profiles that are gone; it
-    replaces their rows (`replace_keys`). A table from before `updated_at` is rebuilt. -#}
+    replaces their rows (`replace_keys`). -#}
 {%- set incremental = is_incremental() -%}
-{%- set rebuild = incremental and this is not string and missing_columns(this, ['updated_at']) -%}
-{%- set only_changed = incremental and not rebuild -%}
 {%- set profile_changes = ref('int_profile_changes') -%}
 with
-{%- if only_changed %}
+{%- if incremental %}
 
 -- few profiles, read by every step below: computed once
 changed as {{ materialized_cte() }} (
@@ -28,7 +26,7 @@ changed as {{ materialized_cte() }} (
 identifiers as (
 
     select * from {{ ref('profile_identifiers') }}
-    {%- if only_changed %}
+    {%- if incremental %}
     where profile_id in (select profile_id from changed)
     {%- endif %}
 
@@ -38,7 +36,7 @@ events as (
 
     select * from {{ ref('profile_events') }}
     where profile_id is not null
-    {%- if only_changed %}
+    {%- if incremental %}
         and profile_id in (select profile_id from changed)
     {%- endif %}
 
@@ -91,7 +89,7 @@ activity as (
 trait_sources as (
 
     select * from {{ ref('profile_trait_sources') }}
-    {%- if only_changed %}
+    {%- if incremental %}
     where profile_id in (select profile_id from changed)
     {%- endif %}
 
@@ -129,15 +127,13 @@ left join merged_traits on merged_traits.profile_id = identity.profile_id
 {%- if incremental %}
 
 -- Each profile rebuilt, by its id alone: replace_keys deletes its rows first (a gone profile has
--- no others). (A rebuild: one row with a null id, which names every profile.)
+-- no others).
 union all
 
 select
     {{ key_only_columns(['profile_id', 'user_id', 'email', 'phone', 'first_seen_at', 'last_seen_at', 'is_anonymous',
                         'identifier_count', 'user_id_count', 'anonymous_id_count', 'event_count', 'traits',
-                        'updated_at'], 'changed.profile_id' if only_changed else 'null') }}
-{%- if only_changed %}
+                        'updated_at'], 'changed.profile_id') }}
 
 from changed
-{%- endif %}
 {%- endif %}

@@ -15,6 +15,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 from orchestration.core import settings
 from orchestration.core.dbt_args import dbt_build_args, unit_tests_version
 from orchestration.core.locking import writer_lock
+from orchestration.core.migrations import upgrade
 from orchestration.core.warehouse import connect
 from orchestration.location import column_metadata, dbt_event_stream
 from orchestration.location.assets.landing import DUCKDB_POOL
@@ -139,6 +140,8 @@ def identity_warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCli
     if not run_unit_tests:
         context.log.info("dbt unit tests: passed for this version of the project and vars, not run again")
     with writer_lock(settings.duckdb_path(), context.log.info):  # dbt opens the file itself
+        with connect(settings.duckdb_path()) as conn:  # a build without landing: the models read the current shapes
+            upgrade(conn, context.log.info)
         started = time.monotonic()
         with nullcontext() if fetch_columns else without_adapter_in_process():
             build = dbt.cli(dbt_build_args(config.full_refresh, config.dbt_vars, unit_tests=run_unit_tests),

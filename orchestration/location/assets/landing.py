@@ -4,6 +4,7 @@
 import dagster as dg
 
 from orchestration.core import settings
+from orchestration.core.migrations import upgrade
 from orchestration.core.warehouse import connect
 from orchestration.landing.ingestion import (
     CONTACTS_TABLE,
@@ -46,6 +47,7 @@ RAW_TABLE_DESCRIPTIONS = {
 def ingest_landing_files(context: dg.AssetExecutionContext, warehouse: Warehouse):
     """Load the landing files not loaded before (events JSONL and contact CSVs) into ``raw``."""
     with connect(warehouse.database) as conn:
+        upgrade(conn, context.log.info)  # an older warehouse's tables to the current schema version
         # Accept what the identity rules can use (custom identifier types included).
         identity = IdentityFields.from_rules(settings.identity_rules())
         # Lines of erased or locked identities are rejected at the door (privacy requests).

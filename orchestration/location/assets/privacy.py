@@ -7,6 +7,7 @@ from typing import Optional
 import dagster as dg
 
 from orchestration.core import settings
+from orchestration.core.migrations import upgrade
 from orchestration.core.warehouse import compact, connect
 from orchestration.location.assets.landing import DUCKDB_POOL
 from orchestration.location.resources import Warehouse
@@ -52,6 +53,7 @@ def process_privacy_requests(context: dg.AssetExecutionContext, warehouse: Wareh
     extra = [request.model_dump(exclude_none=True) for request in config.requests]
     started = time.monotonic()
     with connect(warehouse.database) as conn:
+        upgrade(conn, context.log.info)
         batch = process_requests(conn, warehouse.landing, extra, rules=settings.identity_rules(),
                                  salt=privacy_salt(warehouse.database), export_dir=settings.export_dir())
         counts = conn.execute(
