@@ -19,6 +19,7 @@ SQL as bound parameters only; messages show names and message ids, never propert
 from __future__ import annotations
 
 import difflib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -225,3 +226,18 @@ def check_before_build(database: Path, definitions: Definitions) -> list[Finding
     if errors:
         raise DefinitionProblems(errors)
     return findings
+
+
+def check_definitions_before_build(database: Path, definitions_dir: Path | None = None) -> list[Finding]:
+    """Where a build starts (the command line's run, the Spark build): the project's definitions
+    checked against ``database``; raises DefinitionError or DefinitionProblems, prints the warnings
+    (standard error) and returns them."""
+    from orchestration.computed.schema import load_definitions
+    from orchestration.core import settings
+
+    definitions_dir = definitions_dir or settings.DEFINITIONS_DIR
+    definitions = load_definitions(definitions_dir / "traits.yml", definitions_dir / "audiences.yml")
+    warnings = check_before_build(database, definitions)
+    for warning in warnings:
+        print(f"WARNING: {warning}", file=sys.stderr, flush=True)
+    return warnings

@@ -103,7 +103,7 @@ def read_yaml(path: Path) -> Any:
         return yaml.load(path.read_text(), Loader=_LineLoader) or {}  # noqa: S506 (a SafeLoader)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
-        raise DefinitionError(f"not valid YAML: {error.problem or error}", path.name,
+        raise DefinitionError(f"not valid YAML: {error.problem or error}", shown_path(path),
                               mark.line + 1 if mark else None) from None
 
 
@@ -479,11 +479,19 @@ def _audience_leaf(audience: str, traits: dict[str, Trait], audiences: set[str])
     return leaf
 
 
+def shown_path(path: Path) -> str:
+    """A definitions file as messages name it: from the project's root when inside it, else in full."""
+    from orchestration.core.settings import PROJECT_ROOT
+
+    path = Path(path).resolve()
+    return str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else str(path)
+
+
 def load_definitions(traits_path: Path, audiences_path: Path) -> Definitions:
     """Both files read and checked; the first mistake raises a DefinitionError naming its file and line."""
-    with _reading(file=traits_path.name):
+    with _reading(file=shown_path(traits_path)):
         traits = _read_traits(read_yaml(traits_path), traits_path.name)
-    with _reading(file=audiences_path.name):
+    with _reading(file=shown_path(audiences_path)):
         audiences = _read_audiences(read_yaml(audiences_path), audiences_path.name, traits)
     return Definitions(traits, audiences)
 

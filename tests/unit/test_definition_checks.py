@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -76,12 +77,14 @@ def definition_error(tmp_path, traits: str = TRAITS, audiences: str = AUDIENCES)
 def test_definitions_remember_their_file_and_line(tmp_path):
     definitions = load_definitions(*write(tmp_path))
     lines = {trait.name: (trait.file, trait.line) for trait in definitions.traits}
+    assert lines["total_revenue"][0] == str(tmp_path / "traits.yml")  # (from the project's root when inside it)
+    lines = {name: (Path(file).name, line) for name, (file, line) in lines.items()}
     assert lines["total_revenue"] == ("traits.yml", 5)
     assert lines["big_carts"] == ("traits.yml", 25)
     where = definitions.traits[-1].filter.where.parts
     assert [(c.subject, c.line) for c in where] == [("cart.total", 29), ("cart.itms", 30)]
     buyers = definitions.audiences[0]
-    assert (buyers.file, buyers.line) == ("audiences.yml", 3)
+    assert (buyers.file, buyers.line) == (str(tmp_path / "audiences.yml"), 3)
     first, second, third = buyers.condition.parts
     assert (first.line, second.filter.line, third.filter.line) == (5, 6, 7)
 
@@ -104,7 +107,7 @@ def test_definitions_remember_their_file_and_line(tmp_path):
 ])
 def test_errors_name_file_line_and_definition(tmp_path, traits, audiences, expected):
     """Before: the message named the definition but neither file nor line."""
-    assert str(definition_error(tmp_path, traits, audiences)).startswith(expected)
+    assert str(definition_error(tmp_path, traits, audiences)).startswith(f"{tmp_path}/{expected}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,9 +144,14 @@ def findings(tmp_path, database, traits: str = TRAITS, audiences: str = AUDIENCE
         return check_landed(conn, definitions)
 
 
+def said(tmp_path, found) -> list[str]:
+    """Findings as printed, their files named from tmp_path."""
+    return [str(f).replace(f"{tmp_path}/", "") for f in found]
+
+
 def test_a_property_never_seen_is_a_warning_with_the_closest_names(tmp_path, landed):
     """Before: a sum of `revenu` built, null for every profile, without a word."""
-    warnings = {str(f) for f in findings(tmp_path, landed) if f.severity == "warning"}
+    warnings = set(said(tmp_path, [f for f in findings(tmp_path, landed) if f.severity == "warning"]))
     assert ("traits.yml:9: trait 'misspelt_revenue' (group 'commerce'): property 'revenu' never seen in the landed "
             "'Order Completed' events (closest seen: 'revenue')") in warnings
     # a nested path: the names seen beside it
@@ -163,7 +171,7 @@ def test_a_number_aggregation_over_text_is_an_error_before_the_build(tmp_path, l
     definitions = load_definitions(*write(tmp_path))
     with pytest.raises(DefinitionProblems) as raised:
         check_before_build(landed, definitions)
-    assert [str(f) for f in raised.value.findings] == [
+    assert said(tmp_path, raised.value.findings) == [
         "traits.yml:13: trait 'plan_total' (group 'commerce'): property 'plan' is aggregated as a number, but none "
         "of its 2 landed value(s) in 'Signed Up' events is a number (e.g. message(s) m-3, m-4): read another "
         "property, or use a trait type for text (last, most_frequent, unique_count)"]
