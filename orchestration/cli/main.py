@@ -192,10 +192,10 @@ def _lookup(args: argparse.Namespace) -> int:
 
     from orchestration.people.lookup import (
         LookupProblem,
+        find,
         open_warehouse,
         read_profile,
         render_text,
-        resolve,
         shown,
         write_graph,
     )
@@ -204,7 +204,7 @@ def _lookup(args: argparse.Namespace) -> int:
     try:
         rules = settings.identity_rules()
         with open_warehouse() as conn:
-            matches = resolve(conn, value, identifier_type, rules)
+            matches = find(conn, value, rules, identifier_type)  # the forms explain takes too
             profiles = list(dict.fromkeys(m["profile_id"] for m in matches))
             reports = [read_profile(conn, p, [m for m in matches if m["profile_id"] == p]) for p in profiles]
         if not matches:
@@ -308,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     explain.set_defaults(handler=_explain)
     lookup = commands.add_parser("lookup", help="a person's profile from any identifier: identifiers, traits and "
                                  "their sources, computed traits, audiences, latest events, identity graph")
-    lookup.add_argument("value", help="an e-mail (any case), a phone as typed, a user id, an anonymous id, ...")
+    lookup.add_argument("value", help="an e-mail (any case), a phone as typed, a user id, an anonymous id, ...; "
+                        "or type:value, e.g. email:dana@example.com (as explain takes it), quoted or not")
     lookup.add_argument("--type", help="only this identifier type (default: every type of the identity rules)")
     lookup.add_argument("--graph-dir", help="where the graph is written (DOT, and SVG when Graphviz's dot is "
                         "installed); default: private/lookups/ beside the warehouse, owner-only")

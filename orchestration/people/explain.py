@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import duckdb
 
-from orchestration.people.lookup import LookupProblem, parse_identifier, resolve
+from orchestration.people.lookup import LookupProblem, find, junk_line, when
 
 MAX_HOPS = 1000  # as the macro's loops
 
@@ -31,23 +31,46 @@ REFUSED_SQL = """
     from marts.identity_links where link_status = 'refused'
       and from_profile_id in ($first, $second) and to_profile_id in ($first, $second)
     order by event_at, message_id, 1, 2"""
+# Junk identifiers that would have joined the two: one of the two itself, or one seen in messages
+# with identifiers of both profiles (or named as a neighbour of either value).
 JUNK_SQL = """
-    select identifier_type || ':' || identifier_value, reason, distinct_neighbours from marts.junk_identifiers
-    where first_neighbour in ($first, $second) or last_neighbour in ($first, $second)
-    order by 1"""
+    with sides as (
+        select identifier_type, identifier_value, profile_id from marts.profile_identifiers
+        where profile_id in ($first, $second)
+    ),
+    junk_messages as (
+        select distinct junk.identifier_type, junk.identifier_value, messages.message_id
+        from marts.junk_identifiers as junk
+        join intermediate.int_identifiers as messages
+            on messages.identifier_type = junk.identifier_type and messages.identifier_value = junk.identifier_value
+    ),
+    between_both as (
+        select junk_messages.identifier_type, junk_messages.identifier_value
+        from junk_messages
+        join intermediate.int_identifiers as beside on beside.message_id = junk_messages.message_id
+        join sides on sides.identifier_type = beside.identifier_type and sides.identifier_value = beside.identifier_value
+        group by all having count(distinct sides.profile_id) = 2
+    )
+    select identifier_type, identifier_value, neighbour_type, distinct_neighbours, max_distinct_neighbours,
+           example_message_id
+    from marts.junk_identifiers as junk
+    where (identifier_type = $first_type and identifier_value = $first_value)
+       or (identifier_type = $second_type and identifier_value = $second_value)
+       or (identifier_type, identifier_value) in (select identifier_type, identifier_value from between_both)
+       or first_neighbour in ($first_value, $second_value) or last_neighbour in ($first_value, $second_value)
+    order by identifier_type, identifier_value, neighbour_type"""
 
 
 def resolve_identifier(conn: duckdb.DuckDBPyConnection, text: str, rules: dict) -> dict:
     """The identifier ``text`` names (``type:value`` or a bare value, as sent or normalised): its
     key, normalised value and profile; the first one in (type, value) order, as the macro."""
-    identifier_type, value = parse_identifier(text, rules)
-    found = resolve(conn, value, identifier_type, rules)
+    found = find(conn, text, rules)
     if not found:
         raise LookupProblem("no such identifier in any profile (give type:value, e.g. email:dana@example.com, "
                             "or a value as `identity-warehouse lookup` takes it)")
     row = found[0]
-    return {"key": f"{row['identifier_type']}:{row['identifier_value']}", "value": row["identifier_value"],
-            "profile_id": row["profile_id"]}
+    return {"key": f"{row['identifier_type']}:{row['identifier_value']}", "type": row["identifier_type"],
+            "value": row["identifier_value"], "profile_id": row["profile_id"]}
 
 
 def profile_links(conn: duckdb.DuckDBPyConnection, profile_id: str) -> list[dict]:
@@ -55,7 +78,8 @@ def profile_links(conn: duckdb.DuckDBPyConnection, profile_id: str) -> list[dict
     for a, b, first_at, messages, message_id, file_path, line_number in conn.execute(
             PROFILE_LINKS_SQL, {"profile": profile_id}).fetchall():
         more = f", and {messages - 1} more" if messages > 1 else ""
-        links.append({"a": a, "b": b, "evidence": f"message {message_id} ({file_path}:{line_number}, {first_at}{more})"})
+        links.append({"a": a, "b": b,
+                      "evidence": f"message {message_id} ({file_path}:{line_number}, {when(first_at)}{more})"})
     return links
 
 
@@ -71,9 +95,14 @@ def explain(conn: duckdb.DuckDBPyConnection, identifier: str, other: str | None,
         pair = {"first": first["profile_id"], "second": second["profile_id"]}
         for a, b, message_id, reason in conn.execute(REFUSED_SQL, pair).fetchall():
             lines.append(f"  refused: {a} -- {b} in {message_id} ({reason})")
-        values = {"first": first["value"], "second": second["value"]}
-        for key, reason, neighbours in conn.execute(JUNK_SQL, values).fetchall():
-            lines.append(f"  junk, links no one: {key} ({reason}, {neighbours})")
+        sides = {**pair, "first_type": first["type"], "first_value": first["value"],
+                 "second_type": second["type"], "second_value": second["value"]}
+        cursor = conn.execute(JUNK_SQL, sides)
+        columns = [d[0] for d in cursor.description]
+        for row in cursor.fetchall():
+            lines.append(f"  {junk_line(dict(zip(columns, row)))}")
+        if len(lines) == 1:
+            lines.append("  no message links an identifier of one to an identifier of the other")
         return lines
     # Breadth-first search over the profile's links.
     neighbours: dict[str, list[tuple[str, str]]] = {}
