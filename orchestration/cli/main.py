@@ -340,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
 def _handled(args: argparse.Namespace) -> int:
     """Runs the command. An error is one line (or one per problem) on standard error, without a
     traceback unless --debug. Exit codes: 0 done, 1 failed, 2 given wrongly."""
+    import os
     import traceback
 
     from orchestration.computed.schema import DefinitionError
@@ -348,6 +349,9 @@ def _handled(args: argparse.Namespace) -> int:
     debug = getattr(args, "debug", False)
     try:
         return args.handler(args)
+    except BrokenPipeError:  # the output piped into a program that stopped reading (`| head`): nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (Python's flush at exit would fail)
+        return FAILURE
     except Exception as error:  # noqa: BLE001 (the one place an error becomes a message)
         if debug:
             traceback.print_exc()

@@ -31,6 +31,10 @@ REFUSED_SQL = """
     from marts.identity_links where link_status = 'refused'
       and from_profile_id in ($first, $second) and to_profile_id in ($first, $second)
     order by event_at, message_id, 1, 2"""
+OWN_JUNK_SQL = """
+    select identifier_type, identifier_value, neighbour_type, distinct_neighbours, max_distinct_neighbours,
+           example_message_id
+    from marts.junk_identifiers where identifier_type = $type and identifier_value = $value order by neighbour_type"""
 # Junk identifiers that would have joined the two: one of the two itself, or one seen in messages
 # with identifiers of both profiles (or named as a neighbour of either value).
 JUNK_SQL = """
@@ -87,8 +91,12 @@ def explain(conn: duckdb.DuckDBPyConnection, identifier: str, other: str | None,
     """The lines the macro prints."""
     first = resolve_identifier(conn, identifier, rules)
     if other is None:
+        cursor = conn.execute(OWN_JUNK_SQL, {"type": first["type"], "value": first["value"]})
+        columns = [d[0] for d in cursor.description]
+        junk = [f"  {junk_line(dict(zip(columns, row)))}" for row in cursor.fetchall()]  # why it is alone
         return [f"profile {first['profile_id']} ({first['key']})"] + [
-            f"  {link['a']}  --  {link['b']}   {link['evidence']}" for link in profile_links(conn, first["profile_id"])]
+            f"  {link['a']}  --  {link['b']}   {link['evidence']}"
+            for link in profile_links(conn, first["profile_id"])] + junk
     second = resolve_identifier(conn, other, rules)
     if first["profile_id"] != second["profile_id"]:
         lines = [f"{first['key']} is in {first['profile_id']}, {second['key']} in {second['profile_id']}: not one person."]
