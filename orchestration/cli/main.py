@@ -15,6 +15,10 @@ class UsageError(Exception):
     """An argument that cannot be used: said in one line, exit code 2."""
 
 
+class CommandFailed(Exception):
+    """A command that cannot be done as things are (no warehouse yet, ...): said in one line, exit code 1."""
+
+
 def _run(args: argparse.Namespace) -> int:
     from contextlib import nullcontext
 
@@ -226,6 +230,9 @@ def _compact(args: argparse.Namespace) -> int:
     """Rewrites the DuckDB file without its free blocks (where erased rows' values linger)."""
     from orchestration.core.warehouse import compact
 
+    if not settings.duckdb_path().exists():  # (DuckDB would make an empty one)
+        raise CommandFailed(f"no warehouse at {settings.duckdb_path()}: run `identity-warehouse run` first "
+                            "(or set DUCKDB_PATH)")
     before, after = compact(settings.duckdb_path())
     print(f"{settings.duckdb_path()}: {before / 1e6:.1f} MB → {after / 1e6:.1f} MB")
     return 0
@@ -355,7 +362,7 @@ def _handled(args: argparse.Namespace) -> int:
     except Exception as error:  # noqa: BLE001 (the one place an error becomes a message)
         if debug:
             traceback.print_exc()
-        said = isinstance(error, (UsageError, DefinitionError, LookupProblem))  # messages written for people
+        said = isinstance(error, (UsageError, CommandFailed, DefinitionError, LookupProblem))  # messages written for people
         lines = str(error).strip().splitlines() or [""]
         if not said:  # anything else: its kind and first line
             lines = [f"{type(error).__name__}: {lines[0]}".rstrip(": ")]

@@ -153,8 +153,9 @@ def test_an_unexpected_error_is_one_line_and_says_how_to_see_more(failing_run, c
 
 def test_a_missing_warehouse_is_one_line(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("DUCKDB_PATH", str(tmp_path / "nowhere.duckdb"))
-    for args in (["lookup", "dana@example.com", "--no-graph"], ["explain", "email:dana@example.com"]):
+    for args in (["lookup", "dana@example.com", "--no-graph"], ["explain", "email:dana@example.com"], ["compact"]):
         assert cli.main(args) == 1
         err = capsys.readouterr().err
         assert err.splitlines() == [f"ERROR: no warehouse at {tmp_path / 'nowhere.duckdb'}: run `identity-warehouse "
                                     "run` first (or set DUCKDB_PATH)"]
+    assert not (tmp_path / "nowhere.duckdb").exists()  # (compact made an empty one)
