@@ -57,10 +57,11 @@ class Finding:
 
 
 class DefinitionProblems(DefinitionError):
-    """Definitions that cannot build against the landed data; ``findings`` are the errors."""
+    """Definitions that cannot build against the landed data; ``findings`` are the errors (the
+    message), ``warnings`` the warnings found with them."""
 
-    def __init__(self, findings: list[Finding]):
-        self.findings = findings
+    def __init__(self, findings: list[Finding], warnings: list[Finding] = ()):
+        self.findings, self.warnings = findings, list(warnings)
         super().__init__("\n".join(map(str, findings)))
 
 
@@ -224,7 +225,7 @@ def check_before_build(database: Path, definitions: Definitions) -> list[Finding
         findings = check_landed(conn, definitions)
     errors = [f for f in findings if f.severity == "error"]
     if errors:
-        raise DefinitionProblems(errors)
+        raise DefinitionProblems(errors, [f for f in findings if f.severity != "error"])
     return findings
 
 
@@ -237,7 +238,15 @@ def check_definitions_before_build(database: Path, definitions_dir: Path | None 
 
     definitions_dir = definitions_dir or settings.DEFINITIONS_DIR
     definitions = load_definitions(definitions_dir / "traits.yml", definitions_dir / "audiences.yml")
-    warnings = check_before_build(database, definitions)
+    try:
+        warnings = check_before_build(database, definitions)
+    except DefinitionProblems as problems:  # its warnings too: each may be one more mistake to fix
+        _say_warnings(problems.warnings)
+        raise
+    _say_warnings(warnings)
+    return warnings
+
+
+def _say_warnings(warnings: list[Finding]) -> None:
     for warning in warnings:
         print(f"WARNING: {warning}", file=sys.stderr, flush=True)
-    return warnings

@@ -203,3 +203,14 @@ def test_property_names_and_event_names_are_bound_not_spliced(tmp_path, landed):
     assert any("never seen" in f.message and "drop table" in f.message for f in found)
     with duckdb.connect(str(landed), read_only=True) as conn:
         assert conn.execute("select count(*) from marts.profile_events").fetchone()[0] == len(EVENTS)
+
+
+def test_the_warnings_are_said_with_the_errors(tmp_path, landed, capsys):
+    from orchestration.computed.landed import check_definitions_before_build
+
+    write(tmp_path)
+    with pytest.raises(DefinitionProblems) as raised:
+        check_definitions_before_build(landed, tmp_path)
+    assert len(raised.value.findings) == 1 and len(raised.value.warnings) == 4
+    said = capsys.readouterr().err.splitlines()
+    assert len(said) == 4 and all(line.startswith(f"WARNING: {tmp_path}/") for line in said)
