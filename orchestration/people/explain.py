@@ -42,18 +42,24 @@ JUNK_SQL = """
         select identifier_type, identifier_value, profile_id from marts.profile_identifiers
         where profile_id in ($first, $second)
     ),
-    junk_messages as (
-        select distinct junk.identifier_type, junk.identifier_value, messages.message_id
-        from marts.junk_identifiers as junk
-        join intermediate.int_identifiers as messages
-            on messages.identifier_type = junk.identifier_type and messages.identifier_value = junk.identifier_value
+    wanted as (
+        select identifier_type, identifier_value, profile_id, false as is_junk from sides
+        union all
+        select distinct identifier_type, identifier_value, null, true from marts.junk_identifiers
+    ),
+    -- one pass over the identifiers of every message: those of the two profiles and the junk ones
+    seen as (
+        select messages.message_id, wanted.*
+        from intermediate.int_identifiers as messages
+        join wanted
+            on wanted.identifier_type = messages.identifier_type and wanted.identifier_value = messages.identifier_value
     ),
     between_both as (
-        select junk_messages.identifier_type, junk_messages.identifier_value
-        from junk_messages
-        join intermediate.int_identifiers as beside on beside.message_id = junk_messages.message_id
-        join sides on sides.identifier_type = beside.identifier_type and sides.identifier_value = beside.identifier_value
-        group by all having count(distinct sides.profile_id) = 2
+        select junk.identifier_type, junk.identifier_value
+        from seen as junk
+        join seen as beside on beside.message_id = junk.message_id and not beside.is_junk
+        where junk.is_junk
+        group by all having count(distinct beside.profile_id) = 2
     )
     select identifier_type, identifier_value, neighbour_type, distinct_neighbours, max_distinct_neighbours,
            example_message_id
