@@ -8,6 +8,16 @@ import sys
 
 from orchestration.core import settings
 
+USAGE_ERROR, FAILURE = 2, 1  # exit codes: a command given wrongly (as argparse's own), a command that failed
+
+
+class UsageError(Exception):
+    """An argument that cannot be used: said in one line, exit code 2."""
+
+
+class CommandFailed(Exception):
+    """A command that cannot be done as things are (no warehouse yet, ...): said in one line, exit code 1."""
+
 
 def _run(args: argparse.Namespace) -> int:
     from contextlib import nullcontext
@@ -15,11 +25,7 @@ def _run(args: argparse.Namespace) -> int:
     from orchestration.cli.console import quiet_stdout, verbose
     from orchestration.core.locking import writer_lock
 
-    try:
-        dbt_vars = _parse_vars(args.vars)
-    except ValueError as error:
-        print(f"ERROR: --vars: {error}", file=sys.stderr)
-        return 1
+    dbt_vars = _run_vars(args.vars, args.as_of)
     if args.target == "spark":
         return _run_spark(dbt_vars)
     print(f"landing folder: {settings.landing_dir()}\nwarehouse:      {settings.duckdb_path()}", flush=True)
@@ -27,6 +33,26 @@ def _run(args: argparse.Namespace) -> int:
     with nullcontext() if args.verbose or verbose() else quiet_stdout():
         with writer_lock(settings.duckdb_path()):  # the run and its summary, before another run starts
             return _run_and_summarise(dbt_vars)
+
+
+def _run_vars(text: str | None, as_of: str | None) -> dict:
+    """The dbt vars of a run: ``--vars``, with ``--as-of`` as their ``as_of``; both targets hand them
+    to the dbt build (the Dagster job's dbt_vars on DuckDB, ``--vars`` of dbt on Spark)."""
+    from orchestration.core.dbt_args import check_vars
+
+    try:
+        dbt_vars = _parse_vars(text)
+    except ValueError as error:
+        raise UsageError(f"--vars: {error}") from None
+    if as_of is not None:
+        if dbt_vars.get("as_of") not in (None, as_of):
+            raise UsageError(f"--as-of {as_of} and --vars as_of {dbt_vars['as_of']} disagree: give one")
+        try:
+            check_vars({"as_of": as_of})
+        except ValueError as error:
+            raise UsageError(f"--as-of: {str(error).replace('as_of must be', 'expected')}") from None
+        dbt_vars["as_of"] = as_of
+    return dbt_vars
 
 
 def _parse_vars(text: str | None) -> dict:
@@ -192,10 +218,10 @@ def _lookup(args: argparse.Namespace) -> int:
 
     from orchestration.people.lookup import (
         LookupProblem,
+        find,
         open_warehouse,
         read_profile,
         render_text,
-        resolve,
         shown,
         write_graph,
     )
@@ -204,7 +230,7 @@ def _lookup(args: argparse.Namespace) -> int:
     try:
         rules = settings.identity_rules()
         with open_warehouse() as conn:
-            matches = resolve(conn, value, identifier_type, rules)
+            matches = find(conn, value, rules, identifier_type)  # the forms explain takes too
             profiles = list(dict.fromkeys(m["profile_id"] for m in matches))
             reports = [read_profile(conn, p, [m for m in matches if m["profile_id"] == p]) for p in profiles]
         if not matches:
@@ -226,6 +252,9 @@ def _compact(args: argparse.Namespace) -> int:
     """Rewrites the DuckDB file without its free blocks (where erased rows' values linger)."""
     from orchestration.core.warehouse import compact
 
+    if not settings.duckdb_path().exists():  # (DuckDB would make an empty one)
+        raise CommandFailed(f"no warehouse at {settings.duckdb_path()}: run `identity-warehouse run` first "
+                            "(or set DUCKDB_PATH)")
     before, after = compact(settings.duckdb_path())
     print(f"{settings.duckdb_path()}: {before / 1e6:.1f} MB → {after / 1e6:.1f} MB")
     return 0
@@ -289,6 +318,7 @@ def _add_source(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="identity-warehouse", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the main job: land → build → check (LANDING_DIR → DUCKDB_PATH)")
     run.add_argument("--target", choices=["duckdb", "spark"], default="duckdb",
@@ -296,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
                      "`spark` target: lands the raw tables in Spark and runs dbt build there)")
     run.add_argument("--vars", help="dbt vars for the build, a YAML or JSON object (e.g. '{as_of: 2024-06-01}' "
                      "computes traits and audiences as of that day)")
+    run.add_argument("--as-of", metavar="DATE|TIMESTAMP", help="compute traits, windows and audiences as of this "
+                     "day or time (e.g. 2024-06-01 or 2024-06-01T09:30:00; the as_of var); default now. Both targets")
     run.add_argument("-v", "--verbose", action="store_true",
                      help="show dbt's line for every model and test (also IDENTITY_WAREHOUSE_VERBOSE=1); by default "
                      "the console shows a line per step, warnings and errors in full, and the summary")
@@ -326,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     explain.set_defaults(handler=_explain)
     lookup = commands.add_parser("lookup", help="a person's profile from any identifier: identifiers, traits and "
                                  "their sources, computed traits, audiences, latest events, identity graph")
-    lookup.add_argument("value", help="an e-mail (any case), a phone as typed, a user id, an anonymous id, ...")
+    lookup.add_argument("value", help="an e-mail (any case), a phone as typed, a user id, an anonymous id, ...; "
+                        "or type:value, e.g. email:dana@example.com (as explain takes it), quoted or not")
     lookup.add_argument("--type", help="only this identifier type (default: every type of the identity rules)")
     lookup.add_argument("--graph-dir", help="where the graph is written (DOT, and SVG when Graphviz's dot is "
                         "installed); default: private/lookups/ beside the warehouse, owner-only")
@@ -358,8 +391,40 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("--no-copy", action="store_true", help="do not copy the sample into LANDING_DIR/<name>/ "
                      "(never copied when LANDING_DIR is inside the repository, as the default seeds/ is)")
     add.set_defaults(handler=_add_source)
+    for command in commands.choices.values():  # `identity-warehouse --debug run` and `... run --debug` alike
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show the Python traceback of an error")
     args = parser.parse_args(argv)
-    return args.handler(args)
+    return _handled(args)
+
+
+def _handled(args: argparse.Namespace) -> int:
+    """Runs the command. An error is one line (or one per problem) on standard error, without a
+    traceback unless --debug. Exit codes: 0 done, 1 failed, 2 given wrongly."""
+    import os
+    import traceback
+
+    from orchestration.computed.schema import DefinitionError
+    from orchestration.people.lookup import LookupProblem
+
+    debug = getattr(args, "debug", False)
+    try:
+        return args.handler(args)
+    except BrokenPipeError:  # the output piped into a program that stopped reading (`| head`): nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (Python's flush at exit would fail)
+        return FAILURE
+    except Exception as error:  # noqa: BLE001 (the one place an error becomes a message)
+        if debug:
+            traceback.print_exc()
+        said = isinstance(error, (UsageError, CommandFailed, DefinitionError, LookupProblem))  # messages written for people
+        lines = str(error).strip().splitlines() or [""]
+        if not said:  # anything else: its kind and first line
+            lines = [f"{type(error).__name__}: {lines[0]}".rstrip(": ")]
+        for line in lines:
+            print(f"ERROR: {line}", file=sys.stderr)
+        if not said and not debug:
+            print("(run again with --debug for the traceback)", file=sys.stderr)
+        return USAGE_ERROR if isinstance(error, UsageError) else FAILURE
 
 
 if __name__ == "__main__":

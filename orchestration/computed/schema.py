@@ -1,12 +1,17 @@
 """Computed traits and audiences as declared in YAML: reading and checking them.
 
-Every mistake is reported before any SQL runs, naming the definition and the problem, e.g.
-``audience 'cart_abandoners', condition 2: unknown operator 'greater' (use one of ...)``.
+Every mistake is reported before any SQL runs, naming the file, line, definition and problem, e.g.
+``audiences.yml:12: audience 'cart_abandoners', condition, all[2]: unknown operator 'greater' (use one of ...)``.
+The YAML is read with the line of every mapping and key (``read_yaml``), so that definitions and the
+checks of them against landed data (``orchestration/computed/landed.py``) can say where they are.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +48,84 @@ SQL_TYPES = {"string": "varchar", "number": "double", "integer": "bigint", "bool
 
 
 class DefinitionError(ValueError):
-    """A computed trait or audience definition that cannot be compiled."""
+    """A computed trait or audience definition that cannot be compiled, with where it is:
+    ``str()`` is ``file:line: definition: problem``."""
+
+    def __init__(self, message: str, file: str | None = None, line: int | None = None):
+        self.message, self.file, self.line = message, file, line
+        super().__init__(f"{location(file, line)}{message}")
+
+
+def location(file: str | None, line: int | None) -> str:
+    """``traits.yml:12: `` (or less, when not known)."""
+    return f"{file}:{line}: " if file and line else f"{file}: " if file else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# YAML with line numbers
+# ---------------------------------------------------------------------------------------------
+
+
+class LineDict(dict):
+    """A YAML mapping that knows its line (``line``, 1-based) and each key's (``lines``)."""
+
+    line: int | None = None
+    lines: dict
+
+
+class _LineLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool = False) -> LineDict:
+    loader.flatten_mapping(node)
+    mapping = LineDict()
+    mapping.line, mapping.lines = node.start_mark.line + 1, {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(None, None, f"unhashable key {key!r}", key_node.start_mark) from None
+        mapping[key] = loader.construct_object(value_node, deep=True)
+        mapping.lines[key] = key_node.start_mark.line + 1
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def read_yaml(path: Path) -> Any:
+    """A definitions file, mappings as ``LineDict``; a YAML syntax error is a DefinitionError at its line."""
+    if not path.exists():
+        return {}
+    try:
+        return yaml.load(path.read_text(), Loader=_LineLoader) or {}  # noqa: S506 (a SafeLoader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        raise DefinitionError(f"not valid YAML: {error.problem or error}", shown_path(path),
+                              mark.line + 1 if mark else None) from None
+
+
+def line_of(node: Any, key: Any = None) -> int | None:
+    """The line of ``node`` (a mapping read by ``read_yaml``), or of its ``key``."""
+    if not isinstance(node, LineDict):
+        return None
+    return node.lines.get(key, node.line) if key is not None else node.line
+
+
+# The file and line of the definition being read: what an error names when it has no closer line.
+_where_in_file: ContextVar[tuple[str | None, int | None]] = ContextVar("where_in_file", default=(None, None))
+
+
+@contextmanager
+def _reading(node: Any = None, file: str | None = None):
+    current_file, current_line = _where_in_file.get()
+    token = _where_in_file.set((file or current_file, line_of(node) or current_line))
+    try:
+        yield
+    finally:
+        _where_in_file.reset(token)
 
 
 @dataclass(frozen=True)
@@ -64,6 +146,8 @@ class Comparison:
     value_type: str
     operator: str
     value: Any = None
+    file: str | None = field(default=None, compare=False)
+    line: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -78,6 +162,8 @@ class EventFilter:
     message_types: tuple[str, ...] = ()
     where: Any = None  # Comparison | Combination over event properties and fields
     window: Window = field(default_factory=Window)
+    file: str | None = field(default=None, compare=False)
+    line: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -92,6 +178,8 @@ class Trait:
     value_type: str = "number"
     min_frequency: int = 1
     sql: str | None = None
+    file: str | None = field(default=None, compare=False)
+    line: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -126,6 +214,8 @@ class Audience:
     include_anonymous: bool
     condition: Any
     export_traits: tuple[str, ...] = ()
+    file: str | None = field(default=None, compare=False)
+    line: int | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -137,8 +227,26 @@ class Definitions:
 # ---------------------------------------------------------------------------------------------
 
 
-def _fail(where: str, problem: str):
-    raise DefinitionError(f"{where}: {problem}")
+def _fail(where: str, problem: str, node: Any = None, key: Any = None):
+    """Raises the DefinitionError ``where: problem`` at the line of ``node`` (or of its ``key``), else
+    of the definition being read."""
+    file, line = _where_in_file.get()
+    raise DefinitionError(f"{where}: {problem}", file, line_of(node, key) or line)
+
+
+def _here(node: Any = None) -> dict:
+    """The file and line fields of a definition read from ``node``."""
+    file, line = _where_in_file.get()
+    return {"file": file, "line": line_of(node) or line}
+
+
+def _at_spec(function):
+    """Errors inside ``function(where, spec, ...)`` are at ``spec``'s line."""
+    @functools.wraps(function)
+    def at_spec(where: str, spec, *args, **kwargs):
+        with _reading(spec):
+            return function(where, spec, *args, **kwargs)
+    return at_spec
 
 
 def _keys(where: str, spec: dict, allowed: set[str], required: set[str] = frozenset()) -> None:
@@ -146,12 +254,14 @@ def _keys(where: str, spec: dict, allowed: set[str], required: set[str] = frozen
         _fail(where, f"expected a mapping, got {spec!r}")
     unknown = set(spec) - allowed
     if unknown:
-        _fail(where, f"unknown key(s) {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(allowed))})")
+        _fail(where, f"unknown key(s) {', '.join(sorted(map(str, unknown)))} (allowed: {', '.join(sorted(allowed))})",
+              spec, min(unknown, key=lambda k: line_of(spec, k) or 0))
     missing = required - set(spec)
     if missing:
-        _fail(where, f"missing {', '.join(sorted(missing))}")
+        _fail(where, f"missing {', '.join(sorted(missing))}", spec)
 
 
+@_at_spec
 def _window(where: str, spec) -> Window:
     if spec in (None, "all_time"):
         return Window()
@@ -178,6 +288,7 @@ def _infer_type(value) -> str:
     return "string"
 
 
+@_at_spec
 def _comparison(where: str, spec: dict, subjects: dict[str, str | None]) -> Comparison:
     """``subjects`` maps the allowed subject keys (property, field, trait, custom_trait) to a fixed type or None."""
     allowed = set(subjects) | {"op", "value", "type"}
@@ -226,9 +337,10 @@ def _comparison(where: str, spec: dict, subjects: dict[str, str | None]) -> Comp
     if value_type == "timestamp" and operator in ("before", "after"):
         if not re.match(r"^\d{4}-\d{2}-\d{2}", str(value)):
             _fail(where, f"'{spec['op']}' needs a date or time like 2024-06-01, got {value!r}")
-    return Comparison(kind, subject, value_type, operator, value)
+    return Comparison(kind, subject, value_type, operator, value, **_here(spec))
 
 
+@_at_spec
 def _predicate(where: str, spec, leaf) -> Any:
     """all/any/not nesting over leaves; a bare list means all."""
     if isinstance(spec, list):
@@ -243,6 +355,7 @@ def _predicate(where: str, spec, leaf) -> Any:
     return leaf(where, spec)
 
 
+@_at_spec
 def _event_filter(where: str, spec: dict) -> EventFilter:
     events = spec.get("event", spec.get("events", ()))
     events = (events,) if isinstance(events, str) else tuple(events)
@@ -252,7 +365,7 @@ def _event_filter(where: str, spec: dict) -> EventFilter:
     if spec.get("where") is not None:
         condition = _predicate(f"{where}, where", spec["where"],
                                lambda w, s: _comparison(w, s, {"property": None, "field": None}))
-    return EventFilter(events, types, condition, _window(f"{where}, window", spec.get("window")))
+    return EventFilter(events, types, condition, _window(f"{where}, window", spec.get("window")), **_here(spec))
 
 
 TRAIT_KEYS = {"name", "type", "description", "event", "events", "message_type", "where", "window", "property",
@@ -260,6 +373,11 @@ TRAIT_KEYS = {"name", "type", "description", "event", "events", "message_type", 
 
 
 def _trait(group: str, index: int, spec: dict) -> Trait:
+    with _reading(spec):
+        return _read_trait(group, index, spec)
+
+
+def _read_trait(group: str, index: int, spec: dict) -> Trait:
     where = f"trait group '{group}', trait {index}"
     _keys(where, spec, TRAIT_KEYS, {"name", "type"})
     name = spec["name"]
@@ -268,26 +386,27 @@ def _trait(group: str, index: int, spec: dict) -> Trait:
         _fail(where, "a trait name is lower case letters, digits and _ (it becomes a column)")
     kind = spec["type"]
     if kind not in TRAIT_TYPES:
-        _fail(where, f"unknown trait type '{kind}' (types: {', '.join(sorted(TRAIT_TYPES))})")
+        _fail(where, f"unknown trait type '{kind}' (types: {', '.join(sorted(TRAIT_TYPES))})", spec, "type")
     event_filter = _event_filter(where, spec)
     description = spec.get("description") or f"{kind} trait"
     if kind == "sql":
         if not spec.get("sql") or spec.get("data_type") not in SQL_TYPES:
             _fail(where, f"a sql trait needs 'sql' (an aggregate over profile_events) and 'data_type' "
                          f"({', '.join(SQL_TYPES)})")
-        return Trait(name, group, kind, description, event_filter, value_type=spec["data_type"], sql=spec["sql"])
+        return Trait(name, group, kind, description, event_filter, value_type=spec["data_type"], sql=spec["sql"],
+                     **_here(spec))
     if kind in ("count",):
-        return Trait(name, group, kind, description, event_filter, value_type="integer")
+        return Trait(name, group, kind, description, event_filter, value_type="integer", **_here(spec))
     value_kind = next((k for k in ("property", "field") if k in spec), None)
     if kind in ("first", "last") and spec.get("value") == "timestamp":
-        return Trait(name, group, kind, description, event_filter, "field", "event_at", "timestamp")
+        return Trait(name, group, kind, description, event_filter, "field", "event_at", "timestamp", **_here(spec))
     if value_kind is None:
         _fail(where, f"a {kind} trait needs a 'property' (of the events) or a 'field' ({', '.join(EVENT_FIELDS)})")
     subject = spec[value_kind]
     if value_kind == "field" and subject not in EVENT_FIELDS:
         _fail(where, f"unknown event field '{subject}' (fields: {', '.join(EVENT_FIELDS)})")
     if value_kind == "property" and not PATH.match(str(subject)):
-        _fail(where, f"property must be a dotted path, got {subject!r}")
+        _fail(where, f"property must be a dotted path, got {subject!r}", spec, value_kind)
     value_type = spec.get("value_type") or ("number" if kind in ("sum", "avg", "min", "max") else
                                             EVENT_FIELDS.get(subject, "string") if value_kind == "field" else "string")
     if value_type not in SQL_TYPES:
@@ -302,10 +421,11 @@ def _trait(group: str, index: int, spec: dict) -> Trait:
     if not isinstance(min_frequency, int) or min_frequency < 1:
         _fail(where, "min_frequency must be a whole number >= 1")
     return Trait(name, group, kind, description, event_filter, value_kind, subject, value_type_out
-                 if kind != "unique_list" else "string", min_frequency)
+                 if kind != "unique_list" else "string", min_frequency, **_here(spec))
 
 
 def _audience_leaf(audience: str, traits: dict[str, Trait], audiences: set[str]):
+    @_at_spec
     def leaf(where: str, spec) -> Any:
         if not isinstance(spec, dict):
             _fail(where, f"expected a condition, got {spec!r}")
@@ -320,12 +440,13 @@ def _audience_leaf(audience: str, traits: dict[str, Trait], audiences: set[str])
                 _keys(step_where, step, {"event", "events", "message_type", "where", "performed", "within_days"})
                 within = step.get("within_days")
                 if within is not None and (not isinstance(within, int) or within <= 0 or i == 0):
-                    _fail(step_where, "within_days (days after the previous step) is a positive number, not on step 1")
+                    _fail(step_where, "within_days (days after the previous step) is a positive number, not on step 1",
+                          step, "within_days")
                 performed = step.get("performed", True)
                 if not performed and i != len(steps) - 1:
-                    _fail(step_where, "'then did not perform' (performed: false) can only be the last step")
+                    _fail(step_where, "'then did not perform' (performed: false) can only be the last step", step)
                 if not performed and i == 0:
-                    _fail(step_where, "the first step must be performed")
+                    _fail(step_where, "the first step must be performed", step)
                 parsed.append(FunnelStep(_event_filter(step_where, step), bool(performed), within))
             return Funnel(tuple(parsed), _window(f"{where}, window", spec.get("window")))
         if "event" in spec or "events" in spec or "message_type" in spec:
@@ -358,41 +479,64 @@ def _audience_leaf(audience: str, traits: dict[str, Trait], audiences: set[str])
     return leaf
 
 
+def shown_path(path: Path) -> str:
+    """A definitions file as messages name it: from the project's root when inside it, else in full."""
+    from orchestration.core.settings import PROJECT_ROOT
+
+    path = Path(path).resolve()
+    return str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else str(path)
+
+
 def load_definitions(traits_path: Path, audiences_path: Path) -> Definitions:
-    trait_spec = yaml.safe_load(traits_path.read_text()) if traits_path.exists() else {}
-    audience_spec = yaml.safe_load(audiences_path.read_text()) if audiences_path.exists() else {}
-    trait_spec, audience_spec = trait_spec or {}, audience_spec or {}
-    _keys(str(traits_path.name), trait_spec, {"trait_groups"})
-    _keys(str(audiences_path.name), audience_spec, {"audiences"})
+    """Both files read and checked; the first mistake raises a DefinitionError naming its file and line."""
+    with _reading(file=shown_path(traits_path)):
+        traits = _read_traits(read_yaml(traits_path), traits_path.name)
+    with _reading(file=shown_path(audiences_path)):
+        audiences = _read_audiences(read_yaml(audiences_path), audiences_path.name, traits)
+    return Definitions(traits, audiences)
 
+
+def _read_traits(trait_spec, file: str) -> list[Trait]:
+    _keys(file, trait_spec, {"trait_groups"})
     traits: list[Trait] = []
-    for group, group_spec in (trait_spec.get("trait_groups") or {}).items():
-        if not NAME.match(group):
-            _fail(f"trait group '{group}'", "a group name is lower case letters, digits and _")
-        _keys(f"trait group '{group}'", group_spec, {"description", "traits"}, {"traits"})
-        for index, spec in enumerate(group_spec["traits"], start=1):
-            trait = _trait(group, index, spec)
-            if any(t.name == trait.name for t in traits):
-                _fail(f"trait '{trait.name}'", "defined twice (trait names are columns of one table)")
-            traits.append(trait)
+    groups = trait_spec.get("trait_groups") or {}
+    for group, group_spec in groups.items():
+        if not isinstance(group, str) or not NAME.match(group):
+            _fail(f"trait group '{group}'", "a group name is lower case letters, digits and _", groups, group)
+        with _reading(group_spec):
+            _keys(f"trait group '{group}'", group_spec, {"description", "traits"}, {"traits"})
+            if not isinstance(group_spec["traits"], list):
+                _fail(f"trait group '{group}'", "traits: expected a list of traits", group_spec, "traits")
+            for index, spec in enumerate(group_spec["traits"], start=1):
+                trait = _trait(group, index, spec)
+                if any(t.name == trait.name for t in traits):
+                    _fail(f"trait '{trait.name}'", "defined twice (trait names are columns of one table)", spec)
+                traits.append(trait)
+    return traits
 
+
+def _read_audiences(audience_spec, file: str, traits: list[Trait]) -> list[Audience]:
+    _keys(file, audience_spec, {"audiences"})
     by_name = {t.name: t for t in traits}
     declared = audience_spec.get("audiences") or {}
     audiences: list[Audience] = []
     for name, spec in declared.items():
         where = f"audience '{name}'"
-        if not NAME.match(name):
-            _fail(where, "an audience name is lower case letters, digits and _")
-        _keys(where, spec, {"description", "include_anonymous", "condition", "export_traits"}, {"condition"})
-        condition = _predicate(f"{where}, condition", spec["condition"], _audience_leaf(name, by_name, set(declared)))
-        export_traits = tuple(spec.get("export_traits") or ())
-        for trait_name in export_traits:
-            if trait_name not in by_name:
-                _fail(where, f"export_traits: unknown computed trait '{trait_name}'")
-        audiences.append(Audience(name, spec.get("description") or name, bool(spec.get("include_anonymous", False)),
-                                  condition, export_traits))
+        if not isinstance(name, str) or not NAME.match(name):
+            _fail(where, "an audience name is lower case letters, digits and _", declared, name)
+        with _reading(spec):
+            _keys(where, spec, {"description", "include_anonymous", "condition", "export_traits"}, {"condition"})
+            condition = _predicate(f"{where}, condition", spec["condition"],
+                                   _audience_leaf(name, by_name, set(declared)))
+            export_traits = tuple(spec.get("export_traits") or ())
+            for trait_name in export_traits:
+                if trait_name not in by_name:
+                    _fail(where, f"export_traits: unknown computed trait '{trait_name}'", spec, "export_traits")
+            audiences.append(Audience(name, spec.get("description") or name,
+                                      bool(spec.get("include_anonymous", False)), condition, export_traits,
+                                      **_here(spec)))
     _check_no_cycles(audiences)
-    return Definitions(traits, audiences)
+    return audiences
 
 
 def audience_dependencies(condition) -> set[str]:
@@ -408,7 +552,9 @@ def _check_no_cycles(audiences: list[Audience]) -> None:
 
     def visit(name: str, path: tuple[str, ...]):
         if name in path:
-            _fail(f"audience '{path[0]}'", f"audiences depend on each other in a cycle: {' → '.join(path + (name,))}")
+            first = next(a for a in audiences if a.name == path[0])
+            raise DefinitionError(f"audience '{path[0]}': audiences depend on each other in a cycle: "
+                                  f"{' → '.join(path + (name,))}", first.file, first.line)
         for other in depends.get(name, ()):
             visit(other, path + (name,))
     for audience in audiences:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from orchestration.computed.landed import check_definitions_before_build
 from orchestration.core import settings
 from orchestration.core.locking import writer_lock
 from orchestration.location import recovery
@@ -44,7 +45,8 @@ def run_build_warehouse(instance: dg.DagsterInstance | None = None, run_config: 
     With ``DAGSTER_HOME`` set the run is recorded there, so ``make ui`` shows it.
     """
     settings.quiet_telemetry()
-    prepare_manifest()
+    prepare_manifest()  # raises DefinitionError (file, line, definition) on a definition that cannot compile
+    check_definitions_before_build(settings.duckdb_path())  # against the landed events; warnings said
     from orchestration.location.definitions import defs  # loads the fresh manifest
 
     if instance is None:

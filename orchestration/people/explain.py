@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import duckdb
 
-from orchestration.people.lookup import LookupProblem, parse_identifier, resolve
+from orchestration.people.lookup import LookupProblem, find, junk_line, when
 
 MAX_HOPS = 1000  # as the macro's loops
 
@@ -31,23 +31,56 @@ REFUSED_SQL = """
     from marts.identity_links where link_status = 'refused'
       and from_profile_id in ($first, $second) and to_profile_id in ($first, $second)
     order by event_at, message_id, 1, 2"""
+OWN_JUNK_SQL = """
+    select identifier_type, identifier_value, neighbour_type, distinct_neighbours, max_distinct_neighbours,
+           example_message_id
+    from marts.junk_identifiers where identifier_type = $type and identifier_value = $value order by neighbour_type"""
+# Junk identifiers that would have joined the two: one of the two itself, or one seen in messages
+# with identifiers of both profiles (or named as a neighbour of either value).
 JUNK_SQL = """
-    select identifier_type || ':' || identifier_value, reason, distinct_neighbours from marts.junk_identifiers
-    where first_neighbour in ($first, $second) or last_neighbour in ($first, $second)
-    order by 1"""
+    with sides as (
+        select identifier_type, identifier_value, profile_id from marts.profile_identifiers
+        where profile_id in ($first, $second)
+    ),
+    wanted as (
+        select identifier_type, identifier_value, profile_id, false as is_junk from sides
+        union all
+        select distinct identifier_type, identifier_value, null, true from marts.junk_identifiers
+    ),
+    -- one pass over the identifiers of every message: those of the two profiles and the junk ones
+    seen as (
+        select messages.message_id, wanted.*
+        from intermediate.int_identifiers as messages
+        join wanted
+            on wanted.identifier_type = messages.identifier_type and wanted.identifier_value = messages.identifier_value
+    ),
+    between_both as (
+        select junk.identifier_type, junk.identifier_value
+        from seen as junk
+        join seen as beside on beside.message_id = junk.message_id and not beside.is_junk
+        where junk.is_junk
+        group by all having count(distinct beside.profile_id) = 2
+    )
+    select identifier_type, identifier_value, neighbour_type, distinct_neighbours, max_distinct_neighbours,
+           example_message_id
+    from marts.junk_identifiers as junk
+    where (identifier_type = $first_type and identifier_value = $first_value)
+       or (identifier_type = $second_type and identifier_value = $second_value)
+       or (identifier_type, identifier_value) in (select identifier_type, identifier_value from between_both)
+       or first_neighbour in ($first_value, $second_value) or last_neighbour in ($first_value, $second_value)
+    order by identifier_type, identifier_value, neighbour_type"""
 
 
 def resolve_identifier(conn: duckdb.DuckDBPyConnection, text: str, rules: dict) -> dict:
     """The identifier ``text`` names (``type:value`` or a bare value, as sent or normalised): its
     key, normalised value and profile; the first one in (type, value) order, as the macro."""
-    identifier_type, value = parse_identifier(text, rules)
-    found = resolve(conn, value, identifier_type, rules)
+    found = find(conn, text, rules)
     if not found:
         raise LookupProblem("no such identifier in any profile (give type:value, e.g. email:dana@example.com, "
                             "or a value as `identity-warehouse lookup` takes it)")
     row = found[0]
-    return {"key": f"{row['identifier_type']}:{row['identifier_value']}", "value": row["identifier_value"],
-            "profile_id": row["profile_id"]}
+    return {"key": f"{row['identifier_type']}:{row['identifier_value']}", "type": row["identifier_type"],
+            "value": row["identifier_value"], "profile_id": row["profile_id"]}
 
 
 def profile_links(conn: duckdb.DuckDBPyConnection, profile_id: str) -> list[dict]:
@@ -55,7 +88,8 @@ def profile_links(conn: duckdb.DuckDBPyConnection, profile_id: str) -> list[dict
     for a, b, first_at, messages, message_id, file_path, line_number in conn.execute(
             PROFILE_LINKS_SQL, {"profile": profile_id}).fetchall():
         more = f", and {messages - 1} more" if messages > 1 else ""
-        links.append({"a": a, "b": b, "evidence": f"message {message_id} ({file_path}:{line_number}, {first_at}{more})"})
+        links.append({"a": a, "b": b,
+                      "evidence": f"message {message_id} ({file_path}:{line_number}, {when(first_at)}{more})"})
     return links
 
 
@@ -63,17 +97,26 @@ def explain(conn: duckdb.DuckDBPyConnection, identifier: str, other: str | None,
     """The lines the macro prints."""
     first = resolve_identifier(conn, identifier, rules)
     if other is None:
+        cursor = conn.execute(OWN_JUNK_SQL, {"type": first["type"], "value": first["value"]})
+        columns = [d[0] for d in cursor.description]
+        junk = [f"  {junk_line(dict(zip(columns, row)))}" for row in cursor.fetchall()]  # why it is alone
         return [f"profile {first['profile_id']} ({first['key']})"] + [
-            f"  {link['a']}  --  {link['b']}   {link['evidence']}" for link in profile_links(conn, first["profile_id"])]
+            f"  {link['a']}  --  {link['b']}   {link['evidence']}"
+            for link in profile_links(conn, first["profile_id"])] + junk
     second = resolve_identifier(conn, other, rules)
     if first["profile_id"] != second["profile_id"]:
         lines = [f"{first['key']} is in {first['profile_id']}, {second['key']} in {second['profile_id']}: not one person."]
         pair = {"first": first["profile_id"], "second": second["profile_id"]}
         for a, b, message_id, reason in conn.execute(REFUSED_SQL, pair).fetchall():
             lines.append(f"  refused: {a} -- {b} in {message_id} ({reason})")
-        values = {"first": first["value"], "second": second["value"]}
-        for key, reason, neighbours in conn.execute(JUNK_SQL, values).fetchall():
-            lines.append(f"  junk, links no one: {key} ({reason}, {neighbours})")
+        sides = {**pair, "first_type": first["type"], "first_value": first["value"],
+                 "second_type": second["type"], "second_value": second["value"]}
+        cursor = conn.execute(JUNK_SQL, sides)
+        columns = [d[0] for d in cursor.description]
+        for row in cursor.fetchall():
+            lines.append(f"  {junk_line(dict(zip(columns, row)))}")
+        if len(lines) == 1:
+            lines.append("  no message links an identifier of one to an identifier of the other")
         return lines
     # Breadth-first search over the profile's links.
     neighbours: dict[str, list[tuple[str, str]]] = {}

@@ -155,6 +155,42 @@ def parse_identifier(text: str, rules: dict) -> tuple[str | None, str]:
         return None, text
 
 
+QUOTES = {"'": "'", '"': '"', "\u2018": "\u2019", "\u201c": "\u201d", "`": "`"}
+
+
+def unquoted(text: str) -> str:
+    """``text`` without one pair of quotes around it (as copied from SQL, a CSV or a document)."""
+    inner = text.strip()
+    if len(inner) >= 2 and QUOTES.get(inner[0]) == inner[-1]:
+        return inner[1:-1]
+    return text
+
+
+def identifier_forms(text: str, rules: dict, identifier_type: str | None = None) -> list[tuple[str | None, str]]:
+    """(identifier type or None for every type, value) that ``text`` may mean, in the order tried:
+    ``type:value`` (when it starts with a type of the rules), then the whole text as a value; each
+    as given, then without quotes around it. ``identifier_type`` (``--type``) limits them to that type."""
+    if identifier_type is not None:
+        identifier_type = check_type(identifier_type, rules)
+    forms: list[tuple[str | None, str]] = []
+    for candidate in dict.fromkeys([text, unquoted(text)]):
+        typed, value = parse_identifier(candidate, rules)
+        if typed is not None and identifier_type in (None, typed):
+            forms += [(typed, value), (typed, unquoted(value))]
+        forms.append((identifier_type, candidate))
+    return list(dict.fromkeys(forms))
+
+
+def find(conn: duckdb.DuckDBPyConnection, text: str, rules: dict, identifier_type: str | None = None) -> list[dict]:
+    """The profiles holding what ``text`` names, as ``lookup`` and ``explain`` both take it: the
+    matches of its first form (``identifier_forms``) that finds any."""
+    for form_type, value in identifier_forms(text, rules, identifier_type):
+        found = resolve(conn, value, form_type, rules)
+        if found:
+            return found
+    return []
+
+
 def parse_lookup_output(stdout: str) -> list[dict]:
     """The matches the dbt macro ``lookup_identifier`` printed (its last JSON line): what an
     analyst running the macro gets, compared with ``resolve`` by the tests."""
@@ -196,8 +232,9 @@ SECTIONS = {
         where from_profile_id = $1 or to_profile_id = $1
         group by all order by first_at, from_type, from_value, to_type, to_value""",
     "junk": """
-        select identifier_type, identifier_value, reason, distinct_neighbours, max_distinct_neighbours
-        from marts.junk_identifiers where profile_id = ?""",
+        select identifier_type, identifier_value, neighbour_type, distinct_neighbours, max_distinct_neighbours,
+               example_message_id
+        from marts.junk_identifiers where profile_id = ? order by identifier_type, identifier_value, neighbour_type""",
     "merges": """
         select merged_profile_id, merged_at, from_identifier, to_identifier, caused_by_message_id
         from marts.profile_merges where surviving_profile_id = ? order by merged_at""",
@@ -225,10 +262,16 @@ def read_profile(conn, profile_id: str, matched: list[dict]) -> ProfileReport:
 # ---------------------------------------------------------------------------------------------
 
 
+def when(value) -> str:
+    """A time as shown: ``never`` when there is none (a junk identifier's profile has no messages of its own)."""
+    return "never" if value is None else str(value)
+
+
 def _table(rows: list[dict], columns: list[str]) -> list[str]:
     if not rows:
         return ["  (none)"]
-    cells = [[("" if row[c] is None else str(row[c])) for c in columns] for row in rows]
+    cells = [[(when(row[c]) if c.endswith("_at") else "" if row[c] is None else str(row[c])) for c in columns]
+             for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
     lines = ["  " + "  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
     lines += ["  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells]
@@ -239,6 +282,15 @@ def identifier_key(identifier_type: str, value: str) -> str:
     return f"{identifier_type}:{value}"
 
 
+def junk_line(junk: dict) -> str:
+    """Why an identifier links no one, with the rule of the identity rules it broke, e.g.
+    ``anonymous_id:d-1 is junk: seen with 3 user ids (limit 1), so it links no one (e.g. message m-7)``."""
+    seen = junk["neighbour_type"].replace("_", " ") + ("" if junk["distinct_neighbours"] == 1 else "s")
+    example = f" (e.g. message {junk['example_message_id']})" if junk.get("example_message_id") else ""
+    return (f"{identifier_key(junk['identifier_type'], junk['identifier_value'])} is junk: seen with "
+            f"{junk['distinct_neighbours']} {seen} (limit {junk['max_distinct_neighbours']}), so it links no one{example}")
+
+
 def render_text(report: ProfileReport) -> str:
     s = report.sections
     profile = s["profile"][0] if s["profile"] else {}
@@ -247,10 +299,11 @@ def render_text(report: ProfileReport) -> str:
     if profile:
         out.append(f"  user_id {profile['user_id'] or '-'} | email {profile['email'] or '-'} | phone {profile['phone'] or '-'}"
                    f" | {'anonymous' if profile['is_anonymous'] else 'known'} | {profile['event_count']} events"
-                   f" | first seen {profile['first_seen_at']} | last seen {profile['last_seen_at']}")
+                   f" | first seen {when(profile['first_seen_at'])} | last seen {when(profile['last_seen_at'])}")
     out += ["", "identifiers"] + _table(s["identifiers"], ["identifier_type", "identifier_value", "first_seen_at",
                                                            "last_seen_at", "message_count"])
-    traits = [{**t, "from": f"{t['trait_source']} {t['message_id']} ({t['file_path']}:{t['line_number']}, {t['event_at']})"}
+    traits = [{**t, "from": f"{t['trait_source']} {t['message_id']} ({t['file_path']}:{t['line_number']}, "
+                             f"{when(t['event_at'])})"}
               for t in s["traits"]]
     out += ["", "traits (merged; where each value came from)"] + _table(traits, ["trait_key", "trait_value", "from",
                                                                                  "values_seen"])
@@ -263,7 +316,7 @@ def render_text(report: ProfileReport) -> str:
     out += ["", "identity graph (links with their evidence)"]
     for link in s["links"]:
         status = "==" if link["link_status"] == "linked" else "-x-"
-        evidence = (f"{link['message_id']} ({link['file_path']}:{link['line_number']}, {link['first_at']}"
+        evidence = (f"{link['message_id']} ({link['file_path']}:{link['line_number']}, {when(link['first_at'])}"
                     + (f", and {link['messages'] - 1} more" if link["messages"] > 1 else "") + ")")
         refused = (f"  REFUSED ({link['refusal_reason'] or 'merge protection'}; other profile "
                    f"{link['other_profile_id']})" if link["link_status"] != "linked" else "")
@@ -272,8 +325,7 @@ def render_text(report: ProfileReport) -> str:
     if not s["links"]:
         out.append("  (a single identifier: no links)")
     for junk in s["junk"]:
-        out.append(f"  junk, links no one: {identifier_key(junk['identifier_type'], junk['identifier_value'])} "
-                   f"({junk['reason']}, {junk['distinct_neighbours']} > {junk['max_distinct_neighbours']})")
+        out.append(f"  {junk_line(junk)}")
     for merge in s["merges"]:
         out.append(f"  merged in {merge['merged_profile_id']} at {merge['merged_at']} through "
                    f"{merge['from_identifier']} -- {merge['to_identifier']} ({merge['caused_by_message_id']})")

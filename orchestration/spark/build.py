@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestration.computed.landed import check_definitions_before_build
 from orchestration.core import settings
 from orchestration.core.dbt_args import dbt_build_args
 
@@ -235,6 +236,7 @@ def run(dbt_vars: dict | None = None, echo: bool = True) -> tuple[dict[str, floa
     missing = missing_requirements()
     if missing:
         raise SparkRunError("running on Spark needs " + " and ".join(missing))
+    check_definitions_before_build(settings.duckdb_path())  # as on DuckDB: a file of landing tables only passes
     started = time.monotonic()
     summary = ingest(settings.duckdb_path(), settings.landing_dir())
     seconds = {"ingest": time.monotonic() - started}

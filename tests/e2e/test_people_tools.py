@@ -366,3 +366,103 @@ def test_lookup_and_explain_normalise_as_the_dbt_macros(sample_runs: SampleRuns)
                 assert ours == theirs, (kind, value[:80])
         # the corpus finds people (the comparison is not between two empty answers)
         assert resolve(conn, "415.555.0103", None, rules) and resolve(conn, "O'Brien@Example.com", "email", rules) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# One way to name an identifier; never None; why junk kept two people apart (on the sample warehouse)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_lookup_and_explain_take_the_same_forms(sample_runs: SampleRuns, capsys):
+    profile_id = sample_runs.after_late_file.profile_of("email", KNOWN_EMAIL)
+    with environment(DUCKDB_PATH=sample_runs.database, LANDING_DIR=sample_runs.landing):
+        for form in (f"email:{KNOWN_EMAIL}", KNOWN_EMAIL, f"'{KNOWN_EMAIL}'", '"Dana.Argelies@Example.com"',
+                     f"email:'{KNOWN_EMAIL}'", "user_id:amp-user-dana", "amp-user-dana"):
+            code, out, err = in_process("lookup", form, "--no-graph", capsys=capsys)
+            assert code == 0 and out.startswith(f"profile {profile_id}  (found by "), (form, err)
+            code, out, err = in_process("explain", form, capsys=capsys)
+            assert code == 0 and out.startswith(f"profile {profile_id} ("), (form, err)
+
+
+def junk_device(database: Path) -> tuple[str, str, list[str], str]:
+    """A junk anonymous id of the sample seen with at least 3 user ids: its value, its profile, the
+    user ids it was seen with but its first and last neighbour (which the old explain matched), and
+    the expected reason."""
+    with duckdb.connect(str(database), read_only=True) as conn:
+        value, profile_id, count, limit, first, last = conn.execute(
+            "select identifier_value, profile_id, distinct_neighbours, max_distinct_neighbours, first_neighbour, "
+            "last_neighbour from marts.junk_identifiers where identifier_type = 'anonymous_id' "
+            "and neighbour_type = 'user_id' and distinct_neighbours >= 3 order by identifier_value limit 1").fetchone()
+        users = [row[0] for row in conn.execute(
+            "select distinct users.identifier_value from intermediate.int_identifiers as device "
+            "join intermediate.int_identifiers as users on users.message_id = device.message_id "
+            "and users.identifier_type = 'user_id' where device.identifier_type = 'anonymous_id' "
+            "and device.identifier_value = ? order by 1", [value]).fetchall()]
+    middle = [user for user in users if user not in (first, last)]
+    return value, profile_id, middle, f"anonymous_id:{value} is junk: seen with {count} user ids (limit {limit})"
+
+
+def test_explain_says_which_identifier_is_junk_and_why(sample_runs: SampleRuns, capsys):
+    value, _, middle, reason = junk_device(sample_runs.database)
+    assert len(middle) >= 2
+    with environment(DUCKDB_PATH=sample_runs.database, LANDING_DIR=sample_runs.landing):
+        for args in ([f"user_id:{middle[0]}", f"user_id:{middle[1]}"], [value, middle[0]]):
+            code, out, err = in_process("explain", *args, capsys=capsys)
+            assert code == 0 and "not one person." in out.splitlines()[0], err
+            assert f"  {reason}, so it links no one (e.g. message " in out, out
+
+
+def test_lookup_of_a_junk_identifier_says_never_not_none(sample_runs: SampleRuns, capsys):
+    value, profile_id, _, reason = junk_device(sample_runs.database)
+    with environment(DUCKDB_PATH=sample_runs.database, LANDING_DIR=sample_runs.landing):
+        code, out, err = in_process("lookup", value, "--no-graph", capsys=capsys)
+    assert code == 0, err
+    assert f"profile {profile_id}" in out and reason in out
+    # its messages are in its users' profiles: its own has none, and no first or last time
+    with duckdb.connect(str(sample_runs.database), read_only=True) as conn:
+        assert conn.execute("select first_seen_at from marts.profiles where profile_id = ?", [profile_id]).fetchone() == (None,)
+    assert "| first seen never | last seen never" in out and "None" not in out
+
+
+# ---------------------------------------------------------------------------------------------
+# Definitions checked against the sample's landed events, before the build, on the command line
+# ---------------------------------------------------------------------------------------------
+
+WRONG_TRAITS = """
+      - name: misspelt_revenue
+        type: sum
+        event: Order Completed
+        property: revenu
+      - name: plan_total
+        type: sum
+        event: Signed Up
+        property: plan
+"""
+
+
+def test_definitions_wrong_for_the_landed_data_stop_the_run_before_the_build(sample_runs: SampleRuns, tmp_path):
+    """Before: `sum` of `revenu` built, null for everyone, without a word; `sum` of the text property
+    `plan` failed in dbt with `Could not convert string 'team' to DOUBLE` in traits__commerce, as the
+    last line of a long traceback."""
+    project = tmp_path / "dbt_project"
+    shutil.copytree(settings.DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs", "computed"))
+    traits = project / "definitions" / "traits.yml"
+    text = traits.read_text()
+    anchor = "        description: Every product ever added to the cart.\n"
+    assert anchor in text
+    traits.write_text(text.replace(anchor, anchor + WRONG_TRAITS.lstrip("\n")))
+    line = traits.read_text().splitlines().index("      - name: plan_total") + 1
+    env = sample_env(sample_runs, DBT_PROJECT_DIR=str(project))
+    before = warehouse_state(sample_runs.database)
+    result = cli("run", env=env)
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    shown = str(traits)
+    assert (f"WARNING: {shown}:{line - 4}: trait 'misspelt_revenue' (group 'commerce'): property 'revenu' never seen "
+            "in the landed 'Order Completed' events (closest seen: 'revenue')") in result.stderr
+    assert (f"ERROR: {shown}:{line}: trait 'plan_total' (group 'commerce'): property 'plan' is aggregated as a "
+            "number, but none of its ") in result.stderr
+    assert "team" not in result.stderr  # (no landed value in the message)
+    assert warehouse_state(sample_runs.database) == before  # stopped before anything ran
+    debug = cli("run", "--debug", env=env)
+    assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr

@@ -91,6 +91,10 @@ IDENTIFIERS = [
     ("m1", "user_id", "u1", "u1", "p1"), ("m1", "email", "dana@example.com", " Dana@Example.com", "p1"),
     ("m2", "anonymous_id", CRAFTED_ANON, CRAFTED_ANON, "p2"), ("m2", "user_id", "u2", "u2", "p2"),
     ("m3", "email", OBRIEN, "O'Brien@Example.com", "p3"), ("m3", "phone", "+14155550101", "(415) 555-0101", "p3"),
+    # a device shared by u0, u1, u2 and u3: junk, in a profile of its own; u1 and u2 are not its first
+    # or last neighbour
+    ("m7", "anonymous_id", "dev-1", "dev-1", "p9"), ("m7", "user_id", "u1", "u1", "p1"),
+    ("m8", "anonymous_id", "dev-1", "dev-1", "p9"), ("m8", "user_id", "u2", "u2", "p2"),
 ]
 HOSTILE = [
     "'", "''", "\\'", "'; drop table marts.profile_identifiers; --", "x' or '1'='1", "$1", "$value", "?",
@@ -116,8 +120,11 @@ def hand_made_warehouse(path) -> None:
             ) as t(message_id, event_at, from_type, from_value, to_type, to_value, link_status, refusal_reason,
                    from_profile_id, to_profile_id, file_path, line_number)""", {"crafted": CRAFTED_ANON})
         conn.execute("create table marts.junk_identifiers as select 'anonymous_id' as identifier_type, "
-                     "'shared' as identifier_value, 'seen_with_too_many_user_ids' as reason, 2 as distinct_neighbours, "
-                     "$crafted as first_neighbour, 'u9' as last_neighbour", {"crafted": CRAFTED_ANON})
+                     "'shared' as identifier_value, 'seen_with_too_many_user_ids' as reason, 'user_id' as neighbour_type, "
+                     "2 as distinct_neighbours, 1 as max_distinct_neighbours, $crafted as first_neighbour, "
+                     "'u9' as last_neighbour, 'm5' as example_message_id", {"crafted": CRAFTED_ANON})
+        conn.execute("insert into marts.junk_identifiers values ('anonymous_id', 'dev-1', 'seen_with_too_many_user_ids', "
+                     "'user_id', 4, 1, 'u0', 'u3', 'm7')")
 
 
 def state(path) -> dict:
@@ -177,7 +184,8 @@ def test_landed_values_with_quotes_are_found_as_they_are_and_never_run(warehouse
         apart = explain(conn, f"anonymous_id:{CRAFTED_ANON}", "email:dana@example.com", RULES)
         assert apart[0] == f"anonymous_id:{CRAFTED_ANON} is in p2, email:dana@example.com in p1: not one person."
         assert "  refused: user_id:u2 -- email:dana@example.com in m9 (user_id limit 1)" in apart
-        assert "  junk, links no one: anonymous_id:shared (seen_with_too_many_user_ids, 2)" in apart
+        assert ("  anonymous_id:shared is junk: seen with 2 user ids (limit 1), so it links no one (e.g. message m5)"
+                in apart)  # (was "junk, links no one: anonymous_id:shared (seen_with_too_many_user_ids, 2)")
         together = explain(conn, CRAFTED_ANON, "u2", RULES)  # bare values, as lookup takes them
         assert together[0] == f"anonymous_id:{CRAFTED_ANON} and user_id:u2 are one person, p2, through 1 link(s):"
         assert explain(conn, f"email:{OBRIEN}", None, RULES) == [f"profile p3 (email:{OBRIEN})"]
@@ -205,3 +213,64 @@ def test_a_missing_warehouse_is_a_clean_error(tmp_path):
             pass
     assert not (tmp_path / "none.duckdb").exists()
     assert os.listdir(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# One way to name an identifier; dates never shown as None; why two are apart
+# ---------------------------------------------------------------------------------------------
+
+FORMS = {
+    "p1": ["email:dana@example.com", "dana@example.com", " Dana@Example.com", "'dana@example.com'",
+           '"Dana@Example.com"', "EMAIL:dana@example.com", "email:'dana@example.com'", "“dana@example.com”",
+           "user_id:u1", "u1"],
+    "p3": [f"email:{OBRIEN}", OBRIEN, "O'Brien@Example.com", f"'{OBRIEN}'", f'"{OBRIEN}"', f"email:\"{OBRIEN}\"",
+           "(415) 555-0101", "phone:(415) 555-0101", "'(415) 555-0101'"],
+}
+
+
+@pytest.mark.parametrize("profile, form", [(p, f) for p, forms in FORMS.items() for f in forms])
+def test_lookup_and_explain_take_the_same_identifier_forms(warehouse, profile, form):
+    """type:value, a bare value, quoted or not, apostrophes inside. Before: lookup refused type:value
+    and both refused a quoted value."""
+    from orchestration.people.lookup import find
+
+    with open_warehouse(warehouse) as conn:
+        assert {m["profile_id"] for m in find(conn, form, RULES)} == {profile}  # what `lookup` runs
+        assert explain(conn, form, None, RULES)[0].startswith(f"profile {profile} (")
+
+
+def test_type_limits_the_forms_to_that_type(warehouse):
+    from orchestration.people.lookup import find
+
+    with open_warehouse(warehouse) as conn:
+        assert find(conn, "email:dana@example.com", RULES, "email")[0]["profile_id"] == "p1"
+        assert find(conn, "email:dana@example.com", RULES, "phone") == []
+        assert find(conn, "'u1'", RULES, "user_id")[0]["profile_id"] == "p1"
+
+
+def test_missing_dates_show_never_not_none():
+    """Before: `lookup` of a junk identifier printed `first seen None` (its profile has no messages of its own)."""
+    bare = report()
+    bare.sections["profile"][0].update(first_seen_at=None, last_seen_at=None)
+    bare.sections["identifiers"][0].update(first_seen_at=None)
+    text = render_text(bare)
+    assert "| first seen never | last seen never" in text
+    assert "None" not in text
+    assert "  user_id          u1                never" in text
+
+
+def test_explain_says_which_identifier_is_junk_and_the_rule(warehouse):
+    """Before: two people kept apart by a junk device were "not one person", without why (unless
+    one of them happened to be the device's first or last neighbour)."""
+    with open_warehouse(warehouse) as conn:
+        apart = explain(conn, "u1", "user_id:u2", RULES)
+        device = explain(conn, "anonymous_id:dev-1", "u1", RULES)
+    reason = "  anonymous_id:dev-1 is junk: seen with 4 user ids (limit 1), so it links no one (e.g. message m7)"
+    assert apart[0] == "user_id:u1 is in p1, user_id:u2 in p2: not one person." and reason in apart
+    assert device[0] == "anonymous_id:dev-1 is in p9, user_id:u1 in p1: not one person." and reason in device
+
+
+def test_explain_says_when_nothing_links_two_people(warehouse):
+    with open_warehouse(warehouse) as conn:
+        assert explain(conn, "email:dana@example.com", OBRIEN, RULES)[1:] == [
+            "  no message links an identifier of one to an identifier of the other"]
