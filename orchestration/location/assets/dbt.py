@@ -188,9 +188,11 @@ def plan_this_build(context: dg.AssetExecutionContext, config: DbtBuildConfig) -
     manifest = json.loads(dbt_project.manifest_path.read_text())
     dbt_vars = {**settings.dbt_vars(), **config.dbt_vars}
     privacy_config = context.run.run_config.get("ops", {}).get("process_privacy_requests", {}).get("config", {})
-    # privacy requests run after the models they read: a run that has some builds them all
-    nothing_pending = not (config.full_refresh or privacy_config.get("requests")
-                           or request_files(settings.landing_dir()))
+    # privacy requests run after the models they read: a run that has some builds them all; and a
+    # run of chosen models (the UI's "Materialize selected") builds what was chosen
+    whole_project = set(context.selected_asset_keys) == set(context.assets_def.keys)
+    nothing_pending = whole_project and not (config.full_refresh or privacy_config.get("requests")
+                                             or request_files(settings.landing_dir()))
     with connect(settings.duckdb_path()) as conn:
         recorded, version = build_state.read_recorded(conn), build_state.data_version(conn)
     return build_state.plan_build(manifest, dbt_vars, recorded, version, nothing_pending), version
