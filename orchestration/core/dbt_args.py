@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -31,9 +31,10 @@ def check_vars(dbt_vars: Mapping[str, Any]) -> None:
 
 
 def dbt_build_args(full_refresh: bool = False, dbt_vars: Mapping[str, Any] | None = None,
-                   unit_tests: bool = True) -> list[str]:
+                   unit_tests: bool = True, exclude: Sequence[str] = ()) -> list[str]:
     """Arguments of the ``dbt build`` that materializes the models and runs their tests (data tests
-    always; unit tests unless ``unit_tests`` is false).
+    always; unit tests unless ``unit_tests`` is false), but the models named in ``exclude`` (and
+    their tests).
 
     Selection is left to dagster-dbt, which adds ``--select`` for the assets of the run.
     """
@@ -42,6 +43,8 @@ def dbt_build_args(full_refresh: bool = False, dbt_vars: Mapping[str, Any] | Non
         args.append("--full-refresh")
     if not unit_tests:
         args += ["--exclude-resource-type", "unit_test"]
+    if exclude:
+        args += ["--exclude", " ".join(sorted(exclude))]
     if dbt_vars:
         check_vars(dbt_vars)
         # JSON is valid YAML, and keeps values like "1" (a phone country code) strings.

@@ -106,7 +106,8 @@ def _tables(database: Path) -> dict[str, pd.DataFrame]:
     with duckdb.connect(str(database), read_only=True) as conn:
         names = conn.execute(
             "select table_schema || '.' || table_name from information_schema.tables "
-            "where table_schema not in ('raw', 'main') order by 1"
+            # build_state: what each build was made from (orchestration/location/build_state.py)
+            "where table_schema not in ('raw', 'main', 'build_state') order by 1"
         ).fetchall()
         tables = {}
         for (name,) in names:

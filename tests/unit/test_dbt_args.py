@@ -26,6 +26,15 @@ def test_unit_tests_can_be_left_out():
         "build", "--full-refresh", "--exclude-resource-type", "unit_test"]
 
 
+def test_models_left_out_go_in_one_exclude_that_dagster_dbt_reads():
+    from dagster_dbt.asset_utils import extract_runtime_selection_from_args
+
+    args = dbt_build_args(exclude=["profiles", "int_identifiers"])
+    assert args == ["build", "--exclude", "int_identifiers profiles"]
+    assert extract_runtime_selection_from_args(args) == (["build"], [], ["int_identifiers", "profiles"])
+    assert dbt_build_args(exclude=[]) == ["build"]
+
+
 def test_the_unit_tests_version_changes_with_the_project_the_vars_and_the_packages():
     packages = {"dbt-core": "1.11.2", "duckdb": "1.4.3"}
     version = unit_tests_version("project-v1", {"as_of": "2024-06-01"}, packages)

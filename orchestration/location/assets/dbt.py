@@ -2,10 +2,13 @@
 
 
 import importlib.metadata
+import json
+import os
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -17,7 +20,7 @@ from orchestration.core.dbt_args import dbt_build_args, unit_tests_version
 from orchestration.core.locking import writer_lock
 from orchestration.core.migrations import upgrade
 from orchestration.core.warehouse import connect
-from orchestration.location import column_metadata, dbt_event_stream
+from orchestration.location import build_state, column_metadata, dbt_event_stream
 from orchestration.location.assets.landing import DUCKDB_POOL
 from orchestration.location.project import (
     dbt_project,
@@ -26,6 +29,7 @@ from orchestration.location.project import (
     without_adapter_in_process,
 )
 from orchestration.location.run_metadata import warehouse_metadata
+from orchestration.privacy.requests import request_files
 
 dbt_event_stream.install()  # column metadata without a spinning thread while dbt runs, nor tracebacks
 
@@ -142,10 +146,14 @@ def identity_warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCli
     with writer_lock(settings.duckdb_path(), context.log.info):  # dbt opens the file itself
         with connect(settings.duckdb_path()) as conn:  # a build without landing: the models read the current shapes
             upgrade(conn, context.log.info)
+        plan, version = plan_this_build(context, config)
+        for line in plan.summary():
+            context.log.info(line)
         started = time.monotonic()
-        with nullcontext() if fetch_columns else without_adapter_in_process():
-            build = dbt.cli(dbt_build_args(config.full_refresh, config.dbt_vars, unit_tests=run_unit_tests),
-                            context=context)
+        with (nullcontext() if fetch_columns else without_adapter_in_process()), \
+                rebuilding_from_scratch(plan.rebuilt_from_scratch):
+            build = dbt.cli(dbt_build_args(config.full_refresh, config.dbt_vars, unit_tests=run_unit_tests,
+                                           exclude=plan.left_out), context=context)
             stream = build.stream()
         try:
             if fetch_columns:
@@ -158,6 +166,7 @@ def identity_warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCli
                 built = time.monotonic()
         finally:  # a failed build too: the checks after it open the file
             release_dbt_duckdb_handle()
+            record_what_was_built(context, build.target_path, plan, version)
             keep_build_state(build.target_path, f"{context.op_def.name}-*")
         if fetch_columns:
             column_metadata.store(metadata_file, metadata_version, {
@@ -173,6 +182,52 @@ def identity_warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCli
         versions.update({UNIT_TESTS_PASSED: tests_version,
                          UNIT_TESTS: UNIT_TESTS_RAN if run_unit_tests else UNIT_TESTS_LEFT_OUT})
         yield from with_run_metadata(context, events, build_started_at, versions, reused or {})
+
+
+def plan_this_build(context: dg.AssetExecutionContext, config: DbtBuildConfig) -> tuple[build_state.BuildPlan, str]:
+    """What the build does besides an ordinary incremental build (orchestration/location/build_state.py):
+    the models whose code changed, rebuilt from scratch with what reads them; when nothing new
+    landed, only the models that change as time passes."""
+    manifest = json.loads(dbt_project.manifest_path.read_text())
+    dbt_vars = {**settings.dbt_vars(), **config.dbt_vars}
+    privacy_config = context.run.run_config.get("ops", {}).get("process_privacy_requests", {}).get("config", {})
+    # privacy requests run after the models they read: a run that has some builds them all; and a
+    # run of chosen models (the UI's "Materialize selected") builds what was chosen
+    whole_project = set(context.selected_asset_keys) == set(context.assets_def.keys)
+    nothing_pending = whole_project and not (config.full_refresh or privacy_config.get("requests")
+                                             or request_files(settings.landing_dir()))
+    with connect(settings.duckdb_path()) as conn:
+        recorded, version = build_state.read_recorded(conn), build_state.data_version(conn)
+    return build_state.plan_build(manifest, dbt_vars, recorded, version, nothing_pending), version
+
+
+@contextmanager
+def rebuilding_from_scratch(model_names: list[str]) -> Iterator[None]:
+    """dbt (started inside) rebuilds these models from scratch (macros/rebuild_from_scratch.sql)."""
+    saved = os.environ.pop(build_state.REBUILD_ENV, None)
+    if model_names:
+        os.environ[build_state.REBUILD_ENV] = ",".join(model_names)
+    try:
+        yield
+    finally:
+        os.environ.pop(build_state.REBUILD_ENV, None)
+        if saved is not None:
+            os.environ[build_state.REBUILD_ENV] = saved
+
+
+def record_what_was_built(context: dg.AssetExecutionContext, target_path: Path, plan: build_state.BuildPlan,
+                          version: str) -> None:
+    """Records the code and data each model dbt built was built from (run_results.json): a model
+    that failed keeps its old record, so the next build does its work again."""
+    results_file = target_path / "run_results.json"
+    if not results_file.exists():
+        return
+    manifest = json.loads(dbt_project.manifest_path.read_text())
+    names = {uid: node["name"] for uid, node in build_state.models(manifest).items()}
+    succeeded = build_state.succeeded_models(json.loads(results_file.read_text()))
+    with connect(settings.duckdb_path()) as conn:
+        build_state.record_builds(conn, plan, names, succeeded, version,
+                                  datetime.now(timezone.utc).replace(tzinfo=None))
 
 
 def release_dbt_duckdb_handle() -> None:

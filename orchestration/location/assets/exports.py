@@ -1,12 +1,13 @@
 """Audience exports: one asset per audience, writing its members and the changes since the last export."""
 
+import csv
 from datetime import datetime, timezone
 
 import dagster as dg
 
 from orchestration.computed.schema import Audience
 from orchestration.core import settings
-from orchestration.core.warehouse import connect, quote_literal
+from orchestration.core.warehouse import connect, quote_literal, table_exists
 from orchestration.location.assets.landing import DUCKDB_POOL
 from orchestration.location.resources import Warehouse
 
@@ -43,6 +44,33 @@ def members_sql(audience: Audience, hash_pii: bool = False) -> str:
         " left join marts.profile_traits as traits on traits.profile_id = members.profile_id"
         f" where members.audience = {quote_literal(audience.name)} order by members.profile_id"
     )
+
+
+def unchanged_export(conn, audience: Audience, folder, hash_pii: bool = False) -> dict | None:
+    """The last export of the audience (members and files), when writing it again would give the
+    same files: no member entered or left, no profile changed and no privacy request was processed
+    since, and the export has the same columns (hashing) and carries no trait (trait values move
+    with time). None otherwise, or when there is no such export."""
+    conn.execute(EXPORT_LOG_DDL)
+    last = conn.execute("select exported_at, members, folder from exports.audience_exports where audience = ? "
+                        "order by exported_at desc limit 1", [audience.name]).fetchone()
+    members_csv, members_parquet = folder / "members.csv", folder / "members.parquet"
+    if (last is None or audience.export_traits or last[2] != str(folder)
+            or not members_csv.is_file() or not members_parquet.is_file()):
+        return None
+    since = [last[0]]
+    changed = conn.execute(
+        "select exists (select 1 from marts.audience_membership_history where audience = ? and changed_at > ?)"
+        " or exists (select 1 from marts.profiles where updated_at > ?)", [audience.name, *since, *since]).fetchone()[0]
+    if changed or (table_exists(conn, "privacy", "requests") and conn.execute(
+            "select exists (select 1 from privacy.requests where processed_at > ?)", since).fetchone()[0]):
+        return None
+    columns = [column[0] for column in conn.execute(f"select * from ({members_sql(audience, hash_pii)}) limit 0").description]
+    with members_csv.open(newline="") as handle:
+        if next(csv.reader(handle), None) != columns:
+            return None
+    return {"members": last[1], "entered": 0, "exited": 0, "exported_at": last[0],
+            "members_csv": str(members_csv), "members_parquet": str(members_parquet)}
 
 
 def export_audience(conn, audience: Audience, folder, exported_at: datetime, hash_pii: bool = False) -> dict:
@@ -96,12 +124,21 @@ def audience_export_asset(audience: Audience) -> dg.AssetsDefinition:
     )
     def _export(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         exported_at = datetime.now(timezone.utc).replace(tzinfo=None)
+        folder, hash_pii = settings.export_dir() / audience.name, settings.hash_pii_in_exports()
         with connect(warehouse.database) as conn:
-            result = export_audience(conn, audience, settings.export_dir() / audience.name, exported_at,
-                                     settings.hash_pii_in_exports())
+            unchanged = unchanged_export(conn, audience, folder, hash_pii)
+            result = unchanged or export_audience(conn, audience, folder, exported_at, hash_pii)
+        if unchanged:  # a build with nothing new: what time changed left this audience as it was
+            context.log.info(f"{audience.name}: {result['members']} members, unchanged since the export of "
+                             f"{result['exported_at']:%Y-%m-%d %H:%M:%S}: not written again")
+            return dg.MaterializeResult(metadata={
+                "dagster/row_count": result["members"], "entered": 0, "exited": 0, "written": False,
+                "members_csv": dg.MetadataValue.path(result["members_csv"]),
+                "members_parquet": dg.MetadataValue.path(result["members_parquet"])})
         context.log.info(f"{audience.name}: {result['members']} members, +{result['entered']} -{result['exited']}")
         return dg.MaterializeResult(metadata={
             "dagster/row_count": result["members"],
+            "written": True,
             "entered": result["entered"],
             "exited": result["exited"],
             "members_csv": dg.MetadataValue.path(result["members_csv"]),

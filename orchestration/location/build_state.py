@@ -1,0 +1,256 @@
+"""What a build must do, from the dbt manifest and what each model was last built from.
+
+- **State follows code.** Each model has a code fingerprint (its SQL, config, the macros it calls,
+  the vars they read, its columns' types) and a lineage fingerprint (its code and its parents'
+  lineage). A model whose lineage fingerprint differs from the one recorded at its last successful
+  build is stale: its code, or the code of something it reads, changed. Stale incremental models
+  are rebuilt from scratch (``should_full_refresh``, macros/rebuild_from_scratch.sql) so that rows
+  they kept from the old code go; the models that hold history (``full_refresh: false``) never are.
+- **Nothing new, almost nothing runs.** When no model is stale and the data (landed files, privacy
+  requests) is the version every model was last built on, only the models that change as time
+  passes (those that read ``as_of()``: windows count back from it) and what reads them are built.
+
+The record is the table ``build_state.model_builds`` in the warehouse (one row per model), so a run
+in an ephemeral Dagster instance (``identity-warehouse run``) knows it too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+# dbt reads the names of the models to rebuild from scratch from this variable (an environment
+# variable, not a dbt var: a changed var makes dbt parse the whole project again).
+REBUILD_ENV = "IDENTITY_WAREHOUSE_REBUILD_FROM_SCRATCH"
+# The macro whose value moves with the clock (macros/as_of.sql).
+CLOCK_MACRO = "as_of"
+# Vars that move time, not code: a later as_of is what the time-dependent models handle themselves.
+TIME_VARS = {"as_of"}
+_VAR_REFERENCE = re.compile(r"""\bvar\(\s*['"]([A-Za-z0-9_]+)['"]""")
+
+STATE_SCHEMA = "build_state"
+STATE_TABLE = f"{STATE_SCHEMA}.model_builds"
+STATE_DDL = [
+    f"create schema if not exists {STATE_SCHEMA}",
+    f"""create table if not exists {STATE_TABLE} (
+        model varchar primary key,
+        code_fingerprint varchar not null,
+        lineage_fingerprint varchar not null,
+        data_version varchar not null,
+        built_at timestamp not null
+    )""",
+]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What a model was last built from."""
+
+    code: str
+    lineage: str
+    data_version: str
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def models(manifest: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The project's models by unique id."""
+    return {uid: node for uid, node in manifest["nodes"].items() if node["resource_type"] == "model"}
+
+
+def _macro_closure(manifest: Mapping[str, Any], roots: Iterable[str]) -> set[str]:
+    macros, seen, todo = manifest["macros"], set(), list(roots)
+    while todo:
+        uid = todo.pop()
+        if uid in seen or uid not in macros:
+            continue
+        seen.add(uid)
+        todo += macros[uid]["depends_on"]["macros"]
+    return seen
+
+
+def _strategy_macros(manifest: Mapping[str, Any], node: Mapping[str, Any]) -> list[str]:
+    """The incremental strategy's macro (``get_incremental_<strategy>_sql``): dbt calls it by name,
+    so it is in no depends_on."""
+    strategy = node["config"].get("incremental_strategy")
+    if not strategy:
+        return []
+    name = f"get_incremental_{strategy.replace('+', '_')}_sql"
+    return [uid for uid, macro in manifest["macros"].items() if macro["name"] == name]
+
+
+def code_fingerprints(manifest: Mapping[str, Any], dbt_vars: Mapping[str, Any]) -> dict[str, str]:
+    """Per model: a hash of what its SQL is made from (what dbt compiles it from, short of the data)."""
+    macros = manifest["macros"]
+    fingerprints = {}
+    for uid, node in models(manifest).items():
+        closure = _macro_closure(manifest, [*node["depends_on"]["macros"], *_strategy_macros(manifest, node)])
+        texts = [node["raw_code"], *(macros[m]["macro_sql"] for m in sorted(closure))]
+        read_vars = {name for text in texts for name in _VAR_REFERENCE.findall(text)} - TIME_VARS
+        config = {key: value for key, value in node["config"].items() if key not in ("database", "docs", "meta")}
+        fingerprints[uid] = _digest({
+            "code": texts[0], "language": node.get("language"), "config": config,
+            "macros": {m: macros[m]["macro_sql"] for m in sorted(closure)},
+            "vars": {name: dbt_vars.get(name) for name in sorted(read_vars)},
+            "columns": {name: column.get("data_type") for name, column in sorted(node.get("columns", {}).items())},
+        })
+    return fingerprints
+
+
+def model_parents(manifest: Mapping[str, Any]) -> dict[str, list[str]]:
+    nodes = models(manifest)
+    return {uid: sorted(p for p in node["depends_on"]["nodes"] if p in nodes) for uid, node in nodes.items()}
+
+
+def _topological(parents: Mapping[str, list[str]]) -> list[str]:
+    order, done = [], set()
+
+    def visit(uid: str, path: frozenset = frozenset()) -> None:
+        if uid in done:
+            return
+        if uid in path:
+            raise ValueError(f"dbt models form a cycle at {uid}")
+        for parent in parents[uid]:
+            visit(parent, path | {uid})
+        done.add(uid)
+        order.append(uid)
+    for uid in sorted(parents):
+        visit(uid)
+    return order
+
+
+def lineage_fingerprints(code: Mapping[str, str], parents: Mapping[str, list[str]]) -> dict[str, str]:
+    """Per model: its code fingerprint with its parents' lineage fingerprints: changes when its code
+    or the code of anything upstream changes."""
+    lineage: dict[str, str] = {}
+    for uid in _topological(parents):
+        lineage[uid] = _digest([code[uid], [lineage[p] for p in parents[uid]]])
+    return lineage
+
+
+def downstream(parents: Mapping[str, list[str]], roots: Iterable[str]) -> set[str]:
+    """``roots`` and every model that reads them, directly or not."""
+    children: dict[str, set[str]] = {}
+    for uid, ups in parents.items():
+        for parent in ups:
+            children.setdefault(parent, set()).add(uid)
+    seen, todo = set(), list(roots)
+    while todo:
+        uid = todo.pop()
+        if uid not in seen:
+            seen.add(uid)
+            todo += children.get(uid, ())
+    return seen
+
+
+def keeps_history(node: Mapping[str, Any]) -> bool:
+    """A model that holds history (the profile-id registry, merges, audience membership changes)
+    says so with ``full_refresh: false``: no rebuild from scratch, by this or by --full-refresh."""
+    return node["config"].get("full_refresh") is False
+
+
+def reads_the_clock(manifest: Mapping[str, Any], node: Mapping[str, Any]) -> bool:
+    closure = _macro_closure(manifest, node["depends_on"]["macros"])
+    return any(manifest["macros"][uid]["name"] == CLOCK_MACRO for uid in closure)
+
+
+@dataclass
+class BuildPlan:
+    """What this build does, by model name."""
+
+    code_changed: list[str] = field(default_factory=list)  # own code changed since its last build
+    rebuilt_from_scratch: list[str] = field(default_factory=list)  # stale incremental models
+    history_kept: list[str] = field(default_factory=list)  # stale, but keep their rows
+    # when not None: nothing new landed and no code changed; only these models are built
+    time_dependent_only: list[str] | None = None
+    left_out: list[str] = field(default_factory=list)  # models not built (time_dependent_only)
+    code: dict[str, str] = field(default_factory=dict)  # unique id → code fingerprint
+    lineage: dict[str, str] = field(default_factory=dict)  # unique id → lineage fingerprint
+
+    def summary(self) -> list[str]:
+        """One line per thing the build does differently from an ordinary incremental build."""
+        lines = []
+        if self.code_changed:
+            scratch = set(self.rebuilt_from_scratch)
+            own = [name for name in self.code_changed if name in scratch]
+            rebuilt = ", ".join(own) if own else "nothing"
+            more = len(scratch - set(own))
+            lines.append(f"code changed: {', '.join(self.code_changed)}; rebuilt from scratch: {rebuilt}"
+                         + (f" and {more} model{'s' if more != 1 else ''} downstream" if more else "")
+                         + (f"; history kept: {', '.join(self.history_kept)}" if self.history_kept else ""))
+        if self.time_dependent_only is not None:
+            lines.append(f"nothing new landed and no code changed: building only the {len(self.time_dependent_only)} "
+                         f"models that change as time passes; {len(self.left_out)} left as they are")
+        return lines
+
+
+def plan_build(manifest: Mapping[str, Any], dbt_vars: Mapping[str, Any], recorded: Mapping[str, Recorded],
+               data_version: str, nothing_pending: bool = True) -> BuildPlan:
+    """The plan for one build from the manifest, the effective vars, what each model was last built
+    from (by name) and the data's current version. ``nothing_pending`` false (privacy requests wait,
+    a full refresh was asked) keeps every model in."""
+    nodes = models(manifest)
+    parents = model_parents(manifest)
+    code = code_fingerprints(manifest, dbt_vars)
+    lineage = lineage_fingerprints(code, parents)
+    name = {uid: nodes[uid]["name"] for uid in nodes}
+    plan = BuildPlan(code=code, lineage=lineage)
+
+    before = {uid: recorded.get(name[uid]) for uid in nodes}
+    stale = {uid for uid, was in before.items() if was is not None and was.lineage != lineage[uid]}
+    plan.code_changed = sorted(name[uid] for uid in stale if before[uid].code != code[uid])
+    incremental = {uid for uid in stale if nodes[uid]["config"].get("materialized") == "incremental"}
+    plan.history_kept = sorted(name[uid] for uid in incremental if keeps_history(nodes[uid]))
+    plan.rebuilt_from_scratch = sorted(name[uid] for uid in incremental if not keeps_history(nodes[uid]))
+
+    unrecorded_or_behind = {uid for uid, was in before.items() if was is None or was.data_version != data_version}
+    if nothing_pending and not stale and not unrecorded_or_behind:
+        built = downstream(parents, [uid for uid, node in nodes.items() if reads_the_clock(manifest, node)])
+        plan.time_dependent_only = sorted(name[uid] for uid in built)
+        plan.left_out = sorted(name[uid] for uid in set(nodes) - built)
+    return plan
+
+
+def read_recorded(conn) -> dict[str, Recorded]:
+    """``build_state.model_builds`` (empty before the first build that records it)."""
+    exists = conn.execute("select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+                          [STATE_SCHEMA, "model_builds"]).fetchone()[0]
+    if not exists:
+        return {}
+    rows = conn.execute(f"select model, code_fingerprint, lineage_fingerprint, data_version from {STATE_TABLE}").fetchall()
+    return {model: Recorded(code, lineage, version) for model, code, lineage, version in rows}
+
+
+def data_version(conn) -> str:
+    """Changes whenever a file lands or a privacy request is processed: the inputs of every model."""
+    parts = []
+    for schema, table, stamp in [("raw", "loaded_files", "loaded_at"), ("privacy", "requests", "processed_at")]:
+        exists = conn.execute("select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+                              [schema, table]).fetchone()[0]
+        parts.append(conn.execute(f"select count(*), max({stamp}) from {schema}.{table}").fetchone() if exists else None)
+    return _digest(parts)
+
+
+def record_builds(conn, plan: BuildPlan, names_by_uid: Mapping[str, str], succeeded: Iterable[str],
+                  version: str, built_at: datetime) -> int:
+    """Records what each model that dbt built successfully (unique ids) was built from."""
+    rows = [(names_by_uid[uid], plan.code[uid], plan.lineage[uid], version, built_at)
+            for uid in succeeded if uid in plan.code]
+    for statement in STATE_DDL:
+        conn.execute(statement)
+    if rows:
+        conn.executemany(f"insert or replace into {STATE_TABLE} values (?, ?, ?, ?, ?)", rows)
+    return len(rows)
+
+
+def succeeded_models(run_results: Mapping[str, Any]) -> list[str]:
+    """The models a dbt run_results.json says were built."""
+    return [result["unique_id"] for result in run_results.get("results", [])
+            if result["unique_id"].startswith("model.") and result["status"] == "success"]
