@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-# The form of the `as_of` var (macros/as_of.sql checks the same): a date, or a date and time.
+# The form of the `as_of` var (macros/computed/as_of.sql checks the same): a date, or a date and time.
 AS_OF = re.compile(r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?")
 
 
