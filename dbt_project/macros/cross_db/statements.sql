@@ -1,3 +1,6 @@
+{#- Statements run and written the same way on every engine: several in one call, `create table as`,
+    materialized CTEs, a table replaced by a post-hook. -#}
+
 {#- Runs SQL statements separated by `;` and a space or line break, and returns the result of the
     last one. DuckDB takes them in one call; Spark runs one statement per call. The statements must
     not hold `;` before a space or line break in a literal. -#}
