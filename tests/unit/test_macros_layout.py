@@ -19,8 +19,8 @@ JINJA_COMMENT = re.compile(r"\{#.*?#\}", re.S)
 # dbt-duckdb's and dbt-spark's adapter types; `default__` is dbt's fallback.
 ENGINES = {"default", "duckdb", "spark"}
 
-# Macros dbt itself calls, by name, never a model: each is live while the project uses what it
-# serves (a pattern that must match in the models or dbt_project.yml).
+# Macros dbt itself calls, by name, never a model (overrides of dbt's own, found first): each is
+# live while the project uses what it serves (a pattern that must match in models/ or dbt_project.yml).
 CALLED_BY_DBT = {
     # every model's schema (a `+schema:` in dbt_project.yml)
     "generate_schema_name": r"\+schema:",
@@ -29,6 +29,10 @@ CALLED_BY_DBT = {
     # dbt-spark's strategy hooks, replaced for delete+insert and replace_keys
     "dbt_spark_validate_get_incremental_strategy": r"incremental_strategy\s*=\s*['\"](replace_keys|delete\+insert)['\"]",
     "dbt_spark_get_incremental_sql": r"incremental_strategy\s*=\s*['\"](replace_keys|delete\+insert)['\"]",
+    # every incremental model asks it whether to rebuild from scratch
+    "should_full_refresh": r"materialized\s*=\s*['\"]incremental['\"]",
+    # dbt hands it the relation of every data test
+    "default__get_where_subquery": r"\bdata_tests:",
 }
 
 
@@ -107,7 +111,7 @@ def test_engine_variants_sit_beside_their_generic_macro():
     misplaced = {}
     for name, (path, *_) in DEFINED.items():
         engine, generic = _engine_split(name)
-        if engine is None:
+        if engine is None or name in CALLED_BY_DBT:
             continue
         if generic in DEFINED:
             if DEFINED[generic][0] != path:
@@ -124,7 +128,7 @@ def test_every_macro_is_called():
         if name in CALLED_BY_DBT:
             serves = re.compile(CALLED_BY_DBT[name])
             if not any(serves.search(text) for path, text in SOURCES.items()
-                       if (path.suffix == ".sql" and "models" in path.parts) or path.name == "dbt_project.yml"):
+                       if (DBT / "models") in path.parents or path.name == "dbt_project.yml"):
                 uncalled.append(name)
         elif engine is not None:
             # dispatched: live while its generic is (the project's, or dbt's own)
