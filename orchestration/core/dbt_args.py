@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-# The form of the `as_of` var (macros/as_of.sql checks the same): a date, or a date and time.
+# The form of the `as_of` var (macros/computed/as_of.sql checks the same): a date, or a date and time.
 AS_OF = re.compile(r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?")
 
 
@@ -52,7 +52,7 @@ def dbt_build_args(full_refresh: bool = False, dbt_vars: Mapping[str, Any] | Non
     return args
 
 
-# The dbt var that says what data tests read (dbt_project/macros/verify_scope.sql): `written`, the
+# The dbt var that says what data tests read (dbt_project/macros/incremental/verify_scope.sql): `written`, the
 # default, the rows the build wrote; `all`, every row of every table.
 VERIFY_SCOPE = "verify_scope"
 

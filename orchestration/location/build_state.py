@@ -4,7 +4,7 @@
   the vars they read, its columns' types) and a lineage fingerprint (its code and its parents'
   lineage). A model whose lineage fingerprint differs from the one recorded at its last successful
   build is stale: its code, or the code of something it reads, changed. Stale incremental models
-  are rebuilt from scratch (``should_full_refresh``, macros/rebuild_from_scratch.sql) so that rows
+  are rebuilt from scratch (``should_full_refresh``, macros/incremental/rebuild_from_scratch.sql) so that rows
   they kept from the old code go; the models that hold history (``full_refresh: false``) never are.
 - **Nothing new, almost nothing runs.** When no model is stale and the data (landed files, privacy
   requests) is the version every model was last built on, only the models that change as time
@@ -27,7 +27,7 @@ from typing import Any
 # dbt reads the names of the models to rebuild from scratch from this variable (an environment
 # variable, not a dbt var: a changed var makes dbt parse the whole project again).
 REBUILD_ENV = "IDENTITY_WAREHOUSE_REBUILD_FROM_SCRATCH"
-# The macro whose value moves with the clock (macros/as_of.sql).
+# The macro whose value moves with the clock (macros/computed/as_of.sql).
 CLOCK_MACRO = "as_of"
 # Vars that move time, not code: a later as_of is what the time-dependent models handle themselves.
 TIME_VARS = {"as_of"}

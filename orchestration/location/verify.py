@@ -1,6 +1,6 @@
 """Whole-warehouse verification: every dbt data test over every row, and the blocking reconciliation
 checks, as the ``verify_warehouse`` job (daily schedule; ``identity-warehouse verify`` runs it on
-demand). A build tests only the rows it wrote (dbt_project/macros/verify_scope.sql): a violation an
+demand). A build tests only the rows it wrote (dbt_project/macros/incremental/verify_scope.sql): a violation an
 earlier build let through is caught here, not by every build."""
 
 import json

@@ -1,5 +1,5 @@
 """A build tests the rows it wrote; whole-warehouse verification (`identity-warehouse verify`, the
-daily verify_warehouse job) tests every row (dbt_project/macros/verify_scope.sql, docs/incremental-builds.md).
+daily verify_warehouse job) tests every row (dbt_project/macros/incremental/verify_scope.sql, docs/incremental-builds.md).
 
 Each test works on a copy of the session's sample warehouse (tests/e2e/conftest.py) and plants a
 violation in it before an incremental build."""

@@ -48,8 +48,8 @@ def _returned(template: str, name: str, *args):
 
 def _segment_columns() -> dict[str, set[str]]:
     """int_messages column → the raw JSON paths it holds, over the Segment message types (rendered
-    from macros/segment.sql, the stg_segment__* models and int_message_copies.sql)."""
-    common = {c: p for c, (_, p) in _returned((DBT / "macros/segment.sql").read_text(), "segment_message_fields").items()}
+    from macros/sources/segment.sql, the stg_segment__* models and int_message_copies.sql)."""
+    common = {c: p for c, (_, p) in _returned((DBT / "macros/sources/segment.sql").read_text(), "segment_message_fields").items()}
     own = {}
     for model in (DBT / "models/staging/segment").glob("stg_segment__*.sql"):
         fields = []

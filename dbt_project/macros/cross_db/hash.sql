@@ -1,5 +1,6 @@
-{#- SHA-256 of a string, as 64 lower-case hex digits. -#}
+{#- Hashes: SHA-256 of personal values, 64-bit row hashes for fingerprints. -#}
 
+{#- SHA-256 of a string, as 64 lower-case hex digits. -#}
 {% macro sha256_hex(expr) -%}
     {{ return(adapter.dispatch('sha256_hex', 'identity_warehouse')(expr)) }}
 {%- endmacro %}
@@ -10,14 +11,6 @@
 
 {% macro spark__sha256_hex(expr) -%}
     sha2({{ expr }}, 256)
-{%- endmacro %}
-
-{% macro snowflake__sha256_hex(expr) -%}
-    sha2({{ expr }}, 256)
-{%- endmacro %}
-
-{% macro bigquery__sha256_hex(expr) -%}
-    to_hex(sha256({{ expr }}))
 {%- endmacro %}
 
 {#- A 64-bit hash of the values, for fingerprints compared build to build (not shown to anyone):

@@ -1,5 +1,9 @@
-{#- Runs SQL statements separated by `; ` and returns the result of the last one. DuckDB takes them
-    in one call; Spark runs one statement per call. The statements must not hold `; ` in a literal. -#}
+{#- Statements run and written the same way on every engine: several in one call, `create table as`,
+    materialized CTEs, a table replaced by a post-hook. -#}
+
+{#- Runs SQL statements separated by `;` and a space or line break, and returns the result of the
+    last one. DuckDB takes them in one call; Spark runs one statement per call. The statements must
+    not hold `;` before a space or line break in a literal. -#}
 {% macro run_statements(sql) %}
     {{ return(adapter.dispatch('run_statements', 'identity_warehouse')(sql)) }}
 {% endmacro %}
@@ -10,7 +14,7 @@
 
 {% macro spark__run_statements(sql) %}
     {%- set statements = [] -%}
-    {%- for statement in sql.split('; ') if statement | trim -%}
+    {%- for statement in modules.re.split(';(?:\\s+|$)', sql | trim) if statement | trim -%}
         {%- do statements.append(statement) -%}
     {%- endfor -%}
     {%- for statement in statements[:-1] -%}
@@ -25,11 +29,17 @@
 {% endmacro %}
 
 {% macro default__create_table_as_select(relation, sql) %}
-    {{ return("create table " ~ relation ~ " as " ~ sql) }}
+    {%- set create -%}
+        create table {{ relation }} as {{ sql }}
+    {%- endset -%}
+    {{ return(create) }}
 {% endmacro %}
 
 {% macro spark__create_table_as_select(relation, sql) %}
-    {{ return("create table " ~ relation ~ " using " ~ var('spark_file_format', 'parquet') ~ " as " ~ sql) }}
+    {%- set create -%}
+        create table {{ relation }} using {{ var('spark_file_format', 'parquet') }} as {{ sql }}
+    {%- endset -%}
+    {{ return(create) }}
 {% endmacro %}
 
 {#- `with x as {{ materialized_cte() }} (...)`: a CTE that many branches read is computed once and kept

@@ -1,3 +1,5 @@
+{#- Times: parsing event times, judging them plausible, and dbt's date arithmetic on Spark. -#}
+
 {#- ISO-8601 text (any offset) → UTC timestamp without time zone; null when it does not parse. -#}
 {% macro parse_timestamp(expr) -%}
     {{ return(adapter.dispatch('parse_timestamp', 'identity_warehouse')(expr)) }}
@@ -13,6 +15,45 @@
     case when {{ expr }} rlike '^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}([T ][0-9]{1,2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?$'
         then to_utc_timestamp(try_cast(regexp_replace({{ expr }}, '([T ][0-9]{1,2}:[0-9]{2})(Z|[+-]|$)', '$1:00$2') as timestamp), current_timezone())
     end
+{%- endmacro %}
+
+{#- dbt's dateadd and datediff on Spark, where dbt-spark's lose precision: found first through
+    `dispatch` in dbt_project.yml (search order identity_warehouse, dbt). DuckDB keeps dbt-duckdb's. -#}
+
+{#- Exact to the microsecond (dbt-spark's goes through whole seconds, and its millisecond is wrong). -#}
+{% macro spark__dateadd(datepart, interval, from_date_or_timestamp) -%}
+    {%- set micros = {'microsecond': 1, 'millisecond': 1000, 'second': 1000000, 'minute': 60000000,
+                      'hour': 3600000000} -%}
+    {%- set part = datepart | lower -%}
+    {%- if part in micros -%}
+        timestamp_micros(unix_micros(cast({{ from_date_or_timestamp }} as timestamp))
+            + cast({{ interval }} as bigint) * {{ micros[part] }})
+    {%- elif part in ('day', 'week', 'month', 'quarter', 'year') -%}
+        {%- set unit, multiplier = {'day': ('DAY', 1), 'week': ('DAY', 7), 'month': ('MONTH', 1),
+                                    'quarter': ('MONTH', 3), 'year': ('MONTH', 12)}[part] -%}
+        timestampadd({{ unit }}, cast({{ interval }} as bigint) * {{ multiplier }}, cast({{ from_date_or_timestamp }} as timestamp))
+    {%- else -%}
+        {{ exceptions.raise_compiler_error("dateadd: unsupported datepart '" ~ datepart ~ "' on Spark") }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- Boundaries crossed, as DuckDB's date_diff counts them (floor of each end, not of the difference). -#}
+{% macro spark__datediff(first_date, second_date, datepart) -%}
+    {%- set micros = {'microsecond': 1, 'millisecond': 1000, 'second': 1000000, 'minute': 60000000,
+                      'hour': 3600000000} -%}
+    {%- set part = datepart | lower -%}
+    {%- if part in micros -%}
+        ({{ spark_floor_div('unix_micros(cast(' ~ second_date ~ ' as timestamp))', micros[part]) }}
+         - {{ spark_floor_div('unix_micros(cast(' ~ first_date ~ ' as timestamp))', micros[part]) }})
+    {%- elif part == 'day' -%}
+        datediff(cast({{ second_date }} as date), cast({{ first_date }} as date))
+    {%- else -%}
+        {{ exceptions.raise_compiler_error("datediff: unsupported datepart '" ~ datepart ~ "' on Spark") }}
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro spark_floor_div(expr, divisor) -%}
+    (({{ expr }} - pmod({{ expr }}, {{ divisor }})) div {{ divisor }})
 {%- endmacro %}
 
 {#- Segment's clock-skew correction: the device clock may be wrong, so shift the event by the time the

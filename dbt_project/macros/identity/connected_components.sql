@@ -16,29 +16,58 @@
     Returns the select of the result table: `node_id`, `component_id` (the smallest node id of the
     component). Working tables are named after the model and dropped by `drop_components_work`.
     Outside a model (run-operation bench_connected_components) `work_base` names them instead, and
-    `stats` (a dict) receives the rounds, pointer jumps and each round's seconds. -#}
+    `stats` (a dict) receives the rounds, pointer jumps and each round's seconds.
+
+    Each statement is written out as SQL in a `set` block; the statements of one database call are
+    separated by `;` (run_statements runs them). -#}
 {% macro connected_components(nodes_sql, edges_sql, max_rounds=64, work_base=none, stats=none) %}
     {%- set work = cc_work_relations(base=work_base) -%}
     {%- if graph_loops_run() -%}
-        {%- set state = namespace(rounds=0, jumps=0, remaining=1) -%}
+        {%- set state = namespace(rounds=0, jumps=0, remaining=1, before_hooks='') -%}
         {#- Each database call costs more than the work of a late round: a round is one call (the
             contraction of the round before, then the hooks of this one) plus one per pointer jump.
             The first call builds the symmetric edge list (reading edges_sql once: in the identity
             graph it is a join) and an empty forest instead. -#}
-        {%- set state.before_hooks = cc_replace_table(work.next, "select src, dst from (" ~ edges_sql ~ ") as e")
-            ~ "; " ~ cc_replace_table(work.edges,
-            "select distinct src, dst from (select src, dst from " ~ work.next
-            ~ " union all select dst as src, src as dst from " ~ work.next ~ ") as both_ways"
-            ~ " where src <> dst") ~ "; " ~ cc_replace_table(work.forest,
-            "select node_id, node_id as parent from (" ~ nodes_sql ~ ") as n where 1 = 0") -%}
+        {%- set edges_read_once -%}
+            select src, dst from ({{ edges_sql }}) as e
+        {%- endset -%}
+        {%- set edges_both_ways -%}
+            select distinct src, dst
+            from (
+                select src, dst from {{ work.next }}
+                union all
+                select dst as src, src as dst from {{ work.next }}
+            ) as both_ways
+            where src <> dst
+        {%- endset -%}
+        {%- set empty_forest -%}
+            select node_id, node_id as parent from ({{ nodes_sql }}) as n where 1 = 0
+        {%- endset -%}
+        {%- set first_graph -%}
+            {{ cc_replace_table(work.next, edges_read_once) }};
+            {{ cc_replace_table(work.edges, edges_both_ways) }};
+            {{ cc_replace_table(work.forest, empty_forest) }};
+        {%- endset -%}
+        {%- set state.before_hooks = first_graph -%}
         {%- for round in range(max_rounds + 1) if state.remaining > 0 -%}
             {%- set round_started = modules.datetime.datetime.now() -%}
             {#- Each cluster hooks to the smallest cluster within two steps of it, or is a root. -#}
-            {%- set counts = cc_query_counts(state.before_hooks ~ "; " ~ cc_replace_table(work.hooks,
-                "select e.src as node_id, min(near.smallest) as parent from " ~ work.edges ~ " as e join"
-                ~ " (select src as node_id, case when min(dst) < src then min(dst) else src end as smallest"
-                ~ " from " ~ work.edges ~ " group by src) as near on near.node_id = e.dst group by e.src")
-                ~ "; select (select count(*) from " ~ work.edges ~ "), (" ~ cc_unflattened_count(work.hooks) ~ ")") -%}
+            {%- set hooks -%}
+                select e.src as node_id, min(near.smallest) as parent
+                from {{ work.edges }} as e
+                join (
+                    select src as node_id, case when min(dst) < src then min(dst) else src end as smallest
+                    from {{ work.edges }}
+                    group by src
+                ) as near on near.node_id = e.dst
+                group by e.src
+            {%- endset -%}
+            {%- set hook_round -%}
+                {{ state.before_hooks }}
+                {{ cc_replace_table(work.hooks, hooks) }};
+                select (select count(*) from {{ work.edges }}), ({{ cc_unflattened_count(work.hooks) }})
+            {%- endset -%}
+            {%- set counts = cc_query_counts(hook_round) -%}
             {%- set state.remaining = counts[0] -%}
             {%- if state.remaining > 0 -%}
                 {%- if round == max_rounds -%}
@@ -47,13 +76,20 @@
                 {%- set state.rounds = round + 1 -%}
                 {%- set flattened = cc_flatten(work.hooks, work.next, state, counts[1]) -%}
                 {#- Retired clusters join the forest; the edges between the remaining roots go on. -#}
-                {%- set state.before_hooks = flattened ~ "insert into " ~ work.forest ~ " select node_id, parent from " ~ work.hooks
-                    ~ " where parent <> node_id; "
-                    ~ cc_replace_table(work.next,
-                        "select distinct s.parent as src, d.parent as dst from " ~ work.edges ~ " as e"
-                        ~ " join " ~ work.hooks ~ " as s on s.node_id = e.src"
-                        ~ " join " ~ work.hooks ~ " as d on d.node_id = e.dst where s.parent <> d.parent")
-                    ~ "; " ~ cc_swap(work.next, work.edges) -%}
+                {%- set root_edges -%}
+                    select distinct s.parent as src, d.parent as dst
+                    from {{ work.edges }} as e
+                    join {{ work.hooks }} as s on s.node_id = e.src
+                    join {{ work.hooks }} as d on d.node_id = e.dst
+                    where s.parent <> d.parent
+                {%- endset -%}
+                {%- set contraction -%}
+                    {% if flattened %}{{ flattened }};{% endif %}
+                    insert into {{ work.forest }} select node_id, parent from {{ work.hooks }} where parent <> node_id;
+                    {{ cc_replace_table(work.next, root_edges) }};
+                    {{ cc_swap(work.next, work.edges) }};
+                {%- endset -%}
+                {%- set state.before_hooks = contraction -%}
                 {%- if stats is not none -%}
                     {%- do stats.setdefault('round_seconds', []).append(
                         (modules.datetime.datetime.now() - round_started).total_seconds()) -%}
@@ -76,14 +112,20 @@
     a root, so no step is spent finding that nothing moves. `unflattened` is that count before the
     first step, when the caller knows it (none: at least one step is taken). The steps write
     `scratch` and `pointers` in turn; when the last one wrote `scratch`, the statements returned
-    (for the caller's next query) rename it to `pointers`. -#}
+    (for the caller's next query, or none) rename it to `pointers`. -#}
 {% macro cc_flatten(pointers, scratch, state, unflattened=none) %}
     {%- set flat = namespace(left=1 if unflattened is none else unflattened, source=pointers, target=scratch) -%}
     {%- for step in range(64) if flat.left > 0 -%}
-        {%- set flat.left = cc_query_counts(cc_replace_table(flat.target,
-            "select p.node_id, coalesce(q.parent, p.parent) as parent"
-            ~ " from " ~ flat.source ~ " as p left join " ~ flat.source ~ " as q on q.node_id = p.parent")
-            ~ "; " ~ cc_unflattened_count(flat.target))[0] -%}
+        {%- set jumped -%}
+            select p.node_id, coalesce(q.parent, p.parent) as parent
+            from {{ flat.source }} as p
+            left join {{ flat.source }} as q on q.node_id = p.parent
+        {%- endset -%}
+        {%- set jump -%}
+            {{ cc_replace_table(flat.target, jumped) }};
+            {{ cc_unflattened_count(flat.target) }}
+        {%- endset -%}
+        {%- set flat.left = cc_query_counts(jump)[0] -%}
         {%- set state.jumps = state.jumps + 1 -%}
         {%- set written = flat.target -%}
         {%- set flat.target = flat.source -%}
@@ -92,13 +134,18 @@
     {%- if flat.left > 0 -%}
         {{ exceptions.raise_compiler_error("pointer jumping did not finish in 64 steps") }}
     {%- endif -%}
-    {{ return(cc_swap(scratch, pointers) ~ "; " if flat.source.identifier == scratch.identifier else "") }}
+    {{ return(cc_swap(scratch, pointers) if flat.source.identifier == scratch.identifier else "") }}
 {% endmacro %}
 
 {#- The pointers whose parent is not a root: one step of pointer jumping would move them. -#}
 {% macro cc_unflattened_count(pointers) %}
-    {{ return("select count(*) from " ~ pointers ~ " as p join " ~ pointers ~ " as q on q.node_id = p.parent"
-              ~ " where q.parent <> p.parent") }}
+    {%- set unflattened -%}
+        select count(*)
+        from {{ pointers }} as p
+        join {{ pointers }} as q on q.node_id = p.parent
+        where q.parent <> p.parent
+    {%- endset -%}
+    {{ return(unflattened) }}
 {% endmacro %}
 
 {#- Runs the statements and returns the numbers of the first row the last one selects. -#}
@@ -110,11 +157,13 @@
 
 {#- `scratch` becomes `target` (a rename, not a copy). -#}
 {% macro cc_swap(scratch, target) %}
-    {{ return("drop table if exists " ~ target ~ "; alter table " ~ scratch ~ " rename to " ~ target.identifier) }}
+    {%- set swap -%}
+        drop table if exists {{ target }};
+        alter table {{ scratch }} rename to {{ target.identifier }}
+    {%- endset -%}
+    {{ return(swap) }}
 {% endmacro %}
 
-{#- The graph loops write working tables: only when models are being built (or an operation runs
-    them), not when they are only compiled (dbt compile, dbt docs generate). -#}
 {% macro graph_loops_run() %}
     {{ return(execute and flags.WHICH in ['run', 'build', 'run-operation']) }}
 {% endmacro %}
@@ -147,12 +196,19 @@
 {% endmacro %}
 
 {% macro default__cc_replace_table(relation, sql) %}
-    {{ return("drop table if exists " ~ relation ~ "; " ~ create_table_as_select(relation, sql)) }}
+    {%- set replace -%}
+        drop table if exists {{ relation }};
+        {{ create_table_as_select(relation, sql) }}
+    {%- endset -%}
+    {{ return(replace) }}
 {% endmacro %}
 
 {#- One statement rather than two: the graph loops run many of them on small tables. -#}
 {% macro duckdb__cc_replace_table(relation, sql) %}
-    {{ return("create or replace table " ~ relation ~ " as " ~ sql) }}
+    {%- set replace -%}
+        create or replace table {{ relation }} as {{ sql }}
+    {%- endset -%}
+    {{ return(replace) }}
 {% endmacro %}
 
 {#- post-hook of a model that called connected_components (or, with `base`, the graph benchmark):
@@ -160,7 +216,8 @@
 {% macro drop_components_work(base=none) %}
     {%- set statements = [] -%}
     {%- for relation in cc_work_relations(cc_work_parts() + limit_work_parts() + update_work_parts(), base=base).values() -%}
-        {%- do statements.append("drop table if exists " ~ relation) -%}
+        {%- set drop -%}drop table if exists {{ relation }}{%- endset -%}
+        {%- do statements.append(drop) -%}
     {%- endfor -%}
     {{ return(adapter.dispatch('drop_components_work', 'identity_warehouse')(statements)) }}
 {% endmacro %}

@@ -21,7 +21,7 @@
 {%- set rebuild = false -%}
 {%- set arrived_after = none -%}
 {#- Read before the build: whether the table was built under these rules, and the arrival bound
-    (macros/incremental_state.sql). A unit test's `this` is a fixture (a string): it reads neither. -#}
+    (macros/incremental/state.sql). A unit test's `this` is a fixture (a string): it reads neither. -#}
 {%- if incremental and this is not string -%}
     {%- set rebuild = built_under_other_rules(this, rules_fingerprint) -%}
     {%- set arrived_after = none if rebuild else arrival_bound(this, ref('int_messages')) -%}

@@ -203,7 +203,7 @@ def plan_this_build(context: dg.AssetExecutionContext, config: DbtBuildConfig) -
 
 @contextmanager
 def rebuilding_from_scratch(model_names: list[str]) -> Iterator[None]:
-    """dbt (started inside) rebuilds these models from scratch (macros/rebuild_from_scratch.sql)."""
+    """dbt (started inside) rebuilds these models from scratch (macros/incremental/rebuild_from_scratch.sql)."""
     saved = os.environ.pop(build_state.REBUILD_ENV, None)
     if model_names:
         os.environ[build_state.REBUILD_ENV] = ",".join(model_names)

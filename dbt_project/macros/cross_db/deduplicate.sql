@@ -1,3 +1,5 @@
+{#- De-duplication without QUALIFY or EXCLUDE on every engine. -#}
+
 {#- Keep one row per `partition_by`: the first in `order_by`. Portable (no QUALIFY). -#}
 {% macro deduplicate(relation, partition_by, order_by) -%}
     select * {{ exclude_columns(['dedup_rank']) }}
@@ -10,6 +12,7 @@
     where dedup_rank = 1
 {%- endmacro %}
 
+{#- `exclude (...)` for `select *`, where the engine has it. -#}
 {% macro exclude_columns(columns) -%}
     {{ return(adapter.dispatch('exclude_columns', 'identity_warehouse')(columns)) }}
 {%- endmacro %}

@@ -1,3 +1,5 @@
+{#- Segment-spec messages (raw tracks, identifies, pages, ...): the staging model their types share. -#}
+
 {#- The fields every Segment-spec message has, read from its raw JSON payload ([kind, path], for
     select_json_fields); the texts of times are parsed in segment_message_columns. -#}
 {% macro segment_message_fields() -%}
@@ -136,7 +138,7 @@ deduplicated as (
 
 select
     *,
-    {#- every row this build writes (its tests read those: macros/verify_scope.sql) -#}
+    {#- every row this build writes (its tests read those: macros/incremental/verify_scope.sql) -#}
     {{ build_timestamp() }} as built_at
 from deduplicated
 {%- endmacro %}

@@ -1,19 +1,5 @@
 {#- Registered landing sources (`vars: landing_sources`): each has a staging model
-    `stg_<name>__events` in the message shape below; int_messages takes them all in. -#}
-
-{#- Columns a source's staging model provides (the rest of int_messages' columns are Segment's or
-    a contact list's, null here). -#}
-{% macro landing_source_message_columns() %}
-    {{ return(['message_id', 'message_type', 'event_name', 'event_at', 'anonymous_id', 'user_id', 'traits',
-               'properties', 'context', 'load_id', 'file_path', 'line_number', 'loaded_at']) }}
-{% endmacro %}
-
-{#- The staging models of the registered sources. -#}
-{% macro landing_source_models() %}
-    {%- set models = [] -%}
-    {%- for name in var('landing_sources', {}) %}{% do models.append('stg_' ~ name ~ '__events') %}{% endfor -%}
-    {{ return(models) }}
-{% endmacro %}
+    `stg_<name>__events` in int_messages' message shape; int_messages takes them all in. -#}
 
 {#- One `select` per registered source in int_messages' column order, joined by `union all`;
     nothing when no source is registered. -#}
@@ -53,4 +39,3 @@
     from {{ ref('stg_' ~ name ~ '__events') }}
     {%- endfor %}
 {% endmacro %}
-

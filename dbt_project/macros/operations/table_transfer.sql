@@ -1,5 +1,6 @@
-{#- Operations of the `spark` target (orchestration/spark/build.py runs them through dbt, so they use the
-    profile's connection: a local session, a Thrift server or Databricks alike). -#}
+{#- Tables into and out of the `spark` target as Parquet files, and their row counts: operations that
+    orchestration/spark/build.py runs through dbt, so they use the profile's connection (a local session, a
+    Thrift server or Databricks alike). -#}
 
 {#- The raw tables from Parquet files (the DuckDB landing tables exported by `identity-warehouse
     run --target spark`), typed as the ingestion declares them:
