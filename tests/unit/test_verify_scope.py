@@ -83,7 +83,7 @@ def test_the_models_a_build_tests_by_what_it_wrote():
 def test_every_watermark_is_the_build_start_stamped_on_every_row_written():
     """The test filter is `<watermark> >= build_timestamp()`: it finds the rows written only if the
     model writes build_timestamp() into that column (staging: in macros/sources/segment.sql)."""
-    segment_macro = (settings.DBT_PROJECT_DIR / "macros" / "segment.sql").read_text()
+    segment_macro = (settings.DBT_PROJECT_DIR / "macros" / "sources" / "segment.sql").read_text()
     for name, node in _models().items():
         column = SCOPED.get(name)
         if column is None:
