@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -56,6 +57,31 @@ def manifest_fingerprint() -> str:
     return digest.hexdigest()
 
 
+MACRO_DEFINITION = re.compile(r"{%-?\s*macro\s+(\w+)\s*\(")
+MACRO_HOMES_FILE = "macro_homes.fingerprint"
+
+
+def macro_homes_fingerprint(project_dir: Path) -> str:
+    """SHA-256 over which file defines each macro. dbt's partial parse loses a macro moved to another
+    file (it adds the new file's macro, then deletes the old file's one: the same unique id), so a
+    change of homes must start from a full parse."""
+    homes = sorted((str(path.relative_to(project_dir)), name)
+                   for path in (project_dir / "macros").rglob("*.sql")
+                   for name in MACRO_DEFINITION.findall(path.read_text()))
+    return hashlib.sha256(repr(homes).encode()).hexdigest()
+
+
+def forget_partial_parse_if_macros_moved(project_dir: Path, target: Path) -> bool:
+    """Remove ``target/partial_parse.msgpack`` when a macro changed files since it was written."""
+    record, homes = target / MACRO_HOMES_FILE, macro_homes_fingerprint(project_dir)
+    moved = record.exists() and record.read_text() != homes
+    if moved or not record.exists():
+        (target / PARTIAL_PARSE_FILE).unlink(missing_ok=True)
+    target.mkdir(parents=True, exist_ok=True)
+    record.write_text(homes)
+    return moved
+
+
 def prepare_manifest() -> None:
     """Compile the trait and audience YAML into models, then parse the dbt project into ``target/manifest.json``,
     unless the manifest was already made from the same sources (``dbt parse`` costs seconds per run).
@@ -73,6 +99,7 @@ def prepare_manifest() -> None:
         if (dbt_project.manifest_path.exists() and fingerprint_file.exists()
                 and fingerprint_file.read_text() == fingerprint):
             return
+        forget_partial_parse_if_macros_moved(settings.DBT_PROJECT_DIR, dbt_project.manifest_path.parent)
         dbt_resource().cli(["parse", "--quiet"], target_path=dbt_project.target_path).wait()
         fingerprint_file.write_text(fingerprint)
 

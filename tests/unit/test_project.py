@@ -37,3 +37,24 @@ def test_only_the_newest_build_folders_are_kept(tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == [
         "compiled", "manifest.json", "models-run0002-x", "models-run0003-x", "models-run0004-x"]
     assert other.exists()
+
+
+def test_a_macro_moved_to_another_file_forgets_the_partial_parse(tmp_path):
+    """dbt's partial parse loses a macro that moved files (seen when macros/as_of.sql became
+    macros/computed/as_of.sql: "'as_of' is undefined"), so the next parse starts from scratch."""
+    from orchestration.location.project import PARTIAL_PARSE_FILE, forget_partial_parse_if_macros_moved
+
+    project, target = tmp_path / "project", tmp_path / "project" / "target"
+    (project / "macros").mkdir(parents=True)
+    (project / "macros" / "as_of.sql").write_text("{% macro as_of() -%} now() {%- endmacro %}\n")
+    forget_partial_parse_if_macros_moved(project, target)
+    (target / PARTIAL_PARSE_FILE).write_bytes(b"state")
+
+    (project / "macros" / "as_of.sql").write_text("{% macro as_of() -%} current_timestamp {%- endmacro %}\n")
+    assert not forget_partial_parse_if_macros_moved(project, target)  # an edit in place: dbt handles it
+    assert (target / PARTIAL_PARSE_FILE).exists()
+
+    (project / "macros" / "computed").mkdir()
+    (project / "macros" / "as_of.sql").rename(project / "macros" / "computed" / "as_of.sql")
+    assert forget_partial_parse_if_macros_moved(project, target)
+    assert not (target / PARTIAL_PARSE_FILE).exists()
