@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import duckdb
 
+from orchestration.core.warehouse import table_exists
 from orchestration.people.lookup import LookupProblem, parse_identifier, resolve
 
 MAX_HOPS = 1000  # as the macro's loops
@@ -35,6 +36,24 @@ JUNK_SQL = """
     select identifier_type || ':' || identifier_value, reason, distinct_neighbours from marts.junk_identifiers
     where first_neighbour in ($first, $second) or last_neighbour in ($first, $second)
     order by 1"""
+# Identifiers over a junk-detection threshold that their type's on_conflict stitches to one neighbour
+# instead (int_identity_conflicts): why a device seen with two user ids is in one's profile only.
+STITCHED_SQL = """
+    select identifier_type || ':' || identifier_value, on_conflict, neighbour_type, distinct_neighbours, kept_neighbour
+    from intermediate.int_identity_conflicts where on_conflict <> 'junk'
+      and (identifier_value in ($first, $second) or kept_neighbour in ($first, $second)
+           or first_neighbour in ($first, $second) or last_neighbour in ($first, $second))
+    order by 1, 3"""
+
+
+def stitched_lines(conn: duckdb.DuckDBPyConnection, first: str, second: str) -> list[str]:
+    """One line per stitched identifier next to either value (none in a warehouse built before them)."""
+    if not table_exists(conn, "intermediate", "int_identity_conflicts"):
+        return []
+    return [f"  stitched on conflict: {key} was seen with {neighbours} {neighbour_type}s; on_conflict {policy} "
+            f"links it to {neighbour_type}:{kept} only"
+            for key, policy, neighbour_type, neighbours, kept in conn.execute(
+                STITCHED_SQL, {"first": first, "second": second}).fetchall()]
 
 
 def resolve_identifier(conn: duckdb.DuckDBPyConnection, text: str, rules: dict) -> dict:
@@ -64,7 +83,8 @@ def explain(conn: duckdb.DuckDBPyConnection, identifier: str, other: str | None,
     first = resolve_identifier(conn, identifier, rules)
     if other is None:
         return [f"profile {first['profile_id']} ({first['key']})"] + [
-            f"  {link['a']}  --  {link['b']}   {link['evidence']}" for link in profile_links(conn, first["profile_id"])]
+            f"  {link['a']}  --  {link['b']}   {link['evidence']}" for link in profile_links(conn, first["profile_id"])
+        ] + stitched_lines(conn, first["value"], first["value"])
     second = resolve_identifier(conn, other, rules)
     if first["profile_id"] != second["profile_id"]:
         lines = [f"{first['key']} is in {first['profile_id']}, {second['key']} in {second['profile_id']}: not one person."]
@@ -74,6 +94,7 @@ def explain(conn: duckdb.DuckDBPyConnection, identifier: str, other: str | None,
         values = {"first": first["value"], "second": second["value"]}
         for key, reason, neighbours in conn.execute(JUNK_SQL, values).fetchall():
             lines.append(f"  junk, links no one: {key} ({reason}, {neighbours})")
+        lines += stitched_lines(conn, first["value"], second["value"])
         return lines
     # Breadth-first search over the profile's links.
     neighbours: dict[str, list[tuple[str, str]]] = {}

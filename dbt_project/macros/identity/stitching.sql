@@ -80,3 +80,21 @@
     from {{ ref('int_identity_conflicts') }}
     where on_conflict in ('latest', 'first')
 {%- endmacro %}
+
+{#- explain_identity's lines for the identifiers stitched on conflict next to either value (as
+    orchestration/people/explain.py `stitched_lines` prints them). -#}
+{% macro stitched_identity_lines(first, second) %}
+    {%- set values = string_literal(first) ~ ", " ~ string_literal(second) -%}
+    {%- set rows = run_query(
+        "select identifier_type || ':' || identifier_value, on_conflict, neighbour_type, distinct_neighbours, kept_neighbour"
+        ~ " from " ~ ref('int_identity_conflicts') ~ " where on_conflict <> 'junk'"
+        ~ " and (identifier_value in (" ~ values ~ ") or kept_neighbour in (" ~ values ~ ")"
+        ~ " or first_neighbour in (" ~ values ~ ") or last_neighbour in (" ~ values ~ "))"
+        ~ " order by 1, 3").rows -%}
+    {%- set lines = [] -%}
+    {%- for row in rows -%}
+        {%- do lines.append("  stitched on conflict: " ~ row[0] ~ " was seen with " ~ row[3] ~ " " ~ row[2]
+                            ~ "s; on_conflict " ~ row[1] ~ " links it to " ~ row[2] ~ ":" ~ row[4] ~ " only") -%}
+    {%- endfor -%}
+    {{ return(lines) }}
+{% endmacro %}

@@ -83,7 +83,7 @@ counted as (
 
 ),
 
-direct_exceeded as (
+direct_over as (
 
     select * from counted
     where distinct_neighbours > max_distinct_neighbours
@@ -115,7 +115,7 @@ subject_hops as (
 ),
 
 -- What those hops were seen with, in any of their messages; a hop over a direct threshold (a
--- shared device) says nothing about one person and is passed exceeded.
+-- shared device) says nothing about one person and is passed over.
 hop_neighbours as (
 
     select distinct

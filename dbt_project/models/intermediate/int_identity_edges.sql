@@ -13,7 +13,8 @@
     links its strongest identifier (the anchor, by priority) to each of its others: enough to
     connect them all, with the message as evidence. Junk identifiers (int_identity_junk) link no one.
     An identifier whose type stitches on conflict (`on_conflict: latest | first`, int_identity_conflicts)
-    links only in the messages that carry the neighbour it keeps and no other of that type.
+    links only through the neighbour it keeps: not in a message with another of that type, nor in
+    one without it that carries a stronger identifier (see `unstitched`).
 
     Incremental: a message's edges depend on its own identifiers and on which identifiers are junk,
     so a build links again only the messages int_identifiers wrote since the last one, those that
@@ -108,8 +109,11 @@ identifiers as (
 ),
 {%- endif %}
 
--- In each message, the identifiers that stitch on conflict and link nothing there: the message does
--- not carry the neighbour they keep, or carries another of a type they were over the threshold of.
+-- In each message, the identifiers that stitch on conflict and link nothing there: the message carries
+-- another neighbour of a type they were over the threshold of (the earlier user's id), or lacks the
+-- one they keep and carries a stronger identifier (an e-mail typed before signing in: linking it
+-- would join the people who shared the device). Their messages with identifiers no stronger than
+-- their own (an alias, another device id) link: the device's anonymous activity is its kept user's.
 unstitched as (
 
     select
@@ -121,13 +125,17 @@ unstitched as (
     join kept
         on kept.identifier_type = identifiers.identifier_type
         and kept.identifier_value = identifiers.identifier_value
-    left join identifiers as neighbour
-        on neighbour.message_id = identifiers.message_id
-        and neighbour.identifier_type = kept.neighbour_type
-        and neighbour.is_linkable
+    join identifiers as other
+        on other.message_id = identifiers.message_id
+        and other.is_linkable
+        and not (other.identifier_type = identifiers.identifier_type
+                 and other.identifier_value = identifiers.identifier_value)
     group by 1, 2, 3
-    having max(case when neighbour.identifier_value = kept.kept_neighbour then 1 else 0 end) = 0
-        or max(case when neighbour.identifier_value <> kept.kept_neighbour then 1 else 0 end) = 1
+    having max(case when other.identifier_type = kept.neighbour_type
+                    and other.identifier_value <> kept.kept_neighbour then 1 else 0 end) = 1
+        or (max(case when other.identifier_type = kept.neighbour_type
+                     and other.identifier_value = kept.kept_neighbour then 1 else 0 end) = 0
+            and min({{ identifier_priority('other.identifier_type') }}) < {{ identifier_priority('kept.identifier_type') }})
 
 ),
 
