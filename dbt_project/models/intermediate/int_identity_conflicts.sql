@@ -12,7 +12,8 @@
       the far type seen with the identifier's neighbours of the hop type, in their other messages: a
       store's placeholder e-mail typed on the devices of strangers who sign up with their own user ids
       (or type their own e-mails). Devices that are over a direct threshold themselves (shared ones) are
-      not counted through. Such an identifier is always junk: no one of them is its owner.
+      not counted through, nor the identifiers it was seen with in its own messages (an e-mail's own
+      user id). Such an identifier is always junk: no one of them is its owner.
 
     One row per identifier and exceeded neighbour type. -#}
 {%- set thresholds = junk_thresholds() -%}
@@ -138,6 +139,25 @@ hop_neighbours as (
 
 ),
 
+-- What each identifier was seen with itself, in its own messages: its owner's user id is no
+-- stranger's (a person's e-mail, typed on a laptop that someone else signs in on, stays theirs).
+direct_far as (
+
+    select distinct
+        subject.identifier_type,
+        subject.identifier_value,
+        far.identifier_type as far_type,
+        far.identifier_value as far_value
+
+    from linkable as subject
+    join (select distinct identifier_type from through_thresholds) as subject_types
+        on subject_types.identifier_type = subject.identifier_type
+    join linkable as far
+        on far.message_id = subject.message_id
+        and {{ "far.identifier_type in ('" ~ far_types | join("', '") ~ "')" if far_types else "1 = 0" }}
+
+),
+
 through_counted as (
 
     select
@@ -160,6 +180,12 @@ through_counted as (
         -- not the identifier itself (an e-mail's devices carry that e-mail)
         and not (hop_neighbours.far_type = subject_hops.identifier_type
                  and hop_neighbours.far_value = subject_hops.identifier_value)
+    left join direct_far
+        on direct_far.identifier_type = subject_hops.identifier_type
+        and direct_far.identifier_value = subject_hops.identifier_value
+        and direct_far.far_type = hop_neighbours.far_type
+        and direct_far.far_value = hop_neighbours.far_value
+    where direct_far.identifier_type is null
     group by 1, 2, 3, 4
 
 ),
