@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 
@@ -177,13 +178,24 @@ def _accuracy(args: argparse.Namespace) -> int:
     from orchestration.location.runner import run_build_warehouse
 
     workdir = Path(args.workdir).resolve()
+    try:
+        dbt_vars = _accuracy_vars(args)
+    except ValueError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return 1
+    # A warehouse per set of rules, beside the landing data they share (a build under other rules
+    # would relink everything anyway).
+    variant = f"rules-{hashlib.md5(json.dumps(dbt_vars, sort_keys=True).encode()).hexdigest()[:8]}" if dbt_vars else ""
+    run_config = {"ops": {"identity_warehouse_dbt_models": {"config": {"dbt_vars": dbt_vars}}}} if dbt_vars else None
     scores = {}
     for seed in args.seeds:
-        landing, database = workdir / f"seed-{seed}" / "landing", workdir / f"seed-{seed}" / settings.DEFAULT_DUCKDB_PATH.name
+        landing = workdir / f"seed-{seed}" / "landing"
+        database = workdir / f"seed-{seed}" / variant / settings.DEFAULT_DUCKDB_PATH.name
         if not landing.exists():
             write_landing(landing, args.people, seed=seed)
+        database.parent.mkdir(parents=True, exist_ok=True)
         os.environ.update(LANDING_DIR=str(landing), DUCKDB_PATH=str(database))
-        outcome = run_build_warehouse()
+        outcome = run_build_warehouse(run_config=run_config)
         if not outcome.ok:
             print(f"ERROR: the build for seed {seed} failed: {outcome}", file=sys.stderr)
             return 1
@@ -193,6 +205,24 @@ def _accuracy(args: argparse.Namespace) -> int:
     if args.out:
         Path(args.out).write_text(table + "\n")
     return 0
+
+
+def _accuracy_vars(args: argparse.Namespace) -> dict:
+    """``--vars`` and ``--on-conflict TYPE=POLICY`` as dbt vars: the identity rules of the project
+    with each named type's ``on_conflict`` set (checked as the rules are)."""
+    from orchestration.identity.rules import IdentityRules
+
+    dbt_vars = _parse_vars(args.vars)
+    if args.on_conflict:
+        rules = json.loads(json.dumps(dbt_vars.get("identity_rules") or settings.identity_rules()))
+        for setting in args.on_conflict:
+            type_name, _, policy = setting.partition("=")
+            if type_name not in rules.get("identifier_types", {}):
+                raise ValueError(f"--on-conflict: '{type_name}' is not an identifier type of the identity rules")
+            rules["identifier_types"][type_name]["on_conflict"] = policy
+        IdentityRules.parse(rules)
+        dbt_vars["identity_rules"] = rules
+    return dbt_vars
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -350,6 +380,10 @@ def main(argv: list[str] | None = None) -> int:
     acc.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     acc.add_argument("--workdir", default="data/accuracy", help="where the generated landing data and warehouses go")
     acc.add_argument("--out", help="also write the markdown table to this file")
+    acc.add_argument("--on-conflict", action="append", default=[], metavar="TYPE=POLICY",
+                     help="score under this stitching policy of an identifier type (junk, latest or first), "
+                          "e.g. anonymous_id=latest; repeatable")
+    acc.add_argument("--vars", help="dbt vars for the builds, a YAML or JSON object, e.g. other identity_rules")
     acc.set_defaults(handler=_accuracy)
     explain = commands.add_parser("explain", help="why an identifier is in its profile, or why two are one person")
     explain.add_argument("identifier", help="type:value, e.g. email:dana@example.com, or a bare value as lookup "

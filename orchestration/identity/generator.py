@@ -5,8 +5,10 @@ a new anonymous id), may give an e-mail before signing up, signs up on one devic
 ``userId``, ``anonymousId`` and traits, sometimes an alias call), logs in on some of the others, and
 may change e-mail later. Some appear in a CRM export with the e-mail and phone typed the way people
 type them. Around them, what breaks weak identity resolution: household devices shared by two
-signed-up people, an anonymous id a client bug sends for everyone, a store's placeholder e-mail,
-duplicate deliveries, malformed lines and messages with no identity.
+signed-up people, an anonymous id a client bug sends for everyone, a store's placeholder e-mail in
+CRM rows, placeholder e-mails (``test@test.com``) typed on the devices of a few strangers each (2, 3, 5,
+10 or 25 of them per value, some of whom sign up), duplicate deliveries, malformed lines and messages
+with no identity.
 
 People are generated one at a time and written as they come, so memory stays flat for millions.
 Beside the landing files, ``truth/`` says which person each identifier, message and contact row belongs to
@@ -38,6 +40,10 @@ SCREENS = ["Home", "Catalog", "Product", "Cart", "Settings"]
 EVENTS = [("Product Viewed", {"product_id": "sku-{n}"}), ("Product Added To Cart", {"product_id": "sku-{n}"}),
           ("Search Performed", {"query": "plan {n}"}), ("Video Played", {"video_id": "v{n}"})]
 PLACEHOLDER_EMAIL = "noemail@store.example"
+# Placeholders people type into a form instead of their e-mail; each group of strangers gets its own
+# value (the n-th group: ``test@test3.example``), its size the next of TYPED_PLACEHOLDER_GROUPS.
+TYPED_PLACEHOLDERS = ["test@test{n}.example", "none@none{n}.example", "noreply@store{n}.example", "x@x{n}.example"]
+TYPED_PLACEHOLDER_GROUPS = [2, 3, 5, 10, 25]
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,7 @@ class Rates:
     shares_household_device: float = 0.03
     client_bug_message: float = 0.004
     placeholder_email_row: float = 0.05
+    types_placeholder_email: float = 0.02
     duplicate_delivery: float = 0.01
     malformed_line: float = 0.001
     no_identity_message: float = 0.001
@@ -99,6 +106,10 @@ class Generator:
         self.sequence = 0
         self.bug_anonymous_id = self._uuid()
         self.household_device: str | None = None  # the last person's web device, for a household
+        # Who types a placeholder is drawn apart, so the rest of the data does not move with its rate.
+        self.placeholder_rng = random.Random(seed * 7919 + 13)
+        self.placeholder_groups = 0
+        self.placeholder_left = 0  # strangers still to type the current group's placeholder
         self.injected: Counter = Counter()
 
     def _uuid(self) -> str:
@@ -137,6 +148,18 @@ class Generator:
             data.lines.append(json.dumps({"type": "track", "event": "Heartbeat", "timestamp": _iso(at)}))
             self.injected["no_identity_messages"] += 1
 
+    def _typed_placeholder(self) -> str | None:
+        """The placeholder e-mail this person types, if they are one of a group of strangers who do."""
+        if self.placeholder_rng.random() >= self.rates.types_placeholder_email:
+            return None
+        if self.placeholder_left == 0:
+            self.placeholder_groups += 1
+            self.placeholder_left = TYPED_PLACEHOLDER_GROUPS[(self.placeholder_groups - 1) % len(TYPED_PLACEHOLDER_GROUPS)]
+            self.injected["typed_placeholders"] += 1
+        self.placeholder_left -= 1
+        pattern = TYPED_PLACEHOLDERS[(self.placeholder_groups - 1) % len(TYPED_PLACEHOLDERS)]
+        return pattern.format(n=self.placeholder_groups)
+
     def _person(self, index: int) -> PersonData:
         rng, rates = self.rng, self.rates
         data = PersonData()
@@ -162,6 +185,12 @@ class Generator:
         if shared:
             data.identifiers[("anonymous_id", shared)] = "shared"
 
+        placeholder, placeholder_device = self._typed_placeholder(), None
+        if placeholder:
+            placeholder_device = self.placeholder_rng.randrange(len(devices))
+            data.identifiers[("email", placeholder)] = "junk"
+            self.injected["typed_placeholder_devices"] += 1
+
         clock = self.start + timedelta(seconds=rng.randint(0, self.days * 86400 // 2))
         signed_up = False
         signup_device = rng.randrange(len(devices))
@@ -179,6 +208,10 @@ class Generator:
                 self._emit(data, {"type": "track", "anonymousId": anonymous_id, "event": name,
                                   "properties": {k: v.format(n=rng.randint(1, 50)) for k, v in properties.items()},
                                   **({"userId": user_id} if signed_up else {})}, clock + timedelta(seconds=30))
+            if position == placeholder_device and anonymous_id != shared:
+                # a newsletter box or a checkout form, filled in with a placeholder, before any sign-up here
+                self._emit(data, {"type": "identify", "anonymousId": anonymous_id, "traits": {"email": placeholder}},
+                           clock + timedelta(seconds=50))
             if email and not signed_up and anonymous_id != shared and rng.random() < rates.email_before_signup:
                 self._emit(data, {"type": "identify", "anonymousId": anonymous_id, "traits": {"email": email}},
                            clock + timedelta(minutes=1))

@@ -21,7 +21,9 @@ An alias's ``previousId`` is a user id or an anonymous id (int_identifiers decid
 read for both of these types when the rules have them, whatever their sources.
 
 Only what Python needs is read here; priorities, limits, blocklists and junk detection are read by
-the dbt models alone.
+the dbt models alone. ``on_conflict`` (what an identifier over a junk-detection threshold does:
+``junk``, ``latest`` or ``first``, macros/identity/stitching.sql) is read here too, so a misspelt
+policy is an error naming its type before any build.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ PATH_KINDS = ("traits", "context", "column")
 # The types an alias's previousId can be (int_identifiers.sql).
 PREVIOUS_ID_TYPES = ("user_id", "anonymous_id")
 PREVIOUS_ID_PATH = "$.previousId"
+# ``on_conflict`` of an identifier type (macros/identity/stitching.sql, identifier_on_conflict_by_type): junk links
+# no one; latest / first link only to the neighbour of the exceeded type seen last / first.
+ON_CONFLICT_POLICIES = ("junk", "latest", "first")
 # The contact-list columns of their own (raw.contacts.email/phone, int_messages.contact_email/phone).
 CONTACT_COLUMNS = ("email", "phone")
 
@@ -91,6 +96,7 @@ class IdentifierType:
     name: str
     normalize: str  # one of NORMALIZE_METHODS ('id' when the rules say nothing)
     sources: tuple[Source, ...]
+    on_conflict: str = "junk"  # one of ON_CONFLICT_POLICIES
 
     @property
     def message_paths(self) -> tuple[str, ...]:
@@ -134,7 +140,11 @@ class IdentityRules:
             sources = rule.get("sources") or []
             if isinstance(sources, str) or not isinstance(sources, list):
                 raise ValueError(f"identity_rules: identifier type '{name}': sources must be a list, got {sources!r}")
-            types[name] = IdentifierType(name, method, tuple(Source.parse(s, name) for s in sources))
+            on_conflict = rule.get("on_conflict", "junk")
+            if on_conflict not in ON_CONFLICT_POLICIES:
+                raise ValueError(f"identity_rules: identifier type '{name}': unknown on_conflict {on_conflict!r} "
+                                 f"(use one of {', '.join(ON_CONFLICT_POLICIES)})")
+            types[name] = IdentifierType(name, method, tuple(Source.parse(s, name) for s in sources), on_conflict)
         return cls(types, rules)
 
     def normalize(self, type_name: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import duckdb
 
+from orchestration.core.warehouse import table_exists
 from orchestration.people.lookup import LookupProblem, find, junk_line, when
 
 MAX_HOPS = 1000  # as the macro's loops
@@ -69,6 +70,24 @@ JUNK_SQL = """
        or (identifier_type, identifier_value) in (select identifier_type, identifier_value from between_both)
        or first_neighbour in ($first_value, $second_value) or last_neighbour in ($first_value, $second_value)
     order by identifier_type, identifier_value, neighbour_type"""
+# Identifiers over a junk-detection threshold that their type's on_conflict stitches to one neighbour
+# instead (int_identity_conflicts): why a device seen with two user ids is in one's profile only.
+STITCHED_SQL = """
+    select identifier_type || ':' || identifier_value, on_conflict, neighbour_type, distinct_neighbours, kept_neighbour
+    from intermediate.int_identity_conflicts where on_conflict <> 'junk'
+      and (identifier_value in ($first, $second) or kept_neighbour in ($first, $second)
+           or first_neighbour in ($first, $second) or last_neighbour in ($first, $second))
+    order by 1, 3"""
+
+
+def stitched_lines(conn: duckdb.DuckDBPyConnection, first: str, second: str) -> list[str]:
+    """One line per stitched identifier next to either value (none in a warehouse built before them)."""
+    if not table_exists(conn, "intermediate", "int_identity_conflicts"):
+        return []
+    return [f"  stitched on conflict: {key} was seen with {neighbours} {neighbour_type}s; on_conflict {policy} "
+            f"links it to {neighbour_type}:{kept} only"
+            for key, policy, neighbour_type, neighbours, kept in conn.execute(
+                STITCHED_SQL, {"first": first, "second": second}).fetchall()]
 
 
 def resolve_identifier(conn: duckdb.DuckDBPyConnection, text: str, rules: dict) -> dict:
@@ -102,7 +121,7 @@ def explain(conn: duckdb.DuckDBPyConnection, identifier: str, other: str | None,
         junk = [f"  {junk_line(dict(zip(columns, row)))}" for row in cursor.fetchall()]  # why it is alone
         return [f"profile {first['profile_id']} ({first['key']})"] + [
             f"  {link['a']}  --  {link['b']}   {link['evidence']}"
-            for link in profile_links(conn, first["profile_id"])] + junk
+            for link in profile_links(conn, first["profile_id"])] + junk + stitched_lines(conn, first["value"], first["value"])
     second = resolve_identifier(conn, other, rules)
     if first["profile_id"] != second["profile_id"]:
         lines = [f"{first['key']} is in {first['profile_id']}, {second['key']} in {second['profile_id']}: not one person."]
@@ -115,6 +134,7 @@ def explain(conn: duckdb.DuckDBPyConnection, identifier: str, other: str | None,
         columns = [d[0] for d in cursor.description]
         for row in cursor.fetchall():
             lines.append(f"  {junk_line(dict(zip(columns, row)))}")
+        lines += stitched_lines(conn, first["value"], second["value"])
         if len(lines) == 1:
             lines.append("  no message links an identifier of one to an identifier of the other")
         return lines

@@ -12,6 +12,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from orchestration.core import settings
 from orchestration.location.runner import run_build_warehouse
 from tests.conftest import WAREHOUSE_FILE_NAME, environment
 
@@ -48,6 +49,20 @@ SCENARIO_MESSAGES = [
     *[msg(f"bug-{i}", "track", f"2024-03-0{i}T12:00:00Z", anon="bug-constant-id", user=f"bug-user-{i}", event="Opened")
       for i in range(1, 4)],
     # Junk: a store's placeholder e-mail typed in for several customers (see the contact list below).
+    # Junk through devices: a placeholder typed on three strangers' phones, two of whom sign up with
+    # their own user ids; it joins none of them (on today's main it merged the one who never signs up).
+    msg("ph-1", "identify", "2024-05-01T10:00:00Z", anon="ph-phone-1", traits={"email": "test@test.com"}),
+    msg("ph-2", "identify", "2024-05-01T10:05:00Z", anon="ph-phone-1", user="ph-user-1"),
+    msg("ph-3", "identify", "2024-05-02T10:00:00Z", anon="ph-phone-2", traits={"email": "test@test.com"}),
+    msg("ph-4", "page", "2024-05-02T10:01:00Z", anon="ph-phone-2", name="Home"),
+    msg("ph-5", "identify", "2024-05-03T10:00:00Z", anon="ph-phone-3", traits={"email": "test@test.com"}),
+    msg("ph-6", "identify", "2024-05-03T10:05:00Z", anon="ph-phone-3", user="ph-user-3"),
+    # on_conflict: latest (the build's rules add a device_id type, context.device.id, that stitches):
+    # a family tablet used by a parent, then a teen, stitches to the teen, its latest user; the
+    # parent's own event stays the parent's, the tablet's anonymous screen views go to the teen.
+    msg("st-1", "track", "2024-04-01T10:00:00Z", user="st-parent", event="Opened", context={"device": {"id": "st-tablet"}}),
+    msg("st-2", "track", "2024-04-05T10:00:00Z", user="st-teen", event="Opened", context={"device": {"id": "st-tablet"}}),
+    msg("st-3", "screen", "2024-04-06T10:00:00Z", anon="st-tablet-app", name="Home", context={"device": {"id": "st-tablet"}}),
 ]
 SCENARIO_CONTACTS = (
     "email,phone,name\n"
@@ -72,7 +87,29 @@ EXPECTED_PROFILES = [
     {("email", "noemail@store.example")},
     *[{("phone", f"+1212555030{i}")} for i in range(1, 5)],
     {("email", "real@store.example"), ("phone", "+12125550305")},
+    {("email", "test@test.com")},
+    {("user_id", "ph-user-1"), ("anonymous_id", "ph-phone-1")},
+    {("anonymous_id", "ph-phone-2")},
+    {("user_id", "ph-user-3"), ("anonymous_id", "ph-phone-3")},
+    {("user_id", "st-parent")},
+    {("user_id", "st-teen"), ("device_id", "st-tablet"), ("anonymous_id", "st-tablet-app")},
 ]
+
+
+def scenario_rules() -> dict:
+    """The project's identity rules plus a device id (Segment's context.device.id) that stitches a
+    shared device to its latest user (`on_conflict: latest`), beside the anonymous id that is junk."""
+    rules = settings.identity_rules()
+    return {**rules,
+            "identifier_types": {**rules["identifier_types"], "device_id": {
+                "priority": 4, "max_per_profile": 1000, "normalize": "id", "sources": ["context.device.id"],
+                "on_conflict": "latest"}},
+            "junk_detection": {**rules["junk_detection"], "device_id": {"user_id": 1}}}
+
+
+def build():
+    return run_build_warehouse(run_config={"ops": {"identity_warehouse_dbt_models": {"config": {
+        "dbt_vars": {"identity_rules": scenario_rules()}}}}})
 
 
 def read_marts(database: Path) -> dict[str, pd.DataFrame]:
@@ -102,7 +139,7 @@ def scenarios(tmp_path_factory):
     (landing / "contacts" / "store.csv").write_text(SCENARIO_CONTACTS)
     database = tmp_path_factory.mktemp("scenarios-db") / WAREHOUSE_FILE_NAME
     with environment(LANDING_DIR=landing, DUCKDB_PATH=database):
-        outcome = run_build_warehouse()
+        outcome = build()
     # The same lines reversed, split over three files, landed in two runs.
     shuffled = tmp_path_factory.mktemp("scenarios-shuffled")
     (shuffled / "events").mkdir()
@@ -113,10 +150,10 @@ def scenarios(tmp_path_factory):
         (shuffled / "events" / "c.jsonl").write_text("\n".join(parts[0]) + "\n")
         (shuffled / "contacts").mkdir()
         (shuffled / "contacts" / "store.csv").write_text(SCENARIO_CONTACTS)
-        first_split_outcome = run_build_warehouse()
+        first_split_outcome = build()
         (shuffled / "events" / "b.jsonl").write_text("\n".join(parts[1]) + "\n")
         (shuffled / "events" / "a.jsonl").write_text("\n".join(parts[2]) + "\n")
-        split_outcome = run_build_warehouse()
+        split_outcome = build()
     return {
         "database": database,
         "outcome": outcome,
@@ -156,6 +193,7 @@ def test_junk_identifiers_are_listed_with_reason_and_evidence(scenarios):
         ("anonymous_id", "hh-family-laptop", "seen_with_too_many_user_ids", 2),
         ("anonymous_id", "bug-constant-id", "seen_with_too_many_user_ids", 3),
         ("email", "noemail@store.example", "seen_with_too_many_phones", 4),
+        ("email", "test@test.com", "anonymous_ids_seen_with_too_many_user_ids", 2),
     }
     laptop = junk[junk.identifier_value == "hh-family-laptop"].iloc[0]
     assert {laptop.first_neighbour, laptop.last_neighbour} == {"hh-parent", "hh-teen"}
@@ -196,3 +234,35 @@ def test_explain_walks_the_links_with_their_evidence(scenarios, capfd):
     assert "not one person" in apart
     assert "refused: email:mp-e@example.com -- anonymous_id:mp-device-a in mp-2 (user_id limit 1)" in apart
     assert profile.startswith("profile prof_") and profile.count("user_id:em-user  --  email:em-") == 5
+
+
+def test_a_shared_device_under_on_conflict_latest_stitches_to_its_latest_user(scenarios, capfd):
+    from orchestration.cli.main import main
+
+    identifiers = scenarios["marts"]["identifiers"].set_index(["identifier_type", "identifier_value"]).profile_id
+    events = scenarios["marts"]["events"].set_index("message_id").profile_id
+    teen, parent = identifiers[("user_id", "st-teen")], identifiers[("user_id", "st-parent")]
+    assert identifiers[("device_id", "st-tablet")] == teen != parent
+    assert events["st-1"] == parent and events["st-2"] == events["st-3"] == teen
+    assert ("device_id", "st-tablet") not in set(zip(scenarios["marts"]["junk"].identifier_type,
+                                                     scenarios["marts"]["junk"].identifier_value))
+    with environment(DUCKDB_PATH=scenarios["database"]):
+        assert main(["explain", "user_id:st-parent", "user_id:st-teen"]) == 0
+        apart = capfd.readouterr().out
+        # (the command reads the project's rules, without the build's device_id type: the teen's profile)
+        assert main(["explain", "user_id:st-teen"]) == 0
+        profile = capfd.readouterr().out
+    stitched = ("  stitched on conflict: device_id:st-tablet was seen with 2 user_ids; on_conflict latest "
+                "links it to user_id:st-teen only")
+    assert "not one person" in apart and stitched in apart.splitlines()
+    assert "user_id:st-teen  --  device_id:st-tablet   message st-2" in profile and stitched in profile.splitlines()
+
+
+def test_a_placeholder_typed_on_strangers_devices_links_none_of_them(scenarios):
+    junk = scenarios["marts"]["junk"].set_index(["identifier_type", "identifier_value"])
+    placeholder = junk.loc[("email", "test@test.com")]
+    assert placeholder.neighbour_type == "anonymous_id.user_id"
+    assert {placeholder.first_neighbour, placeholder.last_neighbour} == {"ph-user-1", "ph-user-3"}
+    assert placeholder.evidence_messages == 3  # typed on three devices
+    events = scenarios["marts"]["events"].set_index("message_id").profile_id
+    assert events["ph-4"] != events["ph-2"] and events["ph-4"] != events["ph-6"]

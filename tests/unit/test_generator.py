@@ -45,3 +45,24 @@ def test_injected_faults_are_counted_and_marked_in_the_truth(tmp_path):
     assert malformed == summary["malformed_lines"]
     with open(tmp_path / "truth" / "messages-5.csv", newline="") as handle:
         assert sum(1 for _ in handle) - 1 == summary["messages"]
+
+
+def test_placeholders_are_typed_on_the_devices_of_groups_of_strangers():
+    from collections import defaultdict
+
+    from orchestration.identity.generator import TYPED_PLACEHOLDER_GROUPS
+
+    generator = Generator(seed=2, rates=Rates(types_placeholder_email=0.2))
+    typed_by = defaultdict(set)  # placeholder → people who typed it on a device, anonymously
+    signed_up = set()
+    for person, data in generator.people(600):
+        for line in data.lines:
+            message = json.loads(line) if line.endswith("}") else {}
+            email = message.get("traits", {}).get("email", "")
+            if data.identifiers.get(("email", email)) == "junk" and "anonymousId" in message and "userId" not in message:
+                typed_by[email].add(person)
+        signed_up |= {person for kind, _ in data.identifiers if kind == "user_id"}
+    sizes = sorted(len(people) for people in typed_by.values())
+    assert set(sizes) >= set(TYPED_PLACEHOLDER_GROUPS[:4])  # several scales: 2, 3, 5, 10 strangers
+    assert generator.injected["typed_placeholders"] == len(typed_by)
+    assert any(people & signed_up and people - signed_up for people in typed_by.values())  # some sign up

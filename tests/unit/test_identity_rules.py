@@ -166,3 +166,50 @@ def test_a_malformed_rule_is_refused_by_name(rule):
 
 def test_the_normalize_method_defaults_to_id():
     assert IdentityRules.parse({"identifier_types": {"crm_id": None, "x": {}}}).normalize("x") == "id"
+
+
+
+
+def _dbt_on_conflict(rules: dict) -> dict:
+    """``identifier_on_conflict_by_type`` of macros/identity/stitching.sql under ``rules``."""
+    returned = []
+    module = ENV.from_string((DBT / "macros/identity/stitching.sql").read_text(), globals={
+        "exceptions": types.SimpleNamespace(raise_compiler_error=_raise), "return": returned.append,
+        "identifier_types": lambda: rules["identifier_types"],
+    }).module
+    module.identifier_on_conflict_by_type()
+    return returned[-1]
+
+
+def test_on_conflict_is_read_per_type_junk_by_default_as_dbt_reads_it():
+    rules = {"identifier_types": {**SHIPPED["identifier_types"],
+                                  "anonymous_id": {**SHIPPED["identifier_types"]["anonymous_id"], "on_conflict": "latest"},
+                                  "device_id": {"sources": ["context.device.id"], "on_conflict": "first"}}}
+    parsed = IdentityRules.parse(rules)
+    assert {name: t.on_conflict for name, t in parsed.types.items()} == {
+        "user_id": "junk", "email": "junk", "phone": "junk", "anonymous_id": "latest", "device_id": "first"}
+    assert _dbt_on_conflict(rules) == {name: t.on_conflict for name, t in parsed.types.items()}
+    assert {t.on_conflict for t in IdentityRules.parse(SHIPPED).types.values()} == {"junk"}  # today's behaviour
+
+
+@pytest.mark.parametrize("policy", ["last", "Latest", "", None, 1])
+def test_an_unknown_on_conflict_is_refused_naming_the_type(policy):
+    rules = {"identifier_types": {"email": {"normalize": "email"}, "anonymous_id": {"on_conflict": policy}}}
+    with pytest.raises(ValueError, match=r"identifier type 'anonymous_id': unknown on_conflict"):
+        IdentityRules.parse(rules)
+    with pytest.raises(CompilerError, match=r"identifier type 'anonymous_id': unknown on_conflict"):
+        _dbt_on_conflict(rules)  # dbt refuses it too, at compile time
+
+
+def test_the_accuracy_command_sets_on_conflict_and_checks_it():
+    import argparse
+
+    from orchestration.cli.main import _accuracy_vars
+
+    dbt_vars = _accuracy_vars(argparse.Namespace(vars=None, on_conflict=["anonymous_id=latest"]))
+    assert dbt_vars["identity_rules"]["identifier_types"]["anonymous_id"]["on_conflict"] == "latest"
+    assert dbt_vars["identity_rules"]["junk_detection"] == SHIPPED["junk_detection"]
+    with pytest.raises(ValueError, match="anonymous_id"):
+        _accuracy_vars(argparse.Namespace(vars=None, on_conflict=["anonymous_id=newest"]))
+    with pytest.raises(ValueError, match="not an identifier type"):
+        _accuracy_vars(argparse.Namespace(vars=None, on_conflict=["device=latest"]))

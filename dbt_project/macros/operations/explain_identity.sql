@@ -17,6 +17,7 @@
         {%- for link in _profile_links(first.profile_id) -%}
             {%- do print("  " ~ link.a ~ "  --  " ~ link.b ~ "   " ~ link.evidence) -%}
         {%- endfor -%}
+        {%- for line in stitched_identity_lines(first.value, first.value) -%}{%- do print(line) -%}{%- endfor -%}
         {{ return(none) }}
     {%- endif -%}
     {%- set second = _resolve_identifier(other) -%}
@@ -40,6 +41,7 @@
         {%- for row in junk.rows -%}
             {%- do print("  junk, links no one: " ~ row[0] ~ " (" ~ row[1] ~ ", " ~ row[2] ~ ")") -%}
         {%- endfor -%}
+        {%- for line in stitched_identity_lines(first.value, second.value) -%}{%- do print(line) -%}{%- endfor -%}
         {{ return(none) }}
     {%- endif -%}
     {#- Breadth-first search over the profile's links. -#}

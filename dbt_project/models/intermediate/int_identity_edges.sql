@@ -5,13 +5,17 @@
     unique_key='message_id',
     key_only_when_null='from_type',
     on_schema_change=sync_columns_where_possible(),
-    post_hook="{{ replace_table_hook(state_relation('junk'), 'select distinct identifier_type, identifier_value from '
+    post_hook=["{{ replace_table_hook(state_relation('junk'), 'select distinct identifier_type, identifier_value from '
                                      ~ ref('int_identity_junk')) }}",
+               "{{ replace_table_hook(state_relation('kept'), kept_neighbours_sql()) }}"],
 ) }}
 
 {#- Identifiers seen together in one message or contact row belong to one person. Each message
     links its strongest identifier (the anchor, by priority) to each of its others: enough to
     connect them all, with the message as evidence. Junk identifiers (int_identity_junk) link no one.
+    An identifier whose type stitches on conflict (`on_conflict: latest | first`, int_identity_conflicts)
+    links only through the neighbour it keeps: not in a message with another of that type, nor in
+    one without it that carries a stronger identifier (see `unstitched`).
 
     Incremental: a message's edges depend on its own identifiers and on which identifiers are junk,
     so a build links again only the messages int_identifiers wrote since the last one, those that
@@ -23,6 +27,8 @@
 {%- set update = is_incremental() and this is not string
     and state_exists('junk')
     and not built_under_other_rules(this, rules_fingerprint) -%}
+{#- the neighbours kept under on_conflict (the state `<this>__kept`) decide links as junk does -#}
+{%- set update = update and state_exists('kept') -%}
 {%- set last_build = "(select coalesce(max(built_at), cast('1900-01-01' as timestamp)) from " ~ this ~ ")" -%}
 {%- set by_anchor_rank -%}
     over (
@@ -40,6 +46,13 @@ junk as (
 
 ),
 
+-- Identifiers over a threshold that stitch to one neighbour of the type instead (on_conflict).
+kept as (
+
+    {{ kept_neighbours_sql() }}
+
+),
+
 {%- if update %}
 
 junk_changed as (
@@ -50,6 +63,19 @@ junk_changed as (
     full outer join {{ state_relation('junk') }} as previous
         on previous.identifier_type = current.identifier_type
         and previous.identifier_value = current.identifier_value
+    where current.identifier_type is null or previous.identifier_type is null
+
+    union
+
+    -- a kept neighbour that changed (a newer user id on a device under `latest`) relinks its messages
+    select coalesce(current.identifier_type, previous.identifier_type) as identifier_type,
+        coalesce(current.identifier_value, previous.identifier_value) as identifier_value
+    from kept as current
+    full outer join {{ state_relation('kept') }} as previous
+        on previous.identifier_type = current.identifier_type
+        and previous.identifier_value = current.identifier_value
+        and previous.neighbour_type = current.neighbour_type
+        and previous.kept_neighbour = current.kept_neighbour
     where current.identifier_type is null or previous.identifier_type is null
 
 ),
@@ -83,6 +109,36 @@ identifiers as (
 ),
 {%- endif %}
 
+-- In each message, the identifiers that stitch on conflict and link nothing there: the message carries
+-- another neighbour of a type they were over the threshold of (the earlier user's id), or lacks the
+-- one they keep and carries a stronger identifier (an e-mail typed before signing in: linking it
+-- would join the people who shared the device). Their messages with identifiers no stronger than
+-- their own (an alias, another device id) link: the device's anonymous activity is its kept user's.
+unstitched as (
+
+    select
+        identifiers.message_id,
+        kept.identifier_type,
+        kept.identifier_value
+
+    from identifiers
+    join kept
+        on kept.identifier_type = identifiers.identifier_type
+        and kept.identifier_value = identifiers.identifier_value
+    join identifiers as other
+        on other.message_id = identifiers.message_id
+        and other.is_linkable
+        and not (other.identifier_type = identifiers.identifier_type
+                 and other.identifier_value = identifiers.identifier_value)
+    group by 1, 2, 3
+    having max(case when other.identifier_type = kept.neighbour_type
+                    and other.identifier_value <> kept.kept_neighbour then 1 else 0 end) = 1
+        or (max(case when other.identifier_type = kept.neighbour_type
+                     and other.identifier_value = kept.kept_neighbour then 1 else 0 end) = 0
+            and min({{ identifier_priority('other.identifier_type') }}) < {{ identifier_priority('kept.identifier_type') }})
+
+),
+
 -- Each linkable identifier with its message's anchor, from one window (no self-join).
 ranked as (
 
@@ -103,8 +159,13 @@ ranked as (
     left join junk
         on junk.identifier_type = identifiers.identifier_type
         and junk.identifier_value = identifiers.identifier_value
+    left join unstitched
+        on unstitched.message_id = identifiers.message_id
+        and unstitched.identifier_type = identifiers.identifier_type
+        and unstitched.identifier_value = identifiers.identifier_value
     where identifiers.is_linkable
         and junk.identifier_type is null
+        and unstitched.message_id is null
         -- a message with a single identifier links nothing
         and identifiers.values_in_message > 1
 
