@@ -4,8 +4,10 @@ invocation costs seconds of start-up."""
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from orchestration.core import settings
 
@@ -36,3 +38,18 @@ def pytest_sessionstart(session):
     from orchestration.location.project import prepare_manifest
 
     prepare_manifest()
+
+
+def copy_dbt_project(destination: Path) -> Path:
+    """A copy of the dbt project without its build output: target/, logs/ and the models compiled from
+    the definitions (models/computed/, made again from the copy's YAML); macros/computed/ is source."""
+    generated = settings.DBT_PROJECT_DIR / "models"
+
+    def leave_out(folder: str, names: list[str]) -> set[str]:
+        skipped = {name for name in names if name in ("target", "logs", ".computed.tmp")}
+        if Path(folder) == generated and "computed" in names:
+            skipped.add("computed")
+        return skipped
+
+    shutil.copytree(settings.DBT_PROJECT_DIR, destination, ignore=leave_out)
+    return destination

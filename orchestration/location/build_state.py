@@ -229,9 +229,12 @@ def read_recorded(conn) -> dict[str, Recorded]:
 
 
 def data_version(conn) -> str:
-    """Changes whenever a file lands or a privacy request is processed: the inputs of every model."""
+    """Changes whenever a file lands, a privacy request is processed or a migration step is applied
+    (orchestration/core/migrations.py: its steps leave rows for the next build to recompute): the
+    inputs of every model."""
     parts = []
-    for schema, table, stamp in [("raw", "loaded_files", "loaded_at"), ("privacy", "requests", "processed_at")]:
+    for schema, table, stamp in [("raw", "loaded_files", "loaded_at"), ("privacy", "requests", "processed_at"),
+                                 ("meta", "schema_version", "applied_at")]:
         exists = conn.execute("select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
                               [schema, table]).fetchone()[0]
         parts.append(conn.execute(f"select count(*), max({stamp}) from {schema}.{table}").fetchone() if exists else None)

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from orchestration.core import settings
-from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME
+from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME, copy_dbt_project
 from tests.e2e.conftest import SampleRuns
 
 pytestmark = pytest.mark.e2e
@@ -86,8 +86,7 @@ def _edit_staging_model(project: Path) -> None:
 @pytest.fixture(scope="session")
 def edited_project(tmp_path_factory):
     project = tmp_path_factory.mktemp("selection-project") / "dbt_project"
-    shutil.copytree(settings.DBT_PROJECT_DIR, project,
-                    ignore=shutil.ignore_patterns("target", "logs", "computed", ".computed.tmp"))
+    copy_dbt_project(project)
     config = project / "dbt_project.yml"  # a fixed as_of: two builds minutes apart give the same windows
     config.write_text(config.read_text().replace("  as_of: null", "  as_of: '2024-06-01'"))
     landing = tmp_path_factory.mktemp("selection-landing")

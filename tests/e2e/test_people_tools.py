@@ -15,7 +15,7 @@ import duckdb
 import pytest
 
 from orchestration.core import settings
-from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME, environment
+from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME, copy_dbt_project, environment
 from tests.e2e.conftest import SampleRuns
 from tests.unit.test_add_source import SESSION_USER, snowplow_csv
 
@@ -103,8 +103,7 @@ def added_source(tmp_path_factory):
     """A copy of the project; the webinar story as the people already there, and a few people whose
     identifiers hold quotes and SQL; a gym's check-in CSV scaffolded with add-source, then one run."""
     project = tmp_path_factory.mktemp("add-source") / "dbt_project"
-    shutil.copytree(settings.DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs", "computed",
-                                                                                    ".computed.tmp"))
+    copy_dbt_project(project)
     landing = tmp_path_factory.mktemp("add-source-landing")
     (landing / "events").mkdir()
     shutil.copy(SEEDS / "events" / "stories" / "amplitude_webinar_signups.jsonl", landing / "events")
@@ -445,7 +444,7 @@ def test_definitions_wrong_for_the_landed_data_stop_the_run_before_the_build(sam
     `plan` failed in dbt with `Could not convert string 'team' to DOUBLE` in traits__commerce, as the
     last line of a long traceback."""
     project = tmp_path / "dbt_project"
-    shutil.copytree(settings.DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs", "computed"))
+    copy_dbt_project(project)
     traits = project / "definitions" / "traits.yml"
     text = traits.read_text()
     anchor = "        description: Every product ever added to the cart.\n"

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from orchestration.core import settings
-from tests.conftest import WAREHOUSE_FILE_NAME
+from tests.conftest import WAREHOUSE_FILE_NAME, copy_dbt_project
 
 pytestmark = pytest.mark.e2e
 
@@ -218,8 +218,7 @@ def read(database: Path) -> dict[str, pd.DataFrame]:
 @pytest.fixture(scope="session")
 def computed(tmp_path_factory):
     project = tmp_path_factory.mktemp("dbt-project") / "dbt_project"
-    shutil.copytree(settings.DBT_PROJECT_DIR, project,
-                    ignore=shutil.ignore_patterns("target", "logs", "computed", ".computed.tmp"))
+    copy_dbt_project(project)
     (project / "definitions" / "traits.yml").write_text(yaml.safe_dump(TRAITS, sort_keys=False))
     (project / "definitions" / "audiences.yml").write_text(yaml.safe_dump(AUDIENCES, sort_keys=False))
     config = project / "dbt_project.yml"

@@ -149,3 +149,15 @@ def test_what_time_changes_in_the_project_is_the_computed_traits_and_audiences(m
             "audience_membership_history"} <= built
     assert not built & {"profile_events", "profile_identifiers", "profiles", "int_identifiers", "stg_segment__tracks"}
     assert all(name.startswith(("traits__", "audience")) or name == "profile_traits" for name in built)
+
+
+def test_a_migration_step_is_new_data(tmp_path):
+    """A migration leaves rows for the next build to recompute (an older warehouse's first run after
+    an upgrade): that build must not be narrowed to the models that read the clock."""
+    from orchestration.core.migrations import upgrade
+
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
+        conn.execute("create schema raw; create table raw.loaded_files (load_id varchar, loaded_at timestamp)")
+        before = build_state.data_version(conn)
+        upgrade(conn)
+        assert build_state.data_version(conn) != before
