@@ -107,7 +107,21 @@ def _run_and_summarise(dbt_vars: dict | None = None) -> int:
         print(f"ERROR: check {check} failed", file=sys.stderr)
     if not outcome.success:
         print(f"ERROR: run {outcome.run_id} failed (see the run's logs in the Dagster UI)", file=sys.stderr)
+    log = dbt_log_of(outcome.run_id)
+    if log is not None:
+        print(f"dbt's full log: {log}", file=sys.stdout if outcome.success else sys.stderr)
     return 0 if outcome.ok else 1
+
+
+def dbt_log_of(run_id: str | None):
+    """The dbt log of a run's build (every model and test, which the console leaves out), if it built."""
+    from orchestration.location.project import build_folder
+
+    try:
+        log = build_folder(run_id) / "dbt.log" if run_id else None
+    except FileNotFoundError:
+        return None
+    return log if log is not None and log.exists() else None
 
 
 def _verify(args: argparse.Namespace) -> int:

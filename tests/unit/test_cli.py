@@ -159,3 +159,18 @@ def test_a_missing_warehouse_is_one_line(monkeypatch, tmp_path, capsys):
         assert err.splitlines() == [f"ERROR: no warehouse at {tmp_path / 'nowhere.duckdb'}: run `identity-warehouse "
                                     "run` first (or set DUCKDB_PATH)"]
     assert not (tmp_path / "nowhere.duckdb").exists()  # (compact made an empty one)
+
+
+def test_a_run_names_the_file_that_holds_dbt_s_every_line(monkeypatch, capsys, tmp_path):
+    """The console leaves out dbt's line per model and test: it says where they all are."""
+    from orchestration.location import project
+
+    monkeypatch.setenv("DUCKDB_PATH", str(tmp_path / "identity_warehouse.duckdb"))
+    folder = tmp_path / "identity_warehouse_dbt_models-abcdef1-0000000"
+    folder.mkdir()
+    (folder / "dbt.log").write_text("every line\n")
+    monkeypatch.setattr(project, "build_folder", lambda run_id: folder if run_id == "abcdef1-run" else None)
+    monkeypatch.setattr(runner, "run_build_warehouse",
+                        lambda instance=None, run_config=None: JobOutcome(success=False, run_id="abcdef1-run"))
+    assert cli.main(["run", "--verbose"]) == 1
+    assert f"dbt's full log: {folder / 'dbt.log'}" in capsys.readouterr().err
