@@ -44,15 +44,19 @@ from orchestration.landing.sources import (
 # Field names (snake_cased) that say which identifier a field holds, beside the contact-list ones.
 USER_ID_FIELDS = ("user_id", "userid", "user", "member_id", "account_id", "login")
 ANONYMOUS_ID_FIELDS = ("anonymous_id", "anonymousid", "anon_id", "device_id", "cookie_id", "domain_userid", "visitor_id")
-MESSAGE_ID_FIELDS = ("message_id", "messageid", "event_id", "eventid", "record_id")
+# A candidate is taken only when it is no counter: Amplitude's `event_id` counts a device's events
+# (1, 2, ...); its `$insert_id` (the SDK's de-duplication key) and `uuid` are unique.
+MESSAGE_ID_FIELDS = ("message_id", "messageid", "event_id", "eventid", "record_id", "insert_id", "uuid")
 EVENT_NAME_FIELDS = ("event", "event_name", "event_type", "action", "activity")
 # Event names that say only what kind of record it is, not what happened (Snowplow's `unstruct` is
 # any self-describing event, `struct` a structured one, `event` its name for those).
 GENERIC_EVENT_NAMES = {"unstruct", "struct", "event", "track", "custom", "custom_event", "other", "unknown"}
 # Values of an event-type field that mean a page or screen view (Snowplow `event = page_view`), and
 # the Segment message types they become; every other record is a `track`.
-VIEW_EVENT_TYPES = {"page_view": "page", "pageview": "page", "page": "page", "screen_view": "screen",
-                    "screenview": "screen", "screen": "screen"}
+# Compared as letters and digits only, after a leading "[Vendor] " (Amplitude's `[Amplitude] Page
+# Viewed`, PostHog's `$pageview`, Segment's `Page Viewed`).
+VIEW_EVENT_TYPES = {"pageview": "page", "pageviewed": "page", "page": "page", "screenview": "screen",
+                    "screenviewed": "screen", "screen": "screen"}
 MESSAGE_TYPES = ("track", "page", "screen")
 # What names a page or screen view (its `name` in the Segment spec), when the sample has one.
 VIEW_NAME_FIELDS = ("page_title", "page_name", "screen_name", "title")
@@ -293,7 +297,8 @@ def plan_source(name: str, sample: Path, identity_types: list[str], overrides: d
         format=fmt,
         fields=fields,
         identifiers=identifiers,
-        message_id=message_id or next((by_name[n] for n in MESSAGE_ID_FIELDS if n in by_name), None),
+        message_id=message_id or choose_message_id([by_name[n] for n in MESSAGE_ID_FIELDS if n in by_name],
+                                                    rows, fmt, fields),
         event_name=event_name,
         timestamp=timestamp or next((by_name[n] for n in PREFERRED_TIMESTAMPS if n in by_name), None)
         or next((f for f in fields if _looks_like_time(f) and f not in identifiers), None),
@@ -343,11 +348,30 @@ def detect_view_events(candidates: list[str], rows: list[dict], fmt: str,
     and those values' message types; (None, {}) when no field says so."""
     for candidate in candidates:
         seen = {_text(v) for row in rows for v in field_values(row, candidate, fmt, fields)[:1]}
-        views = {value: VIEW_EVENT_TYPES[value.strip().lower()] for value in sorted(seen)
-                 if value.strip().lower() in VIEW_EVENT_TYPES}
+        views = {value: VIEW_EVENT_TYPES[_view_key(value)] for value in sorted(seen)
+                 if _view_key(value) in VIEW_EVENT_TYPES}
         if views:
             return candidate, views
     return None, {}
+
+
+def _view_key(value: str) -> str:
+    """An event type as compared with VIEW_EVENT_TYPES: without a leading ``[Vendor]``, letters and
+    digits only, lower case (``[Amplitude] Page Viewed`` → ``pageviewed``, ``page_view`` → ``pageview``)."""
+    return re.sub(r"[^0-9a-z]", "", re.sub(r"^\s*\[[^\]]*\]", "", value).lower())
+
+
+def choose_message_id(candidates: list[str], rows: list[dict], fmt: str, fields: list[str]) -> str | None:
+    """The first message-id field that is no counter: a field whose values in the sample repeat and
+    are whole numbers, or mostly repeat, would make de-duplication drop real events (a re-delivered
+    record repeats a real id). None: the id is derived from the content."""
+    for candidate in candidates:
+        values = [_text(v) for row in rows for v in field_values(row, candidate, fmt, fields)[:1]]
+        distinct = len(set(values))
+        repeats = distinct < len(values)
+        if values and not (repeats and (all(v.strip().isdigit() for v in values) or 2 * distinct < len(values))):
+            return candidate
+    return None
 
 
 def _looks_like_time(field_name: str) -> bool:
@@ -398,8 +422,9 @@ def edited_since_generated(text: str) -> bool:
 
 
 def _sql_value(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9_ .:/-]{1,100}", value):
-        raise ValueError(f"--message-type {value!r}: a value of letters, digits, spaces and _ . : / -")
+    # a closed set of characters (none is a quote, a backslash or Jinja's braces) inside quotes
+    if not re.fullmatch(r"[A-Za-z0-9_ .:/$()\[\]-]{1,100}", value):
+        raise ValueError(f"--message-type {value!r}: a value of letters, digits, spaces and _ . : / $ ( ) [ ] -")
     return f"'{value}'"
 
 

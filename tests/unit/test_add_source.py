@@ -222,3 +222,64 @@ def test_a_sample_is_never_copied_into_the_repository(tmp_path):
     assert all(p.suffix in (".yml", ".sql") for p in written)
     # the default landing folder is the repository's seeds/: a real sample never goes there
     assert settings.landing_dir().resolve().is_relative_to(settings.PROJECT_ROOT)
+
+
+# ---------------------------------------------------------------------------------------------
+# An Amplitude Export API file (issue 29): JSON lines in Amplitude's documented shape, made up
+# ---------------------------------------------------------------------------------------------
+
+AMPLITUDE_PEOPLE = [  # (user id once signed in, device id, e-mail once known)
+    ("amp-u-101", "dev-aa11", "Mia.Lund@Example.com"), (None, "dev-bb22", None),
+    ("amp-u-103", "dev-cc33", "noor.haddad@example.org"), (None, "dev-dd44", None),
+]
+AMPLITUDE_EVENTS = [  # (person, event_type, page path)
+    (0, "[Amplitude] Page Viewed", "/"), (0, "[Amplitude] Page Viewed", "/pricing"), (0, "Signed Up", None),
+    (0, "Plan Selected", None), (1, "[Amplitude] Page Viewed", "/"), (1, "Video Played", None),
+    (2, "[Amplitude] Page Viewed", "/blog"), (2, "Signed Up", None), (2, "Plan Selected", None),
+    (2, "[Amplitude] Page Viewed", "/docs"), (3, "[Amplitude] Page Viewed", "/"), (3, "Video Played", None),
+    (0, "Invite Sent", None), (1, "[Amplitude] Page Viewed", "/pricing"), (2, "Invite Sent", None),
+    (3, "[Amplitude] Page Viewed", "/about"), (0, "[Amplitude] Page Viewed", "/settings"), (1, "Video Played", None),
+    (2, "Plan Selected", None), (3, "Video Played", None),
+]
+
+
+def amplitude_export(path: Path) -> Path:
+    """A synthetic Amplitude Export API file: one event per line, with the export's fields (an
+    `event_id` that counts a device's events, hence not unique; `$insert_id` and `uuid` that are);
+    the user id and e-mail only once the person signed up."""
+    counters: dict[str, int] = {}
+    lines = []
+    for n, (person, event_type, page) in enumerate(AMPLITUDE_EVENTS):
+        user_id, device_id, email = AMPLITUDE_PEOPLE[person]
+        signed_up = user_id and any(p == person and e == "Signed Up" for p, e, _ in AMPLITUDE_EVENTS[:n + 1])
+        counters[device_id] = counters.get(device_id, 0) + 1
+        at = f"2024-03-{12 + n // 8:02d} 15:{n:02d}:00.123000"
+        properties = ({"[Amplitude] Page Path": page, "[Amplitude] Page Title": f"Acme {page}",
+                       "[Amplitude] Page Location": f"https://acme.example{page}"} if page else {"plan": "team"})
+        lines.append(json.dumps({
+            "$insert_id": f"ins-{n:04d}-{device_id}", "uuid": f"6f1c2a34-0000-4000-8000-{n:012d}",
+            "event_id": counters[device_id], "event_type": event_type, "event_time": at,
+            "client_event_time": at, "server_upload_time": at, "user_id": user_id if signed_up else None,
+            "device_id": device_id, "amplitude_id": 900000 + person, "session_id": 1710255960000 + person,
+            "platform": "Web", "os_name": "Chrome", "event_properties": properties,
+            "user_properties": {"email": email, "plan": "team"} if signed_up else {"initial_referrer": "EMPTY"},
+            "groups": {}, "library": "amplitude-ts/2.4.1", "data": {}, "amplitude_event_type": None,
+        }))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_an_amplitude_export_gives_its_mapping(tmp_path):
+    plan = plan_source("amplitude", amplitude_export(tmp_path / "amplitude_export.jsonl"), TYPES)
+    assert plan.format == "jsonl"
+    assert plan.identifiers == {"user_id": "user_id", "device_id": "anonymous_id", "user_properties.email": "email"}
+    assert (plan.event_name, plan.timestamp) == ("event_type", "event_time")
+    # Amplitude's event_id counts a device's events: not a message id; $insert_id is unique
+    assert plan.message_id == "$insert_id"
+    # its page views (`[Amplitude] Page Viewed`) are `page` messages, every other event a `track`
+    assert (plan.type_field, plan.message_types) == ("event_type", {"[Amplitude] Page Viewed": "page"})
+    sql = render_staging_sql(plan, "cmd")
+    assert "when '[Amplitude] Page Viewed' then 'page'" in sql
+    assert "parse_timestamp(json_get_string('payload', '$.event_time'))" in sql
+    registered = yaml.safe_load(register_source((settings.DBT_PROJECT_DIR / "dbt_project.yml").read_text(), plan))
+    assert registered["vars"]["landing_sources"]["amplitude"]["message_id"] == "$insert_id"
