@@ -339,7 +339,7 @@ def _add_source(args: argparse.Namespace) -> int:
           f"{plan.event_name or repr(plan.name)}; time: {plan.timestamp or '(load time)'}")
     print(f"  event name field: {plan.event_name_reason} (--event-name FIELD to choose another)")
     if plan.message_types:
-        print(f"  message types: " + ", ".join(f"{plan.type_field} = {v} → {t}" for v, t in plan.message_types.items())
+        print("  message types: " + ", ".join(f"{plan.type_field} = {v} → {t}" for v, t in plan.message_types.items())
               + ", else track (--type-field, --message-type VALUE=TYPE to change)")
     for path in written:
         shown = path.relative_to(settings.PROJECT_ROOT) if path.is_relative_to(settings.PROJECT_ROOT) else path
@@ -356,7 +356,7 @@ def _add_source(args: argparse.Namespace) -> int:
         elif not types[kind].reads_trait(kind):
             print(f"NOTE: add traits.{kind} to the sources of identifier type '{kind}' in dbt_project.yml")
     print("next: `make run` (or `identity-warehouse run`), then "
-          f"`identity-warehouse lookup VALUE` for one of its identifiers")
+          "`identity-warehouse lookup VALUE` for one of its identifiers")
     return 0
 
 

@@ -19,8 +19,10 @@ SQL as bound parameters only; messages show names and message ids, never propert
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import duckdb
@@ -35,6 +37,7 @@ from orchestration.computed.schema import (
     Funnel,
     location,
 )
+from orchestration.core.warehouse import table_exists
 
 NUMBER_AGGREGATES = {"sum", "avg", "min", "max"}
 EXAMPLES = 3  # example message ids in an error
@@ -151,9 +154,7 @@ def _json_path(path: str) -> str:
 def check_landed(conn: duckdb.DuckDBPyConnection, definitions: Definitions) -> list[Finding]:
     """The findings of ``definitions`` against ``marts.profile_events`` (errors first); none when
     the table is missing or empty."""
-    exists = conn.execute("select count(*) from information_schema.tables where table_schema = 'marts' "
-                          "and table_name = 'profile_events'").fetchone()[0]
-    if not exists:
+    if not table_exists(conn, "marts", "profile_events"):
         return []
     seen_events = conn.execute("select message_type, event_name, count(*) from marts.profile_events "
                                "group by all").fetchall()
@@ -214,18 +215,41 @@ def check_landed(conn: duckdb.DuckDBPyConnection, definitions: Definitions) -> l
     return sorted(findings, key=lambda f: f.severity != "error")
 
 
-def check_before_build(database: Path, definitions: Definitions) -> list[Finding]:
+def checked_file(database: Path) -> Path:
+    """The warnings of the last check against ``database`` and what they were found for."""
+    return database.with_name(database.name + ".definitions_checked.json")
+
+
+def _checked_for(conn: duckdb.DuckDBPyConnection, definitions_text: str) -> str:
+    """What a check's findings follow from: the definitions and the events they were checked against
+    (rows, and the newest written or landed: a build rewrites or adds rows, an erasure removes them)."""
+    events = (conn.execute("select count(*), max(updated_at), max(loaded_at) from marts.profile_events").fetchone()
+              if table_exists(conn, "marts", "profile_events") else None)
+    return hashlib.sha256(f"{definitions_text}\0{events}".encode()).hexdigest()
+
+
+def check_before_build(database: Path, definitions: Definitions, definitions_text: str = "") -> list[Finding]:
     """Checks ``definitions`` against the warehouse ``database`` when it exists: raises
-    DefinitionProblems with the errors, returns the warnings."""
+    DefinitionProblems with the errors, returns the warnings. The scan of every event runs again
+    only when the definitions (``definitions_text``) or the events changed since the last check
+    that found no error; otherwise that check's warnings are returned (a run with nothing new
+    does not pay for a scan that grows with the warehouse)."""
     from orchestration.core.warehouse import connect
 
     if not database.exists():
         return []
+    record = checked_file(database)
     with connect(database, read_only=True) as conn:
+        checked_for = _checked_for(conn, definitions_text) if definitions_text else None
+        last = json.loads(record.read_text()) if checked_for and record.exists() else {}
+        if checked_for and last.get("checked_for") == checked_for:
+            return [Finding(**finding) for finding in last["warnings"]]
         findings = check_landed(conn, definitions)
     errors = [f for f in findings if f.severity == "error"]
     if errors:
         raise DefinitionProblems(errors, [f for f in findings if f.severity != "error"])
+    if checked_for:
+        record.write_text(json.dumps({"checked_for": checked_for, "warnings": [asdict(f) for f in findings]}))
     return findings
 
 
@@ -237,9 +261,11 @@ def check_definitions_before_build(database: Path, definitions_dir: Path | None 
     from orchestration.core import settings
 
     definitions_dir = definitions_dir or settings.DEFINITIONS_DIR
-    definitions = load_definitions(definitions_dir / "traits.yml", definitions_dir / "audiences.yml")
+    files = [definitions_dir / "traits.yml", definitions_dir / "audiences.yml"]
+    definitions = load_definitions(*files)
+    text = "\0".join(path.read_text() if path.exists() else "" for path in files)
     try:
-        warnings = check_before_build(database, definitions)
+        warnings = check_before_build(database, definitions, text)
     except DefinitionProblems as problems:  # its warnings too: each may be one more mistake to fix
         _say_warnings(problems.warnings)
         raise

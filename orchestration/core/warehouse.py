@@ -6,6 +6,7 @@ across steps. Every use goes through ``connect()``, which closes the connection 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import time
@@ -62,6 +63,18 @@ def table_exists(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> bo
             [schema, table],
         )
     )
+
+
+def data_version(conn: duckdb.DuckDBPyConnection) -> str:
+    """Changes whenever a file lands, a privacy request is processed or a migration step is applied
+    (orchestration/core/migrations.py: its steps leave rows for the next build to recompute): the
+    inputs of every model, and of the marts built from them."""
+    parts = []
+    for schema, table, stamp in [("raw", "loaded_files", "loaded_at"), ("privacy", "requests", "processed_at"),
+                                 ("meta", "schema_version", "applied_at")]:
+        parts.append(conn.execute(f"select count(*), max({stamp}) from {schema}.{table}").fetchone()
+                     if table_exists(conn, schema, table) else None)
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
 # The one quoting helper: values reach SQL as bound parameters wherever DuckDB takes them; these

@@ -23,10 +23,12 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
+import itertools
 import json
 import re
 import shutil
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,41 +103,31 @@ def sample_fields(path: Path, fmt: str, max_lines: int = 200) -> list[str]:
             header = next(csv.reader(handle, delimiter="\t" if fmt == "tsv" else ","), [])
             return [column for column in header if column.strip()]
         seen: dict[str, None] = {}
-        for number, line in enumerate(handle):
-            if number >= max_lines:
-                break
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict):
-                for path_ in _flatten_keys(record):
-                    seen.setdefault(path_, None)
+        for record in _json_objects(itertools.islice(handle, max_lines)):
+            for path_ in _flatten_keys(record):
+                seen.setdefault(path_, None)
         return list(seen)
+
+
+def _json_objects(lines: Iterable[str]) -> Iterator[dict]:
+    """The JSON objects among ``lines`` (other lines of a sample are passed over)."""
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            yield record
 
 
 def sample_rows(path: Path, fmt: str, max_rows: int = SAMPLE_ROWS) -> list[dict]:
     """The first records of a sample: CSV/TSV rows keyed by the header (text), or JSON objects. Read
     to choose fields and check paths; nothing of it is written anywhere."""
     opener = gzip.open if path.name.endswith(".gz") else open
-    rows: list[dict] = []
     with opener(path, "rt", encoding="utf-8", newline="") as handle:
-        if fmt in ("csv", "tsv"):
-            for row in csv.DictReader(handle, delimiter="\t" if fmt == "tsv" else ","):
-                if len(rows) >= max_rows:
-                    break
-                rows.append(row)
-            return rows
-        for line in handle:
-            if len(rows) >= max_rows:
-                break
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict):
-                rows.append(record)
-    return rows
+        records = (csv.DictReader(handle, delimiter="\t" if fmt == "tsv" else ",") if fmt in ("csv", "tsv")
+                   else _json_objects(handle))
+        return list(itertools.islice(records, max_rows))
 
 
 def _descend(values: list, segment) -> list:

@@ -481,6 +481,12 @@ def _split_and_classify(conn, pieces: list[Path], classify_sql: str) -> None:
 
 def _stage_events(conn, path: Path, identity: IdentityFields, text_pieces) -> WholeFileRejection | None:
     """Reads and classifies every line into the temp table ``landing_lines``."""
+    return _stage_lines(conn, path, text_pieces, _classify_lines_sql(identity))
+
+
+def _stage_lines(conn, path: Path, text_pieces, classify_sql: str) -> WholeFileRejection | None:
+    """Splits a text file (gunzipped first) into lines and classifies them with ``classify_sql``; a
+    file whose gzip cannot be read is rejected whole."""
     with tempfile.TemporaryDirectory(prefix="landing-") as scratch:
         try:
             pieces = text_pieces(path, Path(scratch))
@@ -488,7 +494,7 @@ def _stage_events(conn, path: Path, identity: IdentityFields, text_pieces) -> Wh
             if isinstance(error, OSError) and error.errno is not None:
                 raise  # the file system's error, not the content's: _load_file records it to retry
             return WholeFileRejection("unreadable_file", str(error))
-        _split_and_classify(conn, pieces, _classify_lines_sql(identity))
+        _split_and_classify(conn, pieces, classify_sql)
     return None
 
 
@@ -785,15 +791,7 @@ def _stage_source_file(conn, path: Path, source: LandingSource, text_pieces) -> 
         conn.execute(landing_sources.csv_records_sql(source, columns))
         _drop_contact_temp_tables(conn)
         return source
-    with tempfile.TemporaryDirectory(prefix="landing-") as scratch:
-        try:
-            pieces = text_pieces(path, Path(scratch))
-        except UNREADABLE_GZIP as error:
-            if isinstance(error, OSError) and error.errno is not None:
-                raise  # the file system's error, not the content's: _load_file records it to retry
-            return WholeFileRejection("unreadable_file", str(error))
-        _split_and_classify(conn, pieces, landing_sources.stage_jsonl_sql(source))
-    return source
+    return _stage_lines(conn, path, text_pieces, landing_sources.stage_jsonl_sql(source)) or source
 
 
 def _write_source_records(conn, context: dict, source: LandingSource):

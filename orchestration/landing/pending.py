@@ -15,6 +15,7 @@ import duckdb
 
 from orchestration.core import settings
 from orchestration.core.locking import writer_lock_if_free
+from orchestration.core.warehouse import table_exists
 from orchestration.landing.ingestion import discover_landing_files, file_sha256
 from orchestration.landing.sources import LandingSource
 
@@ -31,8 +32,7 @@ def read_loaded_files(database: Path) -> Loaded | str:
             return "the warehouse is being written by a run; checking again at the next tick"
         try:
             with duckdb.connect(str(database), read_only=True, config=settings.duckdb_config()) as conn:
-                if not conn.execute("select count(*) from information_schema.tables "
-                                    "where table_schema = 'raw' and table_name = 'loaded_files'").fetchone()[0]:
+                if not table_exists(conn, "raw", "loaded_files"):
                     return {}
                 rows = conn.execute("select file_path, size_bytes, modified_at, content_sha256 "
                                     "from raw.loaded_files").fetchall()

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from orchestration.core.warehouse import table_exists
+
 # dbt reads the names of the models to rebuild from scratch from this variable (an environment
 # variable, not a dbt var: a changed var makes dbt parse the whole project again).
 REBUILD_ENV = "IDENTITY_WAREHOUSE_REBUILD_FROM_SCRATCH"
@@ -220,25 +222,12 @@ def plan_build(manifest: Mapping[str, Any], dbt_vars: Mapping[str, Any], recorde
 
 def read_recorded(conn) -> dict[str, Recorded]:
     """``build_state.model_builds`` (empty before the first build that records it)."""
-    exists = conn.execute("select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-                          [STATE_SCHEMA, "model_builds"]).fetchone()[0]
-    if not exists:
+    if not table_exists(conn, STATE_SCHEMA, "model_builds"):
         return {}
     rows = conn.execute(f"select model, code_fingerprint, lineage_fingerprint, data_version from {STATE_TABLE}").fetchall()
     return {model: Recorded(code, lineage, version) for model, code, lineage, version in rows}
 
 
-def data_version(conn) -> str:
-    """Changes whenever a file lands, a privacy request is processed or a migration step is applied
-    (orchestration/core/migrations.py: its steps leave rows for the next build to recompute): the
-    inputs of every model."""
-    parts = []
-    for schema, table, stamp in [("raw", "loaded_files", "loaded_at"), ("privacy", "requests", "processed_at"),
-                                 ("meta", "schema_version", "applied_at")]:
-        exists = conn.execute("select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-                              [schema, table]).fetchone()[0]
-        parts.append(conn.execute(f"select count(*), max({stamp}) from {schema}.{table}").fetchone() if exists else None)
-    return _digest(parts)
 
 
 def record_builds(conn, plan: BuildPlan, names_by_uid: Mapping[str, str], succeeded: Iterable[str],

@@ -56,6 +56,10 @@ from orchestration.cli.main import main
 sys.exit(main(["run"]))
 """
 KILL_DBT_AFTER = "OK created sql incremental model intermediate.int_profile_ids"
+# A model every build makes, a first one and one that finds nothing new (which builds only what time
+# changes: the trait groups and audiences), so that each of the runs killed one after another on the
+# same warehouse dies in the middle of dbt build.
+KILL_ANY_BUILD_AFTER = "OK created sql incremental model traits.traits__commerce"
 # dbt's line per model is on the console only with --verbose (or this variable): the kills wait for one.
 VERBOSE = {"IDENTITY_WAREHOUSE_VERBOSE": "1"}
 
@@ -293,7 +297,7 @@ def kill_mid_build(env: dict, whole_group: bool) -> dict:
     children: list[psutil.Process] = []
     seen = False
     for line in process.stdout:
-        if KILL_DBT_AFTER in line:
+        if KILL_ANY_BUILD_AFTER in line:
             seen = True
             children = psutil.Process(process.pid).children(recursive=True)
             if whole_group:

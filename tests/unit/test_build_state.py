@@ -10,6 +10,7 @@ from datetime import datetime
 import duckdb
 import pytest
 
+from orchestration.core.warehouse import data_version
 from orchestration.location import build_state
 from orchestration.location.build_state import Recorded, plan_build
 from orchestration.location.project import dbt_project
@@ -112,11 +113,11 @@ def test_the_record_lives_in_the_warehouse_and_keeps_a_failed_model_s_old_entry(
     names = {uid: uid.split(".")[-1] for uid in plan.code}
     with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
         assert build_state.read_recorded(conn) == {}
-        first = build_state.data_version(conn)
+        first = data_version(conn)
         conn.execute("create schema raw; create table raw.loaded_files (load_id varchar, loaded_at timestamp)")
-        empty = build_state.data_version(conn)
+        empty = data_version(conn)
         conn.execute("insert into raw.loaded_files values ('l1', now())")
-        assert len({first, empty, build_state.data_version(conn)}) == 3
+        assert len({first, empty, data_version(conn)}) == 3
         build_state.record_builds(conn, plan, names, list(plan.code), "v1", datetime(2024, 1, 1))
         edited = copy.deepcopy(MANIFEST)
         edited["nodes"]["model.p.stg"]["raw_code"] = "select 2 as stg"
@@ -158,6 +159,6 @@ def test_a_migration_step_is_new_data(tmp_path):
 
     with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
         conn.execute("create schema raw; create table raw.loaded_files (load_id varchar, loaded_at timestamp)")
-        before = build_state.data_version(conn)
+        before = data_version(conn)
         upgrade(conn)
-        assert build_state.data_version(conn) != before
+        assert data_version(conn) != before

@@ -132,8 +132,8 @@ def landed(tmp_path):
     with duckdb.connect(str(database)) as conn:
         conn.execute("create schema marts")
         conn.execute("create table marts.profile_events (message_id varchar, message_type varchar, "
-                     "event_name varchar, properties json)")
-        conn.executemany("insert into marts.profile_events values (?, ?, ?, ?)",
+                     "event_name varchar, properties json, loaded_at timestamp, updated_at timestamp)")
+        conn.executemany("insert into marts.profile_events values (?, ?, ?, ?, '2024-06-01', '2024-06-01')",
                          [[f"m-{i}", t, e, json.dumps(p)] for i, (t, e, p) in enumerate(EVENTS, start=1)])
     return database
 
@@ -214,3 +214,36 @@ def test_the_warnings_are_said_with_the_errors(tmp_path, landed, capsys):
     assert len(raised.value.findings) == 1 and len(raised.value.warnings) == 4
     said = capsys.readouterr().err.splitlines()
     assert len(said) == 4 and all(line.startswith(f"WARNING: {tmp_path}/") for line in said)
+
+
+def test_the_scan_runs_again_only_when_the_definitions_or_the_events_changed(tmp_path, landed, monkeypatch, capsys):
+    """Before every run, the check scans every landed event: a run with nothing new repeats the last
+    check's warnings instead (the same words), and pays for no scan that grows with the warehouse."""
+    from orchestration.computed import landed as landed_checks
+
+    write(tmp_path)
+    with pytest.raises(DefinitionProblems):  # errors are never kept: the next run checks again
+        landed_checks.check_definitions_before_build(landed, tmp_path)
+    assert not landed_checks.checked_file(landed).exists()
+    without_error = TRAITS.replace("""      - name: plan_total
+        type: sum
+        event: Signed Up
+        property: plan
+""", "")
+    write(tmp_path, traits=without_error)
+    first = landed_checks.check_definitions_before_build(landed, tmp_path)
+    assert len(first) == 4 and landed_checks.checked_file(landed).exists()
+
+    scans = []
+    real_scan = landed_checks.check_landed
+    monkeypatch.setattr(landed_checks, "check_landed", lambda conn, d: scans.append(1) or real_scan(conn, d))
+    capsys.readouterr()
+    assert landed_checks.check_definitions_before_build(landed, tmp_path) == first
+    assert scans == [] and capsys.readouterr().err.count("WARNING: ") == 4
+
+    with duckdb.connect(str(landed)) as conn:  # a build rewrote events
+        conn.execute("update marts.profile_events set updated_at = '2024-06-02' where message_id = 'm-1'")
+    assert landed_checks.check_definitions_before_build(landed, tmp_path) == first and scans == [1]
+    write(tmp_path, traits=without_error + "# edited\n")  # the definitions changed
+    landed_checks.check_definitions_before_build(landed, tmp_path)
+    assert scans == [1, 1]

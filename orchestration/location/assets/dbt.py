@@ -19,7 +19,7 @@ from orchestration.core import settings
 from orchestration.core.dbt_args import dbt_build_args, unit_tests_version
 from orchestration.core.locking import writer_lock
 from orchestration.core.migrations import upgrade
-from orchestration.core.warehouse import connect
+from orchestration.core.warehouse import connect, data_version
 from orchestration.location import build_state, column_metadata, dbt_event_stream
 from orchestration.location.assets.landing import DUCKDB_POOL
 from orchestration.location.project import (
@@ -197,7 +197,7 @@ def plan_this_build(context: dg.AssetExecutionContext, config: DbtBuildConfig) -
     nothing_pending = whole_project and not (config.full_refresh or privacy_config.get("requests")
                                              or request_files(settings.landing_dir()))
     with connect(settings.duckdb_path()) as conn:
-        recorded, version = build_state.read_recorded(conn), build_state.data_version(conn)
+        recorded, version = build_state.read_recorded(conn), data_version(conn)
     return build_state.plan_build(manifest, dbt_vars, recorded, version, nothing_pending), version
 
 
