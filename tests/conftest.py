@@ -36,3 +36,44 @@ def pytest_sessionstart(session):
     from orchestration.location.project import prepare_manifest
 
     prepare_manifest()
+
+
+# --- What the shared fixtures cost -------------------------------------------------------------
+# Session and module fixtures are where the suite's time goes (a warehouse build each). Their setup
+# is timed here, wall clock and CPU (this process and the children it waited for: dbt, Spark,
+# `identity-warehouse run`), and listed at the end of the run; CPU time is the figure to compare on a
+# shared machine, where wall time depends on the neighbours.
+_FIXTURE_TIMES: list[tuple[str, str, float, float]] = []
+
+
+def _cpu_seconds() -> float:
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+import time as _time  # noqa: E402
+
+import pytest as _pytest  # noqa: E402
+
+
+@_pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    if fixturedef.scope not in ("session", "module", "package"):
+        yield
+        return
+    wall, cpu = _time.monotonic(), _cpu_seconds()
+    yield
+    where = request.node.nodeid.split("::")[0] if fixturedef.scope != "session" else fixturedef.baseid or "tests"
+    _FIXTURE_TIMES.append((f"{where}::{fixturedef.argname}", fixturedef.scope,
+                           _time.monotonic() - wall, _cpu_seconds() - cpu))
+
+
+def pytest_terminal_summary(terminalreporter):
+    slow = sorted((t for t in _FIXTURE_TIMES if t[2] >= 1.0), key=lambda t: -t[2])
+    if not slow:
+        return
+    terminalreporter.write_sep("=", "shared fixture setup (wall s, CPU s incl. waited children)")
+    for name, scope, wall, cpu in slow:
+        terminalreporter.write_line(f"{wall:8.1f} {cpu:8.1f}  {scope:7} {name}")

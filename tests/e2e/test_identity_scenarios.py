@@ -92,7 +92,7 @@ def partition(identifiers: pd.DataFrame) -> list[set]:
 
 
 @pytest.fixture(scope="session")
-def scenarios(tmp_path_factory):
+def scenarios(tmp_path_factory, dagster_instance):
     lines = [json.dumps(m) for m in SCENARIO_MESSAGES]
     # One landing folder with everything, in order.
     landing = tmp_path_factory.mktemp("scenarios")
@@ -102,7 +102,7 @@ def scenarios(tmp_path_factory):
     (landing / "contacts" / "store.csv").write_text(SCENARIO_CONTACTS)
     database = tmp_path_factory.mktemp("scenarios-db") / WAREHOUSE_FILE_NAME
     with environment(LANDING_DIR=landing, DUCKDB_PATH=database):
-        outcome = run_build_warehouse()
+        outcome = run_build_warehouse(dagster_instance)
     # The same lines reversed, split over three files, landed in two runs.
     shuffled = tmp_path_factory.mktemp("scenarios-shuffled")
     (shuffled / "events").mkdir()
@@ -113,10 +113,10 @@ def scenarios(tmp_path_factory):
         (shuffled / "events" / "c.jsonl").write_text("\n".join(parts[0]) + "\n")
         (shuffled / "contacts").mkdir()
         (shuffled / "contacts" / "store.csv").write_text(SCENARIO_CONTACTS)
-        first_split_outcome = run_build_warehouse()
+        first_split_outcome = run_build_warehouse(dagster_instance)
         (shuffled / "events" / "b.jsonl").write_text("\n".join(parts[1]) + "\n")
         (shuffled / "events" / "a.jsonl").write_text("\n".join(parts[2]) + "\n")
-        split_outcome = run_build_warehouse()
+        split_outcome = run_build_warehouse(dagster_instance)
     return {
         "database": database,
         "outcome": outcome,
