@@ -33,7 +33,10 @@ from orchestration.spark import build as spark
 from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME, environment
 from tests.e2e.conftest import LATE_MESSAGES
 
-pytestmark = pytest.mark.e2e
+# pytest-timeout counts the set-up of the fixtures a test is the first to use: the first test here
+# builds the sample on both engines twice (about 5 min on a quiet 2-core machine, see docs/testing.md),
+# so the suite's 20 minutes would be less than 3 times a busy machine's figure.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2700)]
 
 # Computed traits and audiences count back from this time on both engines (the default is "now",
 # which moves between the two builds).
