@@ -44,9 +44,10 @@ def pytest_sessionstart(session):
 
 # --- What the shared fixtures cost -------------------------------------------------------------
 # Session and module fixtures are where the suite's time goes (a warehouse build each). Their set-up
-# is timed here, wall clock and CPU (this process and the children it waited for: dbt, Spark,
-# `identity-warehouse run`), and listed at the end of the run; CPU time is the figure to compare on a
-# shared machine, where wall time depends on the neighbours. A plugin, not conftest hooks: pytest
+# is timed here, wall clock and CPU (this process and the children it waited for: dbt,
+# `identity-warehouse run`; not Spark's JVM, which PySpark does not wait for), and listed at the end
+# of the run; CPU time is the figure to compare on a shared machine, where wall time depends on the
+# neighbours. A plugin, not conftest hooks: pytest
 # asks a session fixture's hooks of the conftest files above the root folder only.
 class FixtureTimes:
     def __init__(self):
