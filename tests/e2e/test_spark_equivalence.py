@@ -34,7 +34,7 @@ from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME, environment
 from tests.e2e.conftest import LATE_MESSAGES
 
 # pytest-timeout counts the set-up of the fixtures a test is the first to use: the first test here
-# builds the sample on both engines twice (about 5 min on a quiet 2-core machine, see docs/testing.md),
+# builds the sample on both engines twice (about 7 min on a quiet 2-core machine, 33 on a busy one),
 # so the suite's 20 minutes would be less than 3 times a busy machine's figure.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2700)]
 
