@@ -35,7 +35,7 @@ from tests.e2e.conftest import LATE_MESSAGES
 
 # pytest-timeout counts the set-up of the fixtures a test is the first to use: the first test here
 # builds the sample on both engines twice (about 7 min on a quiet 2-core machine, 33 on a busy one),
-# so the suite's 20 minutes would be less than 3 times a busy machine's figure.
+# so the suite's 20 minutes a test is less than 3 times the quiet figure.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2700)]
 
 # Computed traits and audiences count back from this time on both engines (the default is "now",
