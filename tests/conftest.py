@@ -4,10 +4,14 @@ invocation costs seconds of start-up."""
 from __future__ import annotations
 
 import os
+import resource
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 from orchestration.core import settings
 
@@ -53,3 +57,42 @@ def copy_dbt_project(destination: Path) -> Path:
 
     shutil.copytree(settings.DBT_PROJECT_DIR, destination, ignore=leave_out)
     return destination
+
+
+# --- What the shared fixtures cost -------------------------------------------------------------
+# Session and module fixtures are where the suite's time goes (a warehouse build each). Their set-up
+# is timed here, wall clock and CPU (this process and the children it waited for: dbt,
+# `identity-warehouse run`; not Spark's JVM, which PySpark does not wait for), and listed at the end
+# of the run; CPU time is the figure to compare on a shared machine, where wall time depends on the
+# neighbours. A plugin, not conftest hooks: pytest
+# asks a session fixture's hooks of the conftest files above the root folder only.
+class FixtureTimes:
+    def __init__(self):
+        self.times: list[tuple[str, str, float, float]] = []
+
+    @staticmethod
+    def cpu_seconds() -> float:
+        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_fixture_setup(self, fixturedef, request):
+        if fixturedef.scope not in ("session", "package", "module"):
+            yield
+            return
+        wall, cpu = time.monotonic(), self.cpu_seconds()
+        yield
+        where = request.node.nodeid.split("::")[0] if fixturedef.scope == "module" else fixturedef.baseid or "tests"
+        self.times.append((f"{where}::{fixturedef.argname}", fixturedef.scope,
+                           time.monotonic() - wall, self.cpu_seconds() - cpu))
+
+    def pytest_terminal_summary(self, terminalreporter):
+        slow = sorted((t for t in self.times if t[2] >= 1.0), key=lambda t: -t[2])
+        if slow:
+            terminalreporter.write_sep("=", "shared fixture setup: wall s, CPU s (with waited children)")
+            for name, scope, wall, cpu in slow:
+                terminalreporter.write_line(f"{wall:8.1f} {cpu:8.1f}  {scope:7} {name}")
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(FixtureTimes(), "identity-warehouse-fixture-times")

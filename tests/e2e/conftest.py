@@ -1,10 +1,22 @@
-"""The sample data through the real Dagster job, once per session, in three runs:
+"""Shared end-to-end fixtures: each builds its warehouse once per session, tests only read it.
 
-1. the landing folder as shipped in ``seeds/``;
-2. the same files again (nothing may change);
-3. after a late file lands (it must be picked up).
+What a fixture costs, and which to reuse, is in docs/testing.md. The ones to build on:
 
-Each run's marts and raw audit tables are kept as snapshots for the tests to read.
+- ``dagster_instance``: the Dagster instance in-process builds share (dbt's unit tests then run once
+  per project version and vars, not in the first build of every fixture);
+- ``sample_runs``: the sample data through the real Dagster job, in three runs:
+
+  1. the landing folder as shipped in ``seeds/``;
+  2. the same files again (nothing may change);
+  3. after a late file lands (it must be picked up).
+
+  Each run's marts and raw audit tables are kept as snapshots for the tests to read (read them,
+  never write to ``sample_runs.database``). ``sample_runs.copy_of_first_build(folder)`` gives a
+  warehouse of your own as the first run left it (landing folder, DuckDB file, exports), to build on
+  instead of building the sample again;
+- ``copy_warehouse(database, folder)``: a DuckDB file copied with its name (DuckDB names the database
+  after the file stem, and dbt writes that name in its manifest) and the files beside it that
+  belong to it (its privacy salt).
 """
 
 from __future__ import annotations
@@ -81,12 +93,49 @@ class Run:
 
 
 @dataclass
+class Warehouse:
+    """A landing folder, its warehouse and its export folder; ``environment()`` points a build at them."""
+    landing: Path
+    database: Path
+    exports: Path
+
+    def environment(self, **more):
+        return environment(LANDING_DIR=self.landing, DUCKDB_PATH=self.database, EXPORT_DIR=self.exports, **more)
+
+
+def copy_warehouse(database: Path, folder: Path) -> Path:
+    """``database`` copied into ``folder`` under the same file name, with the files that belong to it
+    (its write-ahead log if it has one, its privacy salt). Returns the copy's path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in database.parent.glob(database.name + "*"):
+        if path.suffix not in (".lock", ".tmp") and path.is_file():
+            shutil.copy2(path, folder / path.name)
+    return folder / database.name
+
+
+def copy_built_warehouse(built: Warehouse, folder: Path) -> Warehouse:
+    """A copy of a built ``Warehouse`` in ``folder`` (landing/, warehouse/, exports/) to build on."""
+    shutil.copytree(built.landing, folder / "landing")
+    if built.exports.exists():
+        shutil.copytree(built.exports, folder / "exports")
+    else:
+        (folder / "exports").mkdir(parents=True)
+    return Warehouse(folder / "landing", copy_warehouse(built.database, folder / "warehouse"), folder / "exports")
+
+
+@dataclass
 class SampleRuns:
     landing: Path
     database: Path
     first: Run
     second: Run
     after_late_file: Run
+    first_build: Warehouse  # a copy of what the first run left, never built on: copy it again
+
+    def copy_of_first_build(self, folder: Path) -> Warehouse:
+        """The sample as the first run built it (landing folder as shipped, warehouse, exports), in
+        ``folder``: a warehouse to build on without building the sample again."""
+        return copy_built_warehouse(self.first_build, folder)
 
 
 def run_metadata(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict]:
@@ -109,21 +158,38 @@ def snapshot(database: Path) -> dict[str, pd.DataFrame]:
 
 
 @pytest.fixture(scope="session")
+def dagster_instance() -> dg.DagsterInstance:
+    """The Dagster instance the session's in-process builds share (pass it to ``run_build_warehouse``).
+
+    dbt's unit tests check the SQL on fixtures, not the data: a build runs them only when the
+    instance has no record of them passing for this version of the project and these vars. On one
+    instance they run in the session's first build of each version and set of vars (about a fifth of
+    a sample build), not again in the first build of every fixture. ``sample_runs`` keeps an instance
+    of its own: it checks that a first build runs them.
+    """
+    return dg.DagsterInstance.ephemeral()
+
+
+@pytest.fixture(scope="session")
 def sample_runs(tmp_path_factory) -> SampleRuns:
     landing = tmp_path_factory.mktemp("landing")
     shutil.copytree(SEEDS, landing, dirs_exist_ok=True)
     database = tmp_path_factory.mktemp("warehouse") / WAREHOUSE_FILE_NAME
-    instance = dg.DagsterInstance.ephemeral()
+    built = Warehouse(landing, database, database.parent / "exports")
+    instance = dg.DagsterInstance.ephemeral()  # its own: the first build must run dbt's unit tests
 
     def run() -> Run:
         outcome = run_build_warehouse(instance)
         return Run(outcome, snapshot(database), run_metadata(instance, outcome.run_id), dbt_log_events(outcome.run_id))
 
-    with environment(LANDING_DIR=landing, DUCKDB_PATH=database):
+    # The three runs follow each other with no other build between them: the later ones parse the
+    # dbt project partially (a build of another warehouse would make dbt parse it anew).
+    with built.environment():
         first = run()
+        first_build = copy_built_warehouse(built, tmp_path_factory.mktemp("sample-first-build"))
         second = run()
         late = landing / "events" / "late" / "intilery_s2_mobile_login.jsonl"
         late.parent.mkdir(parents=True)
         late.write_text("".join(json.dumps(m) + "\n" for m in LATE_MESSAGES))
         third = run()
-    return SampleRuns(landing, database, first, second, third)
+    return SampleRuns(landing, database, first, second, third, first_build)

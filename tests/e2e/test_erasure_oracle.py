@@ -152,7 +152,7 @@ def _without(landing: Path, target: Path, drawn: set[str], person_of_message, va
 
 
 @pytest.fixture(scope="session")
-def oracle(tmp_path_factory) -> Oracle:
+def oracle(tmp_path_factory, dagster_instance) -> Oracle:
     root = tmp_path_factory.mktemp("erasure_oracle")
     landing = root / "landing"
     write_landing(landing, PEOPLE, seed=SEED, files=2)
@@ -160,7 +160,7 @@ def oracle(tmp_path_factory) -> Oracle:
     outcomes = []
     with environment(LANDING_DIR=landing, DUCKDB_PATH=erased, EXPORT_DIR=root / "erased_exports",
                      PRIVACY_SALT="oracle-salt"):
-        outcomes.append(run_build_warehouse())
+        outcomes.append(run_build_warehouse(dagster_instance))
         rng = random.Random(SEED)
         drawn, identifiers, person_of_message, contact_rows, values_of = _draw(landing, rng, erased)
         named = {person: _request_identifier(rng, identifiers[person]) for person in drawn}
@@ -168,11 +168,11 @@ def oracle(tmp_path_factory) -> Oracle:
         (landing / "privacy" / "erase.jsonl").write_text("".join(
             json.dumps({"request_id": f"erase-{i}", "action": "delete", "identifier": f"{t}:{v}",
                         "requested_by": "dpo"}) + "\n" for i, (t, v) in enumerate(named.values())))
-        outcomes.append(run_build_warehouse())
+        outcomes.append(run_build_warehouse(dagster_instance))
     emptied = _without(landing, root / "landing_without", set(drawn), person_of_message, values_of, contact_rows)
     with environment(LANDING_DIR=root / "landing_without", DUCKDB_PATH=rebuilt, EXPORT_DIR=root / "rebuilt_exports",
                      PRIVACY_SALT="oracle-salt"):
-        outcomes.append(run_build_warehouse())
+        outcomes.append(run_build_warehouse(dagster_instance))
     return Oracle(erased, rebuilt, root / "erased_exports", named, {p: identifiers[p] for p in drawn}, emptied,
                   outcomes)
 

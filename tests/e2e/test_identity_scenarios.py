@@ -107,8 +107,8 @@ def scenario_rules() -> dict:
             "junk_detection": {**rules["junk_detection"], "device_id": {"user_id": 1}}}
 
 
-def build():
-    return run_build_warehouse(run_config={"ops": {"identity_warehouse_dbt_models": {"config": {
+def build(instance):
+    return run_build_warehouse(instance, run_config={"ops": {"identity_warehouse_dbt_models": {"config": {
         "dbt_vars": {"identity_rules": scenario_rules()}}}}})
 
 
@@ -129,7 +129,7 @@ def partition(identifiers: pd.DataFrame) -> list[set]:
 
 
 @pytest.fixture(scope="session")
-def scenarios(tmp_path_factory):
+def scenarios(tmp_path_factory, dagster_instance):
     lines = [json.dumps(m) for m in SCENARIO_MESSAGES]
     # One landing folder with everything, in order.
     landing = tmp_path_factory.mktemp("scenarios")
@@ -139,7 +139,7 @@ def scenarios(tmp_path_factory):
     (landing / "contacts" / "store.csv").write_text(SCENARIO_CONTACTS)
     database = tmp_path_factory.mktemp("scenarios-db") / WAREHOUSE_FILE_NAME
     with environment(LANDING_DIR=landing, DUCKDB_PATH=database):
-        outcome = build()
+        outcome = build(dagster_instance)
     # The same lines reversed, split over three files, landed in two runs.
     shuffled = tmp_path_factory.mktemp("scenarios-shuffled")
     (shuffled / "events").mkdir()
@@ -150,10 +150,10 @@ def scenarios(tmp_path_factory):
         (shuffled / "events" / "c.jsonl").write_text("\n".join(parts[0]) + "\n")
         (shuffled / "contacts").mkdir()
         (shuffled / "contacts" / "store.csv").write_text(SCENARIO_CONTACTS)
-        first_split_outcome = build()
+        first_split_outcome = build(dagster_instance)
         (shuffled / "events" / "b.jsonl").write_text("\n".join(parts[1]) + "\n")
         (shuffled / "events" / "a.jsonl").write_text("\n".join(parts[2]) + "\n")
-        split_outcome = build()
+        split_outcome = build(dagster_instance)
     return {
         "database": database,
         "outcome": outcome,

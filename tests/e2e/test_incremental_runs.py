@@ -147,7 +147,7 @@ def _by_person(frame: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="session")
-def incremental_and_full(tmp_path_factory):
+def incremental_and_full(tmp_path_factory, dagster_instance):
     source = tmp_path_factory.mktemp("incremental-source")
     shutil.copytree(SEEDS, source, dirs_exist_ok=True)
     (source / "events" / "accounts").mkdir()
@@ -169,17 +169,17 @@ def incremental_and_full(tmp_path_factory):
                 (shutil.copytree if (source / relative).is_dir() else shutil.copy)(source / relative, landing / relative)
             if number == len(PIECES) - 1:
                 _newer_export_without_its_last_record(landing / CRM_LIST)
-            outcomes.append(run_build_warehouse())
+            outcomes.append(run_build_warehouse(dagster_instance))
         incremental = _tables(database)
         rows_per_build = _rows_per_build(database)
         outcomes.append(run_build_warehouse(
-            run_config={"ops": {"identity_warehouse_dbt_models": {"config": {"full_refresh": True}}}}
+            dagster_instance, run_config={"ops": {"identity_warehouse_dbt_models": {"config": {"full_refresh": True}}}}
         ))
         refreshed = _tables(database)
 
     at_once_database = tmp_path_factory.mktemp("at-once-db") / WAREHOUSE_FILE_NAME
     with environment(LANDING_DIR=landing, DUCKDB_PATH=at_once_database):
-        outcomes.append(run_build_warehouse())
+        outcomes.append(run_build_warehouse(dagster_instance))
     return {"outcomes": outcomes, "incremental": incremental, "refreshed": refreshed, "rows_per_build": rows_per_build,
             "at_once": _tables(at_once_database)}
 

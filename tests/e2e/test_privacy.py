@@ -1,8 +1,8 @@
 """Privacy requests through the real job: export, lock, delete, then a replay of every landing file.
 
-Runs on a copy of ``seeds/`` (once per session):
+Once per session, on a copy of the sample's first build (``sample_runs.copy_of_first_build``):
 
-1. the sample data as shipped;
+1. the sample data as shipped (that first build);
 2. requests: export Dana (the Amplitude webinar attendee who signed up), lock Ravi's user id, export
    the hashed PII of the audiences (``HASH_PII_IN_EXPORTS``);
 3. a new message from Ravi lands (locked), and a request deletes Dana, named by her phone as typed,
@@ -23,7 +23,7 @@ import duckdb
 import pytest
 
 from orchestration.location.runner import JobOutcome, run_build_warehouse
-from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME, environment
+from tests.conftest import environment
 
 pytestmark = pytest.mark.e2e
 
@@ -63,16 +63,13 @@ def occurrences(database: Path, values: list[str]) -> list[tuple]:
 
 
 @pytest.fixture(scope="session")
-def privacy_runs(tmp_path_factory) -> PrivacyRuns:
-    landing = tmp_path_factory.mktemp("privacy_landing")
-    shutil.copytree(SEEDS, landing, dirs_exist_ok=True)
-    database = tmp_path_factory.mktemp("privacy_warehouse") / WAREHOUSE_FILE_NAME
-    exports = tmp_path_factory.mktemp("privacy_exports")
+def privacy_runs(tmp_path_factory, sample_runs, dagster_instance) -> PrivacyRuns:
+    # Run 1, the sample as shipped, is sample_runs' first build: a copy of it is built on.
+    sample = sample_runs.copy_of_first_build(tmp_path_factory.mktemp("privacy"))
+    landing, database, exports = sample.landing, sample.database, sample.exports
     requests = landing / "privacy"
-    outcomes = []
-    with environment(LANDING_DIR=landing, DUCKDB_PATH=database, EXPORT_DIR=exports, PRIVACY_SALT="test-salt"):
-        outcomes.append(run_build_warehouse())
-
+    outcomes = [sample_runs.first.outcome]
+    with sample.environment(PRIVACY_SALT="test-salt"):
         requests.mkdir()
         (requests / "2024-06-01-export.jsonl").write_text(
             json.dumps({"request_id": "req-export-dana", "action": "export",
@@ -81,7 +78,7 @@ def privacy_runs(tmp_path_factory) -> PrivacyRuns:
             "- {request_id: req-lock-ravi, action: lock, identifier_type: user_id, identifier_value: amp-user-ravi,"
             " requested_by: support@shop.example}\n")
         with environment(HASH_PII_IN_EXPORTS="true"):
-            outcomes.append(run_build_warehouse())
+            outcomes.append(run_build_warehouse(dagster_instance))
         export_document = json.loads((exports / "privacy" / "req-export-dana.json").read_text())
         with (exports / "webinar_attendees_without_account" / "members.csv").open() as handle:
             hashed_members = list(csv.DictReader(handle))
@@ -92,7 +89,7 @@ def privacy_runs(tmp_path_factory) -> PrivacyRuns:
             "request_id,action,identifier_type,identifier_value,requested_by\n"
             'req-delete-dana,delete,phone,"(415) 555-0101",dpo@shop.example\n'
             "req-delete-noor,delete,email,Noor.Haddad@Example.com,dpo@shop.example\n")
-        outcomes.append(run_build_warehouse())
+        outcomes.append(run_build_warehouse(dagster_instance))
 
         replay = landing / "events" / "replay"
         for path in sorted((landing / "events").rglob("*.jsonl*")):
@@ -102,7 +99,7 @@ def privacy_runs(tmp_path_factory) -> PrivacyRuns:
                 shutil.copy(path, target)
         for path in sorted((landing / "contacts").glob("*.csv")) + sorted((landing / "snowplow").glob("*.jsonl")):
             shutil.copy(path, path.with_name(f"replayed_{path.name}"))
-        outcomes.append(run_build_warehouse())
+        outcomes.append(run_build_warehouse(dagster_instance))
     return PrivacyRuns(landing, database, exports, outcomes, export_document, hashed_members)
 
 

@@ -226,7 +226,7 @@ def test_a_run_killed_during_ingestion_then_during_dbt_ends_like_an_uninterrupte
 
 
 def test_replaying_every_event_file_under_new_names_twice_changes_no_mart(concurrent_runs, reliability_landing,
-                                                                        tmp_path_factory):
+                                                                        tmp_path_factory, dagster_instance):
     """At-least-once delivery: the same messages arrive again in new files (a re-sent batch, a
     restored bucket). Contact lists re-sent under their own name with the same content are skipped;
     under a new name a list is a new list, by design, so only event files are replayed here."""
@@ -242,7 +242,7 @@ def test_replaying_every_event_file_under_new_names_twice_changes_no_mart(concur
             shutil.copy(path, target)
     database = concurrent_runs["database"]
     with environment(LANDING_DIR=landing, DUCKDB_PATH=database, EXPORT_DIR=database.parent / "exports"):
-        outcome = run_build_warehouse()
+        outcome = run_build_warehouse(dagster_instance)
     assert outcome.ok, outcome
     with duckdb.connect(str(database), read_only=True) as conn:
         assert conn.execute("select count(*) from raw.loaded_files where file_path like 'events/replay-%'"

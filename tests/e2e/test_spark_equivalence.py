@@ -33,7 +33,10 @@ from orchestration.spark import build as spark
 from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME, environment
 from tests.e2e.conftest import LATE_MESSAGES
 
-pytestmark = pytest.mark.e2e
+# pytest-timeout counts the set-up of the fixtures a test is the first to use: the first test here
+# builds the sample on both engines twice (about 7 min on a quiet 2-core machine, 33 on a busy one),
+# so the suite's 20 minutes a test is less than 3 times the quiet figure.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2700)]
 
 # Computed traits and audiences count back from this time on both engines (the default is "now",
 # which moves between the two builds).
@@ -65,11 +68,11 @@ class Build:
 class EnginePair:
     """One landing folder built on both engines: DuckDB by the real job, Spark from its raw tables."""
 
-    def __init__(self, root: Path, landing: Path):
+    def __init__(self, root: Path, landing: Path, instance: dg.DagsterInstance):
         self.root, self.landing = root, landing
         self.database = root / "duckdb" / WAREHOUSE_FILE_NAME
         self.spark_dir = root / "spark"
-        self.instance = dg.DagsterInstance.ephemeral()
+        self.instance = instance
 
     def environment(self):
         return environment(LANDING_DIR=self.landing, DUCKDB_PATH=self.database, SPARK_WAREHOUSE_DIR=self.spark_dir,
@@ -162,12 +165,12 @@ def _assert_same(build: Build) -> None:
 
 
 @pytest.fixture(scope="module")
-def sample_builds(tmp_path_factory) -> tuple[Build, Build]:
+def sample_builds(tmp_path_factory, dagster_instance) -> tuple[Build, Build]:
     _require_spark()
     root = tmp_path_factory.mktemp("spark-sample")
     landing = root / "landing"
     shutil.copytree(SEEDS, landing)
-    pair = EnginePair(root, landing)
+    pair = EnginePair(root, landing, dagster_instance)
     first = pair.build("sample")
     late = landing / "events" / "late" / "intilery_s2_mobile_login.jsonl"
     late.parent.mkdir(parents=True)
@@ -178,12 +181,12 @@ def sample_builds(tmp_path_factory) -> tuple[Build, Build]:
 
 
 @pytest.fixture(scope="module")
-def generated_build(tmp_path_factory) -> Build:
+def generated_build(tmp_path_factory, dagster_instance) -> Build:
     _require_spark()
     root = tmp_path_factory.mktemp("spark-generated")
     landing = root / "landing"
     write_landing(landing, 200, seed=11)
-    return EnginePair(root, landing).build("generated, 200 people, seed 11", unit_tests=False)
+    return EnginePair(root, landing, dagster_instance).build("generated, 200 people, seed 11", unit_tests=False)
 
 
 def test_sample_marts_are_equal_on_spark(sample_builds):

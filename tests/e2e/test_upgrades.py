@@ -50,14 +50,14 @@ def _downgrade(database) -> None:
 
 
 @pytest.fixture(scope="session")
-def upgraded(sample_runs, tmp_path_factory):
+def upgraded(sample_runs, tmp_path_factory, dagster_instance):
     database = tmp_path_factory.mktemp("upgraded") / sample_runs.database.name
     for path in sample_runs.database.parent.glob(sample_runs.database.name + "*"):
         if path.suffix not in (".lock", ".wal"):
             shutil.copy(path, database.parent / path.name)
     _downgrade(database)
     with environment(LANDING_DIR=sample_runs.landing, DUCKDB_PATH=database):
-        outcome = run_build_warehouse()
+        outcome = run_build_warehouse(dagster_instance)
     return outcome, database
 
 

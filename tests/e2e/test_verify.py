@@ -11,7 +11,6 @@ import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import dagster as dg
 import duckdb
 
 from orchestration.location.project import build_folder
@@ -41,7 +40,8 @@ def land_new_visitor(landing: Path) -> None:
     new_file.write_text("".join(json.dumps(message) + "\n" for message in NEW_VISITOR))
 
 
-def test_violation_in_an_old_row_is_missed_by_the_build_and_caught_by_verification(sample_runs, tmp_path, capfd):
+def test_violation_in_an_old_row_is_missed_by_the_build_and_caught_by_verification(sample_runs, tmp_path, capfd,
+                                                                                  dagster_instance):
     landing, database = copy_of_sample(sample_runs, tmp_path)
     with duckdb.connect(str(database)) as conn:
         # a row written by the first build: the person of an old message loses their profile
@@ -49,7 +49,7 @@ def test_violation_in_an_old_row_is_missed_by_the_build_and_caught_by_verificati
                                   "and source = 'segment' order by message_id limit 1").fetchone()
         conn.execute("update marts.profile_events set profile_id = null where message_id = ?", [planted])
     land_new_visitor(landing)
-    instance = dg.DagsterInstance.ephemeral()
+    instance = dagster_instance
     with environment(LANDING_DIR=landing, DUCKDB_PATH=database):
         build = run_build_warehouse(instance)
         # by design: the build tests the rows it wrote, and the planted row is not one of them
@@ -80,7 +80,7 @@ def test_violation_in_an_old_row_is_missed_by_the_build_and_caught_by_verificati
         assert failures == ["data test not_null_profile_events_profile_id: 1 failing rows"], failures
 
 
-def test_violation_in_a_row_the_build_wrote_fails_the_build(sample_runs, tmp_path):
+def test_violation_in_a_row_the_build_wrote_fails_the_build(sample_runs, tmp_path, dagster_instance):
     """Every row a build writes carries the build's start (build_timestamp(), dbt's run_started_at)
     in its watermark column (profiles.updated_at). A row stamped later than the build's start is one
     the build tests: here a copy of an old profile, so that unique(profile_id) holds over the rows
@@ -93,7 +93,7 @@ def test_violation_in_a_row_the_build_wrote_fails_the_build(sample_runs, tmp_pat
                      "from marts.profiles where profile_id = ?", [stamped, profile])
     land_new_visitor(landing)
     with environment(LANDING_DIR=landing, DUCKDB_PATH=database):
-        build = run_build_warehouse(dg.DagsterInstance.ephemeral())
+        build = run_build_warehouse(dagster_instance)
     assert not build.ok
     # the dbt step fails on the test (its events do not reach the checks): dbt's own results say which
     results = json.loads((build_folder(build.run_id) / "run_results.json").read_text())["results"]
