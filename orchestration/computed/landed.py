@@ -223,8 +223,14 @@ def checked_file(database: Path) -> Path:
 def _checked_for(conn: duckdb.DuckDBPyConnection, definitions_text: str) -> str:
     """What a check's findings follow from: the definitions and the events they were checked against
     (rows, and the newest written or landed: a build rewrites or adds rows, an erasure removes them)."""
-    events = (conn.execute("select count(*), max(updated_at), max(loaded_at) from marts.profile_events").fetchone()
-              if table_exists(conn, "marts", "profile_events") else None)
+    events = None
+    if table_exists(conn, "marts", "profile_events"):
+        # an older warehouse's profile_events may lack a stamp until its run's migration adds it
+        stamps = [column for (column,) in conn.execute(
+            "select column_name from information_schema.columns where table_schema = 'marts' "
+            "and table_name = 'profile_events' and column_name in ('updated_at', 'loaded_at') order by 1").fetchall()]
+        events = conn.execute(f"select count(*), {''.join(f'max({c}), ' for c in stamps)}1 "
+                              "from marts.profile_events").fetchone()
     return hashlib.sha256(f"{definitions_text}\0{events}".encode()).hexdigest()
 
 

@@ -247,3 +247,20 @@ def test_the_scan_runs_again_only_when_the_definitions_or_the_events_changed(tmp
     write(tmp_path, traits=without_error + "# edited\n")  # the definitions changed
     landed_checks.check_definitions_before_build(landed, tmp_path)
     assert scans == [1, 1]
+
+
+def test_an_older_warehouse_without_the_events_stamps_is_checked_before_its_upgrade(tmp_path, landed):
+    """The check runs before the run's migrations: profile_events of an older warehouse may have
+    neither updated_at nor loaded_at."""
+    from orchestration.computed import landed as landed_checks
+
+    with duckdb.connect(str(landed)) as conn:
+        conn.execute("alter table marts.profile_events drop column updated_at")
+        conn.execute("alter table marts.profile_events drop column loaded_at")
+    write(tmp_path, traits=TRAITS.replace("""      - name: plan_total
+        type: sum
+        event: Signed Up
+        property: plan
+""", ""))
+    first = landed_checks.check_definitions_before_build(landed, tmp_path)
+    assert first and landed_checks.check_definitions_before_build(landed, tmp_path) == first
