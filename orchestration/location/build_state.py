@@ -220,14 +220,41 @@ def plan_build(manifest: Mapping[str, Any], dbt_vars: Mapping[str, Any], recorde
     return plan
 
 
+# Asset checks that read what the builds since their last pass wrote, not the whole warehouse
+# (orchestration/location/checks.py): the time each last passed. A --full-refresh build forgets them.
+CHECKS_TABLE = f"{STATE_SCHEMA}.checks_passed"
+CHECKS_DDL = [
+    f"create schema if not exists {STATE_SCHEMA}",
+    f"create table if not exists {CHECKS_TABLE} (check_name varchar primary key, passed_at timestamp not null)",
+]
+
+
+def check_passed_at(conn, check_name: str) -> datetime | None:
+    """When ``check_name`` last passed (it started then), or None: it reads everything."""
+    if not table_exists(conn, STATE_SCHEMA, "checks_passed"):
+        return None
+    row = conn.execute(f"select passed_at from {CHECKS_TABLE} where check_name = ?", [check_name]).fetchone()
+    return row[0] if row else None
+
+
+def record_check_passed(conn, check_name: str, started_at: datetime) -> None:
+    for statement in CHECKS_DDL:
+        conn.execute(statement)
+    conn.execute(f"insert or replace into {CHECKS_TABLE} values (?, ?)", [check_name, started_at])
+
+
+def forget_checks_passed(conn) -> None:
+    """After a --full-refresh build: the next checks read the whole warehouse, as its tests do."""
+    if table_exists(conn, STATE_SCHEMA, "checks_passed"):
+        conn.execute(f"delete from {CHECKS_TABLE}")
+
+
 def read_recorded(conn) -> dict[str, Recorded]:
     """``build_state.model_builds`` (empty before the first build that records it)."""
     if not table_exists(conn, STATE_SCHEMA, "model_builds"):
         return {}
     rows = conn.execute(f"select model, code_fingerprint, lineage_fingerprint, data_version from {STATE_TABLE}").fetchall()
     return {model: Recorded(code, lineage, version) for model, code, lineage, version in rows}
-
-
 
 
 def record_builds(conn, plan: BuildPlan, names_by_uid: Mapping[str, str], succeeded: Iterable[str],

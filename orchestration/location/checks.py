@@ -1,14 +1,18 @@
 """Asset checks that reconcile counts from landing to marts: nothing lost, nothing doubled."""
 
+from datetime import datetime, timezone
 
 import dagster as dg
 
 from orchestration.core.warehouse import connect, table_exists
 from orchestration.landing.ingestion import MESSAGE_TABLES
 from orchestration.landing.sources import registered_sources
+from orchestration.location import build_state
 from orchestration.location.assets.landing import DUCKDB_POOL
 from orchestration.location.resources import Warehouse
 
+ACCEPTED_MESSAGES_CHECK = "accepted_messages_reconcile"
+MESSAGE_COPIES_CHECK = "message_copies_agree"
 # The raw message tables, the registered landing sources' tables (vars: landing_sources) included.
 _MESSAGE_RAW_TABLES = [*MESSAGE_TABLES.values(), *(source.table for source in registered_sources())]
 _RAW_ROWS_BY_LOAD = " union all ".join(
@@ -49,14 +53,33 @@ where files.lines_total <> files.lines_accepted + files.lines_rejected
 # the newest load of each list file (an older version of a list is replaced, not added). Both sides
 # are counted per message id in one aggregate over their union (at 12 M messages, one hash table
 # instead of two de-duplications and two anti-joins).
-_RAW_MESSAGE_SIGHTINGS = " union all ".join(
-    f"select message_id, 1 as landed, 0 as copies, 0 as contact_copies from raw.{t}" for t in _MESSAGE_RAW_TABLES
+#
+# After a build, only the messages landed or written since the check last passed ($since) are
+# reconciled, against every copy of them (the contact side is counted whole: lists are replaced,
+# not added to); the whole warehouse when it never passed, after a --full-refresh build, and in the
+# whole-warehouse verification (orchestration/location/verify.py).
+_IN_SCOPE = " and message_id in (select message_id from in_scope)"
+_SCOPE = " union all ".join(
+    [*(f"select message_id from raw.{t} where loaded_at >= $since" for t in _MESSAGE_RAW_TABLES),
+     "select message_id from marts.profile_events where updated_at >= $since and source <> 'contacts'"]
 )
-PROFILE_EVENTS_RECONCILIATION_SQL = f"""
-with sightings as (
-    {_RAW_MESSAGE_SIGHTINGS}
+
+
+def profile_events_reconciliation_sql(scoped: bool) -> str:
+    """Counts of accepted messages and profile events (profile_events_reconciled judges them): over
+    the messages landed or written since ``$since`` when ``scoped``, else over the whole warehouse."""
+    where = _IN_SCOPE if scoped else ""
+    sightings = " union all ".join(
+        f"select message_id, 1 as landed, 0 as copies, 0 as contact_copies from raw.{t} where true{where}"
+        for t in _MESSAGE_RAW_TABLES)
+    return f"""
+with {f"in_scope as ({_SCOPE})," if scoped else ""}
+sightings as (
+    {sightings}
     union all
-    select message_id, 0, 1, case when source = 'contacts' then 1 else 0 end from marts.profile_events
+    select message_id, 0, 1, 0 from marts.profile_events where source <> 'contacts'{where}
+    union all
+    select message_id, 0, 1, 1 from marts.profile_events where source = 'contacts'
 ),
 per_message as (
     select message_id, max(landed) as landed, sum(copies) as copies, sum(contact_copies) as contact_copies
@@ -80,6 +103,9 @@ select
     coalesce(sum(contact_copies), 0) as contact_events
 from per_message
 """
+
+
+PROFILE_EVENTS_RECONCILIATION_SQL = profile_events_reconciliation_sql(scoped=False)
 
 
 def profile_events_reconciled(counts: dict) -> bool:
@@ -113,22 +139,32 @@ def reconcile_landed_lines(database) -> tuple[bool, dict]:
     }
 
 
-def reconcile_accepted_messages(database) -> tuple[bool, dict]:
+def reconcile_accepted_messages(database, since_last_pass: bool = False) -> tuple[bool, dict]:
     """Whether every accepted message (and current contact record) is in marts.profile_events exactly
-    once; with the counts."""
+    once; with the counts. ``since_last_pass``: the messages landed or written since this check last
+    passed (recorded when it passes again)."""
+    started = datetime.now(timezone.utc).replace(tzinfo=None)  # the time of loaded_at, updated_at
     with connect(database) as conn:
         if not table_exists(conn, "marts", "profile_events"):
             return False, {"error": "marts.profile_events does not exist"}
-        cursor = conn.execute(PROFILE_EVENTS_RECONCILIATION_SQL)
+        since = build_state.check_passed_at(conn, ACCEPTED_MESSAGES_CHECK) if since_last_pass else None
+        if since is None:
+            cursor = conn.execute(PROFILE_EVENTS_RECONCILIATION_SQL)
+        else:
+            cursor = conn.execute(profile_events_reconciliation_sql(scoped=True), {"since": since})
         row = dict(zip([d[0] for d in cursor.description], cursor.fetchone()))
-    return profile_events_reconciled(row), row
+        passed = profile_events_reconciled(row)
+        if since_last_pass and passed:
+            build_state.record_check_passed(conn, ACCEPTED_MESSAGES_CHECK, started)
+    row["messages_since"] = str(since) if since else "all"
+    return passed, row
 
 
 # The blocking reconciliation checks (asset key, check name → the function that runs one), for the
 # whole-warehouse verification (orchestration/location/verify.py) too.
 RECONCILIATIONS = {
     ("raw/loaded_files", "landed_lines_reconcile"): reconcile_landed_lines,
-    ("marts/profile_events", "accepted_messages_reconcile"): reconcile_accepted_messages,
+    ("marts/profile_events", ACCEPTED_MESSAGES_CHECK): reconcile_accepted_messages,
 }
 
 
@@ -147,12 +183,13 @@ def landed_lines_reconcile(warehouse: Warehouse) -> dg.AssetCheckResult:
 
 @dg.asset_check(
     asset=dg.AssetKey(["marts", "profile_events"]),
-    name="accepted_messages_reconcile",
-    description="Every accepted message (and current contact record) is in marts.profile_events exactly once.",
+    name=ACCEPTED_MESSAGES_CHECK,
+    description="Every accepted message (and current contact record) is in marts.profile_events exactly once: the "
+                "messages landed or written since the check last passed (all of them in verify_warehouse).",
     pool=DUCKDB_POOL,
 )
 def accepted_messages_reconcile(warehouse: Warehouse) -> dg.AssetCheckResult:
-    passed, metadata = reconcile_accepted_messages(warehouse.database)
+    passed, metadata = reconcile_accepted_messages(warehouse.database, since_last_pass=True)
     return dg.AssetCheckResult(passed=passed, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata)
 
 
@@ -186,11 +223,14 @@ def _content(table: str) -> str:
     return "md5(payload::varchar)"  # a registered source's record: all of it
 
 
-def conflicting_copies_sql(tables: list[str]) -> str:
+def conflicting_copies_sql(tables: list[str], scoped: bool = False) -> str:
     """Message ids landed more than once with different content (SEGMENT_CONTENT_PATHS of a Segment
     message): the first received stands, the others are dropped. Only the ids seen more than once
-    are compared."""
-    ids = " union all ".join(f"select message_id from raw.{table}" for table in tables)
+    are compared; when ``scoped``, only those with a copy landed since ``$since``."""
+    landed_since = " union all ".join(f"select message_id from raw.{table} where loaded_at >= $since"
+                                      for table in tables)
+    where = f" where message_id in ({landed_since})" if scoped else ""
+    ids = " union all ".join(f"select message_id from raw.{table}{where}" for table in tables)
     copies = " union all ".join(f"select message_id, {_content(table)} as content from raw.{table}" for table in tables)
     return f"""
 with repeated as (
@@ -285,19 +325,28 @@ def event_times_usable(warehouse: Warehouse) -> dg.AssetCheckResult:
 
 @dg.asset_check(
     asset=dg.AssetKey(["marts", "profile_events"]),
-    name="message_copies_agree",
+    name=MESSAGE_COPIES_CHECK,
     description="Message ids that arrived more than once with different content (who, what, when: transport "
-                "times and context aside): the first "
-                "received stands in marts.profile_events, the others are dropped. Counted with example message ids.",
+                "times and context aside): the first received stands in marts.profile_events, the others are "
+                "dropped. Counted with example message ids, among the ids with a copy landed since the check last ran.",
     pool=DUCKDB_POOL,
 )
 def message_copies_agree(warehouse: Warehouse) -> dg.AssetCheckResult:
+    started = datetime.now(timezone.utc).replace(tzinfo=None)
     with connect(warehouse.database) as conn:
-        message_ids, copies, examples = conn.execute(conflicting_copies_sql(_MESSAGE_RAW_TABLES)).fetchone()
+        since = build_state.check_passed_at(conn, MESSAGE_COPIES_CHECK)
+        if since is None:
+            found = conn.execute(conflicting_copies_sql(_MESSAGE_RAW_TABLES))
+        else:
+            found = conn.execute(conflicting_copies_sql(_MESSAGE_RAW_TABLES, scoped=True), {"since": since})
+        message_ids, copies, examples = found.fetchone()
+        # a warning is said once, by the build that landed the copy: the next reads only what lands after it
+        build_state.record_check_passed(conn, MESSAGE_COPIES_CHECK, started)
     return dg.AssetCheckResult(
         passed=message_ids == 0, severity=dg.AssetCheckSeverity.WARN,
         metadata={"message_ids_with_conflicting_copies": message_ids, "copies": copies,
-                  "example_message_ids": dg.MetadataValue.json(list(examples))},
+                  "example_message_ids": dg.MetadataValue.json(list(examples)),
+                  "landed_since": str(since) if since else "all"},
     )
 
 

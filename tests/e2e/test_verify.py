@@ -48,6 +48,10 @@ def test_violation_in_an_old_row_is_missed_by_the_build_and_caught_by_verificati
         (planted,) = conn.execute("select message_id from marts.profile_events where resolution_status = 'resolved' "
                                   "and source = 'segment' order by message_id limit 1").fetchone()
         conn.execute("update marts.profile_events set profile_id = null where message_id = ?", [planted])
+        # and an old message is lost: the reconciliation after a build reads what landed or was written since
+        # it last passed
+        conn.execute("delete from marts.profile_events where message_id = (select max(message_id) from "
+                     "marts.profile_events where source = 'segment' and message_id <> ?)", [planted])
     land_new_visitor(landing)
     instance = dagster_instance
     with environment(LANDING_DIR=landing, DUCKDB_PATH=database):
@@ -66,6 +70,7 @@ def test_violation_in_an_old_row_is_missed_by_the_build_and_caught_by_verificati
         errors = capfd.readouterr().err
         assert "not_null_profile_events_profile_id" in errors, errors
         assert "ERROR: data test not_null_profile_events_profile_id: 1 failing rows" in errors
+        assert "ERROR: check marts/profile_events:accepted_messages_reconcile" in errors
 
         # the daily schedule's job, as the Dagster daemon would start it
         from orchestration.location.definitions import defs
@@ -76,8 +81,9 @@ def test_violation_in_an_old_row_is_missed_by_the_build_and_caught_by_verificati
         result = job.execute_in_process(instance=instance, raise_on_error=False)
         assert not result.success
         failures = verification_failures(result)
-        # only the planted violation: the rest of the warehouse verifies
-        assert failures == ["data test not_null_profile_events_profile_id: 1 failing rows"], failures
+        # only the planted violations: the rest of the warehouse verifies
+        assert failures == ["data test not_null_profile_events_profile_id: 1 failing rows",
+                            "check marts/profile_events:accepted_messages_reconcile"], failures
 
 
 def test_violation_in_a_row_the_build_wrote_fails_the_build(sample_runs, tmp_path, dagster_instance):

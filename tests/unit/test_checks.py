@@ -112,3 +112,89 @@ def test_trait_property_values_that_are_not_of_the_traits_type_are_counted_per_t
     sql, params = checks.trait_values_sql(traits)
     assert conn.execute(sql, params).fetchall() == [("big_orders", 2, ["o2", "o3"]), ("revenue", 1, ["o2"])]
     assert checks.trait_values_sql([t for t in traits if t.name in ("plan", "orders")]) is None
+
+
+# --- After a build: what landed or was written since the check last passed -----------------------
+OLD, SINCE, NEW = "2024-01-01", "2024-02-01", "2024-03-01"
+
+
+def _warehouse(path, raw: list[tuple[str, str]], events: list[tuple[str, str, str]]) -> None:
+    """raw: (message_id, loaded_at) in raw.tracks; events: (message_id, source, updated_at)."""
+    with duckdb.connect(str(path)) as conn:
+        conn.execute("create schema raw; create schema marts")
+        for table in checks._MESSAGE_RAW_TABLES:
+            conn.execute(f"create table raw.{table} (message_id varchar, payload json, loaded_at timestamp)")
+        conn.executemany("insert into raw.tracks values (?, '{\"event\": \"A\"}', ?)", raw)
+        conn.execute("create table raw.contacts (load_id varchar, file_path varchar, loaded_at timestamp)")
+        conn.execute("create table marts.profile_events (message_id varchar, source varchar, updated_at timestamp)")
+        conn.executemany("insert into marts.profile_events values (?, ?, ?)", events)
+
+
+def _scoped_counts(path) -> dict:
+    with duckdb.connect(str(path)) as conn:
+        cursor = conn.execute(checks.profile_events_reconciliation_sql(scoped=True), {"since": SINCE})
+        return dict(zip([d[0] for d in cursor.description], cursor.fetchone()))
+
+
+def test_after_a_build_the_reconciliation_reads_what_landed_or_was_written_since_it_last_passed(tmp_path):
+    # "old-lost" was lost by an earlier build: the whole verification's to find, not this build's
+    raw = [("old", OLD), ("old-lost", OLD), ("new", NEW), ("old", NEW)]  # "old" redelivered since
+    events = [("old", "segment", OLD), ("new", "segment", NEW)]
+    _warehouse(tmp_path / "ok.duckdb", raw, events)
+    counts = _scoped_counts(tmp_path / "ok.duckdb")
+    assert checks.profile_events_reconciled(counts) and counts["accepted_messages"] == 2
+
+    for name, problem, more_raw, more_events in [
+        ("missing", {"missing": 1}, [("late", NEW)], []),
+        ("doubled", {"duplicated": 1}, [], [("new", "segment", NEW)]),
+        ("doubled-old", {"duplicated": 1}, [], [("old", "segment", OLD)]),  # an old copy of a message written now
+        ("unexpected", {"unexpected": 1}, [], [("never-landed", "segment", NEW)]),
+    ]:
+        database = tmp_path / f"{name}.duckdb"
+        _warehouse(database, raw + more_raw, events + more_events)
+        counts = _scoped_counts(database)
+        assert {key: counts[key] for key in problem} == problem, name
+        assert not checks.profile_events_reconciled(counts), name
+
+    with duckdb.connect(str(tmp_path / "ok.duckdb")) as conn:  # the whole warehouse finds the old loss
+        cursor = conn.execute(checks.PROFILE_EVENTS_RECONCILIATION_SQL)
+        assert dict(zip([d[0] for d in cursor.description], cursor.fetchone()))["missing"] == 1
+
+
+def test_the_check_records_its_pass_reads_everything_until_then_and_after_a_full_refresh(tmp_path):
+    from orchestration.location import build_state
+
+    database = tmp_path / "w.duckdb"
+    _warehouse(database, [("old-lost", OLD), ("new", NEW)], [("new", "segment", NEW)])
+    passed, counts = checks.reconcile_accepted_messages(database, since_last_pass=True)
+    assert not passed and counts["missing"] == 1 and counts["messages_since"] == "all"  # never passed: all of it
+    with duckdb.connect(str(database)) as conn:
+        assert build_state.check_passed_at(conn, checks.ACCEPTED_MESSAGES_CHECK) is None  # a failure records nothing
+        conn.execute("delete from raw.tracks where message_id = 'old-lost'")
+    passed, counts = checks.reconcile_accepted_messages(database, since_last_pass=True)
+    assert passed and counts["messages_since"] == "all"
+    with duckdb.connect(str(database)) as conn:
+        passed_at = build_state.check_passed_at(conn, checks.ACCEPTED_MESSAGES_CHECK)
+        assert passed_at is not None
+        conn.execute("insert into raw.tracks values ('lost-before', '{}', ?)", [OLD])  # older than the pass
+    passed, counts = checks.reconcile_accepted_messages(database, since_last_pass=True)
+    assert passed and counts["messages_since"] == str(passed_at) and counts["accepted_messages"] == 0
+    assert not checks.reconcile_accepted_messages(database)[0]  # verification: every row
+    with duckdb.connect(str(database)) as conn:
+        build_state.forget_checks_passed(conn)  # what a --full-refresh build does first
+    passed, counts = checks.reconcile_accepted_messages(database, since_last_pass=True)
+    assert not passed and counts["missing"] == 1
+
+
+def test_after_a_build_conflicting_copies_are_looked_for_among_the_ids_landed_since():
+    conn = duckdb.connect()
+    conn.execute("create schema raw")
+    conn.execute("create table raw.tracks (message_id varchar, payload json, loaded_at timestamp)")
+    conn.executemany("insert into raw.tracks values (?, ?, ?)", [
+        ("said-before", '{"event": "A"}', OLD), ("said-before", '{"event": "B"}', OLD),
+        ("changed-now", '{"event": "A"}', OLD), ("changed-now", '{"event": "C"}', NEW),
+        ("redelivered", '{"event": "A"}', OLD), ("redelivered", '{"event": "A"}', NEW),
+    ])
+    scoped = conn.execute(checks.conflicting_copies_sql(["tracks"], scoped=True), {"since": SINCE}).fetchone()
+    assert scoped == (1, 2, ["changed-now"])
+    assert conn.execute(checks.conflicting_copies_sql(["tracks"])).fetchone() == (2, 4, ["changed-now", "said-before"])

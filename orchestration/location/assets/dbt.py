@@ -146,6 +146,8 @@ def identity_warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCli
     with writer_lock(settings.duckdb_path(), context.log.info):  # dbt opens the file itself
         with connect(settings.duckdb_path()) as conn:  # a build without landing: the models read the current shapes
             upgrade(conn, context.log.info)
+            if config.full_refresh:  # every row is rewritten: the checks after it read them all
+                build_state.forget_checks_passed(conn)
         plan, version = plan_this_build(context, config)
         for line in plan.summary():
             context.log.info(line)
