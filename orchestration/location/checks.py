@@ -226,20 +226,22 @@ def _content(table: str) -> str:
 def conflicting_copies_sql(tables: list[str], scoped: bool = False) -> str:
     """Message ids landed more than once with different content (SEGMENT_CONTENT_PATHS of a Segment
     message): the first received stands, the others are dropped. Only the ids seen more than once
-    are compared; when ``scoped``, only those with a copy landed since ``$since``."""
+    are compared (their content hashed, no other row's); when ``scoped``, only those with a copy
+    landed since ``$since``."""
     landed_since = " union all ".join(f"select message_id from raw.{table} where loaded_at >= $since"
                                       for table in tables)
-    where = f" where message_id in ({landed_since})" if scoped else ""
+    where = " where message_id in (select message_id from landed_since)" if scoped else ""
     ids = " union all ".join(f"select message_id from raw.{table}{where}" for table in tables)
-    copies = " union all ".join(f"select message_id, {_content(table)} as content from raw.{table}" for table in tables)
+    copies = " union all ".join(f"select message_id, {_content(table)} as content from raw.{table} "
+                                "where message_id in (select message_id from repeated)" for table in tables)
     return f"""
-with repeated as (
+with {f"landed_since as materialized ({landed_since})," if scoped else ""}
+repeated as materialized (
     select message_id from ({ids}) as landed group by 1 having count(*) > 1
 ),
 conflicting as (
     select message_id, count(*) as copies
     from ({copies}) as copies
-    where message_id in (select message_id from repeated)
     group by 1
     having count(distinct content) > 1
 )
