@@ -29,12 +29,12 @@ import duckdb
 
 from orchestration.computed.schema import (
     Combination,
-    Comparison,
     DefinitionError,
     Definitions,
     EventCondition,
     EventFilter,
     Funnel,
+    comparisons,
     location,
 )
 from orchestration.core.warehouse import table_exists
@@ -81,12 +81,6 @@ class _Read:
     line: int | None
 
 
-def _comparisons(predicate) -> list[Comparison]:
-    if isinstance(predicate, Combination):
-        return [c for part in predicate.parts for c in _comparisons(part)]
-    return [predicate] if isinstance(predicate, Comparison) else []
-
-
 def _filters(condition) -> list[EventFilter]:
     """The event filters of an audience condition."""
     if isinstance(condition, Combination):
@@ -101,7 +95,7 @@ def _filters(condition) -> list[EventFilter]:
 def _reads(definition: str, event_filter: EventFilter, file: str | None, line: int | None) -> list[_Read]:
     return [_Read(definition, event_filter.events, event_filter.message_types, c.subject, False,
                   c.file or file, c.line or line)
-            for c in _comparisons(event_filter.where) if c.subject_kind == "property"]
+            for c in comparisons(event_filter.where) if c.subject_kind == "property"]
 
 
 def _what_definitions_read(definitions: Definitions) -> tuple[list[tuple[str, EventFilter, str | None, int | None]],
@@ -124,8 +118,8 @@ def _what_definitions_read(definitions: Definitions) -> tuple[list[tuple[str, Ev
     return filters, list(dict.fromkeys(reads))
 
 
-def _selects(events: tuple[str, ...], message_types: tuple[str, ...]) -> tuple[str, list]:
-    """SQL (with ``?`` parameters) true for the events a filter selects."""
+def selects_sql(events: tuple[str, ...], message_types: tuple[str, ...]) -> tuple[str, list]:
+    """SQL over marts.profile_events (with ``?`` parameters) true for the events a filter selects."""
     clauses, params = ["true"], []
     if events:
         clauses.append(f"event_name in ({', '.join('?' for _ in events)})")
@@ -163,8 +157,9 @@ def check_landed(conn: duckdb.DuckDBPyConnection, definitions: Definitions) -> l
     findings: list[Finding] = []
 
     # events never seen (with their message types)
+    filters, reads = _what_definitions_read(definitions)
     unseen_filters = set()
-    for definition, event_filter, file, line in _what_definitions_read(definitions)[0]:
+    for definition, event_filter, file, line in filters:
         types = set(event_filter.message_types)
         names = sorted({e for t, e, _ in seen_events if e is not None and (not types or t in types)})
         missing = [e for e in event_filter.events if e not in names]
@@ -177,14 +172,13 @@ def check_landed(conn: duckdb.DuckDBPyConnection, definitions: Definitions) -> l
         if not event_filter.events and types and not any(t in types for t, _, _ in seen_events):
             unseen_filters.add((event_filter.events, event_filter.message_types))
 
-    reads = [r for r in _what_definitions_read(definitions)[1]
-             if (r.events, r.message_types) not in unseen_filters]  # already said: nothing to read there
+    reads = [r for r in reads if (r.events, r.message_types) not in unseen_filters]  # already said: nothing to read there
     if not reads:
         return findings
     # One scan: per property read, the selected events holding it, and how many of those are numbers.
     columns, params = [], []
     for read in reads:
-        selects, select_params = _selects(read.events, read.message_types)
+        selects, select_params = selects_sql(read.events, read.message_types)
         value = "json_extract_string(properties, ?)"
         columns.append(f"count(*) filter (where {selects} and {value} is not null)")
         params += [*select_params, _json_path(read.path)]
@@ -200,7 +194,7 @@ def check_landed(conn: duckdb.DuckDBPyConnection, definitions: Definitions) -> l
             " or ".join(f"'{e}'" for e in read.events) or "/".join(read.message_types)) + " events"
         if present == 0:
             parent, _, leaf = read.path.rpartition(".")
-            selects, select_params = _selects(read.events, read.message_types)
+            selects, select_params = selects_sql(read.events, read.message_types)
             parent_path = _json_path(parent) if parent else "$"
             keys = [row[0] for row in conn.execute(
                 f"select distinct unnest(json_keys(properties, ?)) from marts.profile_events where {selects} "

@@ -539,6 +539,13 @@ def _read_audiences(audience_spec, file: str, traits: list[Trait]) -> list[Audie
     return audiences
 
 
+def comparisons(predicate) -> list[Comparison]:
+    """Every comparison of a ``where`` (through its all/any/not combinations)."""
+    if isinstance(predicate, Combination):
+        return [c for part in predicate.parts for c in comparisons(part)]
+    return [predicate] if isinstance(predicate, Comparison) else []
+
+
 def audience_dependencies(condition) -> set[str]:
     if isinstance(condition, AudienceCondition):
         return {condition.audience}

@@ -4,6 +4,7 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
+from orchestration.computed.landed import selects_sql
 from orchestration.core.warehouse import connect, table_exists
 from orchestration.landing.ingestion import MESSAGE_TABLES
 from orchestration.landing.sources import registered_sources
@@ -261,18 +262,13 @@ _TYPED_PROPERTY = {
 
 def _property_reads(trait) -> list[tuple[str, str]]:
     """(property path, type) of every event property a trait reads as a number, time or boolean."""
-    from orchestration.computed.schema import Combination, Comparison
+    from orchestration.computed.schema import comparisons
 
     reads = []
     if trait.value_kind == "property" and trait.value_type in _TYPED_PROPERTY:
         reads.append((trait.value, trait.value_type))
-    pending = [trait.filter.where]
-    while pending:
-        part = pending.pop()
-        if isinstance(part, Combination):
-            pending.extend(part.parts)
-        elif isinstance(part, Comparison) and part.subject_kind == "property" and part.value_type in _TYPED_PROPERTY:
-            reads.append((part.subject, part.value_type))
+    reads += [(c.subject, c.value_type) for c in comparisons(trait.filter.where)
+              if c.subject_kind == "property" and c.value_type in _TYPED_PROPERTY]
     return list(dict.fromkeys(reads))
 
 
@@ -285,13 +281,8 @@ def trait_values_sql(traits) -> tuple[str, list] | None:
         reads = _property_reads(trait)
         if not reads:
             continue
-        clauses, trait_params = [], [trait.name]
-        if trait.filter.events:
-            clauses.append(f"event_name in ({', '.join('?' for _ in trait.filter.events)})")
-            trait_params += list(trait.filter.events)
-        if trait.filter.message_types:
-            clauses.append(f"message_type in ({', '.join('?' for _ in trait.filter.message_types)})")
-            trait_params += list(trait.filter.message_types)
+        selected, selected_params = selects_sql(trait.filter.events, trait.filter.message_types)
+        clauses, trait_params = [selected], [trait.name, *selected_params]
         text = "json_extract_string(properties, ?)"
         bad = " or ".join(f"({text} is not null and {_TYPED_PROPERTY[kind].format(text=text)})" for _, kind in reads)
         for path, _ in reads:
