@@ -25,14 +25,20 @@ def _run(args: argparse.Namespace) -> int:
 
     from orchestration.cli.console import quiet_stdout, verbose
     from orchestration.core.locking import writer_lock
+    from orchestration.location.up_to_date import current_as_of
 
     dbt_vars = _run_vars(args.vars, args.as_of)
     if args.target == "spark":
         return _run_spark(dbt_vars)
     print(f"landing folder: {settings.landing_dir()}\nwarehouse:      {settings.duckdb_path()}", flush=True)
-    # dbt's line per model and test stays in the run's log in the UI, not on the console
-    with nullcontext() if args.verbose or verbose() else quiet_stdout():
-        with writer_lock(settings.duckdb_path()):  # the run and its summary, before another run starts
+    with writer_lock(settings.duckdb_path()):  # the run and its summary, before another run starts
+        if not args.force and (as_of := current_as_of(dbt_vars)) is not None:
+            print("up to date: nothing new landed, no code changed, and no event crossed the edge of a window "
+                  f"since the last run (as_of {as_of:%Y-%m-%d %H:%M:%S}); nothing to do (--force runs the job)")
+            _print_counts()
+            return 0
+        # dbt's line per model and test stays in the run's log in the UI, not on the console
+        with nullcontext() if args.verbose or verbose() else quiet_stdout():
             return _run_and_summarise(dbt_vars)
 
 
@@ -78,29 +84,12 @@ def _parse_vars(text: str | None) -> dict:
 
 
 def _run_and_summarise(dbt_vars: dict | None = None) -> int:
-    from orchestration.core.warehouse import connect
     from orchestration.location.runner import run_build_warehouse
 
     run_config = {"ops": {"identity_warehouse_dbt_models": {"config": {"dbt_vars": dbt_vars}}}} if dbt_vars else None
     outcome = run_build_warehouse(run_config=run_config)
     if outcome.success:
-        with connect(settings.duckdb_path(), read_only=True) as conn:
-            rows = conn.execute(
-                """
-                select
-                    (select count(*) from raw.loaded_files),
-                    (select coalesce(sum(lines_accepted), 0) from raw.loaded_files),
-                    (select count(*) from raw.rejected_records),
-                    (select count(*) from marts.profile_events),
-                    (select count(*) from marts.profile_identifiers),
-                    (select count(*) from marts.profiles),
-                    (select count(*) from marts.profiles where not is_anonymous)
-                """
-            ).fetchone()
-        labels = ["files loaded", "lines accepted", "lines rejected", "profile_events", "profile_identifiers",
-                  "profiles", "known profiles"]
-        for label, value in zip(labels, rows):
-            print(f"{label:>20}: {value}")
+        _print_counts()
     for check in outcome.warned_checks:
         print(f"WARNING: check {check} did not pass")
     for check in outcome.failed_checks:
@@ -111,6 +100,29 @@ def _run_and_summarise(dbt_vars: dict | None = None) -> int:
     if log is not None:
         print(f"dbt's full log: {log}", file=sys.stdout if outcome.success else sys.stderr)
     return 0 if outcome.ok else 1
+
+
+def _print_counts() -> None:
+    """What the warehouse holds, after a run."""
+    from orchestration.core.warehouse import connect
+
+    with connect(settings.duckdb_path(), read_only=True) as conn:
+        rows = conn.execute(
+            """
+            select
+                (select count(*) from raw.loaded_files),
+                (select coalesce(sum(lines_accepted), 0) from raw.loaded_files),
+                (select count(*) from raw.rejected_records),
+                (select count(*) from marts.profile_events),
+                (select count(*) from marts.profile_identifiers),
+                (select count(*) from marts.profiles),
+                (select count(*) from marts.profiles where not is_anonymous)
+            """
+        ).fetchone()
+    labels = ["files loaded", "lines accepted", "lines rejected", "profile_events", "profile_identifiers",
+              "profiles", "known profiles"]
+    for label, value in zip(labels, rows):
+        print(f"{label:>20}: {value}")
 
 
 def dbt_log_of(run_id: str | None):
@@ -372,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
                      "computes traits and audiences as of that day)")
     run.add_argument("--as-of", metavar="DATE|TIMESTAMP", help="compute traits, windows and audiences as of this "
                      "day or time (e.g. 2024-06-01 or 2024-06-01T09:30:00; the as_of var); default now. Both targets")
+    run.add_argument("--force", action="store_true",
+                     help="run the job even when nothing could change (no new file or request, no code change, "
+                     "no event across a window's edge since the last run), which is said and skipped by default")
     run.add_argument("-v", "--verbose", action="store_true",
                      help="show dbt's line for every model and test (also IDENTITY_WAREHOUSE_VERBOSE=1); by default "
                      "the console shows a line per step, warnings and errors in full, and the summary")

@@ -235,14 +235,43 @@ TRAIT_GROUP_STATE_DOCS = [
 ]
 
 
+# A generated model's meta: the days before `as_of` where time alone changes its rows (window_edges,
+# audience_window_edges). The build skips the models that read the clock while no event crosses one
+# (orchestration/location/build_state.py); a model that reads the clock without it is always rebuilt.
+TIME_EDGES_META = "time_edges_days"
+
+
+def _window_days(window: Window) -> set[int]:
+    return {days for days in (window.within_days, window.from_days, window.to_days) if days}
+
+
 def window_edges(traits: list[Trait]) -> list[int] | None:
     """The days before `as_of` where time alone changes a trait of the group: 0 (an event is not
     counted before its time) and the edges of every window. None when an `sql` trait reads the
     clock: then no event bounds what time changes."""
     if any(trait.type == "sql" and CLOCK_FUNCTIONS.search(trait.sql) for trait in traits):
         return None
-    windows = [trait.filter.window for trait in traits]
-    return sorted({0} | {days for w in windows for days in (w.within_days, w.from_days, w.to_days) if days})
+    return sorted({0}.union(*(_window_days(trait.filter.window) for trait in traits)))
+
+
+def audience_window_edges(audience: Audience) -> list[int]:
+    """As window_edges, for an audience's own SQL: 0, its event windows, and the `within_days` of
+    its funnel steps (a step not performed within N days holds N days after the step before it).
+    What it reads from traits or other audiences moves with their own edges."""
+    days = {0}
+
+    def visit(predicate) -> None:
+        if isinstance(predicate, Combination):
+            for part in predicate.parts:
+                visit(part)
+        elif isinstance(predicate, EventCondition):
+            days.update(_window_days(predicate.filter.window))
+        elif isinstance(predicate, Funnel):
+            days.update(_window_days(predicate.window))
+            for step in predicate.steps:
+                days.update(_window_days(step.filter.window) | ({step.within_days} if step.within_days else set()))
+    visit(audience.condition)
+    return sorted(days)
 
 
 def trait_group_sql(group: str, traits: list[Trait]) -> str:
@@ -496,6 +525,10 @@ def _example_query(what: str, sql: str) -> str:
     return f"\n\n\nExample: {what}\n\n```sql\n{sql}\n```\n"
 
 
+def _time_edges_config(edges: list[int] | None) -> dict:
+    return {} if edges is None else {"config": {"meta": {TIME_EDGES_META: edges}}}
+
+
 def _models_yaml(definitions: Definitions, groups: dict[str, list[Trait]], descriptions: dict[str, list[str]]) -> dict:
     trait_type = {"count": "bigint", "unique_count": "bigint", "unique_list": "json"}
     models = []
@@ -506,6 +539,7 @@ def _models_yaml(definitions: Definitions, groups: dict[str, list[Trait]], descr
             "columns": [{"name": "profile_id", "description": "The profile.", "data_tests": ["unique", "not_null"]}]
             + [{"name": t.name, "description": t.description} for t in traits]
             + (TRAIT_GROUP_STATE_DOCS if window_edges(traits) is not None else []),
+            **_time_edges_config(window_edges(traits)),
         })
     all_traits = [t for ts in groups.values() for t in ts]
     models.append({
@@ -529,7 +563,7 @@ def _models_yaml(definitions: Definitions, groups: dict[str, list[Trait]], descr
         for i, description in enumerate(descriptions[audience.name], start=1):
             columns += [{"name": f"condition_{i}_held", "description": f"Whether this held: {description}."},
                         {"name": f"condition_{i}_value", "description": f"The value that decided: {description}."}]
-        models.append({"name": f"audience__{audience.name}",
+        models.append({"name": f"audience__{audience.name}", **_time_edges_config(audience_window_edges(audience)),
                        "description": f"{audience.description} (audience; anonymous profiles "
                                       f"{'included' if audience.include_anonymous else 'left out'})."
                                       + _example_query("the members, with the value that decided the first condition",

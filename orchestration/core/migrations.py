@@ -165,11 +165,18 @@ def _v4_privacy_requests_fingerprint(conn) -> None:
     conn.execute("drop table privacy.requests__v3")
 
 
+def _v5_model_builds_as_of(conn) -> None:
+    """build_state.model_builds records the as_of a model that reads the clock was built at. A row
+    without one is unknown: that model is built by the next build with nothing new."""
+    _add_missing(conn, "build_state", "model_builds", {"as_of": "timestamp"})
+
+
 MIGRATIONS = [
     Migration(1, "identity models: change-tracking columns", _v1_identity_change_columns),
     Migration(2, "marts and Segment staging: updated_at, loaded_at, event_at_status", _v2_marts_and_staging_change_columns),
     Migration(3, "computed trait groups: state columns", _v3_trait_group_state),
     Migration(4, "privacy.requests: fingerprint, no primary key", _v4_privacy_requests_fingerprint),
+    Migration(5, "build_state.model_builds: as_of", _v5_model_builds_as_of),
 ]
 CURRENT_VERSION = MIGRATIONS[-1].version
 

@@ -32,16 +32,20 @@ def read_loaded_files(database: Path) -> Loaded | str:
             return "the warehouse is being written by a run; checking again at the next tick"
         try:
             with duckdb.connect(str(database), read_only=True, config=settings.duckdb_config()) as conn:
-                if not table_exists(conn, "raw", "loaded_files"):
-                    return {}
-                rows = conn.execute("select file_path, size_bytes, modified_at, content_sha256 "
-                                    "from raw.loaded_files").fetchall()
+                return loaded_files(conn)
         except duckdb.IOException as error:  # held by a process outside the lock protocol
             if "lock" not in str(error).lower():
                 raise
             return "the warehouse file is open for writing elsewhere; checking again at the next tick"
+
+
+def loaded_files(conn: duckdb.DuckDBPyConnection) -> Loaded:
+    """``raw.loaded_files`` by path, on an open connection."""
+    if not table_exists(conn, "raw", "loaded_files"):
+        return {}
     loaded: Loaded = {}
-    for path, size, modified, sha in rows:
+    for path, size, modified, sha in conn.execute("select file_path, size_bytes, modified_at, content_sha256 "
+                                                  "from raw.loaded_files").fetchall():
         loaded.setdefault(path, []).append((size, modified, sha))
     return loaded
 

@@ -8,7 +8,9 @@
   they kept from the old code go; the models that hold history (``full_refresh: false``) never are.
 - **Nothing new, almost nothing runs.** When no model is stale and the data (landed files, privacy
   requests) is the version every model was last built on, only the models that change as time
-  passes (those that read ``as_of()``: windows count back from it) and what reads them are built.
+  passes (those that read ``as_of()``: windows count back from it) and what reads them are built;
+  and not even those while time has moved no event across the edge of a window since the ``as_of``
+  they were built at (each generated model names its edges: ``TIME_EDGES_META``).
 
 The record is the table ``build_state.model_builds`` in the warehouse (one row per model), so a run
 in an ephemeral Dagster instance (``identity-warehouse run``) knows it too.
@@ -19,12 +21,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from orchestration.core.warehouse import table_exists
+from orchestration.computed.compiler import TIME_EDGES_META
+from orchestration.core.warehouse import fetch_value, table_exists
 
 # dbt reads the names of the models to rebuild from scratch from this variable (an environment
 # variable, not a dbt var: a changed var makes dbt parse the whole project again).
@@ -44,7 +47,8 @@ STATE_DDL = [
         code_fingerprint varchar not null,
         lineage_fingerprint varchar not null,
         data_version varchar not null,
-        built_at timestamp not null
+        built_at timestamp not null,
+        as_of timestamp  -- models that read the clock: the as_of they were built at (or earlier)
     )""",
 ]
 
@@ -56,6 +60,7 @@ class Recorded:
     code: str
     lineage: str
     data_version: str
+    as_of: datetime | None = None
 
 
 def _digest(value: Any) -> str:
@@ -163,6 +168,43 @@ def reads_the_clock(manifest: Mapping[str, Any], node: Mapping[str, Any]) -> boo
     return any(manifest["macros"][uid]["name"] == CLOCK_MACRO for uid in closure)
 
 
+def time_edges(node: Mapping[str, Any]) -> list[int] | None:
+    """The days before ``as_of`` where time alone changes the model's rows (its meta), or None: no
+    event bounds what time changes."""
+    edges = (node["config"].get("meta") or {}).get(TIME_EDGES_META)
+    if isinstance(edges, list) and edges and all(isinstance(days, int) and days >= 0 for days in edges):
+        return edges
+    return None
+
+
+# Whether an event crossed one of the edges (days before as_of) between two as_of: (since, until, edges).
+CrossedEdges = Callable[[datetime, datetime, list[int]], bool]
+
+
+def events_crossed(conn) -> CrossedEdges:
+    """``CrossedEdges`` over ``marts.profile_events``: an event at ``event_at`` crosses the edge ``d``
+    days back when ``as_of`` moves from ``since`` to ``until`` and ``since - d < event_at <= until - d``
+    (a window ``event_at > as_of - d`` loses it, one ``event_at <= as_of - d`` gains it)."""
+    def crossed(since: datetime, until: datetime, edges: list[int]) -> bool:
+        if not table_exists(conn, "marts", "profile_events"):
+            return True
+        bands = [(since - timedelta(days=days), until - timedelta(days=days)) for days in sorted(set(edges))]
+        where = " or ".join("(event_at > ? and event_at <= ?)" for _ in bands)
+        return bool(fetch_value(conn, "select exists (select 1 from marts.profile_events "
+                                      f"where profile_id is not null and ({where}))",
+                                [bound for band in bands for bound in band]))
+    return crossed
+
+
+def build_as_of(conn, dbt_vars: Mapping[str, Any]) -> datetime:
+    """The ``as_of`` of a build starting now (macros/computed/as_of.sql): the var, or the clock as
+    DuckDB reads it, taken before dbt starts (no later than the models' own)."""
+    value = dbt_vars.get("as_of")
+    if value:
+        return fetch_value(conn, "select cast(cast(? as varchar) as timestamp)", [str(value)])
+    return fetch_value(conn, "select cast(current_timestamp as timestamp)")
+
+
 @dataclass
 class BuildPlan:
     """What this build does, by model name."""
@@ -173,8 +215,18 @@ class BuildPlan:
     # when not None: nothing new landed and no code changed; only these models are built
     time_dependent_only: list[str] | None = None
     left_out: list[str] = field(default_factory=list)  # models not built (time_dependent_only)
+    # when not None: besides, time moved no event across a window's edge since the time-dependent
+    # models were built at this as_of: no model is built
+    unchanged_since: datetime | None = None
     code: dict[str, str] = field(default_factory=dict)  # unique id → code fingerprint
     lineage: dict[str, str] = field(default_factory=dict)  # unique id → lineage fingerprint
+    as_of: datetime | None = None  # this build's as_of (recorded for the models that read the clock)
+    clock_models: set[str] = field(default_factory=set)  # unique ids of the models that read the clock
+    names: dict[str, str] = field(default_factory=dict)  # unique id → model name
+
+    @property
+    def builds_nothing(self) -> bool:
+        return self.time_dependent_only == []
 
     def summary(self) -> list[str]:
         """One line per thing the build does differently from an ordinary incremental build."""
@@ -187,23 +239,29 @@ class BuildPlan:
             lines.append(f"code changed: {', '.join(self.code_changed)}; rebuilt from scratch: {rebuilt}"
                          + (f" and {more} model{'s' if more != 1 else ''} downstream" if more else "")
                          + (f"; history kept: {', '.join(self.history_kept)}" if self.history_kept else ""))
-        if self.time_dependent_only is not None:
+        if self.unchanged_since is not None:
+            lines.append(f"nothing new landed, no code changed, and no event crossed the edge of a window since "
+                         f"the last build (as_of {self.unchanged_since:%Y-%m-%d %H:%M:%S}): no model to build")
+        elif self.time_dependent_only is not None:
             lines.append(f"nothing new landed and no code changed: building only the {len(self.time_dependent_only)} "
                          f"models that change as time passes; {len(self.left_out)} left as they are")
         return lines
 
 
 def plan_build(manifest: Mapping[str, Any], dbt_vars: Mapping[str, Any], recorded: Mapping[str, Recorded],
-               data_version: str, nothing_pending: bool = True) -> BuildPlan:
+               data_version: str, nothing_pending: bool = True, as_of: datetime | None = None,
+               crossed: CrossedEdges | None = None) -> BuildPlan:
     """The plan for one build from the manifest, the effective vars, what each model was last built
     from (by name) and the data's current version. ``nothing_pending`` false (privacy requests wait,
-    a full refresh was asked) keeps every model in."""
+    a full refresh was asked) keeps every model in. With this build's ``as_of`` and ``crossed``, a
+    build with nothing new builds nothing while time has changed nothing."""
     nodes = models(manifest)
     parents = model_parents(manifest)
     code = code_fingerprints(manifest, dbt_vars)
     lineage = lineage_fingerprints(code, parents)
     name = {uid: nodes[uid]["name"] for uid in nodes}
-    plan = BuildPlan(code=code, lineage=lineage)
+    clock = {uid for uid, node in nodes.items() if reads_the_clock(manifest, node)}
+    plan = BuildPlan(code=code, lineage=lineage, as_of=as_of, clock_models=clock, names=name)
 
     before = {uid: recorded.get(name[uid]) for uid in nodes}
     stale = {uid for uid, was in before.items() if was is not None and was.lineage != lineage[uid]}
@@ -214,10 +272,31 @@ def plan_build(manifest: Mapping[str, Any], dbt_vars: Mapping[str, Any], recorde
 
     unrecorded_or_behind = {uid for uid, was in before.items() if was is None or was.data_version != data_version}
     if nothing_pending and not stale and not unrecorded_or_behind:
-        built = downstream(parents, [uid for uid, node in nodes.items() if reads_the_clock(manifest, node)])
+        plan.unchanged_since = _unchanged_by_time(nodes, clock, before, as_of, crossed)
+        built = set() if plan.unchanged_since is not None else downstream(parents, clock)
         plan.time_dependent_only = sorted(name[uid] for uid in built)
         plan.left_out = sorted(name[uid] for uid in set(nodes) - built)
     return plan
+
+
+def _unchanged_by_time(nodes: Mapping[str, Mapping[str, Any]], clock: set[str], before: Mapping[str, Recorded | None],
+                       as_of: datetime | None, crossed: CrossedEdges | None) -> datetime | None:
+    """The earliest ``as_of`` the models that read the clock were last built at, when moving to
+    ``as_of`` changes none of them: every one names its edges and recorded its as_of, ``as_of`` is
+    not earlier than any (a backfill recomputes), and no event crossed an edge in between."""
+    if as_of is None or crossed is None:
+        return None
+    edges: set[int] = set()
+    for uid in clock:
+        node_edges = time_edges(nodes[uid])
+        if node_edges is None or before[uid].as_of is None:
+            return None
+        edges.update(node_edges)
+    built_at = [before[uid].as_of for uid in clock]
+    since = min(built_at, default=as_of)
+    if as_of < max(built_at, default=as_of) or (since < as_of and edges and crossed(since, as_of, sorted(edges))):
+        return None
+    return since
 
 
 # Asset checks that read what the builds since their last pass wrote, not the whole warehouse
@@ -249,23 +328,62 @@ def forget_checks_passed(conn) -> None:
         conn.execute(f"delete from {CHECKS_TABLE}")
 
 
+# Whether the last run of the main job finished with every step and check passing: a run marks
+# itself unfinished when it starts (the landing asset), and ``identity-warehouse run`` marks how its
+# run ended. Only then may the next ``identity-warehouse run`` conclude it has nothing to do
+# (orchestration/location/up_to_date.py): a run from the UI, the schedule or the sensor, or a killed
+# one, leaves it unfinished.
+RUN_TABLE = f"{STATE_SCHEMA}.last_run"
+RUN_DDL = [
+    f"create schema if not exists {STATE_SCHEMA}",
+    f"create table if not exists {RUN_TABLE} (finished_ok boolean not null, marked_at timestamp not null)",
+]
+
+
+def mark_last_run(conn, finished_ok: bool) -> None:
+    for statement in RUN_DDL:
+        conn.execute(statement)
+    conn.execute(f"delete from {RUN_TABLE}")
+    conn.execute(f"insert into {RUN_TABLE} values (?, now() at time zone 'UTC')", [finished_ok])
+
+
+def last_run_finished_ok(conn) -> bool:
+    if not table_exists(conn, STATE_SCHEMA, "last_run"):
+        return False
+    return bool(fetch_value(conn, f"select bool_and(finished_ok) from {RUN_TABLE}"))
+
+
 def read_recorded(conn) -> dict[str, Recorded]:
     """``build_state.model_builds`` (empty before the first build that records it)."""
     if not table_exists(conn, STATE_SCHEMA, "model_builds"):
         return {}
-    rows = conn.execute(f"select model, code_fingerprint, lineage_fingerprint, data_version from {STATE_TABLE}").fetchall()
-    return {model: Recorded(code, lineage, version) for model, code, lineage, version in rows}
+    rows = conn.execute(f"select model, code_fingerprint, lineage_fingerprint, data_version, as_of "
+                        f"from {STATE_TABLE}").fetchall()
+    return {model: Recorded(code, lineage, version, as_of) for model, code, lineage, version, as_of in rows}
+
+
+def forget_as_of(conn, plan: BuildPlan) -> None:
+    """Before dbt starts: the models that read the clock and that the build may rebuild lose their
+    recorded as_of until it records them again. A build killed after writing some of them at its
+    as_of leaves them unknown, and the next build rebuilds them instead of trusting the old as_of."""
+    left_out = set(plan.left_out)
+    building = sorted(plan.names[uid] for uid in plan.clock_models if plan.names[uid] not in left_out)
+    if building and table_exists(conn, STATE_SCHEMA, "model_builds"):
+        conn.execute(f"update {STATE_TABLE} set as_of = null where list_contains(?, model)", [building])
 
 
 def record_builds(conn, plan: BuildPlan, names_by_uid: Mapping[str, str], succeeded: Iterable[str],
                   version: str, built_at: datetime) -> int:
     """Records what each model that dbt built successfully (unique ids) was built from."""
-    rows = [(names_by_uid[uid], plan.code[uid], plan.lineage[uid], version, built_at)
+    rows = [(names_by_uid[uid], plan.code[uid], plan.lineage[uid], version, built_at,
+             plan.as_of if uid in plan.clock_models else None)
             for uid in succeeded if uid in plan.code]
     for statement in STATE_DDL:
         conn.execute(statement)
     if rows:
-        conn.executemany(f"insert or replace into {STATE_TABLE} values (?, ?, ?, ?, ?)", rows)
+        conn.executemany(f"insert or replace into {STATE_TABLE} "
+                         "(model, code_fingerprint, lineage_fingerprint, data_version, built_at, as_of) "
+                         "values (?, ?, ?, ?, ?, ?)", rows)
     return len(rows)
 
 

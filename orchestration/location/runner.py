@@ -10,7 +10,8 @@ import dagster as dg
 from orchestration.computed.landed import check_definitions_before_build
 from orchestration.core import settings
 from orchestration.core.locking import writer_lock
-from orchestration.location import recovery
+from orchestration.core.warehouse import connect
+from orchestration.location import build_state, recovery
 from orchestration.location.project import prepare_manifest
 
 
@@ -60,7 +61,10 @@ def run_build_warehouse(instance: dg.DagsterInstance | None = None, run_config: 
     with writer_lock(settings.duckdb_path()):
         result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config,
                                         tags=recovery.owner_tags())
-    return judge(result)
+        outcome = judge(result)
+        with connect(settings.duckdb_path()) as conn:
+            build_state.mark_last_run(conn, outcome.ok)
+    return outcome
 
 
 @dataclass

@@ -5,7 +5,15 @@ import re
 import pytest
 import yaml
 
-from orchestration.computed.compiler import compile_definitions, describe_filter, trait_group_sql, window_edges
+from orchestration.computed.compiler import (
+    TIME_EDGES_META,
+    _models_yaml,
+    audience_window_edges,
+    compile_definitions,
+    describe_filter,
+    trait_group_sql,
+    window_edges,
+)
 from orchestration.computed.schema import DefinitionError, load_definitions
 from orchestration.core import settings
 
@@ -103,6 +111,37 @@ def test_window_edges_are_where_time_alone_changes_a_trait(tmp_path):
     ])
     assert window_edges(traits) == [0, 30, 60, 90]
     assert window_edges(traits[:1]) == [0], "an event counts from its time on: edge 0"
+
+
+def test_an_audience_s_window_edges_are_its_windows_and_funnel_delays(tmp_path):
+    audiences = load(tmp_path, audiences={
+        "recent": {"condition": {"all": [
+            {"event": "Order Completed", "window": {"within_days": 14}},
+            {"not": {"event": "Refund", "window": {"between_days": [3, 45]}}},
+            {"trait": "revenue", "op": ">", "value": 1}]}},
+        "funnel": {"condition": {"funnel": [
+            {"event": "Viewed"}, {"event": "Added", "within_days": 2}, {"event": "Ordered", "performed": False,
+                                                                        "within_days": 5}],
+            "window": {"within_days": 30}}},
+        "traits_only": {"condition": {"trait": "revenue", "op": ">", "value": 1}},
+    }).audiences
+    assert {a.name: audience_window_edges(a) for a in audiences} == {
+        "recent": [0, 3, 14, 45], "funnel": [0, 2, 5, 30], "traits_only": [0]}
+
+
+def test_each_generated_model_that_reads_the_clock_names_its_edges_in_its_meta(tmp_path):
+    """What the build reads to skip the time-dependent models while no event crosses an edge
+    (orchestration/location/build_state.py); a group with a clock-reading `sql` trait names none."""
+    compile_definitions(settings.DBT_PROJECT_DIR)
+    models = yaml.safe_load((settings.DBT_PROJECT_DIR / "models" / "computed" / "_computed__models.yml").read_text())
+    edges = {m["name"]: m.get("config", {}).get("meta", {}).get(TIME_EDGES_META) for m in models["models"]}
+    assert edges["traits__commerce"] == [0, 30, 60, 90] and edges["traits__engagement"] == [0]
+    assert edges["audience__cart_abandoners"] == [0, 1] and edges["audience__high_value_customers"] == [0]
+    assert edges["profile_traits"] is None  # it does not read the clock
+    definitions = load(tmp_path, {"trait_groups": {"g": {"traits": [
+        {"name": "clocked", "type": "sql", "sql": "max(now() - event_at)", "data_type": "integer"}]}}})
+    clocked = _models_yaml(definitions, {"g": definitions.traits}, {})["models"][0]
+    assert clocked["name"] == "traits__g" and "config" not in clocked
 
 
 @pytest.mark.parametrize("sql", ["count(*) filter (where event_at > now() - interval 7 day)",

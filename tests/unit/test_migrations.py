@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # Tables as earlier versions left them (before the change-tracking columns, the fingerprinted
 # privacy log), with a row each.
 OLD_SHAPES = [
-    "create schema intermediate; create schema marts; create schema staging; create schema traits; create schema privacy",
+    "create schema intermediate; create schema marts; create schema staging; create schema traits; create schema privacy; "
+    "create schema build_state",
     "create table intermediate.int_identifiers (message_id varchar, identifier_type varchar, identifier_value varchar)",
     "insert into intermediate.int_identifiers values ('m1', 'email', 'a@example.com')",
     "create table intermediate.int_identity_edges (message_id varchar, from_type varchar, from_value varchar)",
@@ -42,6 +43,9 @@ OLD_SHAPES = [
     "insert into staging.stg_contacts__records values ('contact:crm:1')",
     "create table traits.traits__commerce (profile_id varchar, orders_count bigint)",
     "insert into traits.traits__commerce values ('p-kept', 3)",
+    "create table build_state.model_builds (model varchar primary key, code_fingerprint varchar not null, "
+    "lineage_fingerprint varchar not null, data_version varchar not null, built_at timestamp not null)",
+    "insert into build_state.model_builds values ('traits__commerce', 'c', 'l', 'v', '2024-01-01')",
     "create table privacy.requests (request_id varchar primary key, action varchar, source varchar not null, "
     "received_at timestamp not null, processed_at timestamp not null, outcome varchar not null, "
     "profiles_found bigint not null default 0)",
@@ -57,6 +61,7 @@ CURRENT_COLUMNS = {
     "intermediate.int_message_duplicates": {"copies_loaded_until"},
     "intermediate.int_profile_ids": {"is_junk", "changed_at", "components_built_at"},
     "marts.profiles": {"updated_at"},
+    "build_state.model_builds": {"as_of"},  # unknown: the next build with nothing new builds what reads the clock
     "marts.identity_links": {"updated_at"},
     "marts.profile_trait_sources": {"updated_at"},
     "marts.profile_events": {"loaded_at", "updated_at", "event_at_status"},

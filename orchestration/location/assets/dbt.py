@@ -151,6 +151,8 @@ def identity_warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCli
         plan, version = plan_this_build(context, config)
         for line in plan.summary():
             context.log.info(line)
+        if plan.builds_nothing:  # no dbt process: the assets keep their last materializations
+            return
         started = time.monotonic()
         with (nullcontext() if fetch_columns else without_adapter_in_process()), \
                 rebuilding_from_scratch(plan.rebuilt_from_scratch):
@@ -189,7 +191,7 @@ def identity_warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCli
 def plan_this_build(context: dg.AssetExecutionContext, config: DbtBuildConfig) -> tuple[build_state.BuildPlan, str]:
     """What the build does besides an ordinary incremental build (orchestration/location/build_state.py):
     the models whose code changed, rebuilt from scratch with what reads them; when nothing new
-    landed, only the models that change as time passes."""
+    landed, only the models that change as time passes, and none while time has changed none."""
     manifest = json.loads(dbt_project.manifest_path.read_text())
     dbt_vars = {**settings.dbt_vars(), **config.dbt_vars}
     privacy_config = context.run.run_config.get("ops", {}).get("process_privacy_requests", {}).get("config", {})
@@ -200,7 +202,10 @@ def plan_this_build(context: dg.AssetExecutionContext, config: DbtBuildConfig) -
                                              or request_files(settings.landing_dir()))
     with connect(settings.duckdb_path()) as conn:
         recorded, version = build_state.read_recorded(conn), data_version(conn)
-    return build_state.plan_build(manifest, dbt_vars, recorded, version, nothing_pending), version
+        plan = build_state.plan_build(manifest, dbt_vars, recorded, version, nothing_pending,
+                                      build_state.build_as_of(conn, dbt_vars), build_state.events_crossed(conn))
+        build_state.forget_as_of(conn, plan)
+    return plan, version
 
 
 @contextmanager
