@@ -86,29 +86,32 @@ def people_tools(warehouse_dir: Path, repeats: int) -> dict:
 
 
 def summary(run: RunMeasurement, workdir: Path) -> dict:
-    return {"wall_seconds": run.wall_seconds, "stage_seconds": run.stage_seconds,
-            "metadata_seconds": metadata_seconds(workdir / "dagster_home")}
+    return {"wall_seconds": run.wall_seconds, "stage_seconds": run.stage_seconds, "up_to_date": run.up_to_date,
+            "metadata_seconds": None if run.up_to_date else metadata_seconds(workdir / "dagster_home")}
+
+
+def nothing_new(landing: Path, workdir: Path, people: int, run_env: dict[str, str]) -> dict:
+    """The command again on a built warehouse with the same landing files (it answers "up to date"),
+    then the job itself (`--force`: what a run from the UI or the schedule pays, no model built)."""
+    plain = summary(run_pipeline(landing, workdir, people, fresh=False, extra_env=run_env), workdir)
+    forced = summary(run_pipeline(landing, workdir, people, fresh=False, extra_env=run_env, args=("--force",)), workdir)
+    return {"people": people, **plain, "job_seconds": forced["wall_seconds"],
+            "job_metadata_seconds": forced["metadata_seconds"]}
 
 
 def sample_builds(workdir: Path, repeats: int, run_env: dict[str, str]) -> dict:
     """`repeats` builds of the sample, each on a fresh warehouse, then one run with nothing new on the
     last, then lookup and explain on it."""
     builds = [summary(run_pipeline(SAMPLE_LANDING, workdir, 0, extra_env=run_env), workdir) for _ in range(repeats)]
-    nothing_new = summary(run_pipeline(SAMPLE_LANDING, workdir, 0, fresh=False, extra_env=run_env), workdir)
+    again = nothing_new(SAMPLE_LANDING, workdir, 0, run_env)
     walls = [b["wall_seconds"] for b in builds]
     return {
         "build_seconds": statistics.median(walls), "build_seconds_all": [round(w, 1) for w in walls],
         "build_metadata_seconds": [b["metadata_seconds"] for b in builds],
-        "nothing_new_seconds": nothing_new["wall_seconds"], "nothing_new_metadata_seconds": nothing_new["metadata_seconds"],
+        "nothing_new_seconds": again["wall_seconds"], "nothing_new_job_seconds": again["job_seconds"],
+        "nothing_new_metadata_seconds": again["job_metadata_seconds"],
         **people_tools(workdir, repeats),
     }
-
-
-def nothing_new_at_scale(landing: Path, workdir: Path, people: int, run_env: dict[str, str]) -> dict:
-    """The job again on a built warehouse with the same landing files: what a scheduled run pays
-    when nothing arrived."""
-    run = run_pipeline(landing, workdir, people, fresh=False, extra_env=run_env)
-    return {"people": people, **summary(run, workdir)}
 
 
 def markdown(sample: dict, nothing_new: dict | None, full_seconds: float | None) -> list[str]:
@@ -128,10 +131,12 @@ def markdown(sample: dict, nothing_new: dict | None, full_seconds: float | None)
         f"(runs: {sample['build_seconds_all']}) | ≤ 20 s |",
         f"| column metadata and lineage per build (sample builds, then nothing new) | "
         f"{seconds(sample['build_metadata_seconds'])}; {seconds([sample['nothing_new_metadata_seconds']])} s | ≤ 2 s |",
-        f"| the sample again with nothing new | **{sample['nothing_new_seconds']:.1f} s** | |",
+        f"| the sample again with nothing new (`identity-warehouse run`: up to date; the job with `--force`) | "
+        f"**{sample['nothing_new_seconds']:.1f} s**; {sample['nothing_new_job_seconds']:.1f} s | |",
     ]
     if nothing_new:
         share = f", {nothing_new['wall_seconds'] / full_seconds:.0%} of a full run" if full_seconds else ""
-        lines.append(f"| a run with nothing new at {nothing_new['people']:,} people | "
-                     f"**{nothing_new['wall_seconds']:.1f} s**{share} | ≤ 10 s at 1 M |")
+        lines.append(f"| a run with nothing new at {nothing_new['people']:,} people (`identity-warehouse run`: up to date; "
+                     f"the job with `--force`, as the UI or the schedule runs it: no model built) | "
+                     f"**{nothing_new['wall_seconds']:.1f} s**{share}; {nothing_new['job_seconds']:.1f} s | ≤ 10 s at 1 M |")
     return lines

@@ -76,6 +76,7 @@ class RunMeasurement:
     lines_accepted: int
     exit_code: int
     dbt_nodes: dict[str, float] = field(default_factory=dict)
+    up_to_date: bool = False  # the command found nothing to do and started no Dagster run
 
     @property
     def messages_per_second(self) -> float:
@@ -171,9 +172,9 @@ def _lines_accepted(database: Path) -> int:
 
 
 def run_pipeline(landing: Path, workdir: Path, people: int, fresh: bool = True,
-                 extra_env: dict[str, str] | None = None) -> RunMeasurement:
-    """Run the job once into the warehouse under `workdir` (a new one when `fresh`), and measure it.
-    `lines_accepted` counts the lines this run accepted."""
+                 extra_env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> RunMeasurement:
+    """Run `identity-warehouse run ARGS` once into the warehouse under `workdir` (a new one when
+    `fresh`), and measure it. `lines_accepted` counts the lines this run accepted."""
     if fresh and workdir.exists():
         shutil.rmtree(workdir)
     dagster_home = workdir / "dagster_home"
@@ -189,7 +190,7 @@ def run_pipeline(landing: Path, workdir: Path, people: int, fresh: bool = True,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         **(extra_env or {}),
     }
-    command = [str(Path(sys.executable).with_name("identity-warehouse")), "run"]
+    command = [str(Path(sys.executable).with_name("identity-warehouse")), "run", *args]
     started = time.time()
     with (workdir / "run.log").open("w") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -201,8 +202,9 @@ def run_pipeline(landing: Path, workdir: Path, people: int, fresh: bool = True,
     if exit_code not in (0, 1):  # 1: a check failed or warned; the figures still stand
         raise RuntimeError(f"the run failed ({exit_code}); see {workdir / 'run.log'}")
 
-    run_id, steps = _step_intervals(dagster_home)
-    nodes = dbt_intervals(_run_results(run_id))
+    up_to_date = "up to date: " in (workdir / "run.log").read_text()
+    run_id, steps = _step_intervals(dagster_home) if not up_to_date else (None, [])
+    nodes = dbt_intervals(_run_results(run_id)) if run_id else []
     intervals = [interval for interval in steps if interval.stage != "Dagster and dbt overhead"]
     intervals += [interval for _, interval in nodes]
     stage_seconds = {stage: union_seconds([i for i in intervals if i.stage == stage]) for stage in STAGES}
@@ -214,5 +216,5 @@ def run_pipeline(landing: Path, workdir: Path, people: int, fresh: bool = True,
     return RunMeasurement(
         people=people, wall_seconds=ended - started, peak_rss_bytes=sampler.peak(), stage_seconds=stage_seconds,
         stage_peak_rss_bytes=stage_peaks, lines_accepted=int(lines_accepted), exit_code=exit_code,
-        dbt_nodes={unique_id: interval.end - interval.start for unique_id, interval in nodes},
+        dbt_nodes={unique_id: interval.end - interval.start for unique_id, interval in nodes}, up_to_date=up_to_date,
     )

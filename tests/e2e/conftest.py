@@ -148,7 +148,11 @@ def run_metadata(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict]:
 
 
 def dbt_log_events(run_id: str) -> set[str]:
-    lines = (build_folder(run_id) / "dbt.log").read_text().splitlines()
+    """The names of the events in the run's dbt log; none when the run started no dbt build."""
+    try:
+        lines = (build_folder(run_id) / "dbt.log").read_text().splitlines()
+    except FileNotFoundError:
+        return set()
     return {json.loads(line)["info"]["name"] for line in lines if line.startswith("{")}
 
 

@@ -4,8 +4,14 @@
   build; the next run, with no new file, rebuilds what the edits reach, and every model table then
   equals a build from scratch of the edited project on the same landing files, while the tables
   that hold history keep their rows.
-- **Time.** A run with nothing new (the session's sample warehouse, second run) builds only the
-  models that change as time passes, and leaves every table as a full run leaves it.
+- **Time.** A run with nothing new (the session's sample warehouse, second run), at a time that
+  moved no event across a window's edge, builds nothing and leaves every table as a full run
+  left it. Runs at chosen as_of on a copy of that warehouse: an earlier as_of (a backfill) and a
+  later one that moves events across an edge build only the models that change as time passes;
+  the same as_of again builds nothing.
+- **Nothing to do.** ``identity-warehouse run`` on that copy answers "up to date" without starting
+  Dagster, and runs the job when anything could change: a landing file, a privacy request, a
+  changed var, another as_of, or a last run that did not finish well.
 """
 
 from __future__ import annotations
@@ -14,6 +20,9 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from datetime import timedelta
+from types import SimpleNamespace
 from pathlib import Path
 
 import duckdb
@@ -23,7 +32,7 @@ import yaml
 
 from orchestration.core import settings
 from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME, copy_dbt_project
-from tests.e2e.conftest import SampleRuns
+from tests.e2e.conftest import SampleRuns, copy_built_warehouse, run_metadata
 
 pytestmark = pytest.mark.e2e
 
@@ -155,13 +164,123 @@ def _dbt_models_built(run) -> set[str]:
     return {key.split("/")[-1] for key in run.metadata if key.split("/")[0] in MODEL_SCHEMAS}
 
 
-def test_a_run_with_nothing_new_builds_only_what_time_changes(sample_runs: SampleRuns):
+def test_a_run_with_nothing_new_and_no_event_across_a_window_s_edge_builds_nothing(sample_runs: SampleRuns):
     first, second = sample_runs.first, sample_runs.second
     assert second.outcome.ok
     assert {"profile_events", "int_identifiers", "stg_segment__tracks"} <= _dbt_models_built(first)
-    assert _dbt_models_built(second) == _time_dependent_models()
+    assert _dbt_models_built(second) == set() and second.dbt_log_events == set()
     # and every table is as a full run left it
     for name, table in first.tables.items():
         pd.testing.assert_frame_equal(table, second.tables[name], obj=name)
     # a file that lands makes the next run build everything again
     assert {"profile_events", "int_identifiers", "stg_segment__tracks"} <= _dbt_models_built(sample_runs.after_late_file)
+
+
+@pytest.fixture(scope="session")
+def runs_as_time_moves(sample_runs: SampleRuns, tmp_path_factory, dagster_instance) -> dict:
+    """On a copy of the sample's first build (as_of: the clock then, years after its events): runs
+    at as_of an hour after the newest event (a backfill), at that as_of again, and two days later
+    (the newest events leave the one-day delay of cart_abandoners' funnel: edge 1)."""
+    from orchestration.location.runner import run_build_warehouse
+
+    warehouse = sample_runs.copy_of_first_build(tmp_path_factory.mktemp("time-moves"))
+    with duckdb.connect(str(warehouse.database), read_only=True) as conn:
+        newest = conn.execute("select max(event_at) from marts.profile_events where profile_id is not null").fetchone()[0]
+    newest = newest.replace(microsecond=0)  # as_of goes to the var to the second
+    runs = {}
+    for name, as_of in (("backfill", newest + timedelta(hours=1)), ("same_as_of", newest + timedelta(hours=1)),
+                        ("two_days_on", newest + timedelta(days=2, hours=1))):
+        config = {"ops": {"identity_warehouse_dbt_models": {"config": {"dbt_vars": {"as_of": f"{as_of:%Y-%m-%dT%H:%M:%S}"}}}}}
+        with warehouse.environment():
+            outcome = run_build_warehouse(dagster_instance, run_config=config)
+        assert outcome.ok, (name, outcome)
+        with duckdb.connect(str(warehouse.database), read_only=True) as conn:
+            computed_at = {at for (at,) in conn.execute("select distinct as_of from traits.traits__commerce").fetchall()}
+        runs[name] = SimpleNamespace(metadata=run_metadata(dagster_instance, outcome.run_id), as_of=as_of,
+                                     tables=_tables(warehouse.database), computed_at=computed_at)
+    runs["first"] = SimpleNamespace(metadata={}, tables=_tables(sample_runs.first_build.database))
+    return runs
+
+
+def test_time_that_moves_the_windows_builds_only_what_time_changes(runs_as_time_moves):
+    runs = runs_as_time_moves
+    assert _dbt_models_built(runs["backfill"]) == _time_dependent_models()
+    assert _dbt_models_built(runs["two_days_on"]) == _time_dependent_models()
+    for name in ("backfill", "two_days_on"):  # the identity and profile models are as the full run left them
+        for table in ("marts.profiles", "marts.profile_identifiers", "marts.profile_events", "intermediate.int_profile_ids"):
+            pd.testing.assert_frame_equal(runs[name].tables[table], runs["first"].tables[table], obj=(name, table))
+    # the traits were computed at the as_of asked: every profile at the backfill's (an earlier one
+    # recomputes all), and the profiles whose events time moved at the later one
+    assert runs["backfill"].computed_at == {runs["backfill"].as_of}
+    assert max(runs["two_days_on"].computed_at) == runs["two_days_on"].as_of
+
+
+def test_the_same_as_of_again_builds_nothing(runs_as_time_moves):
+    runs = runs_as_time_moves
+    assert _dbt_models_built(runs["same_as_of"]) == set()
+    for name, table in runs["backfill"].tables.items():
+        pd.testing.assert_frame_equal(table, runs["same_as_of"].tables[name], obj=name)
+
+
+def test_an_audience_rebuilt_as_time_moves_says_who_entered_and_left(runs_as_time_moves):
+    runs = runs_as_time_moves
+    members = {name: runs[name].tables["marts.audience_members"] for name in ("backfill", "two_days_on")}
+    cart = runs["two_days_on"].metadata["audiences/audience__cart_abandoners"]
+    counts = {name: int((table.audience == "cart_abandoners").sum()) for name, table in members.items()}
+    assert cart["members"] == counts["two_days_on"]
+    assert cart["entered"] - cart["exited"] == counts["two_days_on"] - counts["backfill"]
+
+
+@pytest.fixture(scope="session")
+def nothing_to_do(sample_runs: SampleRuns, tmp_path_factory) -> dict:
+    """``identity-warehouse run`` on a copy of the sample's first build, which nothing changed since."""
+    warehouse = sample_runs.copy_of_first_build(tmp_path_factory.mktemp("nothing-to-do"))
+    env = {**os.environ, "LANDING_DIR": str(warehouse.landing), "DUCKDB_PATH": str(warehouse.database),
+           "EXPORT_DIR": str(warehouse.exports)}
+    env.pop("DAGSTER_HOME", None)
+    started = time.monotonic()
+    result = _run(env)
+    return {"warehouse": warehouse, "output": result.stdout + result.stderr, "seconds": time.monotonic() - started}
+
+
+def test_a_run_with_nothing_to_do_says_so_without_starting_dagster(nothing_to_do):
+    output = nothing_to_do["output"]
+    print(f"identity-warehouse run with nothing to do: {nothing_to_do['seconds']:.1f} s")
+    assert "up to date: nothing new landed, no code changed, and no event crossed the edge of a window" in output
+    assert "profiles: " in output  # the summary, read from the warehouse
+    assert "build_warehouse" not in output and "dbt's full log" not in output, output  # no Dagster run, no dbt
+
+
+@pytest.mark.parametrize("change", ["a landing file", "a privacy request", "another var", "an earlier as_of",
+                                    "a later as_of that moves a window", "a run that did not finish well"])
+def test_anything_that_could_change_the_warehouse_runs_the_job(nothing_to_do, change, tmp_path):
+    from orchestration.location import build_state
+    from orchestration.location.up_to_date import current_as_of
+
+    warehouse = copy_built_warehouse(nothing_to_do["warehouse"], tmp_path)
+    with warehouse.environment():
+        assert current_as_of({}) is not None  # as the command found it
+        with duckdb.connect(str(warehouse.database), read_only=True) as conn:
+            newest = conn.execute("select max(event_at) from marts.profile_events").fetchone()[0]
+        dbt_vars = {}
+        if change == "a landing file":
+            added = warehouse.landing / "events" / "new.jsonl"
+            added.write_text('{"type": "track", "messageId": "n-1", "anonymousId": "a-new", "event": "Opened", '
+                             '"timestamp": "2024-01-01T00:00:00Z"}\n')
+        elif change == "a privacy request":
+            added = warehouse.landing / "privacy" / "request.json"
+            added.parent.mkdir(exist_ok=True)
+            added.write_text('{"request_id": "r-1", "action": "delete", "identifier_type": "email", '
+                             '"identifier_value": "someone@example.com"}\n')
+        elif change == "another var":
+            dbt_vars = {"identity_rules": {**settings.dbt_vars()["identity_rules"], "default_phone_country_code": "44"}}
+        elif change == "an earlier as_of":
+            dbt_vars = {"as_of": "2024-01-01"}
+        elif change == "a later as_of that moves a window":  # from before the newest event to after it
+            with duckdb.connect(str(warehouse.database)) as conn:
+                conn.execute("update build_state.model_builds set as_of = ? where as_of is not null",
+                             [newest - timedelta(hours=1)])
+        else:
+            with duckdb.connect(str(warehouse.database)) as conn:
+                build_state.mark_last_run(conn, finished_ok=False)
+        assert current_as_of(dbt_vars) is None

@@ -56,10 +56,13 @@ from orchestration.cli.main import main
 sys.exit(main(["run"]))
 """
 KILL_DBT_AFTER = "OK created sql incremental model intermediate.int_profile_ids"
-# A model every build makes, a first one and one that finds nothing new (which builds only what time
-# changes: the trait groups and audiences), so that each of the runs killed one after another on the
-# same warehouse dies in the middle of dbt build.
+# A model every build makes, a first one and one at another as_of with nothing new (which builds only
+# what time changes: the trait groups and audiences), so that each of the runs killed one after
+# another on the same warehouse dies in the middle of dbt build.
 KILL_ANY_BUILD_AFTER = "OK created sql incremental model traits.traits__commerce"
+# The as_of of the second killed run: before the sample's newest events, so its traits differ from
+# the uninterrupted run's, which the run after it must not keep.
+BACKFILL_AS_OF = "2024-05-01"
 # dbt's line per model is on the console only with --verbose (or this variable): the kills wait for one.
 VERBOSE = {"IDENTITY_WAREHOUSE_VERBOSE": "1"}
 
@@ -128,22 +131,24 @@ def test_two_runs_started_at_once_both_succeed_one_after_the_other(concurrent_ru
     assert len(waited) == 1
     for output in concurrent_runs["outputs"]:
         assert "Could not set lock on file" not in output  # DuckDB's error when two processes write
-    # One run landed the files, the other (after waiting) found them loaded.
+    # One run landed the files and built; the other, after waiting, found nothing to do.
     files = landing_file_count(concurrent_runs["landing"])
-    assert sorted(f"0 new file(s), {files} already loaded" in o for o in concurrent_runs["outputs"]) == [False, True]
+    assert sorted(f"{files} new file(s), 0 already loaded" in o for o in concurrent_runs["outputs"]) == [False, True]
+    assert sorted("up to date: nothing new landed" in o for o in concurrent_runs["outputs"]) == [False, True]
 
 
 def test_the_console_of_a_run_shows_a_line_per_step_and_the_summary(concurrent_runs):
     """Not dbt's START and PASS lines for each of 131 models and tests (about 300 lines): those stay
     in the run's compute log in the UI. Warnings are shown in full, with the test and the reason."""
-    # The run that comes second finds nothing new and builds only what time changes (no junk check).
-    warned = [output for output in concurrent_runs["outputs"]
-              if re.search(r"\d+ of \d+ WARN 3 no_junk_identifiers_detected", output)]  # the warning itself
-    assert warned, concurrent_runs["outputs"]
+    # The run that comes second finds nothing to do: it says so, with the summary, in a few lines.
+    ran = [output for output in concurrent_runs["outputs"] if "up to date: " not in output]
+    assert len(ran) == 1, concurrent_runs["outputs"]
     for output in concurrent_runs["outputs"]:
-        lines = output.splitlines()
-        assert len(lines) <= 40, output
-        assert not [line for line in lines if re.search(r"\d+ of \d+ (START|OK|PASS) ", line)], output
+        assert len(output.splitlines()) <= 40 and "profiles: " in output, output
+        assert not [line for line in output.splitlines() if re.search(r"\d+ of \d+ (START|OK|PASS) ", line)], output
+    warned = [output for output in ran if re.search(r"\d+ of \d+ WARN 3 no_junk_identifiers_detected", output)]
+    assert warned, ran  # the warning itself
+    for output in ran:
         assert re.search(r"Done\. PASS=\d+ WARN=[01] ERROR=0", output) and "profiles: " in output
         assert re.search(r"dbt's full log: \S+/dbt\.log$", output, re.M), output
         for step in ("ingest_landing_files", "identity_warehouse_dbt_models", "process_privacy_requests"):
@@ -153,17 +158,19 @@ def test_the_console_of_a_run_shows_a_line_per_step_and_the_summary(concurrent_r
         assert "WARNING: check marts/junk_identifiers:no_junk_identifiers_detected did not pass" in output
 
 
-def test_a_build_of_an_unchanged_dbt_project_spends_no_time_on_column_metadata(concurrent_runs):
+def test_a_build_of_an_unchanged_dbt_project_spends_no_time_on_column_metadata(concurrent_runs, interrupted_runs):
     """Each run has a Dagster instance of its own (no DAGSTER_HOME): the column schema and lineage
-    come from the dbt project's target folder, not from the instance's history. Neither run prints
-    a traceback for the model whose lineage sqlglot cannot derive."""
-    spent = [re.search(r"column schema and lineage: ([\d.]+) s, (.*)", output) for output in concurrent_runs["outputs"]]
-    assert all(spent), concurrent_runs["outputs"]
+    come from the dbt project's target folder, not from the instance's history. No run prints a
+    traceback for the model whose lineage sqlglot cannot derive."""
+    built = [output for output in concurrent_runs["outputs"] if "up to date: " not in output]
+    outputs = [*built, interrupted_runs["final_output"]]  # the last one builds a project built before
+    spent = [re.search(r"column schema and lineage: ([\d.]+) s, (.*)", output) for output in outputs]
+    assert all(spent), outputs
     reused = [float(match[1]) for match in spent if match[2].startswith("unchanged dbt project")]
     assert reused, [match[0] for match in spent]  # the later run, at least, found it
     print(f"column metadata of an unchanged project: {reused} s")
     assert max(reused) < 2.0
-    for output in concurrent_runs["outputs"]:
+    for output in [*concurrent_runs["outputs"], interrupted_runs["final_output"]]:
         assert "Traceback" not in output and "sqlglot" not in output and "column lineage" not in output
 
 
@@ -283,15 +290,15 @@ def test_a_failed_dbt_build_leaves_the_warehouse_file_free(tmp_path):
 RERUN_TIMEOUT = 600  # a run of the sample takes about a minute; a blocked one never ends
 
 
-def start_run(env: dict) -> subprocess.Popen:
-    return subprocess.Popen(CLI, env=env, cwd=settings.PROJECT_ROOT, stdout=subprocess.PIPE,
+def start_run(env: dict, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([*CLI, *args], env=env, cwd=settings.PROJECT_ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
-def kill_mid_build(env: dict, whole_group: bool) -> dict:
-    """Starts a run and SIGKILLs it in the middle of ``dbt build``: its process group (the CLI and
-    dbt), or the CLI's process alone (as an OOM killer or a crash would)."""
-    process = start_run({**env, **VERBOSE})
+def kill_mid_build(env: dict, whole_group: bool, *args: str) -> dict:
+    """Starts a run (with ``args``) and SIGKILLs it in the middle of ``dbt build``: its process group
+    (the CLI and dbt), or the CLI's process alone (as an OOM killer or a crash would)."""
+    process = start_run({**env, **VERBOSE}, *args)
     timer = threading.Timer(RERUN_TIMEOUT, lambda: os.killpg(process.pid, signal.SIGKILL))
     timer.start()
     children: list[psutil.Process] = []
@@ -325,7 +332,8 @@ def runs_killed_with_a_persistent_home(tmp_path_factory, reliability_landing):
     survivors = []
     try:
         for kill in ("group", "parent"):
-            killed = kill_mid_build(env, whole_group=kill == "group")
+            # the second on a built warehouse: a backfill, or it would find nothing to do
+            killed = kill_mid_build(env, kill == "group", *(("--as-of", BACKFILL_AS_OF) if kill == "parent" else ()))
             survivors += killed["outlived_parent"]
             rerun = start_run(env)
             started = time.monotonic()
