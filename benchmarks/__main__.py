@@ -203,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip the sample builds, lookup and explain, and the run with nothing new")
     parser.add_argument("--graph-timeout", type=float, default=300.0)
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
-                        help="environment of every run, e.g. DUCKDB_MEMORY_LIMIT=4GB or DBT_THREADS=1 (repeatable)")
+                        help="environment of every run at scale, e.g. DUCKDB_MEMORY_LIMIT=4GB or DBT_THREADS=1 "
+                             "(repeatable); the sample's builds run as `make run` does, without it")
     parser.add_argument("--workdir", default=str(settings.PROJECT_ROOT / "data" / "bench"))
     parser.add_argument("--out", default=str(RESULTS_DIR))
     args = parser.parse_args(argv)
@@ -228,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sample = nothing_new = None
     if args.interactions:
-        sample = interactions.sample_builds(workdir / "sample", args.repeats, run_env)
+        sample = interactions.sample_builds(workdir / "sample", args.repeats)  # as `make run`: no --env
         largest = max(args.people)
         nothing_new = interactions.nothing_new(landings[largest], workdir / f"run-{largest}", largest, run_env)
         print(f"sample build {sample['build_seconds']:.1f} s, lookup {sample['lookup_seconds']:.2f} s, "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -99,15 +100,22 @@ def nothing_new(landing: Path, workdir: Path, people: int, run_env: dict[str, st
             "job_metadata_seconds": forced["metadata_seconds"]}
 
 
-def sample_builds(workdir: Path, repeats: int, run_env: dict[str, str]) -> dict:
-    """`repeats` builds of the sample, each on a fresh warehouse, then one run with nothing new on the
-    last, then lookup and explain on it."""
-    builds = [summary(run_pipeline(SAMPLE_LANDING, workdir, 0, extra_env=run_env), workdir) for _ in range(repeats)]
-    again = nothing_new(SAMPLE_LANDING, workdir, 0, run_env)
+def sample_builds(workdir: Path, repeats: int) -> dict:
+    """Builds of the sample as `make run` makes them (the project's settings, one Dagster instance
+    kept across runs): the first in a new instance (dbt's unit tests run), then `repeats` more, each
+    on a fresh warehouse; then a run with nothing new on the last, then lookup and explain on it."""
+    first = summary(run_pipeline(SAMPLE_LANDING, workdir, 0), workdir)
+    builds = []
+    for _ in range(repeats):
+        for built in [*workdir.glob(settings.DEFAULT_DUCKDB_PATH.name + "*"), workdir / "exports"]:
+            shutil.rmtree(built) if built.is_dir() else built.unlink()
+        builds.append(summary(run_pipeline(SAMPLE_LANDING, workdir, 0, fresh=False), workdir))
+    again = nothing_new(SAMPLE_LANDING, workdir, 0, {})
     walls = [b["wall_seconds"] for b in builds]
     return {
+        "first_build_seconds": first["wall_seconds"],
         "build_seconds": statistics.median(walls), "build_seconds_all": [round(w, 1) for w in walls],
-        "build_metadata_seconds": [b["metadata_seconds"] for b in builds],
+        "build_metadata_seconds": [b["metadata_seconds"] for b in [first, *builds]],
         "nothing_new_seconds": again["wall_seconds"], "nothing_new_job_seconds": again["job_seconds"],
         "nothing_new_metadata_seconds": again["job_metadata_seconds"],
         **people_tools(workdir, repeats),
@@ -127,8 +135,9 @@ def markdown(sample: dict, nothing_new: dict | None, full_seconds: float | None)
         f"(runs: {sample['lookup_seconds_all']}) | ≤ 1 s |",
         f"| `explain` (warm, the same identifier) | **{sample['explain_seconds']:.2f} s** "
         f"(runs: {sample['explain_seconds_all']}) | ≤ 1 s |",
-        f"| build of the sample (`identity-warehouse run`, fresh warehouse) | **{sample['build_seconds']:.1f} s** "
-        f"(runs: {sample['build_seconds_all']}) | ≤ 20 s |",
+        f"| build of the sample (`make run` on a fresh warehouse; the first in a new Dagster instance, which runs "
+        f"dbt's unit tests) | **{sample['build_seconds']:.1f} s** (runs: {sample['build_seconds_all']}); "
+        f"first {sample['first_build_seconds']:.1f} s | ≤ 20 s |",
         f"| column metadata and lineage per build (sample builds, then nothing new) | "
         f"{seconds(sample['build_metadata_seconds'])}; {seconds([sample['nothing_new_metadata_seconds']])} s | ≤ 2 s |",
         f"| the sample again with nothing new (`identity-warehouse run`: up to date; the job with `--force`) | "
