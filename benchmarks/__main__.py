@@ -229,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
 
     sample = nothing_new = None
     if args.interactions:
-        sample = interactions.sample_builds(workdir / "sample", args.repeats)  # as `make run`: no --env
+        # as `make run` builds it (no --env); seconds each, so at least three for the median
+        sample = interactions.sample_builds(workdir / "sample", max(3, args.repeats))
         largest = max(args.people)
         nothing_new = interactions.nothing_new(landings[largest], workdir / f"run-{largest}", largest, run_env)
         print(f"sample build {sample['build_seconds']:.1f} s, lookup {sample['lookup_seconds']:.2f} s, "
