@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from orchestration.computed.compiler import TIME_EDGES_META
-from orchestration.core.warehouse import fetch_value, table_exists
+from orchestration.core.warehouse import data_version, fetch_value, table_exists
 
 # dbt reads the names of the models to rebuild from scratch from this variable (an environment
 # variable, not a dbt var: a changed var makes dbt parse the whole project again).
@@ -277,6 +277,16 @@ def plan_build(manifest: Mapping[str, Any], dbt_vars: Mapping[str, Any], recorde
         plan.time_dependent_only = sorted(name[uid] for uid in built)
         plan.left_out = sorted(name[uid] for uid in set(nodes) - built)
     return plan
+
+
+def plan_from_warehouse(conn, manifest: Mapping[str, Any], dbt_vars: Mapping[str, Any],
+                        nothing_pending: bool = True) -> tuple[BuildPlan, str]:
+    """``plan_build`` with what the warehouse says: each model's last build, the data's version (also
+    returned) and, for the models that read the clock, the events time moves across edges."""
+    version = data_version(conn)
+    plan = plan_build(manifest, dbt_vars, read_recorded(conn), version, nothing_pending,
+                      build_as_of(conn, dbt_vars), events_crossed(conn))
+    return plan, version
 
 
 def _unchanged_by_time(nodes: Mapping[str, Mapping[str, Any]], clock: set[str], before: Mapping[str, Recorded | None],

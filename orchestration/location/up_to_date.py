@@ -21,7 +21,7 @@ from typing import Any
 
 from orchestration.core import settings
 from orchestration.core.migrations import CURRENT_VERSION, schema_version
-from orchestration.core.warehouse import connect, data_version
+from orchestration.core.warehouse import connect
 from orchestration.landing.pending import loaded_files, pending_landing_files
 from orchestration.landing.sources import registered_sources
 from orchestration.location import build_state
@@ -43,7 +43,5 @@ def current_as_of(dbt_vars: Mapping[str, Any]) -> datetime | None:
             return None
         if pending_landing_files(landing, registered_sources(), loaded_files(conn)):
             return None
-        plan = build_state.plan_build(manifest, effective_vars, build_state.read_recorded(conn), data_version(conn),
-                                      True, build_state.build_as_of(conn, effective_vars),
-                                      build_state.events_crossed(conn))
+        plan, _ = build_state.plan_from_warehouse(conn, manifest, effective_vars)
     return plan.unchanged_since if plan.builds_nothing else None

@@ -19,7 +19,7 @@ from orchestration.core import settings
 from orchestration.core.dbt_args import dbt_build_args, unit_tests_version
 from orchestration.core.locking import writer_lock
 from orchestration.core.migrations import upgrade
-from orchestration.core.warehouse import connect, data_version
+from orchestration.core.warehouse import connect
 from orchestration.location import build_state, column_metadata, dbt_event_stream
 from orchestration.location.assets.landing import DUCKDB_POOL
 from orchestration.location.project import (
@@ -201,9 +201,7 @@ def plan_this_build(context: dg.AssetExecutionContext, config: DbtBuildConfig) -
     nothing_pending = whole_project and not (config.full_refresh or privacy_config.get("requests")
                                              or request_files(settings.landing_dir()))
     with connect(settings.duckdb_path()) as conn:
-        recorded, version = build_state.read_recorded(conn), data_version(conn)
-        plan = build_state.plan_build(manifest, dbt_vars, recorded, version, nothing_pending,
-                                      build_state.build_as_of(conn, dbt_vars), build_state.events_crossed(conn))
+        plan, version = build_state.plan_from_warehouse(conn, manifest, dbt_vars, nothing_pending)
         build_state.forget_as_of(conn, plan)
     return plan, version
 
