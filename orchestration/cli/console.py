@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from multiprocessing import resource_tracker
 
 # dbt's progress lines of a model or test that went well ("12 of 131 START sql table model ...",
 # "12 of 131 OK created sql table model ...", "80 of 131 PASS unique_... [PASS in 0.02s]",
@@ -40,6 +41,10 @@ def shown(line: str) -> bool:
 def quiet_stdout(keep: Callable[[str], bool] = shown) -> Iterator[None]:
     """While the block runs, only the lines of file descriptor 1 that ``keep`` accepts reach it,
     whoever writes them (Python, a child process, Dagster's tail of its compute log)."""
+    # multiprocessing's resource tracker, started on first use (during the build), lives as long as
+    # this process and would hold the pipe open: the end of the block would wait for it in vain (10 s).
+    # Started here, it keeps the console.
+    resource_tracker.ensure_running()
     sys.stdout.flush()
     console = os.dup(1)
     read_end, write_end = os.pipe()

@@ -62,3 +62,20 @@ print("after")
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60).stdout
     assert out.splitlines() == ["before", SHOWN[1], SHOWN[-1], "after"]
+
+
+def test_the_console_is_back_at_once_when_multiprocessing_started_its_resource_tracker_during_the_run():
+    """A build's libraries start multiprocessing's resource tracker, a process that lives as long as
+    the run's: started inside the block, it held the filtered pipe and every `identity-warehouse run`
+    ended 10 s after its summary (the wait for the pipe's end)."""
+    script = ("import time; from orchestration.cli.console import quiet_stdout\n"
+              "from multiprocessing import resource_tracker\n"
+              "started = time.monotonic()\n"
+              "with quiet_stdout():\n"
+              "    resource_tracker.ensure_running()\n"
+              "    print('inside', flush=True)\n"
+              "print(f'seconds {time.monotonic() - started:.1f}')\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "inside" in result.stdout
+    assert float(result.stdout.split("seconds ")[1]) < 5, result.stdout
