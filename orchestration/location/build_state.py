@@ -220,8 +220,9 @@ class BuildPlan:
     unchanged_since: datetime | None = None
     code: dict[str, str] = field(default_factory=dict)  # unique id → code fingerprint
     lineage: dict[str, str] = field(default_factory=dict)  # unique id → lineage fingerprint
-    as_of: datetime | None = None  # this build's as_of (recorded for the models that read the clock)
-    clock_models: set[str] = field(default_factory=set)  # unique ids of the models that read the clock
+    as_of: datetime | None = None  # this build's as_of (recorded for the time-dependent models)
+    # unique ids of the models that change as time passes: those that read the clock and what reads them
+    time_models: set[str] = field(default_factory=set)
     names: dict[str, str] = field(default_factory=dict)  # unique id → model name
 
     @property
@@ -250,18 +251,20 @@ class BuildPlan:
 
 def plan_build(manifest: Mapping[str, Any], dbt_vars: Mapping[str, Any], recorded: Mapping[str, Recorded],
                data_version: str, nothing_pending: bool = True, as_of: datetime | None = None,
-               crossed: CrossedEdges | None = None) -> BuildPlan:
+               crossed: CrossedEdges | None = None, outputs_current: Callable[[], bool] = lambda: True) -> BuildPlan:
     """The plan for one build from the manifest, the effective vars, what each model was last built
     from (by name) and the data's current version. ``nothing_pending`` false (privacy requests wait,
     a full refresh was asked) keeps every model in. With this build's ``as_of`` and ``crossed``, a
-    build with nothing new builds nothing while time has changed nothing."""
+    build with nothing new builds nothing while time has changed nothing and ``outputs_current()``
+    (what the steps after the build would write, which Dagster then skips, is written already)."""
     nodes = models(manifest)
     parents = model_parents(manifest)
     code = code_fingerprints(manifest, dbt_vars)
     lineage = lineage_fingerprints(code, parents)
     name = {uid: nodes[uid]["name"] for uid in nodes}
     clock = {uid for uid, node in nodes.items() if reads_the_clock(manifest, node)}
-    plan = BuildPlan(code=code, lineage=lineage, as_of=as_of, clock_models=clock, names=name)
+    time_models = downstream(parents, clock)
+    plan = BuildPlan(code=code, lineage=lineage, as_of=as_of, time_models=time_models, names=name)
 
     before = {uid: recorded.get(name[uid]) for uid in nodes}
     stale = {uid for uid, was in before.items() if was is not None and was.lineage != lineage[uid]}
@@ -272,41 +275,40 @@ def plan_build(manifest: Mapping[str, Any], dbt_vars: Mapping[str, Any], recorde
 
     unrecorded_or_behind = {uid for uid, was in before.items() if was is None or was.data_version != data_version}
     if nothing_pending and not stale and not unrecorded_or_behind:
-        plan.unchanged_since = _unchanged_by_time(nodes, clock, before, as_of, crossed)
-        built = set() if plan.unchanged_since is not None else downstream(parents, clock)
+        plan.unchanged_since = _unchanged_by_time(nodes, clock, time_models, before, as_of, crossed, outputs_current)
+        built = set() if plan.unchanged_since is not None else time_models
         plan.time_dependent_only = sorted(name[uid] for uid in built)
         plan.left_out = sorted(name[uid] for uid in set(nodes) - built)
     return plan
 
 
-def plan_from_warehouse(conn, manifest: Mapping[str, Any], dbt_vars: Mapping[str, Any],
-                        nothing_pending: bool = True) -> tuple[BuildPlan, str]:
+def plan_from_warehouse(conn, manifest: Mapping[str, Any], dbt_vars: Mapping[str, Any], nothing_pending: bool,
+                        outputs_current: Callable[[], bool]) -> tuple[BuildPlan, str]:
     """``plan_build`` with what the warehouse says: each model's last build, the data's version (also
     returned) and, for the models that read the clock, the events time moves across edges."""
     version = data_version(conn)
     plan = plan_build(manifest, dbt_vars, read_recorded(conn), version, nothing_pending,
-                      build_as_of(conn, dbt_vars), events_crossed(conn))
+                      build_as_of(conn, dbt_vars), events_crossed(conn), outputs_current)
     return plan, version
 
 
-def _unchanged_by_time(nodes: Mapping[str, Mapping[str, Any]], clock: set[str], before: Mapping[str, Recorded | None],
-                       as_of: datetime | None, crossed: CrossedEdges | None) -> datetime | None:
-    """The earliest ``as_of`` the models that read the clock were last built at, when moving to
-    ``as_of`` changes none of them: every one names its edges and recorded its as_of, ``as_of`` is
-    not earlier than any (a backfill recomputes), and no event crossed an edge in between."""
+def _unchanged_by_time(nodes: Mapping[str, Mapping[str, Any]], clock: set[str], time_models: set[str],
+                       before: Mapping[str, Recorded | None], as_of: datetime | None, crossed: CrossedEdges | None,
+                       outputs_current: Callable[[], bool]) -> datetime | None:
+    """The earliest ``as_of`` the time-dependent models were last built at, when moving to ``as_of``
+    changes none of them: every one recorded its as_of (a failed or skipped one has none), every one
+    that reads the clock names its edges, ``as_of`` is not earlier than any (a backfill recomputes),
+    no event crossed an edge in between, and ``outputs_current()``."""
     if as_of is None or crossed is None:
         return None
-    edges: set[int] = set()
-    for uid in clock:
-        node_edges = time_edges(nodes[uid])
-        if node_edges is None or before[uid].as_of is None:
-            return None
-        edges.update(node_edges)
-    built_at = [before[uid].as_of for uid in clock]
-    since = min(built_at, default=as_of)
-    if as_of < max(built_at, default=as_of) or (since < as_of and edges and crossed(since, as_of, sorted(edges))):
+    if any(time_edges(nodes[uid]) is None for uid in clock) or any(before[uid].as_of is None for uid in time_models):
         return None
-    return since
+    edges = sorted({days for uid in clock for days in time_edges(nodes[uid])})
+    built_at = [before[uid].as_of for uid in time_models]
+    since = min(built_at, default=as_of)
+    if as_of < max(built_at, default=as_of) or (since < as_of and edges and crossed(since, as_of, edges)):
+        return None
+    return since if outputs_current() else None
 
 
 # Asset checks that read what the builds since their last pass wrote, not the whole warehouse
@@ -363,6 +365,16 @@ def last_run_finished_ok(conn) -> bool:
     return bool(fetch_value(conn, f"select bool_and(finished_ok) from {RUN_TABLE}"))
 
 
+def last_built_at(conn, model_names: Iterable[str]) -> datetime | None:
+    """When the latest of these models was last built (UTC), or None when one never was."""
+    names = sorted(set(model_names))
+    if not table_exists(conn, STATE_SCHEMA, "model_builds"):
+        return None
+    found, latest = conn.execute(f"select count(*), max(built_at) from {STATE_TABLE} where list_contains(?, model)",
+                                 [names]).fetchone()
+    return latest if found == len(names) else None
+
+
 def read_recorded(conn) -> dict[str, Recorded]:
     """``build_state.model_builds`` (empty before the first build that records it)."""
     if not table_exists(conn, STATE_SCHEMA, "model_builds"):
@@ -373,11 +385,12 @@ def read_recorded(conn) -> dict[str, Recorded]:
 
 
 def forget_as_of(conn, plan: BuildPlan) -> None:
-    """Before dbt starts: the models that read the clock and that the build may rebuild lose their
-    recorded as_of until it records them again. A build killed after writing some of them at its
-    as_of leaves them unknown, and the next build rebuilds them instead of trusting the old as_of."""
+    """Before dbt starts: the time-dependent models the build may rebuild lose their recorded as_of
+    until it records them again. One that fails, or that dbt skips (a test of what it reads failed),
+    or a build killed after writing some of them at its as_of, leaves them unknown: the next build
+    rebuilds them instead of trusting the old as_of."""
     left_out = set(plan.left_out)
-    building = sorted(plan.names[uid] for uid in plan.clock_models if plan.names[uid] not in left_out)
+    building = sorted(plan.names[uid] for uid in plan.time_models if plan.names[uid] not in left_out)
     if building and table_exists(conn, STATE_SCHEMA, "model_builds"):
         conn.execute(f"update {STATE_TABLE} set as_of = null where list_contains(?, model)", [building])
 
@@ -386,7 +399,7 @@ def record_builds(conn, plan: BuildPlan, names_by_uid: Mapping[str, str], succee
                   version: str, built_at: datetime) -> int:
     """Records what each model that dbt built successfully (unique ids) was built from."""
     rows = [(names_by_uid[uid], plan.code[uid], plan.lineage[uid], version, built_at,
-             plan.as_of if uid in plan.clock_models else None)
+             plan.as_of if uid in plan.time_models else None)
             for uid in succeeded if uid in plan.code]
     for statement in STATE_DDL:
         conn.execute(statement)

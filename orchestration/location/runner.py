@@ -59,11 +59,15 @@ def run_build_warehouse(instance: dg.DagsterInstance | None = None, run_config: 
     # tagged with this process from its creation, so if it is killed at any point the next run knows it
     # dead and frees what it held (orchestration/location/recovery.py, at the start of the run).
     with writer_lock(settings.duckdb_path()):
+        with connect(settings.duckdb_path()) as conn:
+            was_ok = build_state.last_run_finished_ok(conn)
         result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config,
                                         tags=recovery.owner_tags())
         outcome = judge(result)
+        # A run that checked nothing (it built nothing) cannot clear an earlier run's failure.
+        checked = bool(result.get_asset_check_evaluations())
         with connect(settings.duckdb_path()) as conn:
-            build_state.mark_last_run(conn, outcome.ok)
+            build_state.mark_last_run(conn, outcome.ok and (was_ok or checked))
     return outcome
 
 

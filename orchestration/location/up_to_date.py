@@ -9,7 +9,8 @@ Nothing to do when all of these hold, read on a read-only connection under the w
 - the warehouse is at the current schema version;
 - no landing file is waiting (as the sensor sees it) and no privacy request file;
 - the build plan builds no model: no code or var changed, nothing landed since each model's last
-  build, and time moved no event across the edge of a window (``build_state.plan_build``).
+  build, time moved no event across the edge of a window, and every audience's export files are
+  what its export would write now (``build_state.plan_build``, ``exports_up_to_date``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from orchestration.core.warehouse import connect
 from orchestration.landing.pending import loaded_files, pending_landing_files
 from orchestration.landing.sources import registered_sources
 from orchestration.location import build_state
+from orchestration.location.assets.exports import exports_up_to_date
 from orchestration.location.project import dbt_project, prepare_manifest
 from orchestration.privacy.requests import request_files
 
@@ -43,5 +45,5 @@ def current_as_of(dbt_vars: Mapping[str, Any]) -> datetime | None:
             return None
         if pending_landing_files(landing, registered_sources(), loaded_files(conn)):
             return None
-        plan, _ = build_state.plan_from_warehouse(conn, manifest, effective_vars)
+        plan, _ = build_state.plan_from_warehouse(conn, manifest, effective_vars, True, lambda: exports_up_to_date(conn))
     return plan.unchanged_since if plan.builds_nothing else None

@@ -114,13 +114,20 @@ def copy_warehouse(database: Path, folder: Path) -> Path:
 
 
 def copy_built_warehouse(built: Warehouse, folder: Path) -> Warehouse:
-    """A copy of a built ``Warehouse`` in ``folder`` (landing/, warehouse/, exports/) to build on."""
+    """A copy of a built ``Warehouse`` in ``folder`` (landing/, warehouse/, exports/) to build on, as
+    if it had been built there: its export log names the copied export folders."""
     shutil.copytree(built.landing, folder / "landing")
     if built.exports.exists():
         shutil.copytree(built.exports, folder / "exports")
     else:
         (folder / "exports").mkdir(parents=True)
-    return Warehouse(folder / "landing", copy_warehouse(built.database, folder / "warehouse"), folder / "exports")
+    copy = Warehouse(folder / "landing", copy_warehouse(built.database, folder / "warehouse"), folder / "exports")
+    with duckdb.connect(str(copy.database)) as conn:
+        if conn.execute("select count(*) from duckdb_tables() where schema_name = 'exports' "
+                        "and table_name = 'audience_exports'").fetchone()[0]:
+            conn.execute("update exports.audience_exports set folder = replace(folder, ?, ?)",
+                         [str(built.exports), str(copy.exports)])
+    return copy
 
 
 @dataclass

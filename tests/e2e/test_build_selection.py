@@ -252,7 +252,8 @@ def test_a_run_with_nothing_to_do_says_so_without_starting_dagster(nothing_to_do
 
 
 @pytest.mark.parametrize("change", ["a landing file", "a privacy request", "another var", "an earlier as_of",
-                                    "a later as_of that moves a window", "a run that did not finish well"])
+                                    "a later as_of that moves a window", "a run that did not finish well",
+                                    "an export deleted", "hashing switched on for exports"])
 def test_anything_that_could_change_the_warehouse_runs_the_job(nothing_to_do, change, tmp_path):
     from orchestration.location import build_state
     from orchestration.location.up_to_date import current_as_of
@@ -280,7 +281,14 @@ def test_anything_that_could_change_the_warehouse_runs_the_job(nothing_to_do, ch
             with duckdb.connect(str(warehouse.database)) as conn:
                 conn.execute("update build_state.model_builds set as_of = ? where as_of is not null",
                              [newest - timedelta(hours=1)])
+        elif change == "an export deleted":
+            shutil.rmtree(warehouse.exports / "cart_abandoners")
+        elif change == "hashing switched on for exports":  # the files hold plain e-mails: written again
+            os.environ["HASH_PII_IN_EXPORTS"] = "true"
         else:
             with duckdb.connect(str(warehouse.database)) as conn:
                 build_state.mark_last_run(conn, finished_ok=False)
-        assert current_as_of(dbt_vars) is None
+        try:
+            assert current_as_of(dbt_vars) is None
+        finally:
+            os.environ.pop("HASH_PII_IN_EXPORTS", None)

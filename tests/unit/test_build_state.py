@@ -94,10 +94,12 @@ def test_with_nothing_new_only_what_time_changes_is_built():
 LAST_AS_OF, NOW = datetime(2024, 6, 1, 9, 30), datetime(2024, 6, 3, 12, 0)
 
 
-def _recorded_at(as_of: datetime | None) -> dict[str, Recorded]:
-    """As _recorded, the model that reads the clock (traits) built at ``as_of``."""
+def _recorded_at(as_of: datetime | None, audience_as_of: datetime | None = LAST_AS_OF) -> dict[str, Recorded]:
+    """As _recorded, the model that reads the clock (traits) built at ``as_of``, the model that reads
+    it (audience) at ``audience_as_of``."""
     recorded = _recorded()
-    recorded["traits"] = Recorded(recorded["traits"].code, recorded["traits"].lineage, "v1", as_of)
+    for name, at in (("traits", as_of), ("audience", audience_as_of)):
+        recorded[name] = Recorded(recorded[name].code, recorded[name].lineage, "v1", at)
     return recorded
 
 
@@ -116,10 +118,16 @@ def test_with_nothing_new_and_no_event_across_a_window_s_edge_nothing_is_built()
 
 
 @pytest.mark.parametrize("case", ["an event crossed an edge", "an earlier as_of", "as_of never recorded",
-                                  "a model without edges"])
+                                  "a model that reads one not rebuilt", "a model without edges",
+                                  "outputs after the build not current"])
 def test_time_that_may_have_changed_a_model_builds_what_time_changes(case):
     manifest, recorded, as_of, crossed = MANIFEST, _recorded_at(LAST_AS_OF), NOW, (lambda *_: False)
-    if case == "an event crossed an edge":
+    current = True
+    if case == "outputs after the build not current":  # an export deleted, hashing switched on
+        current = False
+    elif case == "a model that reads one not rebuilt":  # its last build failed, or dbt skipped it
+        recorded = _recorded_at(LAST_AS_OF, audience_as_of=None)
+    elif case == "an event crossed an edge":
         crossed = lambda *_: True  # noqa: E731
     elif case == "an earlier as_of":  # a backfill: windows count back from another time
         as_of = LAST_AS_OF - timedelta(days=30)
@@ -128,7 +136,7 @@ def test_time_that_may_have_changed_a_model_builds_what_time_changes(case):
     else:  # a hand-written model that reads the clock: nothing bounds what time changes in it
         manifest = copy.deepcopy(MANIFEST)
         del manifest["nodes"]["model.p.traits"]["config"]["meta"]
-    plan = plan_build(manifest, VARS, recorded, "v1", as_of=as_of, crossed=crossed)
+    plan = plan_build(manifest, VARS, recorded, "v1", as_of=as_of, crossed=crossed, outputs_current=lambda: current)
     assert plan.unchanged_since is None and plan.time_dependent_only == ["audience", "traits"]
 
 
@@ -167,16 +175,18 @@ def test_the_as_of_of_a_build_is_the_var_or_the_clock(tmp_path):
         assert abs(clock - datetime.now()) < timedelta(minutes=1)  # DuckDB's clock in the machine's zone
 
 
-def test_the_as_of_is_recorded_for_the_models_that_read_the_clock_and_forgotten_before_they_are_rebuilt(tmp_path):
+def test_the_as_of_is_recorded_for_the_time_dependent_models_and_forgotten_before_they_are_rebuilt(tmp_path):
     plan = plan_build(MANIFEST, VARS, {}, "v1", as_of=LAST_AS_OF, crossed=lambda *_: False)
     with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
         build_state.record_builds(conn, plan, plan.names, list(plan.code), "v1", NOW)
         recorded = build_state.read_recorded(conn)
         assert {name: was.as_of for name, was in recorded.items()} == {
-            "stg": None, "ids": None, "profiles": None, "traits": LAST_AS_OF, "audience": None}
+            "stg": None, "ids": None, "profiles": None, "traits": LAST_AS_OF, "audience": LAST_AS_OF}
         again = plan_build(MANIFEST, VARS, recorded, "v1", as_of=NOW, crossed=lambda *_: True)
         build_state.forget_as_of(conn, again)  # the build about to rebuild traits, killed before it records
         assert build_state.read_recorded(conn)["traits"].as_of is None
+        assert build_state.last_built_at(conn, ["traits", "audience"]) == NOW
+        assert build_state.last_built_at(conn, ["traits", "never_built"]) is None
         assert plan_build(MANIFEST, VARS, build_state.read_recorded(conn), "v1", as_of=NOW,
                           crossed=lambda *_: False).time_dependent_only == ["audience", "traits"]
 

@@ -8,7 +8,7 @@ import duckdb
 import pytest
 
 from orchestration.computed.schema import Audience
-from orchestration.location.assets.exports import export_audience, unchanged_export
+from orchestration.location.assets.exports import export_audience, exports_current, unchanged_export
 
 MARTS = """
 create schema marts;
@@ -61,3 +61,24 @@ def test_other_columns_missing_files_or_traits_write_it_again(exported):
                             folder) is None
     (folder / "members.parquet").unlink()
     assert unchanged_export(conn, audience, folder) is None
+
+
+def test_a_build_may_build_nothing_only_while_every_export_is_what_it_would_write(exported, monkeypatch):
+    """A build that builds nothing skips the exports after it (Dagster skips what reads an asset the
+    run did not write): it may do so only when no export would change (exports_current)."""
+    conn, audience, folder = exported
+    monkeypatch.setenv("EXPORT_DIR", str(folder.parent))
+    with_traits = Audience(name="vip", description="", include_anonymous=False, condition=None,
+                           export_traits=("revenue",))
+    built = datetime(2024, 1, 1)
+    assert exports_current(conn, [audience], built)
+    assert exports_current(conn, [with_traits], built) is False  # exported without its traits column
+    export_audience(conn, with_traits, folder, datetime(2024, 1, 3))
+    assert exports_current(conn, [with_traits], built)  # exported after the models it reads were built
+    assert exports_current(conn, [with_traits], datetime(2024, 1, 4)) is False  # built since: traits may differ
+    assert exports_current(conn, [with_traits], None) is False  # never built
+    monkeypatch.setenv("HASH_PII_IN_EXPORTS", "true")  # switched on: the files hold plain e-mails
+    assert exports_current(conn, [with_traits], built) is False
+    monkeypatch.delenv("HASH_PII_IN_EXPORTS")
+    monkeypatch.setenv("EXPORT_DIR", str(folder.parent.parent / "elsewhere"))  # a new export folder
+    assert exports_current(conn, [with_traits], built) is False

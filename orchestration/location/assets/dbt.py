@@ -21,6 +21,7 @@ from orchestration.core.locking import writer_lock
 from orchestration.core.migrations import upgrade
 from orchestration.core.warehouse import connect
 from orchestration.location import build_state, column_metadata, dbt_event_stream
+from orchestration.location.assets.exports import exports_up_to_date
 from orchestration.location.assets.landing import DUCKDB_POOL
 from orchestration.location.project import (
     dbt_project,
@@ -201,7 +202,9 @@ def plan_this_build(context: dg.AssetExecutionContext, config: DbtBuildConfig) -
     nothing_pending = whole_project and not (config.full_refresh or privacy_config.get("requests")
                                              or request_files(settings.landing_dir()))
     with connect(settings.duckdb_path()) as conn:
-        plan, version = build_state.plan_from_warehouse(conn, manifest, dbt_vars, nothing_pending)
+        build_state.mark_last_run(conn, finished_ok=False)  # a run from the UI may start here, not at landing
+        plan, version = build_state.plan_from_warehouse(conn, manifest, dbt_vars, nothing_pending,
+                                                        lambda: exports_up_to_date(conn))
         build_state.forget_as_of(conn, plan)
     return plan, version
 

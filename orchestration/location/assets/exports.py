@@ -5,9 +5,10 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from orchestration.computed.schema import Audience
+from orchestration.computed.schema import Audience, load_definitions
 from orchestration.core import settings
 from orchestration.core.warehouse import connect, quote_literal, table_exists
+from orchestration.location import build_state
 from orchestration.location.assets.landing import DUCKDB_POOL
 from orchestration.location.resources import Warehouse
 
@@ -46,17 +47,30 @@ def members_sql(audience: Audience, hash_pii: bool = False) -> str:
     )
 
 
+def last_export(conn, audience: Audience, folder, hash_pii: bool = False) -> tuple[datetime, int] | None:
+    """When the audience was last exported and how many members it had, when its files are in
+    ``folder`` with the columns an export would write now (hashing); None otherwise."""
+    if not table_exists(conn, "exports", "audience_exports"):
+        return None
+    last = conn.execute("select exported_at, members, folder from exports.audience_exports where audience = ? "
+                        "order by exported_at desc limit 1", [audience.name]).fetchone()
+    members_csv, members_parquet = folder / "members.csv", folder / "members.parquet"
+    if last is None or last[2] != str(folder) or not members_csv.is_file() or not members_parquet.is_file():
+        return None
+    columns = [column[0] for column in conn.execute(f"select * from ({members_sql(audience, hash_pii)}) limit 0").description]
+    with members_csv.open(newline="") as handle:
+        if next(csv.reader(handle), None) != columns:
+            return None
+    return last[0], last[1]
+
+
 def unchanged_export(conn, audience: Audience, folder, hash_pii: bool = False) -> dict | None:
     """The last export of the audience (members and files), when writing it again would give the
     same files: no member entered or left, no profile changed and no privacy request was processed
     since, and the export has the same columns (hashing) and carries no trait (trait values move
     with time). None otherwise, or when there is no such export."""
-    conn.execute(EXPORT_LOG_DDL)
-    last = conn.execute("select exported_at, members, folder from exports.audience_exports where audience = ? "
-                        "order by exported_at desc limit 1", [audience.name]).fetchone()
-    members_csv, members_parquet = folder / "members.csv", folder / "members.parquet"
-    if (last is None or audience.export_traits or last[2] != str(folder)
-            or not members_csv.is_file() or not members_parquet.is_file()):
+    last = None if audience.export_traits else last_export(conn, audience, folder, hash_pii)
+    if last is None:
         return None
     since = [last[0]]
     changed = conn.execute(
@@ -65,12 +79,35 @@ def unchanged_export(conn, audience: Audience, folder, hash_pii: bool = False) -
     if changed or (table_exists(conn, "privacy", "requests") and conn.execute(
             "select exists (select 1 from privacy.requests where processed_at > ?)", since).fetchone()[0]):
         return None
-    columns = [column[0] for column in conn.execute(f"select * from ({members_sql(audience, hash_pii)}) limit 0").description]
-    with members_csv.open(newline="") as handle:
-        if next(csv.reader(handle), None) != columns:
-            return None
     return {"members": last[1], "entered": 0, "exited": 0, "exported_at": last[0],
-            "members_csv": str(members_csv), "members_parquet": str(members_parquet)}
+            "members_csv": str(folder / "members.csv"), "members_parquet": str(folder / "members.parquet")}
+
+
+def exports_current(conn, audiences: list[Audience], models_built_at: datetime | None) -> bool:
+    """Whether every audience's export files are what its export would write now, the models
+    unchanged since ``models_built_at`` (a build that builds nothing skips the exports): unchanged
+    (``unchanged_export``), or, with traits, exported after that build."""
+    folder, hash_pii = settings.export_dir(), settings.hash_pii_in_exports()
+    for audience in audiences:
+        if not audience.export_traits:
+            if unchanged_export(conn, audience, folder / audience.name, hash_pii) is None:
+                return False
+            continue
+        last = last_export(conn, audience, folder / audience.name, hash_pii)
+        if last is None or models_built_at is None or last[0] < models_built_at:
+            return False
+    return True
+
+
+# The models an export reads (members_sql): their last build is the time its files must be newer than.
+EXPORTED_MODELS = ("audience_members", "profile_traits")
+
+
+def exports_up_to_date(conn) -> bool:
+    """``exports_current`` for the project's audiences (a build that would build nothing is one only
+    when this holds: the exports after it are skipped)."""
+    definitions = load_definitions(settings.DEFINITIONS_DIR / "traits.yml", settings.DEFINITIONS_DIR / "audiences.yml")
+    return exports_current(conn, definitions.audiences, build_state.last_built_at(conn, EXPORTED_MODELS))
 
 
 def export_audience(conn, audience: Audience, folder, exported_at: datetime, hash_pii: bool = False) -> dict:

@@ -38,10 +38,11 @@ class PrivacyRequestsConfig(dg.Config):
             PRIVACY_REQUESTS_KEY,
             description="Audit log of privacy requests (export, delete, lock, unlock): who, what, when, outcome, "
                         "rows erased; the identifier as a salted hash.",
-            # After the dbt build (one step), through the model every build writes: a build with
-            # nothing new leaves the profile marts as they are and writes only what time changes
-            # (orchestration/location/build_state.py), and Dagster skips what depends on an asset a
-            # run did not write. The requests read marts.profile_identifiers and profile_events.
+            # After the dbt build (one step), through a model every build that builds anything writes:
+            # a build with nothing new leaves the profile marts as they are and writes only what time
+            # changes, or nothing (orchestration/location/build_state.py), and Dagster skips what
+            # depends on an asset a run did not write; such a build happens only when no request
+            # waits. The requests read marts.profile_identifiers and profile_events.
             deps=[dg.AssetKey(["marts", "audience_membership_history"])],
             kinds={"duckdb"},
         ),
