@@ -386,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
                      "day or time (e.g. 2024-06-01 or 2024-06-01T09:30:00; the as_of var); default now. Both targets")
     run.add_argument("--force", action="store_true",
                      help="run the job even when nothing could change (no new file or request, no code change, "
-                     "no event across a window's edge since the last run), which is said and skipped by default")
+                     "no event across a window's edge since the last run), which is said and skipped by default; "
+                     "its build then builds what could have changed, which may be nothing")
     run.add_argument("-v", "--verbose", action="store_true",
                      help="show dbt's line for every model and test (also IDENTITY_WAREHOUSE_VERBOSE=1); by default "
                      "the console shows a line per step, warnings and errors in full, and the summary")
