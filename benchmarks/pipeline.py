@@ -208,7 +208,7 @@ def run_pipeline(landing: Path, workdir: Path, people: int, fresh: bool = True,
 
     up_to_date = "up to date: " in (workdir / "run.log").read_text()
     run_id, steps = _step_intervals(dagster_home) if not up_to_date else (None, [])
-    nodes = dbt_intervals(_run_results(run_id) if run_id else {"results": []})
+    nodes = dbt_intervals(_run_results(run_id)) if run_id else []
     intervals = [interval for interval in steps if interval.stage != "Dagster and dbt overhead"]
     intervals += [interval for _, interval in nodes]
     stage_seconds = {stage: union_seconds([i for i in intervals if i.stage == stage]) for stage in STAGES}

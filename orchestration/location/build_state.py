@@ -301,9 +301,10 @@ def _unchanged_by_time(nodes: Mapping[str, Mapping[str, Any]], clock: set[str], 
     no event crossed an edge in between, and ``outputs_current()``."""
     if as_of is None or crossed is None:
         return None
-    if any(time_edges(nodes[uid]) is None for uid in clock) or any(before[uid].as_of is None for uid in time_models):
+    edges_of = {uid: time_edges(nodes[uid]) for uid in clock}
+    if None in edges_of.values() or any(before[uid].as_of is None for uid in time_models):
         return None
-    edges = sorted({days for uid in clock for days in time_edges(nodes[uid])})
+    edges = sorted({days for model_edges in edges_of.values() for days in model_edges})
     built_at = [before[uid].as_of for uid in time_models]
     since = min(built_at, default=as_of)
     if as_of < max(built_at, default=as_of) or (since < as_of and edges and crossed(since, as_of, edges)):
@@ -341,8 +342,9 @@ def forget_checks_passed(conn) -> None:
 
 
 # Whether the last run of the main job finished with every step and check passing: a run marks
-# itself unfinished when it starts (the landing asset), and ``identity-warehouse run`` marks how its
-# run ended. Only then may the next ``identity-warehouse run`` conclude it has nothing to do
+# itself unfinished when its build starts (the dbt asset), and ``identity-warehouse run`` marks how its
+# run ended (a run that lands files and stops before its build leaves them newer than every model's
+# record: no run would find nothing to do). Only then may the next ``identity-warehouse run`` conclude it has nothing to do
 # (orchestration/location/up_to_date.py): a run from the UI, the schedule or the sensor, or a killed
 # one, leaves it unfinished.
 RUN_TABLE = f"{STATE_SCHEMA}.last_run"
@@ -395,10 +397,9 @@ def forget_as_of(conn, plan: BuildPlan) -> None:
         conn.execute(f"update {STATE_TABLE} set as_of = null where list_contains(?, model)", [building])
 
 
-def record_builds(conn, plan: BuildPlan, names_by_uid: Mapping[str, str], succeeded: Iterable[str],
-                  version: str, built_at: datetime) -> int:
+def record_builds(conn, plan: BuildPlan, succeeded: Iterable[str], version: str, built_at: datetime) -> int:
     """Records what each model that dbt built successfully (unique ids) was built from."""
-    rows = [(names_by_uid[uid], plan.code[uid], plan.lineage[uid], version, built_at,
+    rows = [(plan.names[uid], plan.code[uid], plan.lineage[uid], version, built_at,
              plan.as_of if uid in plan.time_models else None)
             for uid in succeeded if uid in plan.code]
     for statement in STATE_DDL:

@@ -45,5 +45,6 @@ def current_as_of(dbt_vars: Mapping[str, Any]) -> datetime | None:
             return None
         if pending_landing_files(landing, registered_sources(), loaded_files(conn)):
             return None
-        plan, _ = build_state.plan_from_warehouse(conn, manifest, effective_vars, True, lambda: exports_up_to_date(conn))
+        plan, _ = build_state.plan_from_warehouse(conn, manifest, effective_vars, nothing_pending=True,
+                                                  outputs_current=lambda: exports_up_to_date(conn))
     return plan.unchanged_since if plan.builds_nothing else None

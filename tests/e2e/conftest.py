@@ -31,6 +31,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from orchestration.core.warehouse import table_exists
 from orchestration.location.project import build_folder
 from orchestration.location.runner import JobOutcome, run_build_warehouse
 from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME, environment
@@ -123,8 +124,7 @@ def copy_built_warehouse(built: Warehouse, folder: Path) -> Warehouse:
         (folder / "exports").mkdir(parents=True)
     copy = Warehouse(folder / "landing", copy_warehouse(built.database, folder / "warehouse"), folder / "exports")
     with duckdb.connect(str(copy.database)) as conn:
-        if conn.execute("select count(*) from duckdb_tables() where schema_name = 'exports' "
-                        "and table_name = 'audience_exports'").fetchone()[0]:
+        if table_exists(conn, "exports", "audience_exports"):
             conn.execute("update exports.audience_exports set folder = replace(folder, ?, ?)",
                          [str(built.exports), str(copy.exports)])
     return copy

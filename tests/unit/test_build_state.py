@@ -178,7 +178,7 @@ def test_the_as_of_of_a_build_is_the_var_or_the_clock(tmp_path):
 def test_the_as_of_is_recorded_for_the_time_dependent_models_and_forgotten_before_they_are_rebuilt(tmp_path):
     plan = plan_build(MANIFEST, VARS, {}, "v1", as_of=LAST_AS_OF, crossed=lambda *_: False)
     with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
-        build_state.record_builds(conn, plan, plan.names, list(plan.code), "v1", NOW)
+        build_state.record_builds(conn, plan, list(plan.code), "v1", NOW)
         recorded = build_state.read_recorded(conn)
         assert {name: was.as_of for name, was in recorded.items()} == {
             "stg": None, "ids": None, "profiles": None, "traits": LAST_AS_OF, "audience": LAST_AS_OF}
@@ -221,7 +221,6 @@ def test_anything_new_builds_every_model(case):
 
 def test_the_record_lives_in_the_warehouse_and_keeps_a_failed_model_s_old_entry(tmp_path):
     plan = plan_build(MANIFEST, VARS, {}, "v1")
-    names = {uid: uid.split(".")[-1] for uid in plan.code}
     with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
         assert build_state.read_recorded(conn) == {}
         first = data_version(conn)
@@ -229,12 +228,12 @@ def test_the_record_lives_in_the_warehouse_and_keeps_a_failed_model_s_old_entry(
         empty = data_version(conn)
         conn.execute("insert into raw.loaded_files values ('l1', now())")
         assert len({first, empty, data_version(conn)}) == 3
-        build_state.record_builds(conn, plan, names, list(plan.code), "v1", datetime(2024, 1, 1))
+        build_state.record_builds(conn, plan, list(plan.code), "v1", datetime(2024, 1, 1))
         edited = copy.deepcopy(MANIFEST)
         edited["nodes"]["model.p.stg"]["raw_code"] = "select 2 as stg"
         again = plan_build(edited, VARS, build_state.read_recorded(conn), "v1")
         # only stg succeeded: profiles (downstream) is still to be rebuilt from scratch next time
-        build_state.record_builds(conn, again, names, ["model.p.stg"], "v1", datetime(2024, 1, 2))
+        build_state.record_builds(conn, again, ["model.p.stg"], "v1", datetime(2024, 1, 2))
         assert plan_build(edited, VARS, build_state.read_recorded(conn), "v1").rebuilt_from_scratch == ["profiles"]
 
 

@@ -202,7 +202,7 @@ def plan_this_build(context: dg.AssetExecutionContext, config: DbtBuildConfig) -
     nothing_pending = whole_project and not (config.full_refresh or privacy_config.get("requests")
                                              or request_files(settings.landing_dir()))
     with connect(settings.duckdb_path()) as conn:
-        build_state.mark_last_run(conn, finished_ok=False)  # a run from the UI may start here, not at landing
+        build_state.mark_last_run(conn, finished_ok=False)  # until `identity-warehouse run` says how it ended
         plan, version = build_state.plan_from_warehouse(conn, manifest, dbt_vars, nothing_pending,
                                                         lambda: exports_up_to_date(conn))
         build_state.forget_as_of(conn, plan)
@@ -230,12 +230,9 @@ def record_what_was_built(context: dg.AssetExecutionContext, target_path: Path, 
     results_file = target_path / "run_results.json"
     if not results_file.exists():
         return
-    manifest = json.loads(dbt_project.manifest_path.read_text())
-    names = {uid: node["name"] for uid, node in build_state.models(manifest).items()}
     succeeded = build_state.succeeded_models(json.loads(results_file.read_text()))
     with connect(settings.duckdb_path()) as conn:
-        build_state.record_builds(conn, plan, names, succeeded, version,
-                                  datetime.now(timezone.utc).replace(tzinfo=None))
+        build_state.record_builds(conn, plan, succeeded, version, datetime.now(timezone.utc).replace(tzinfo=None))
 
 
 def release_dbt_duckdb_handle() -> None:

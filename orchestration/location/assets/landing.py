@@ -14,7 +14,6 @@ from orchestration.landing.ingestion import (
     ingest_landing_dir,
 )
 from orchestration.landing.sources import registered_sources
-from orchestration.location import build_state
 from orchestration.location.resources import Warehouse
 from orchestration.location.run_metadata import markdown_bars
 from orchestration.privacy.requests import privacy_salt
@@ -49,7 +48,6 @@ def ingest_landing_files(context: dg.AssetExecutionContext, warehouse: Warehouse
     """Load the landing files not loaded before (events JSONL and contact CSVs) into ``raw``."""
     with connect(warehouse.database) as conn:
         upgrade(conn, context.log.info)  # an older warehouse's tables to the current schema version
-        build_state.mark_last_run(conn, finished_ok=False)  # until `identity-warehouse run` says how it ended
         # Accept what the identity rules can use (custom identifier types included).
         identity = IdentityFields.from_rules(settings.identity_rules())
         # Lines of erased or locked identities are rejected at the door (privacy requests).
