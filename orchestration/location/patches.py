@@ -27,9 +27,8 @@ changed, naming the entry here to revisit (drop the patch if upstream fixed it, 
 7. ``SqliteEventLogStorage._connect`` (dagster private): creates a SQLAlchemy engine for every
    connection, so each statement of the ~520 events of a build of the sample pays a new engine's
    first connection and compiles afresh (the statement cache dies with the engine), and every commit
-   waits for the disk: 9-12 ms an event. ``SqliteEventLogStorageKeepingEngines``, which
-   ``dagster_home/dagster.yaml`` selects, keeps one engine per database file: 6 ms. Instances are
-   configured by class name: a subclass is Dagster's way in, but it overrides a private method.
+   waits for the disk: 9-12 ms an event. ``_connect_keeping_engines`` keeps one engine per database
+   file: 6 ms. Same files and tables: a Dagster process without the patch (the webserver) reads them.
 8. ``dagster_dbt.core.dbt_cli_event.lineage`` (``sqlglot.lineage.lineage`` as dagster-dbt's column
    lineage calls it, once per column of every model): each call parses and qualifies the model's
    SQL again, and copies the whole query at every step of the walk for a label (``trim_selects``)
@@ -54,13 +53,11 @@ from contextvars import ContextVar
 from collections import OrderedDict
 from functools import cached_property
 
-import dagster as dg
 import sqlalchemy as db
 import sqlglot.lineage
 import sqlglot.optimizer.normalize_identifiers
 from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SQLITE_BUSY_TIMEOUT_SECONDS, SqliteEventLogStorage
-from dagster._serdes import ConfigurableClassData
 from dagster_dbt import DbtCliResource
 from dagster_dbt.core import dbt_cli_event, dbt_cli_invocation, dbt_event_iterator
 from packaging import version
@@ -170,51 +167,30 @@ def _commit_without_waiting_for_the_disk(dbapi_connection, _record) -> None:
     dbapi_connection.execute("pragma synchronous=NORMAL")
 
 
-class SqliteEventLogStorageKeepingEngines(SqliteEventLogStorage):
-    """Dagster's SQLite event log storage, keeping one engine per database file (entry 7)."""
+def _engine(storage: SqliteEventLogStorage, shard: str) -> Engine:
+    engines: OrderedDict[str, Engine] = storage.__dict__.setdefault("_kept_engines", OrderedDict())
+    engine = engines.pop(shard, None)
+    if engine is None:
+        engine = db.create_engine(storage.conn_string_for_shard(shard), poolclass=NullPool,
+                                  connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
+        db.event.listen(engine, "connect", _commit_without_waiting_for_the_disk)
+    engines[shard] = engine  # the most recently used last
+    while len(engines) > KEPT_ENGINES:
+        engines.popitem(last=False)[1].dispose()
+    return engine
 
-    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
-        self._engines: OrderedDict[str, Engine] = OrderedDict()
-        super().__init__(base_dir, inst_data)
 
-    @classmethod
-    def config_type(cls):
-        return {"base_dir": dg.Field(dg.StringSource, is_required=False)}
-
-    @classmethod
-    def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value) -> SqliteEventLogStorageKeepingEngines:
-        # Where Dagster's own event log lives in the instance folder, unless the YAML says otherwise.
-        base_dir = config_value.get("base_dir") or os.path.join(os.environ["DAGSTER_HOME"], "history", "runs")
-        return cls(base_dir, inst_data=inst_data)
-
-    def _engine(self, shard: str) -> Engine:
-        engine = self._engines.pop(shard, None)
-        if engine is None:
-            engine = db.create_engine(self.conn_string_for_shard(shard), poolclass=NullPool,
-                                      connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
-            db.event.listen(engine, "connect", _commit_without_waiting_for_the_disk)
-        self._engines[shard] = engine  # the most recently used last
-        while len(self._engines) > KEPT_ENGINES:
-            self._engines.popitem(last=False)[1].dispose()
-        return engine
-
-    @contextmanager
-    def _connect(self, shard: str) -> Iterator[Connection]:
-        # As upstream (sqlite_event_log.py, _connect), with the engine kept instead of created.
-        with self._db_lock:
-            engine = self._engine(shard)
-            if shard not in self._initialized_dbs:
-                self._initdb(engine)
-                self._initialized_dbs.add(shard)
-            with engine.connect() as conn:
-                with conn.begin():
-                    yield conn
-
-    def dispose(self) -> None:
-        super().dispose()
-        with self._db_lock:
-            while self._engines:
-                self._engines.popitem()[1].dispose()
+@contextmanager
+def _connect_keeping_engines(self: SqliteEventLogStorage, shard: str) -> Iterator[Connection]:
+    # As upstream (sqlite_event_log.py, _connect), with the engine kept instead of created each time.
+    with self._db_lock:
+        engine = _engine(self, shard)
+        if shard not in self._initialized_dbs:
+            self._initdb(engine)
+            self._initialized_dbs.add(shard)
+        with engine.connect() as conn:
+            with conn.begin():
+                yield conn
 
 
 # --- 8. the lineage of a model's columns at once ------------------------------------------------
@@ -240,17 +216,17 @@ def lineage_of_every_column(column, sql, schema, dialect=None, **kwargs):
     return node if node is not None else upstream(column, sql, schema, dialect=dialect, **kwargs)
 
 
-# --- installing 1, 4, 5, 6, 8 -------------------------------------------------------------------
+# --- installing 1, 4, 5, 6, 7, 8 -------------------------------------------------------------------
 
 
 def install() -> None:
-    """Applies the module-level patches (idempotent); 2 and 3 are the resource class above, 7 the
-    storage class dagster_home/dagster.yaml names."""
+    """Applies the module-level patches (idempotent); 2 and 3 are the resource class above."""
     from orchestration.location import dbt_event_stream, recovery
 
     dbt_cli_invocation.subprocess = _SubprocessDyingWithParent()
     dbt_event_iterator.imap = dbt_event_stream.imap_waiting
     dbt_cli_event.lineage = lineage_of_every_column
+    SqliteEventLogStorage._connect = _connect_keeping_engines
     dbt_event_stream.quiet_dagster_dbt_log()
     InstanceConcurrencyContext.interval_to_next_pending_claim_check = recovery._interval_to_next_pending_claim_check
     InstanceConcurrencyContext.claim = recovery._claim_releasing_dead_holders

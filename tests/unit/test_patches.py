@@ -12,6 +12,7 @@ import sqlalchemy
 import sqlglot
 import sqlglot.lineage
 from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster_dbt.core import dbt_cli_event, dbt_cli_invocation, dbt_event_iterator
 
 from orchestration.location import dbt_event_stream, patches, recovery
@@ -67,6 +68,7 @@ def test_installed_patches_are_in_place_and_idempotent():
         dbt_event_stream.install()
     assert dbt_event_iterator.imap is dbt_event_stream.imap_waiting
     assert dbt_cli_event.lineage is patches.lineage_of_every_column
+    assert SqliteEventLogStorage._connect is patches._connect_keeping_engines
     assert isinstance(dbt_cli_invocation.subprocess, patches._SubprocessDyingWithParent)
     assert InstanceConcurrencyContext.claim is recovery._claim_releasing_dead_holders
     assert recovery._claim is patches.ORIGINALS["InstanceConcurrencyContext.claim"]  # wraps the original, once
@@ -77,9 +79,9 @@ def test_installed_patches_are_in_place_and_idempotent():
     assert str(resource._cli_version) == importlib.metadata.version("dbt-core")
 
 
-UPSTREAM_ASSIGNMENT = re.compile(r"^\s*(?:dbt_cli_event|dbt_cli_invocation|dbt_event_iterator|InstanceConcurrencyContext)\.\w+\s*=",
+UPSTREAM_ASSIGNMENT = re.compile(r"^\s*(?:dbt_cli_event|dbt_cli_invocation|dbt_event_iterator|InstanceConcurrencyContext|SqliteEventLogStorage)\.\w+\s*=",
                                  re.MULTILINE)
-PRIVATE_OVERRIDE = re.compile(r"def (?:_cli_version|_initialize_dbt_core_adapter|_connect)\b")
+PRIVATE_OVERRIDE = re.compile(r"def (?:_cli_version|_initialize_dbt_core_adapter)\b")
 
 
 def test_no_other_module_patches_dagster():
@@ -87,12 +89,6 @@ def test_no_other_module_patches_dagster():
                  if path.name != "patches.py"
                  and (UPSTREAM_ASSIGNMENT.search(path.read_text()) or PRIVATE_OVERRIDE.search(path.read_text()))]
     assert offenders == []
-
-
-def _instance(home: Path, yaml_text: str) -> dg.DagsterInstance:
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text(yaml_text)
-    return dg.DagsterInstance.from_config(str(home))
 
 
 @dg.op
@@ -106,46 +102,42 @@ def _small_job():
     _three_events()
 
 
-def test_the_instance_of_make_run_keeps_one_engine_per_event_log_file(tmp_path, monkeypatch):
-    """Dagster's own storage creates an engine per statement (about 10 for one event); the instance
-    of `make run` creates one per database file and keeps it, commits with synchronous=NORMAL, and
-    writes the files any Dagster process reads."""
-    home = tmp_path / "dagster_home"
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    instance = _instance(home, (PACKAGE.parent / "dagster_home" / "dagster.yaml").read_text())
+def test_the_sqlite_event_log_keeps_one_engine_per_file(tmp_path, monkeypatch):
+    """Dagster's own storage creates an engine per statement (about 10 for one event); patched, it
+    creates one per database file and keeps it, commits with synchronous=NORMAL, and writes the files
+    a Dagster process without the patch reads."""
+    home = tmp_path / "home"
+    home.mkdir()
+    instance = dg.DagsterInstance.from_config(str(home))  # SQLite files, as `make run`'s instance
     storage = instance.event_log_storage
-    assert isinstance(storage, patches.SqliteEventLogStorageKeepingEngines)
-    assert Path(storage._base_dir) == home / "history" / "runs"  # where Dagster's default puts it
+    assert isinstance(storage, SqliteEventLogStorage)
 
     created = []
     real_create_engine = sqlalchemy.create_engine
     monkeypatch.setattr(sqlalchemy, "create_engine", lambda *a, **k: created.append(a[0]) or real_create_engine(*a, **k))
     runs = [_small_job.execute_in_process(instance=instance) for _ in range(2)]
     assert all(run.success for run in runs)
-    # one engine per run's file across all its events (the index's was created with the instance)
+    # one engine for each run's file across all its events (the index's was created with the instance)
     assert sorted(Path(url.split("///")[-1]).stem for url in created) == sorted(run.run_id for run in runs)
-    assert set(storage._engines) == {"index", *(run.run_id for run in runs)}
+    assert set(storage._kept_engines) == {"index", *(run.run_id for run in runs)}
     with storage.index_connection() as conn:
         assert conn.exec_driver_sql("pragma synchronous").scalar() == 1  # NORMAL
         assert conn.exec_driver_sql("pragma journal_mode").scalar() == "wal"  # as Dagster sets it up
 
-    storage.dispose()
-    default = _instance(tmp_path / "plain", f"event_log_storage:\n  module: dagster._core.storage.event_log\n"
-                                         f"  class: SqliteEventLogStorage\n  config:\n    base_dir: {storage._base_dir}\n")
+    monkeypatch.setattr(SqliteEventLogStorage, "_connect", patches.ORIGINALS["SqliteEventLogStorage._connect"])
+    upstream = dg.DagsterInstance.from_config(str(home)).event_log_storage
     for run in runs:
-        logged = default.event_log_storage.get_logs_for_run(run.run_id)
+        logged = upstream.get_logs_for_run(run.run_id)
         assert sum(1 for e in logged if e.dagster_event and e.dagster_event.is_step_materialization) == 3
 
 
 def test_the_event_log_keeps_a_bounded_number_of_engines(tmp_path):
-    storage = patches.SqliteEventLogStorageKeepingEngines(str(tmp_path))
+    storage = SqliteEventLogStorage(str(tmp_path))
     for n in range(patches.KEPT_ENGINES + 5):
         with storage.run_connection(f"run-{n}") as conn:
             conn.exec_driver_sql("select 1")
-    assert len(storage._engines) == patches.KEPT_ENGINES
-    assert "run-0" not in storage._engines and f"run-{patches.KEPT_ENGINES + 4}" in storage._engines
-    storage.dispose()
-    assert not storage._engines
+    assert len(storage._kept_engines) == patches.KEPT_ENGINES
+    assert "run-0" not in storage._kept_engines and f"run-{patches.KEPT_ENGINES + 4}" in storage._kept_engines
 
 
 def _leaves(node) -> set[tuple[str, str]]:
