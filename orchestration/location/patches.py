@@ -47,10 +47,10 @@ import signal
 import subprocess
 import sys
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from collections import OrderedDict
 from functools import cached_property
 
 import sqlalchemy as db
@@ -216,7 +216,7 @@ def lineage_of_every_column(column, sql, schema, dialect=None, **kwargs):
     return node if node is not None else upstream(column, sql, schema, dialect=dialect, **kwargs)
 
 
-# --- installing 1, 4, 5, 6, 7, 8 -------------------------------------------------------------------
+# --- installing 1, 4, 5, 6, 7, 8 ----------------------------------------------------------------
 
 
 def install() -> None:
