@@ -14,9 +14,9 @@ import pytest
 import sqlglot.lineage
 from dagster_dbt.core import dbt_cli_event
 
+from orchestration.core import settings
 from orchestration.location import patches
 from orchestration.location.assets.dbt import IdentityWarehouseTranslator
-from orchestration.core import settings
 from orchestration.location.project import dbt_project
 from tests.conftest import WAREHOUSE_FILE_NAME
 
