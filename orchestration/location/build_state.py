@@ -342,11 +342,11 @@ def forget_checks_passed(conn) -> None:
 
 
 # Whether the last run of the main job finished with every step and check passing: a run marks
-# itself unfinished when its build starts (the dbt asset), and ``identity-warehouse run`` marks how its
-# run ended (a run that lands files and stops before its build leaves them newer than every model's
-# record: no run would find nothing to do). Only then may the next ``identity-warehouse run`` conclude it has nothing to do
+# itself unfinished when its build starts (the dbt asset), and ``identity-warehouse run`` marks how
+# its run ended. Only then may the next ``identity-warehouse run`` conclude it has nothing to do
 # (orchestration/location/up_to_date.py): a run from the UI, the schedule or the sensor, or a killed
-# one, leaves it unfinished.
+# one, leaves it unfinished. A run that lands files and stops before its build needs no mark: the
+# files it landed are newer than every model's record.
 RUN_TABLE = f"{STATE_SCHEMA}.last_run"
 RUN_DDL = [
     f"create schema if not exists {STATE_SCHEMA}",
