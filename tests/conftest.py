@@ -86,6 +86,16 @@ class FixtureTimes:
         self.times.append((f"{where}::{fixturedef.argname}", fixturedef.scope,
                            time.monotonic() - wall, self.cpu_seconds() - cpu))
 
+    def pytest_sessionfinish(self, session):
+        worker_output = getattr(session.config, "workeroutput", None)
+        if worker_output is not None:  # an xdist worker: the controller prints every worker's times
+            worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+            worker_output["fixture_times"] = [(f"{worker} {name}", *rest) for name, *rest in self.times]
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error):
+        self.times += [tuple(times) for times in getattr(node, "workeroutput", {}).get("fixture_times", [])]
+
     def pytest_terminal_summary(self, terminalreporter):
         slow = sorted((t for t in self.times if t[2] >= 1.0), key=lambda t: -t[2])
         if slow:
@@ -96,3 +106,17 @@ class FixtureTimes:
 
 def pytest_configure(config):
     config.pluginmanager.register(FixtureTimes(), "identity-warehouse-fixture-times")
+
+
+# --- Workers (pytest-xdist) ---------------------------------------------------------------------
+# `make test` runs on one worker per core, at most MAX_WORKERS (`-n auto` in pyproject.toml): a
+# build of the job keeps about one core busy, so one process leaves the other idle for most of the
+# suite. Each worker is a pytest session of its own, which builds the session fixtures its tests use;
+# `--dist loadfile` keeps a file's tests on one worker, so a file's fixtures are built once.
+# `pytest -n 0` runs everything in this process.
+MAX_WORKERS = 4
+
+
+def pytest_xdist_auto_num_workers(config):
+    wanted = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
+    return int(wanted) if wanted else min(MAX_WORKERS, len(os.sched_getaffinity(0)))

@@ -188,20 +188,7 @@ def interrupted_runs(tmp_path_factory, reliability_landing):
         record["marts_after_ingestion_kill"] = conn.execute(
             "select count(*) from information_schema.tables where table_schema = 'marts'").fetchone()[0]
 
-    process = subprocess.Popen(CLI, env={**env, **VERBOSE}, cwd=settings.PROJECT_ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    seen = []
-    timer = threading.Timer(900, lambda: os.killpg(process.pid, signal.SIGKILL))
-    timer.start()
-    for line in process.stdout:
-        seen.append(line)
-        if KILL_DBT_AFTER in line:
-            os.killpg(process.pid, signal.SIGKILL)  # the CLI and its dbt child, mid-build
-            break
-    timer.cancel()
-    process.wait()
-    record["dbt_kill_seen"] = any(KILL_DBT_AFTER in line for line in seen)
-    record["dbt_kill_returncode"] = process.returncode
+    record["dbt_killed"] = kill_mid_build(env, True, after=KILL_DBT_AFTER)  # the CLI and its dbt child
     with duckdb.connect(str(database), read_only=True) as conn:
         record["marts_after_dbt_kill"] = conn.execute(
             "select count(*) from information_schema.tables where table_schema = 'marts'").fetchone()[0]
@@ -217,7 +204,8 @@ def test_a_run_killed_during_ingestion_then_during_dbt_ends_like_an_uninterrupte
     # Killed inside the 4th file: the three before it were committed, the 4th rolled back.
     assert record["files_after_ingestion_kill"] == KILL_INSIDE_FILE - 1
     assert record["marts_after_ingestion_kill"] == 0
-    assert record["dbt_kill_seen"] and record["dbt_kill_returncode"] == -signal.SIGKILL
+    killed = record["dbt_killed"]
+    assert killed["seen"] and killed["returncode"] == -signal.SIGKILL and killed["outlived_parent"] == []
     assert record["final_returncode"] == 0, record["final_output"][-3000:]
 
     expected, actual = concurrent_runs["marts"], marts_snapshot(record["database"])
@@ -295,16 +283,18 @@ def start_run(env: dict, *args: str) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
-def kill_mid_build(env: dict, whole_group: bool, *args: str) -> dict:
-    """Starts a run (with ``args``) and SIGKILLs it in the middle of ``dbt build``: its process group
-    (the CLI and dbt), or the CLI's process alone (as an OOM killer or a crash would)."""
+def kill_mid_build(env: dict, whole_group: bool, *args: str, after: str = KILL_ANY_BUILD_AFTER) -> dict:
+    """Starts a run (with ``args``) and SIGKILLs it in the middle of ``dbt build``, once it printed
+    ``after``: its process group (the CLI and dbt), or the CLI's process alone (as an OOM killer or a
+    crash would). Returns once the killed processes are gone: the kernel frees their hold on the
+    DuckDB file at their exit, which a busy machine can delay past the CLI's."""
     process = start_run({**env, **VERBOSE}, *args)
     timer = threading.Timer(RERUN_TIMEOUT, lambda: os.killpg(process.pid, signal.SIGKILL))
     timer.start()
     children: list[psutil.Process] = []
     seen = False
     for line in process.stdout:
-        if KILL_ANY_BUILD_AFTER in line:
+        if after in line:
             seen = True
             children = psutil.Process(process.pid).children(recursive=True)
             if whole_group:
