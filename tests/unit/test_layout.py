@@ -25,3 +25,15 @@ def test_domain_code_does_not_import_the_dagster_code_location():
         if part in ("location", "cli", "__init__.py"):
             continue
         assert "orchestration.location" not in module.read_text(), module
+
+
+def test_every_end_to_end_module_is_marked_e2e():
+    """`make test-fast` (`-m "not e2e"`) runs the unit tests only: a module under tests/e2e/ without
+    the mark would build warehouses there."""
+    unmarked = []
+    for module in sorted((PACKAGE.parent / "tests" / "e2e").glob("test_*.py")):
+        marks = [node.value for node in ast.parse(module.read_text()).body
+                 if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "pytestmark" for t in node.targets)]
+        if not any(isinstance(n, ast.Attribute) and n.attr == "e2e" for mark in marks for n in ast.walk(mark)):
+            unmarked.append(module.name)
+    assert unmarked == []
