@@ -111,9 +111,9 @@ def pytest_configure(config):
 # --- Workers (pytest-xdist) ---------------------------------------------------------------------
 # `make test` runs on one worker per core, at most MAX_WORKERS (`-n auto` in pyproject.toml): a
 # build of the job is mostly one busy core (Python: Dagster, dbt), so one process leaves the other
-# core idle much of the time (docs/testing.md has the figures). Each worker is a pytest session of its own, which builds the session fixtures its tests use;
-# `--dist loadfile` keeps a file's tests on one worker, so a file's fixtures are built once.
-# `pytest -n 0` runs everything in this process.
+# core idle much of the time (docs/testing.md has the figures). Each worker is a pytest session of
+# its own, which builds the session fixtures its tests use; `--dist loadfile` keeps a file's tests
+# on one worker, so a file's fixtures are built once. `pytest -n 0` runs everything in this process.
 MAX_WORKERS = 4
 
 

@@ -286,8 +286,9 @@ def start_run(env: dict, *args: str) -> subprocess.Popen:
 def kill_mid_build(env: dict, whole_group: bool, *args: str, after: str = KILL_ANY_BUILD_AFTER) -> dict:
     """Starts a run (with ``args``) and SIGKILLs it in the middle of ``dbt build``, once it printed
     ``after``: its process group (the CLI and dbt), or the CLI's process alone (as an OOM killer or a
-    crash would). Returns once the killed processes are gone: the kernel frees their hold on the
-    DuckDB file at their exit, which a busy machine can delay past the CLI's."""
+    crash would). Waits up to 15 s for the processes it killed to be gone (those still alive are
+    returned as ``outlived_parent``): the kernel frees their hold on the DuckDB file at their exit,
+    which a busy machine can delay past the CLI's."""
     process = start_run({**env, **VERBOSE}, *args)
     timer = threading.Timer(RERUN_TIMEOUT, lambda: os.killpg(process.pid, signal.SIGKILL))
     timer.start()
