@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import shutil
+import uuid
 from pathlib import Path
 
 from dagster_dbt import DbtCliResource, DbtProject
@@ -72,11 +73,13 @@ def macro_homes_fingerprint(project_dir: Path) -> str:
 
 
 def forget_partial_parse_if_macros_moved(project_dir: Path, target: Path) -> bool:
-    """Remove ``target/partial_parse.msgpack`` when a macro changed files since it was written."""
+    """Remove ``target/partial_parse.msgpack``, and every warehouse's, when a macro changed files
+    since they were written."""
     record, homes = target / MACRO_HOMES_FILE, macro_homes_fingerprint(project_dir)
     moved = record.exists() and record.read_text() != homes
     if moved or not record.exists():
         (target / PARTIAL_PARSE_FILE).unlink(missing_ok=True)
+        shutil.rmtree(target / PARTIAL_PARSE_BY_WAREHOUSE, ignore_errors=True)
     target.mkdir(parents=True, exist_ok=True)
     record.write_text(homes)
     return moved
@@ -105,8 +108,11 @@ def prepare_manifest() -> None:
 
 
 PARTIAL_PARSE_FILE = "partial_parse.msgpack"
+# The partial-parse file of each warehouse's last build, by a hash of the warehouse file's path.
+PARTIAL_PARSE_BY_WAREHOUSE = "partial_parse_by_warehouse"
 # dagster-dbt gives every build a target folder of its own (manifest, run_results.json, compiled SQL
-# and the debug log: about 8 MB); an hourly schedule would fill the disk. A day of them is kept.
+# and the debug log: about 8 MB); an hourly schedule would fill the disk. A day of them is kept, and
+# the partial-parse files of as many warehouses.
 BUILD_FOLDERS_KEPT = 24
 
 
@@ -120,23 +126,54 @@ def build_folder(run_id: str) -> Path:
     return folders[-1]
 
 
-def keep_build_state(build_target: Path, build_folder_glob: str, kept: int = BUILD_FOLDERS_KEPT) -> None:
-    """After a build in ``build_target`` (a folder in the project's target folder): carry its
-    partial-parse file back to the target folder, and remove all but the newest ``kept`` build folders
-    there that match ``build_folder_glob``.
+def _warehouse_partial_parse(target: Path, warehouse: Path) -> Path:
+    return target / PARTIAL_PARSE_BY_WAREHOUSE / f"{hashlib.sha256(str(warehouse).encode()).hexdigest()[:16]}.msgpack"
+
+
+def new_build_folder(target: Path, name: str, run_id: str, warehouse: Path) -> Path:
+    """A target folder of its own for one dbt command of a run, named as dagster-dbt names them
+    (``<name>-<run id prefix>-<random>``, which ``build_folder`` finds), holding the partial-parse
+    file of ``warehouse``'s last build when one is kept (dagster-dbt then copies the project's
+    file, which the last build of any warehouse wrote, only for a warehouse never built)."""
+    folder = target / f"{name}-{run_id[:7]}-{uuid.uuid4().hex[:7]}"
+    kept = _warehouse_partial_parse(target, warehouse)
+    if kept.exists():
+        folder.mkdir(parents=True)
+        shutil.copyfile(kept, folder / PARTIAL_PARSE_FILE)
+    return folder
+
+
+def keep_build_state(build_target: Path, build_folder_glob: str, warehouse: Path, kept: int = BUILD_FOLDERS_KEPT) -> None:
+    """After a build of ``warehouse`` in ``build_target`` (a folder in the project's target folder):
+    carry its partial-parse file back to the target folder and to the warehouse's own place there,
+    and remove all but the newest ``kept`` build folders that match ``build_folder_glob``, and all but
+    the ``kept`` warehouses' partial-parse files written last.
 
     dagster-dbt copies ``target/partial_parse.msgpack`` into each build's folder but never back. dbt
     parses the whole project again (6 s more per build) when the file was written for another profile
     (the DuckDB path, its memory limit or temp folder: any other warehouse or setting), so without the
-    copy every build with other settings than the last ``dbt parse`` paid for a full parse.
+    copy every build with other settings than the last ``dbt parse`` paid for a full parse; and
+    without one file per warehouse, so did every build after a build of another warehouse from the
+    same checkout (two teams' warehouses, or the test suite's workers).
     """
     project_target = build_target.parent
     built = build_target / PARTIAL_PARSE_FILE
     if built.exists():
-        staged = project_target / f".{PARTIAL_PARSE_FILE}.{os.getpid()}"
-        shutil.copyfile(built, staged)
-        os.replace(staged, project_target / PARTIAL_PARSE_FILE)  # never a half-written file
-    folders = sorted((path for path in project_target.glob(build_folder_glob) if path.is_dir()),
-                     key=lambda path: path.stat().st_mtime, reverse=True)
-    for folder in folders[kept:]:
+        for destination in (project_target / PARTIAL_PARSE_FILE, _warehouse_partial_parse(project_target, warehouse)):
+            destination.parent.mkdir(exist_ok=True)
+            staged = destination.with_name(f".{destination.name}.{os.getpid()}")
+            shutil.copyfile(built, staged)
+            os.replace(staged, destination)  # never a half-written file
+    for folder in _all_but_newest([path for path in project_target.glob(build_folder_glob) if path.is_dir()], kept):
         shutil.rmtree(folder, ignore_errors=True)
+    for stale in _all_but_newest(list((project_target / PARTIAL_PARSE_BY_WAREHOUSE).glob("*.msgpack")), kept):
+        stale.unlink(missing_ok=True)
+
+
+def _all_but_newest(paths: list[Path], kept: int) -> list[Path]:
+    def modified(path: Path) -> int:
+        try:
+            return path.stat().st_mtime_ns
+        except FileNotFoundError:  # removed meanwhile by a build of another warehouse
+            return -1
+    return sorted(paths, key=modified, reverse=True)[kept:]

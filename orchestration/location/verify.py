@@ -4,7 +4,6 @@ demand). A build tests only the rows it wrote (dbt_project/macros/incremental/ve
 earlier build let through is caught here, not by every build."""
 
 import json
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +16,7 @@ from orchestration.core.locking import writer_lock
 from orchestration.location.assets.landing import DUCKDB_POOL
 from orchestration.location.checks import RECONCILIATIONS
 from orchestration.location.jobs import WRITER_TAG
-from orchestration.location.project import dbt_project, keep_build_state, without_adapter_in_process
+from orchestration.location.project import dbt_project, keep_build_state, new_build_folder, without_adapter_in_process
 from orchestration.location.resources import Warehouse
 
 VERIFY_JOB = "verify_warehouse"
@@ -62,8 +61,8 @@ def verify_warehouse(dbt: DbtCliResource, dbt_vars: dict[str, Any] | None = None
                      log=print) -> Verification:
     """Every data test over every row (``dbt test``, ``verify_scope: all``), then the reconciliation
     checks; the writer lock held, as a build holds it (dbt opens the file for writing)."""
-    folder = f"{VERIFY_JOB}-{(run_id or 'cli')[:7]}-{uuid.uuid4().hex[:7]}"  # pruned as build folders are
-    target = dbt_project.project_dir / dbt_project.target_path / folder
+    target = new_build_folder(dbt_project.project_dir / dbt_project.target_path, VERIFY_JOB, run_id or "cli",
+                              settings.duckdb_path())  # pruned as build folders are
     with writer_lock(settings.duckdb_path(), log):
         with without_adapter_in_process():
             invocation = dbt.cli(dbt_verify_args(dbt_vars), raise_on_error=False, target_path=target)
@@ -74,7 +73,7 @@ def verify_warehouse(dbt: DbtCliResource, dbt_vars: dict[str, Any] | None = None
             run_results = {"results": [{"unique_id": "test.dbt.dbt_test", "status": "error",
                                         "message": "dbt test ended before running tests (see dbt.log)"}]}
         finally:
-            keep_build_state(invocation.target_path, f"{VERIFY_JOB}-*")
+            keep_build_state(invocation.target_path, f"{VERIFY_JOB}-*", settings.duckdb_path())
         verification = judge_test_results(run_results)
         if not invocation.is_successful() and verification.ok:
             verification.failed_tests.append("dbt test: ended in error (see dbt.log of the run)")

@@ -27,6 +27,7 @@ from orchestration.location.project import (
     dbt_project,
     keep_build_state,
     manifest_fingerprint,
+    new_build_folder,
     without_adapter_in_process,
 )
 from orchestration.location.run_metadata import warehouse_metadata
@@ -157,8 +158,10 @@ def identity_warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCli
         started = time.monotonic()
         with (nullcontext() if fetch_columns else without_adapter_in_process()), \
                 rebuilding_from_scratch(plan.rebuilt_from_scratch):
+            folder = new_build_folder(dbt_project.project_dir / dbt_project.target_path, context.op_def.name,
+                                      context.run.run_id, settings.duckdb_path())
             build = dbt.cli(dbt_build_args(config.full_refresh, config.dbt_vars, unit_tests=run_unit_tests,
-                                           exclude=plan.left_out), context=context)
+                                           exclude=plan.left_out), context=context, target_path=folder)
             stream = build.stream()
         try:
             if fetch_columns:
@@ -172,7 +175,7 @@ def identity_warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCli
         finally:  # a failed build too: the checks after it open the file
             release_dbt_duckdb_handle()
             record_what_was_built(context, build.target_path, plan, version)
-            keep_build_state(build.target_path, f"{context.op_def.name}-*")
+            keep_build_state(build.target_path, f"{context.op_def.name}-*", settings.duckdb_path())
         if fetch_columns:
             column_metadata.store(metadata_file, metadata_version, {
                 key: {name: value for name, value in event.metadata.items() if name in COLUMN_METADATA}
