@@ -3,6 +3,7 @@ invocation costs seconds of start-up."""
 
 from __future__ import annotations
 
+import functools
 import os
 import resource
 import shutil
@@ -120,3 +121,35 @@ MAX_WORKERS = 4
 def pytest_xdist_auto_num_workers(config):
     wanted = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
     return int(wanted) if wanted else min(MAX_WORKERS, len(os.sched_getaffinity(0)))
+
+
+# The session fixture several files share: each worker that runs one of those files builds it again.
+SHARED_BUILD = "sample_runs"
+# The longest file by far (Spark: 11-13 minutes of one worker) starts first, while the other workers
+# run the rest (in its place in the collection it started after 6 minutes and ended the run).
+STARTED_FIRST = "tests/e2e/test_spark_equivalence.py"
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: item.nodeid.split("::")[0] != STARTED_FIRST)  # stable: the rest keep their order
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadfile`, except that the files that use the sample's builds (`SHARED_BUILD`) are one
+    unit, so one worker builds them (about 45 s a worker beside another) instead of every worker."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedBuildScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = super()._split_scope(nodeid)
+            return SHARED_BUILD if uses_shared_build(config.rootpath / file) else file
+
+    return SharedBuildScheduling(config, log)
+
+
+@functools.cache
+def uses_shared_build(test_file: Path) -> bool:
+    return test_file.suffix == ".py" and SHARED_BUILD in test_file.read_text()
