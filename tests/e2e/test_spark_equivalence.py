@@ -2,8 +2,10 @@
 
 For the sample data (then again after a late file lands, an incremental build on both engines: a
 merge, new messages, the audience history) and for a generated set of 200 people: the real Dagster
-job builds DuckDB; its raw tables are landed in a local Spark (dbt-spark's session method) and
-`dbt build --target spark` runs every model, data test and unit test there. Every table of the
+job builds DuckDB; its raw tables are landed in Spark (dbt-spark's session method) and
+`dbt build --target spark` runs every model, data test and unit test there: in a local Spark for the
+sample, on a standalone cluster for the generated people (a master and two workers on loopback,
+started from the pyspark package: `orchestration/spark/cluster.py`). Every table of the
 `marts`, `traits` and `audiences` schemas is then compared with DuckDB's as a multiset of rows, every
 column included (profile ids too), except those that hold the wall-clock time of the build
 (`profile_merges.merged_at`, `audience_membership_history.changed_at`, `updated_at` of the trait groups and of
@@ -31,6 +33,7 @@ from orchestration.core import settings
 from orchestration.identity.generator import write_landing
 from orchestration.location.runner import run_build_warehouse
 from orchestration.spark import build as spark
+from orchestration.spark.cluster import standalone_cluster
 from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME, environment
 from tests.e2e.conftest import LATE_MESSAGES
 
@@ -181,13 +184,24 @@ def sample_builds(tmp_path_factory, dagster_instance) -> tuple[Build, Build]:
     return first, second
 
 
+@dataclass
+class ClusterBuild:
+    build: Build
+    cluster_state: dict  # the master's view after the build
+    worker_states: list[dict]  # each worker's
+
+
 @pytest.fixture(scope="module")
-def generated_build(tmp_path_factory, dagster_instance) -> Build:
+def generated_build(tmp_path_factory, dagster_instance) -> ClusterBuild:
+    """The generated people on a Spark standalone cluster: a master and two workers on loopback, each
+    worker an executor process of one core, so the build's shuffles cross processes."""
     _require_spark()
     root = tmp_path_factory.mktemp("spark-generated")
     landing = root / "landing"
     write_landing(landing, 200, seed=11)
-    return EnginePair(root, landing, dagster_instance).build("generated, 200 people, seed 11", unit_tests=False)
+    with standalone_cluster(root / "cluster", workers=2) as cluster, environment(SPARK_MASTER=cluster.master_url):
+        build = EnginePair(root, landing, dagster_instance).build("generated, 200 people, seed 11", unit_tests=False)
+        return ClusterBuild(build, cluster.wait_until_idle(), cluster.worker_states())
 
 
 def test_sample_marts_are_equal_on_spark(sample_builds):
@@ -228,8 +242,17 @@ def test_unit_test_inputs_are_one_inline_table_on_spark(sample_builds):
     assert fixture.lstrip().startswith("select * from values") and "union all" not in fixture
 
 
-def test_generated_people_marts_are_equal_on_spark(generated_build):
-    _assert_same(generated_build)
+def test_generated_people_marts_are_equal_on_a_spark_cluster(generated_build):
+    _assert_same(generated_build.build)
+
+
+def test_the_cluster_build_ran_in_an_executor_on_each_worker(generated_build):
+    """Not a local Spark in disguise: the master ran one application (the land, build and export
+    steps, in one Spark), with an executor on each worker."""
+    [application] = generated_build.cluster_state["completedapps"]
+    assert application["cores"] == 2 and generated_build.cluster_state["aliveworkers"] == 2
+    for worker in generated_build.worker_states:
+        assert [executor["appid"] for executor in worker["finishedexecutors"]] == [application["id"]], worker
 
 
 def test_the_comparison_finds_a_changed_row(sample_builds, tmp_path):
