@@ -34,8 +34,7 @@ class StandaloneCluster:
 
     def state(self) -> dict:
         """The master's view: ``aliveworkers``, ``workers`` and ``completedapps`` among others."""
-        with urllib.request.urlopen(f"{self.ui_url}/json/", timeout=10) as response:
-            return json.load(response)
+        return _ui_json(self.ui_url)
 
     def wait_until_idle(self, timeout: float = 60) -> dict:
         """The master's view once no application runs (the master marks a driver that ended as
@@ -45,11 +44,12 @@ class StandaloneCluster:
 
     def worker_states(self) -> list[dict]:
         """Each worker's own view: ``executors`` and ``finishedexecutors`` (with their application ids)."""
-        states = []
-        for worker in self.state()["workers"]:
-            with urllib.request.urlopen(f"{worker['webuiaddress']}/json/", timeout=10) as response:
-                states.append(json.load(response))
-        return states
+        return [_ui_json(worker["webuiaddress"]) for worker in self.state()["workers"]]
+
+
+def _ui_json(ui_url: str) -> dict:
+    with urllib.request.urlopen(f"{ui_url}/json/", timeout=10) as response:
+        return json.load(response)
 
 
 def _free_port() -> int:
@@ -59,9 +59,7 @@ def _free_port() -> int:
 
 
 def _spark_class(main_class: str, args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
-    import pyspark
-
-    spark_class = Path(pyspark.__file__).parent / "bin" / "spark-class"
+    spark_class = Path(env["SPARK_HOME"]) / "bin" / "spark-class"
     with log.open("ab") as out:  # the child keeps its own handle
         return subprocess.Popen([str(spark_class), main_class, *args], stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=env, start_new_session=True)
