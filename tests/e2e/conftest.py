@@ -36,6 +36,17 @@ from orchestration.location.project import PARTIAL_PARSE_FILE, build_folder, dbt
 from orchestration.location.runner import JobOutcome, run_build_warehouse
 from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME, environment
 
+E2E_DIR = Path(__file__).parent
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own hook deselects by mark (`-m "not e2e"`)
+def pytest_collection_modifyitems(items):
+    """Every test under tests/e2e/ builds warehouses: `make test-fast` (`-m "not e2e"`) leaves it out."""
+    for item in items:
+        if E2E_DIR in item.path.parents:
+            item.add_marker(pytest.mark.e2e)
+
+
 SNAPSHOT_TABLES = {
     "profile_identifiers": "select * from marts.profile_identifiers order by identifier_type, identifier_value",
     "profiles": "select * exclude (traits), traits::varchar as traits from marts.profiles order by profile_id",

@@ -7,13 +7,10 @@ import os
 import shutil
 
 import duckdb
-import pytest
 
 from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME, copy_dbt_project
 from tests.e2e.test_people_tools import cli
 from tests.unit.test_add_source import amplitude_export
-
-pytestmark = pytest.mark.e2e
 
 
 def test_an_amplitude_export_joins_the_graph_with_its_page_views(tmp_path):

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import duckdb
 import numpy as np
-import pytest
 
 from benchmarks import graphs
 from tests.unit.test_bench_graphs import components_by_union_find
-
-pytestmark = pytest.mark.e2e
 
 
 def several_families() -> graphs.Graph:

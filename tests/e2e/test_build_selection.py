@@ -22,8 +22,8 @@ import subprocess
 import sys
 import time
 from datetime import timedelta
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 import duckdb
 import pandas as pd
@@ -33,8 +33,6 @@ import yaml
 from orchestration.core import settings
 from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME, copy_dbt_project
 from tests.e2e.conftest import SampleRuns, copy_built_warehouse, run_metadata
-
-pytestmark = pytest.mark.e2e
 
 # Columns that say when a build happened, not what the data is (as in test_incremental_runs.py).
 RUN_TIME_COLUMNS = {"loaded_at", "assigned_at", "built_at", "components_built_at", "changed_at", "updated_at",

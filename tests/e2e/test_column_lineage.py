@@ -10,7 +10,6 @@ import shutil
 import subprocess
 
 import duckdb
-import pytest
 import sqlglot.lineage
 from dagster_dbt.core import dbt_cli_event
 
@@ -19,8 +18,6 @@ from orchestration.location import patches
 from orchestration.location.assets.dbt import IdentityWarehouseTranslator
 from orchestration.location.project import dbt_project
 from tests.conftest import WAREHOUSE_FILE_NAME
-
-pytestmark = pytest.mark.e2e
 
 
 def _columns(database) -> dict[str, dict[str, dict[str, str]]]:

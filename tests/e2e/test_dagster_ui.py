@@ -26,8 +26,6 @@ import pytest
 from orchestration.core import settings
 from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME
 
-pytestmark = pytest.mark.e2e
-
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]

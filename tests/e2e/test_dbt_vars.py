@@ -7,12 +7,8 @@ from __future__ import annotations
 import json
 import subprocess
 
-import pytest
-
 from orchestration.core import settings
 from tests.conftest import WAREHOUSE_FILE_NAME, environment
-
-pytestmark = pytest.mark.e2e
 
 
 def _compile_as_of(tmp_path, as_of: str) -> subprocess.CompletedProcess:

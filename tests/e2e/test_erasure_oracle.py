@@ -36,8 +36,6 @@ from orchestration.identity.generator import write_landing
 from orchestration.location.runner import run_build_warehouse
 from tests.conftest import WAREHOUSE_FILE_NAME, environment
 
-pytestmark = pytest.mark.e2e
-
 PEOPLE, SEED, DRAWN = 400, 41, 20
 # Columns that say when a row was written, or which load (a file's content hash) brought it.
 WALL_CLOCK_COLUMNS = {"load_id", "loaded_at", "built_at", "updated_at", "changed_at", "assigned_at",

@@ -16,8 +16,6 @@ from orchestration.core import settings
 from orchestration.location.runner import run_build_warehouse
 from tests.conftest import WAREHOUSE_FILE_NAME, environment
 
-pytestmark = pytest.mark.e2e
-
 
 def msg(message_id, type_, at, anon=None, user=None, **fields):
     message = {"type": type_, "messageId": message_id, "timestamp": at, "receivedAt": at}

@@ -29,8 +29,6 @@ from orchestration.location.project import build_folder
 from orchestration.location.runner import run_build_warehouse
 from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME, environment
 
-pytestmark = pytest.mark.e2e
-
 PIECES = [
     ["contacts", "events/stories"],
     ["events/generated-7/part-000.jsonl.gz", "events/generated-7/part-001.jsonl.gz", "events/edge_cases.jsonl",

@@ -19,8 +19,6 @@ from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME, copy_dbt_project, environ
 from tests.e2e.conftest import SampleRuns
 from tests.unit.test_add_source import SESSION_USER, snowplow_csv
 
-pytestmark = pytest.mark.e2e
-
 
 def cli(*args: str, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "orchestration.cli", *args], cwd=settings.PROJECT_ROOT, env=env,

@@ -25,8 +25,6 @@ import pytest
 from orchestration.location.runner import JobOutcome, run_build_warehouse
 from tests.conftest import environment
 
-pytestmark = pytest.mark.e2e
-
 DANA = {("email", "dana.argelies@example.com"), ("phone", "+14155550101"), ("user_id", "amp-user-dana"),
         ("anonymous_id", "amp-web-dana")}
 DANA_VALUES = sorted(value for _, value in DANA)

@@ -31,8 +31,6 @@ from orchestration.landing.ingestion import discover_landing_files
 from orchestration.landing.sources import registered_sources
 from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME
 
-pytestmark = pytest.mark.e2e
-
 CLI = [sys.executable, "-m", "orchestration.cli", "run"]
 # Wall-clock columns: when a row was built or loaded, not what it says (a computed trait's as_of is
 # the build's clock when no as_of var is given).

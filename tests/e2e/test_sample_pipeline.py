@@ -12,8 +12,6 @@ from orchestration.identity.accuracy import load_truth
 from orchestration.location.project import build_folder
 from tests.e2e.conftest import SampleRuns
 
-pytestmark = pytest.mark.e2e
-
 STORIES = {
     "antsomi: user A on devices 1, 3 and 7, signs up on 7": {
         ("user_id", "cid-5f4dcc3b"), ("anonymous_id", "antsomi-device-1"), ("anonymous_id", "antsomi-device-3"),

@@ -40,7 +40,7 @@ from tests.e2e.conftest import LATE_MESSAGES
 # pytest-timeout counts the set-up of the fixtures a test is the first to use: the first test here
 # builds the sample on both engines twice (about 7 min on a quiet 2-core machine, 33 on a busy one),
 # so the suite's 20 minutes a test is less than 3 times the quiet figure.
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2700)]
+pytestmark = pytest.mark.timeout(2700)
 
 # Computed traits and audiences count back from this time on both engines (the default is "now",
 # which moves between the two builds).

@@ -22,8 +22,6 @@ import yaml
 from orchestration.core import settings
 from tests.conftest import WAREHOUSE_FILE_NAME, copy_dbt_project
 
-pytestmark = pytest.mark.e2e
-
 AS_OF = "2024-07-01 00:00:00"
 
 

@@ -19,8 +19,6 @@ from orchestration.location.runner import run_build_warehouse
 from tests.conftest import environment
 from tests.e2e.conftest import snapshot
 
-pytestmark = pytest.mark.e2e
-
 # What a warehouse built before these columns lacked (the steps of migrations.py add them back).
 OLD_SHAPES = {
     "intermediate.int_identifiers": ["rules_fingerprint", "built_at"],

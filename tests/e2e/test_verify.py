@@ -12,13 +12,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
-import pytest
 
 from orchestration.location.project import build_folder
 from orchestration.location.runner import run_build_warehouse
 from tests.conftest import environment
-
-pytestmark = pytest.mark.e2e
 
 NEW_VISITOR = [
     {"type": "track", "messageId": "verify-new-001", "anonymousId": "verify-new-visitor", "event": "Product Viewed",
