@@ -12,7 +12,7 @@
     `component_id` (its component's, before the split). Each statement is written out as SQL in a
     `set` block, as in connected_components. -#}
 {% macro limit_work_parts() %}
-    {{ return(['limit_typed', 'limit_violating', 'limit_clusters', 'limit_edges', 'limit_next', 'limit_decided', 'limit_moved']) }}
+    {{ return(['limit_typed', 'limit_violating', 'limit_clusters', 'limit_edges', 'limit_next', 'limit_decided']) }}
 {% endmacro %}
 
 {% macro enforce_identifier_limits(components_sql, typed_nodes_sql, ordered_edges_sql, max_rounds=2000) %}
@@ -53,24 +53,29 @@
         {%- endset -%}
         {%- do run_statements(setup) -%}
         {%- set state = namespace(done=false, rounds=0, refused=0, merge='') -%}
-        {#- One query per round: the merges decided in the round before, then the next decision. -#}
+        {#- One query per round: the merges decided in the round before, then the next decision. The
+            queue of links is kept in `limit_edges`: each round keeps the links still between two
+            clusters, after the one decided in the round before. -#}
         {%- for round in range(max_rounds + 1) if not state.done -%}
-            {#- Links inside one cluster already hold; the first other link of each component is next. -#}
             {%- set open_links -%}
                 select e.component_id, e.src, e.dst, e.edge_rank, s.cluster_id as src_cluster, d.cluster_id as dst_cluster
                 from {{ work.limit_edges }} as e
                 join {{ work.limit_clusters }} as s on s.node_id = e.src
                 join {{ work.limit_clusters }} as d on d.node_id = e.dst
+                {%- if round > 0 %}
+                left join {{ work.limit_decided }} as decided on decided.component_id = e.component_id
+                {%- endif %}
                 where s.cluster_id <> d.cluster_id
+                {%- if round > 0 %}
+                    and (decided.edge_rank is null or e.edge_rank > decided.edge_rank)
+                {%- endif %}
             {%- endset -%}
-            {%- set still_open -%}
-                select component_id, src, dst, edge_rank from {{ work.limit_next }}
-            {%- endset -%}
+            {#- The first open link of each component is next. -#}
             {%- set decisions -%}
                 with picked as (
                     select * from (
                         select *, row_number() over (partition by component_id order by edge_rank) as pick
-                        from {{ work.limit_next }}
+                        from {{ work.limit_edges }}
                     ) as ranked
                     where pick = 1
                 ),
@@ -86,16 +91,16 @@
                     join {{ work.limit_clusters }} as k on k.cluster_id = ends.cluster_id
                     group by 1, 2
                 )
-                select p.component_id, p.src_cluster, p.dst_cluster,
+                select p.component_id, p.src_cluster, p.dst_cluster, p.edge_rank,
                     max(case when c.identifiers > c.max_per_profile then 1 else 0 end) as refused
                 from picked as p
                 join combined as c on c.component_id = p.component_id
-                group by 1, 2, 3
+                group by 1, 2, 3, 4
             {%- endset -%}
             {%- set decide -%}
                 {{ state.merge }}
                 {{ cc_replace_table(work.limit_next, open_links) }};
-                {{ cc_replace_table(work.limit_edges, still_open) }};
+                {{ cc_swap(work.limit_next, work.limit_edges) }};
                 {{ cc_replace_table(work.limit_decided, decisions) }};
                 select count(*), coalesce(sum(refused), 0) from {{ work.limit_decided }}
             {%- endset -%}
@@ -107,34 +112,22 @@
             {%- else -%}
                 {%- set state.rounds = round + 1 -%}
                 {%- set state.refused = state.refused + decided[1] -%}
-                {#- The decided link leaves the queue; an accepted one merges its two clusters. -#}
-                {%- set moved -%}
-                    select src_cluster as old_cluster, least(src_cluster, dst_cluster) as new_cluster
-                    from {{ work.limit_decided }} where refused = 0
-                    union all
-                    select dst_cluster, least(src_cluster, dst_cluster)
-                    from {{ work.limit_decided }} where refused = 0
-                {%- endset -%}
+                {#- An accepted link merges its two clusters (into the smaller id). -#}
                 {%- set merged -%}
                     select k.node_id, k.component_id, coalesce(m.new_cluster, k.cluster_id) as cluster_id,
                         k.identifier_type, k.max_per_profile
                     from {{ work.limit_clusters }} as k
-                    left join {{ work.limit_moved }} as m on m.old_cluster = k.cluster_id
-                {%- endset -%}
-                {%- set undecided -%}
-                    select e.*
-                    from {{ work.limit_edges }} as e
-                    join (
-                        select component_id, min(edge_rank) as decided_rank from {{ work.limit_edges }} group by 1
-                    ) as d on d.component_id = e.component_id
-                    where e.edge_rank > d.decided_rank
+                    left join (
+                        select src_cluster as old_cluster, least(src_cluster, dst_cluster) as new_cluster
+                        from {{ work.limit_decided }} where refused = 0
+                        union all
+                        select dst_cluster, least(src_cluster, dst_cluster)
+                        from {{ work.limit_decided }} where refused = 0
+                    ) as m on m.old_cluster = k.cluster_id
                 {%- endset -%}
                 {%- set merge -%}
-                    {{ cc_replace_table(work.limit_moved, moved) }};
                     {{ cc_replace_table(work.limit_next, merged) }};
                     {{ cc_swap(work.limit_next, work.limit_clusters) }};
-                    {{ cc_replace_table(work.limit_next, undecided) }};
-                    {{ cc_swap(work.limit_next, work.limit_edges) }};
                 {%- endset -%}
                 {%- set state.merge = merge -%}
             {%- endif -%}
