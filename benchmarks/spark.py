@@ -68,11 +68,14 @@ def run_on_spark(landing: Path, workdir: Path, spark_env: dict[str, str]) -> dic
 
 
 def duckdb_figures(people: int, results_dir: Path = RESULTS_DIR) -> dict | None:
-    """The pipeline benchmark's figures for ``people``, from its report, if there is one."""
-    path = results_dir / f"pipeline-{people}.json"
-    if not path.exists():
-        return None
-    return next((scale for scale in json.loads(path.read_text())["scales"] if scale["people"] == people), None)
+    """The pipeline benchmark's figures for ``people`` from its report (``pipeline-<N>.json``, or the
+    default run's ``pipeline.json``), with the report's name under ``"report"``; none without one."""
+    for path in (results_dir / f"pipeline-{people}.json", results_dir / "pipeline.json"):
+        if path.exists():
+            for scale in json.loads(path.read_text())["scales"]:
+                if scale["people"] == people:
+                    return {**scale, "report": path.with_suffix(".md").name}
+    return None
 
 
 def markdown(people: int, spark_run: dict, duckdb: dict | None, command: str) -> str:
@@ -92,7 +95,7 @@ def markdown(people: int, spark_run: dict, duckdb: dict | None, command: str) ->
         f"({spark_run['steps']['ingest']:.1f} s and {spark_run['steps']['land']:.1f} s); audience exports are the "
         "Dagster job's, on DuckDB only. Spark's stages can overlap (two dbt threads; DuckDB's run has one). "
         "DuckDB: the pipeline benchmark's run of the same people"
-        + (f" ([pipeline-{people}.md](pipeline-{people}.md))." if duckdb else ": no report for this number of people."),
+        + (f" ([{duckdb['report']}]({duckdb['report']}))." if duckdb else ": no report for this number of people."),
         "",
         "| stage | DuckDB, s | Spark, s | Spark / DuckDB |", "| --- | ---: | ---: | ---: |",
     ]

@@ -42,8 +42,11 @@ def test_the_report_sets_each_stage_beside_duckdb_with_the_ratio(tmp_path, monke
         {"people": 10, "stage_seconds": {}}, {"people": 1000, "wall_seconds": 40.0, "peak_rss_gib": 1.5,
                                               "stage_seconds": {**dict.fromkeys(STAGES, 1.0), "identity graph": 3.0}}]}))
     duckdb = bench_spark.duckdb_figures(1000, tmp_path)
-    assert duckdb["wall_seconds"] == 40.0
+    assert duckdb["wall_seconds"] == 40.0 and duckdb["report"] == "pipeline-1000.md"
     assert bench_spark.duckdb_figures(2000, tmp_path) is None
+    # the default run writes every scale into pipeline.json
+    (tmp_path / "pipeline.json").write_text(json.dumps({"scales": [{"people": 2000, "wall_seconds": 70.0}]}))
+    assert bench_spark.duckdb_figures(2000, tmp_path) == {"people": 2000, "wall_seconds": 70.0, "report": "pipeline.md"}
 
     spark_run = {"wall_seconds": 120.0, "steps": {"ingest": 5.0, "land": 15.0, "build": 100.0}, "peak_rss_gib": 5.8,
                  "stage_seconds": {**dict.fromkeys(STAGES, 2.0), "identity graph": 30.0},
@@ -54,7 +57,7 @@ def test_the_report_sets_each_stage_beside_duckdb_with_the_ratio(tmp_path, monke
     assert "| exports | 1.0 | not on Spark |  |" in report
     assert "| peak memory, GiB | 1.5 | 5.8 | |" in report
     assert "| int_identity_components | 30.0 |" in report
-    assert "Commit abc1234" in report and "(5.0 s and 15.0 s)" in report
+    assert "Commit abc1234" in report and "(5.0 s and 15.0 s)" in report and "[pipeline-1000.md](pipeline-1000.md)" in report
 
     alone = bench_spark.markdown(1000, spark_run, None, "python -m benchmarks.spark --people 1000")
     assert "| identity graph |  | 30.0 |  |" in alone and "no report for this number of people" in alone
