@@ -28,7 +28,7 @@ from orchestration.location.project import build_folder
 
 # Stages in pipeline order; a dbt node goes to the first stage whose rule matches it.
 STAGES = ["ingest", "staging", "identifiers and edges", "identity graph", "profiles", "traits", "audiences",
-          "dbt tests", "exports", "Dagster and dbt overhead"]
+          "dbt tests", "checks", "exports", "Dagster and dbt overhead"]
 IDENTIFIER_MODELS = {"int_identifiers", "int_identity_junk", "int_identity_nodes", "int_identity_edges"}
 GRAPH_MODELS = {"int_identity_components", "int_profile_ids"}
 
@@ -51,11 +51,15 @@ def stage_of_dbt_node(unique_id: str) -> str:
     return "profiles"
 
 
-def stage_of_step(step_key: str) -> str:
+def stage_of_step(step_key: str, check_steps: frozenset[str] = frozenset()) -> str:
+    """The stage of a Dagster step; ``check_steps`` are the run's asset-check steps (the
+    reconciliation checks), found by ``step_stages``."""
     if step_key.startswith("ingest"):
         return "ingest"
     if step_key.startswith("export"):
         return "exports"
+    if step_key in check_steps:
+        return "checks"
     return "Dagster and dbt overhead"  # the dbt step itself: its models are counted from run_results
 
 
@@ -148,14 +152,26 @@ def union_seconds(intervals: list[Interval]) -> float:
     return total
 
 
+def step_stages(instance, run_id: str) -> dict[str, Interval]:
+    """Each step of a run with its stage and time. A step that evaluated asset checks and
+    materialized nothing is a check step (the dbt step does both: its tests are checks too)."""
+    import dagster as dg
+
+    def steps_with(event_type: dg.DagsterEventType) -> set[str]:
+        return {record.step_key for record in instance.all_logs(run_id, of_type=event_type)}
+
+    check_steps = frozenset(steps_with(dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+                            - steps_with(dg.DagsterEventType.ASSET_MATERIALIZATION))
+    return {s.step_key: Interval(stage_of_step(s.step_key, check_steps), s.start_time, s.end_time)
+            for s in instance.get_run_step_stats(run_id) if s.start_time and s.end_time}
+
+
 def _step_intervals(dagster_home: Path) -> tuple[str, list[Interval]]:
     import dagster as dg
 
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-        run = instance.get_runs(limit=1)[0]
-        stats = instance.get_run_step_stats(run.run_id)
-    return run.run_id, [Interval(stage_of_step(s.step_key), s.start_time, s.end_time)
-                        for s in stats if s.start_time and s.end_time]
+        run_id = instance.get_runs(limit=1)[0].run_id
+        return run_id, list(step_stages(instance, run_id).values())
 
 
 def _run_results(run_id: str) -> dict:

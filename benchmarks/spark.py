@@ -92,8 +92,8 @@ def markdown(people: int, spark_run: dict, duckdb: dict | None, command: str) ->
         f"Machine: {machine()}. Commit {git_commit()}. Command: `{command}`.", "",
         "Spark: a local Spark (`local[2]`, dbt-spark's session method) in one process after the product's "
         "ingestion into DuckDB; `ingest` on Spark is that ingestion and the landing in Spark "
-        f"({spark_run['steps']['ingest']:.1f} s and {spark_run['steps']['land']:.1f} s); audience exports are the "
-        "Dagster job's, on DuckDB only. Spark's stages can overlap (two dbt threads; DuckDB's run has one). "
+        f"({spark_run['steps']['ingest']:.1f} s and {spark_run['steps']['land']:.1f} s); the reconciliation checks "
+        "and audience exports are the Dagster job's, on DuckDB only. Spark's stages can overlap (two dbt threads; DuckDB's run has one). "
         "DuckDB: the pipeline benchmark's run of the same people"
         + (f" ([{duckdb['report']}]({duckdb['report']}))." if duckdb else ": no report for this number of people."),
         "",
@@ -101,7 +101,8 @@ def markdown(people: int, spark_run: dict, duckdb: dict | None, command: str) ->
     ]
     for stage in STAGES:
         value = spark_run["stage_seconds"][stage]
-        spark_cells = ("not on Spark", "") if stage == "exports" else (f"{value:.1f}", ratio(value, duck_stages.get(stage)))
+        spark_cells = (("not on Spark", "") if stage in ("checks", "exports")
+                       else (f"{value:.1f}", ratio(value, duck_stages.get(stage))))
         lines.append(f"| {stage} | {cell(duck_stages.get(stage))} | {' | '.join(spark_cells)} |")
     lines.append(f"| **wall** | {cell(duck_wall)} | {spark_run['wall_seconds']:.1f} | "
                  f"{ratio(spark_run['wall_seconds'], duck_wall)} |")

@@ -149,6 +149,7 @@ class SampleRuns:
     second: Run
     after_late_file: Run
     first_build: Warehouse  # a copy of what the first run left, never built on: copy it again
+    instance: dg.DagsterInstance  # the runs' event logs (read them only)
 
     def copy_of_first_build(self, folder: Path) -> Warehouse:
         """The sample as the first run built it (landing folder as shipped, warehouse, exports), in
@@ -216,4 +217,4 @@ def sample_runs(tmp_path_factory) -> SampleRuns:
         late.parent.mkdir(parents=True)
         late.write_text("".join(json.dumps(m) + "\n" for m in LATE_MESSAGES))
         third = run()
-    return SampleRuns(landing, database, first, second, third, first_build)
+    return SampleRuns(landing, database, first, second, third, first_build, instance)

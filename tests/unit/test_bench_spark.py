@@ -54,7 +54,7 @@ def test_the_report_sets_each_stage_beside_duckdb_with_the_ratio(tmp_path, monke
     report = bench_spark.markdown(1000, spark_run, duckdb, "python -m benchmarks.spark --people 1000")
     assert "| identity graph | 3.0 | 30.0 | 10.0× |" in report
     assert "| **wall** | 40.0 | 120.0 | 3.0× |" in report
-    assert "| exports | 1.0 | not on Spark |  |" in report
+    assert "| exports | 1.0 | not on Spark |  |" in report and "| checks | 1.0 | not on Spark |  |" in report
     assert "| peak memory, GiB | 1.5 | 5.8 | |" in report
     assert "| int_identity_components | 30.0 |" in report
     assert "Commit abc1234" in report and "(5.0 s and 15.0 s)" in report and "[pipeline-1000.md](pipeline-1000.md)" in report
