@@ -22,17 +22,18 @@ from pathlib import Path
 
 from benchmarks.__main__ import GIB, RESULTS_DIR, git_commit, machine, node_table
 from benchmarks.data import generated_landing
-from benchmarks.pipeline import STAGES, TreeMemorySampler, dbt_intervals, union_seconds
+from benchmarks.pipeline import STAGES, Interval, TreeMemorySampler, dbt_intervals, union_seconds
 from orchestration.core import settings
 from orchestration.spark import build as spark
 
 
-def spark_stage_seconds(ingest: float, land: float, build_wall: float, run_results: dict) -> dict[str, float]:
+def spark_stage_seconds(ingest: float, land: float, build_wall: float,
+                        nodes: list[tuple[str, Interval]]) -> dict[str, float]:
     """Seconds per pipeline stage of a Spark build: ingestion and landing are "ingest", the dbt nodes
     go where the pipeline benchmark files them, and the time of the build when no node ran (dbt's
     start and parse, the gaps between nodes) is the overhead. The Spark profile runs two dbt
     threads, so two stages can share a second: they may add up to more than the wall time."""
-    intervals = [interval for _, interval in dbt_intervals(run_results)]
+    intervals = [interval for _, interval in nodes]
     seconds = {stage: union_seconds([i for i in intervals if i.stage == stage]) for stage in STAGES}
     seconds["ingest"] = ingest + land
     seconds["Dagster and dbt overhead"] = max(0.0, build_wall - union_seconds(intervals))
@@ -55,15 +56,14 @@ def run_on_spark(landing: Path, workdir: Path, spark_env: dict[str, str]) -> dic
         wall = time.monotonic() - started
     finally:
         sampler.stop()
-    run_results = json.loads((settings.DBT_PROJECT_DIR / spark.TARGET_PATH / "run_results.json").read_text())
-    nodes = {unique_id: interval.end - interval.start for unique_id, interval in dbt_intervals(run_results)}
+    nodes = dbt_intervals(json.loads((settings.DBT_PROJECT_DIR / spark.TARGET_PATH / "run_results.json").read_text()))
+    seconds_by_node = {unique_id: interval.end - interval.start for unique_id, interval in nodes}
     return {
         "wall_seconds": wall,
         "steps": {"ingest": ingest, **{name: step.seconds for name, step in steps.items()}},
-        "stage_seconds": spark_stage_seconds(ingest, steps["land"].seconds, wall - ingest - steps["land"].seconds,
-                                             run_results),
+        "stage_seconds": spark_stage_seconds(ingest, steps["land"].seconds, wall - ingest - steps["land"].seconds, nodes),
         "peak_rss_gib": sampler.peak() / GIB,
-        "slowest_dbt_nodes": dict(sorted(nodes.items(), key=lambda item: -item[1])[:15]),
+        "slowest_dbt_nodes": dict(sorted(seconds_by_node.items(), key=lambda item: -item[1])[:15]),
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import benchmarks.spark as bench_spark
-from benchmarks.pipeline import STAGES
+from benchmarks.pipeline import STAGES, dbt_intervals
 
 
 def _node(unique_id: str, start: str, end: str) -> dict:
@@ -26,7 +26,8 @@ RUN_RESULTS = {"results": [
 
 
 def test_stages_file_the_nodes_as_the_pipeline_benchmark_and_ingest_includes_the_landing():
-    seconds = bench_spark.spark_stage_seconds(ingest=5.0, land=15.0, build_wall=50.0, run_results=RUN_RESULTS)
+    seconds = bench_spark.spark_stage_seconds(ingest=5.0, land=15.0, build_wall=50.0,
+                                              nodes=dbt_intervals(RUN_RESULTS))
     assert set(seconds) == set(STAGES)
     assert seconds["ingest"] == 20.0
     assert seconds["staging"] == 12.0
