@@ -69,6 +69,18 @@ class Build:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class DuckdbBuild:
+    name: str
+    duckdb: Path  # a copy of the warehouse as the job left it
+    land: dict  # the Spark step that lands its raw tables
+    seconds: float
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name)
+
+
 class EnginePair:
     """One landing folder built on both engines: DuckDB by the real job, Spark from its raw tables."""
 
@@ -82,25 +94,41 @@ class EnginePair:
         return environment(LANDING_DIR=self.landing, DUCKDB_PATH=self.database, SPARK_WAREHOUSE_DIR=self.spark_dir,
                            EXPORT_DIR=self.root / "exports")
 
-    def build(self, name: str, unit_tests: bool = True) -> Build:
+    def build_duckdb(self, name: str) -> DuckdbBuild:
+        """The real job on the landing folder as it is now; its raw tables exported for Spark."""
         with self.environment():
             started = time.monotonic()
             outcome = run_build_warehouse(self.instance, run_config={"ops": {"identity_warehouse_dbt_models": {
                 "config": {"dbt_vars": {"as_of": AS_OF}, "column_metadata": False}}}})
             assert outcome.success, f"the DuckDB job failed on {name}: {outcome}"
-            seconds = {"duckdb job": time.monotonic() - started}
-            snapshot = self.root / "spark-export" / "".join(c if c.isalnum() else "_" for c in name)
-            started = time.monotonic()
-            steps = spark.run_steps([spark.land_step(self.database), spark.build_step(unit_tests=unit_tests), spark.export_step(snapshot)],
-                                    {"as_of": AS_OF})
-            seconds["spark (one process)"] = time.monotonic() - started
-            seconds.update({f"spark {name}": step.seconds for name, step in steps.items()})
-            tables = spark.exported_tables(steps["export"], snapshot)
+            seconds = time.monotonic() - started
+            land = spark.land_step(self.database, self.root / "spark-landing" / _slug(name))
         # A copy of the DuckDB file as it is now: the next build changes it.
-        copy = self.root / f"{name}.duckdb"
+        copy = self.root / f"{_slug(name)}.duckdb"
         shutil.copy(self.database, copy)
-        print(f"{name}: " + ", ".join(f"{step} {value:.1f} s" for step, value in seconds.items()))
-        return Build(name, copy, tables, seconds)
+        return DuckdbBuild(name, copy, land, seconds)
+
+    def build_spark(self, builds: list[DuckdbBuild], unit_tests: bool = True) -> list[Build]:
+        """Each DuckDB build's raw tables landed and built on Spark in turn, incrementally after the
+        first, in one Spark process: its start and the JVM's warm-up are paid once. dbt's unit tests
+        (which do not depend on the data) run in the first build when ``unit_tests``."""
+        steps = []
+        for index, build in enumerate(builds):
+            steps += [{**build.land, "name": f"land {index}"},
+                      {**spark.build_step(unit_tests=unit_tests and index == 0), "name": f"build {index}"},
+                      {**spark.export_step(self.root / "spark-export" / _slug(build.name)), "name": f"export {index}"}]
+        with self.environment():
+            started = time.monotonic()
+            results = spark.run_steps(steps, {"as_of": AS_OF})
+        print(f"one Spark process: {time.monotonic() - started:.1f} s")
+        spark_builds = []
+        for index, build in enumerate(builds):
+            seconds = {"duckdb job": build.seconds,
+                       **{f"spark {step}": results[f"{step} {index}"].seconds for step in ("land", "build", "export")}}
+            print(f"{build.name}: " + ", ".join(f"{step} {value:.1f} s" for step, value in seconds.items()))
+            tables = spark.exported_tables(results[f"export {index}"], self.root / "spark-export" / _slug(build.name))
+            spark_builds.append(Build(build.name, build.duckdb, tables, seconds))
+        return spark_builds
 
 
 def _duckdb_tables(conn: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
@@ -175,13 +203,12 @@ def sample_builds(tmp_path_factory, dagster_instance) -> tuple[Build, Build]:
     landing = root / "landing"
     shutil.copytree(SEEDS, landing)
     pair = EnginePair(root, landing, dagster_instance)
-    first = pair.build("sample")
+    first = pair.build_duckdb("sample")
     late = landing / "events" / "late" / "intilery_s2_mobile_login.jsonl"
     late.parent.mkdir(parents=True)
     late.write_text("".join(json.dumps(m) + "\n" for m in LATE_MESSAGES))
-    # dbt's unit tests do not depend on the data: they ran on Spark in the first build.
-    second = pair.build("sample + late file (incremental)", unit_tests=False)
-    return first, second
+    second = pair.build_duckdb("sample + late file (incremental)")
+    return tuple(pair.build_spark([first, second]))
 
 
 @dataclass
@@ -199,8 +226,10 @@ def generated_build(tmp_path_factory, dagster_instance) -> ClusterBuild:
     root = tmp_path_factory.mktemp("spark-generated")
     landing = root / "landing"
     write_landing(landing, 200, seed=11)
+    pair = EnginePair(root, landing, dagster_instance)
+    duckdb_build = pair.build_duckdb("generated, 200 people, seed 11")
     with standalone_cluster(root / "cluster", workers=2) as cluster, environment(SPARK_MASTER=cluster.master_url):
-        build = EnginePair(root, landing, dagster_instance).build("generated, 200 people, seed 11", unit_tests=False)
+        [build] = pair.build_spark([duckdb_build], unit_tests=False)
         return ClusterBuild(build, cluster.wait_until_idle(), cluster.worker_states())
 
 
