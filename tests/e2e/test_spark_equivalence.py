@@ -38,8 +38,9 @@ from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME, environment
 from tests.e2e.conftest import LATE_MESSAGES
 
 # pytest-timeout counts the set-up of the fixtures a test is the first to use: the first test here
-# builds the sample on both engines twice (about 7 min on a quiet 2-core machine, 33 on a busy one),
-# so the suite's 20 minutes a test is less than 3 times the quiet figure.
+# builds the sample on both engines twice (about 4 min alone on a quiet 2-core machine, 5 beside
+# the suite's other worker, three times that on a busy machine): more than the suite's 20 minutes
+# a test leaves room for.
 pytestmark = pytest.mark.timeout(2700)
 
 # Computed traits and audiences count back from this time on both engines (the default is "now",
