@@ -29,6 +29,8 @@ CALLED_BY_DBT = {
     # dbt-spark's strategy hooks, replaced for delete+insert and replace_keys
     "dbt_spark_validate_get_incremental_strategy": r"incremental_strategy\s*=\s*['\"](replace_keys|delete\+insert)['\"]",
     "dbt_spark_get_incremental_sql": r"incremental_strategy\s*=\s*['\"](replace_keys|delete\+insert)['\"]",
+    # dbt-spark's incremental materialization makes its temporary relation with it
+    "spark__create_temporary_view": r"incremental_strategy\s*=\s*['\"](replace_keys|delete\+insert)['\"]",
     # every incremental model asks it whether to rebuild from scratch
     "should_full_refresh": r"materialized\s*=\s*['\"]incremental['\"]",
     # dbt hands it the relation of every data test
