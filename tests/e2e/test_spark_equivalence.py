@@ -113,11 +113,12 @@ class EnginePair:
         """Each DuckDB build's raw tables landed and built on Spark in turn, incrementally after the
         first, in one Spark process: its start and the JVM's warm-up are paid once. dbt's unit tests
         (which do not depend on the data) run in the first build when ``unit_tests``."""
+        exports = [self.root / "spark-export" / _slug(build.name) for build in builds]
         steps = []
         for index, build in enumerate(builds):
             steps += [{**build.land, "name": f"land {index}"},
                       {**spark.build_step(unit_tests=unit_tests and index == 0), "name": f"build {index}"},
-                      {**spark.export_step(self.root / "spark-export" / _slug(build.name)), "name": f"export {index}"}]
+                      {**spark.export_step(exports[index]), "name": f"export {index}"}]
         with self.environment():
             started = time.monotonic()
             results = spark.run_steps(steps, {"as_of": AS_OF})
@@ -127,7 +128,7 @@ class EnginePair:
             seconds = {"duckdb job": build.seconds,
                        **{f"spark {step}": results[f"{step} {index}"].seconds for step in ("land", "build", "export")}}
             print(f"{build.name}: " + ", ".join(f"{step} {value:.1f} s" for step, value in seconds.items()))
-            tables = spark.exported_tables(results[f"export {index}"], self.root / "spark-export" / _slug(build.name))
+            tables = spark.exported_tables(results[f"export {index}"], exports[index])
             spark_builds.append(Build(build.name, build.duckdb, tables, seconds))
         return spark_builds
 
