@@ -48,7 +48,7 @@
     These two macros replace dbt-spark's of the same name (a project's macros come first); every
     other strategy goes on to dbt-spark's own. -#}
 {% macro dbt_spark_validate_get_incremental_strategy(raw_strategy, file_format) %}
-    {%- if raw_strategy in ['delete+insert', 'replace_keys'] -%}
+    {%- if raw_strategy in spark_project_strategies() -%}
         {%- if not config.get('unique_key') -%}
             {{ exceptions.raise_compiler_error(raw_strategy ~ " needs a unique_key") }}
         {%- endif -%}
@@ -58,7 +58,7 @@
 {% endmacro %}
 
 {% macro dbt_spark_get_incremental_sql(strategy, source, target, existing, unique_key, incremental_predicates) %}
-    {%- if strategy not in ['delete+insert', 'replace_keys'] -%}
+    {%- if strategy not in spark_project_strategies() -%}
         {{ return(dbt.dbt_spark_get_incremental_sql(strategy, source, target, existing, unique_key, incremental_predicates)) }}
     {%- endif -%}
     {%- set keys = [unique_key] if unique_key is string else unique_key -%}
@@ -87,13 +87,18 @@
     and the view only reads that table (dbt-spark reads the new columns from it). Every other
     strategy keeps dbt-spark's view. -#}
 {% macro spark__create_temporary_view(relation, compiled_code) %}
-    {%- if config.get('incremental_strategy') not in ['delete+insert', 'replace_keys'] -%}
+    {%- if config.get('incremental_strategy') not in spark_project_strategies() -%}
         {{ return(dbt.spark__create_temporary_view(relation, compiled_code)) }}
     {%- endif -%}
     {%- set new_rows = spark_new_rows(this) -%}
     {%- do run_query("drop table if exists " ~ new_rows) -%}
     {%- do run_query("create table " ~ new_rows ~ " using " ~ (config.get('file_format') or 'parquet') ~ " as\n" ~ compiled_code) -%}
     create or replace temporary view {{ relation }} as select * from {{ new_rows }}
+{% endmacro %}
+
+{#- The strategies this file implements on Spark; every other goes on to dbt-spark's own. -#}
+{% macro spark_project_strategies() %}
+    {{ return(['delete+insert', 'replace_keys']) }}
 {% endmacro %}
 
 {#- Where the Spark strategies above keep a build's rows. -#}
