@@ -166,13 +166,23 @@ def run_metadata(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict]:
     }
 
 
-def dbt_log_events(run_id: str) -> set[str]:
-    """The names of the events in the run's dbt log; none when the run started no dbt build."""
+def _dbt_log(run_id: str) -> list[dict]:
+    """The events of the run's dbt log; none when the run started no dbt build."""
     try:
         lines = (build_folder(run_id) / "dbt.log").read_text().splitlines()
     except FileNotFoundError:
-        return set()
-    return {json.loads(line)["info"]["name"] for line in lines if line.startswith("{")}
+        return []
+    return [json.loads(line)["info"] for line in lines if line.startswith("{")]
+
+
+def dbt_log_events(run_id: str) -> set[str]:
+    """The names of the events in the run's dbt log."""
+    return {event["name"] for event in _dbt_log(run_id)}
+
+
+def dbt_log_messages(run_id: str, prefix: str) -> list[str]:
+    """The messages of the run's dbt log that start with `prefix` (a model's own log lines)."""
+    return [event["msg"] for event in _dbt_log(run_id) if event["msg"].startswith(prefix)]
 
 
 def snapshot(database: Path) -> dict[str, pd.DataFrame]:

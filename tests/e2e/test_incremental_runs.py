@@ -3,7 +3,8 @@
 The sample data lands in three pieces, three runs of the real job (the last piece brings a message
 that merges two existing profiles, one older than the profile it joins, an earlier-received copy
 of a message staged two runs before, the first message of a user id that an alias of the run before
-named as its previousId, and a newer export of the CRM list without its last record).
+named as its previousId, a device signed in by a second user, which turns junk, and a newer export
+of the CRM list without its last record).
 Then:
 
 - a `--full-refresh` build of the same warehouse must reproduce every table row by row: what the
@@ -25,9 +26,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from orchestration.location.project import build_folder
 from orchestration.location.runner import run_build_warehouse
 from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME, environment
+from tests.e2e.conftest import dbt_log_messages
 
 PIECES = [
     ["contacts", "events/stories"],
@@ -251,14 +252,31 @@ def test_a_late_link_is_split_again_and_a_device_turned_junk_leaves_its_profile(
 
 
 def test_later_runs_recompute_only_the_components_that_changed(incremental_and_full):
-    last_incremental_run = incremental_and_full["outcomes"][len(PIECES) - 1].run_id
-    lines = (build_folder(last_incremental_run) / "dbt.log").read_text().splitlines()
-    messages = [json.loads(line)["info"]["msg"] for line in lines if line.startswith("{")]
-    recomputed = [m for m in messages if m.startswith("int_identity_components: recomputing")]
-    assert len(recomputed) == 1, messages
+    recomputed = dbt_log_messages(incremental_and_full["outcomes"][len(PIECES) - 1].run_id,
+                                  "int_identity_components: recomputing")
+    assert len(recomputed) == 1, recomputed
     changed, total = map(int, re.findall(r"\d+", recomputed[0]))
     assert 0 < changed < total
     # and wrote only their rows (and the edges of the messages linked again): the others keep the rows
     # of earlier builds
     for table, rows in incremental_and_full["rows_per_build"].items():
         assert len(rows) > 1 and 0 < rows[-1] < sum(rows), (table, rows)
+
+
+def test_junk_detection_counts_again_only_what_new_messages_can_change(incremental_and_full):
+    """Each later run counts only the identifiers of the rows int_identifiers wrote or replaced since
+    the last count: the second only new messages, the last also the rows it replaced (the earlier
+    copy, the alias whose previousId turned user id, the record gone). The device it made junk is
+    junk all the same, and the full refresh and the build at once agree (above)."""
+    counts = [dbt_log_messages(outcome.run_id, "int_identity_conflicts: counting")
+              for outcome in incremental_and_full["outcomes"][:len(PIECES)]]
+    assert counts[0] == [], counts  # a first build: not incremental
+    replaced = []
+    for messages in counts[1:]:
+        assert len(messages) == 1, counts
+        found = re.fullmatch(r"int_identity_conflicts: counting the identifiers of ([1-9]\d*) rows written and "
+                             r"(\d+) replaced since the last count", messages[0])
+        assert found, counts
+        replaced.append(int(found.group(2)))
+    assert replaced[-1] > 0, counts
+    assert "shared-tablet-10" in set(incremental_and_full["incremental"]["intermediate.int_identity_conflicts"].identifier_value)

@@ -24,6 +24,7 @@ import pytest
 
 from orchestration.location.runner import JobOutcome, run_build_warehouse
 from tests.conftest import environment
+from tests.e2e.conftest import dbt_log_messages
 
 DANA = {("email", "dana.argelies@example.com"), ("phone", "+14155550101"), ("user_id", "amp-user-dana"),
         ("anonymous_id", "amp-web-dana")}
@@ -182,6 +183,15 @@ def test_the_replay_was_loaded_and_the_persons_lines_were_rejected_as_erased(pri
     assert any(path.startswith("events/replay/stories__amplitude") for path in files)
     assert all(text is None for _, text in erased)  # the rejection keeps no copy of the data
     assert profiles == 0
+
+
+def test_the_build_after_a_delete_counts_junk_detection_again_whole(privacy_runs: PrivacyRuns):
+    """The delete took rows junk detection had counted (a neighbour gone can take a shared device
+    below its threshold): the next build counts every identifier again, not only the new ones."""
+    before, after = (dbt_log_messages(outcome.run_id, "int_identity_conflicts: counting")
+                     for outcome in privacy_runs.outcomes[2:4])
+    assert len(before) == 1 and "rows written and" in before[0], before
+    assert after == ["int_identity_conflicts: counting every identifier (rows counted are gone)"]
 
 
 def test_no_export_file_holds_the_person_after_the_delete(privacy_runs: PrivacyRuns):

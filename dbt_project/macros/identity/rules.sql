@@ -72,3 +72,9 @@
     {{ return(local_md5(tojson([types, rules.get('blocklist', {}), rules.get('default_phone_country_code'),
                                 rules.get('national_phone_number_length')], sort_keys=true))) }}
 {% endmacro %}
+
+{#- A fingerprint of the whole identity rules: the graph models (int_identity_conflicts,
+    int_identity_components) recompute everything under other rules. -#}
+{% macro identity_rules_fingerprint() %}
+    {{ return(local_md5(tojson(identity_rules(), sort_keys=true))) }}
+{% endmacro %}

@@ -98,3 +98,71 @@
     {%- endfor -%}
     {{ return(lines) }}
 {% endmacro %}
+
+{#- The rows of int_identifiers that junk detection counts (int_identity_conflicts): an identifier
+    alone in its message has no neighbours there. -#}
+{% macro conflicts_counted_rows() -%}
+    is_linkable and values_in_message > 1
+{%- endmacro %}
+
+{#- The columns of int_identifiers that its builds keep of the rows they replace (a message re-read:
+    an earlier copy arrived, an alias's previousId changed type; a contact record gone), in
+    `int_identifiers__replaced`, until int_identity_conflicts has counted them. -#}
+{% macro replaced_identifier_columns() %}
+    {{ return(['message_id', 'identifier_type', 'identifier_value', 'is_linkable', 'values_in_message', 'built_at']) }}
+{% endmacro %}
+
+{#- int_identity_conflicts' post-hooks: what it keeps beside it (`<this>__counted`: when it counted,
+    under which identity rules, how many rows of int_identifiers), ... -#}
+{% macro conflicts_counted_state() -%}
+    {%- set identifiers = ref('int_identifiers') -%}
+    {{ return(replace_table_hook(state_relation('counted'),
+        "select " ~ build_timestamp() ~ " as built_at, '" ~ identity_rules_fingerprint() ~ "' as rules_fingerprint,"
+        ~ " count(*) as rows_counted from " ~ identifiers ~ " where " ~ conflicts_counted_rows())) }}
+{%- endmacro %}
+
+{#- ... and int_identifiers' replaced rows, counted now, emptied. -#}
+{% macro replaced_identifiers_emptied() -%}
+    {%- set identifiers = ref('int_identifiers') -%}
+    {{ return(replace_table_hook(replaced_rows_relation(identifiers),
+        "select " ~ replaced_identifier_columns() | join(', ') ~ ", cast(null as timestamp) as replaced_at from "
+        ~ identifiers ~ " where 1 = 0")) }}
+{%- endmacro %}
+
+{#- Where int_identity_conflicts counts on from: {since: the time of its last count as a timestamp
+    literal, replaced: int_identifiers' replaced rows, if any}, when the rules are the same and every
+    row it counted is still there or among the replaced rows (int_identifiers otherwise only adds
+    rows, with a later `built_at`). Else none (an erasure, a full refresh of int_identifiers, no
+    earlier count): count every identifier again. -#}
+{% macro conflicts_counted_since() %}
+    {%- if this is string -%}{{ return(none) }}{%- endif -%}  {#- a unit test's `this`: a fixture -#}
+    {%- set identifiers = ref('int_identifiers') -%}
+    {%- set replaced = replaced_rows_relation(identifiers) -%}
+    {%- set replaced = adapter.get_relation(database=replaced.database, schema=replaced.schema,
+                                            identifier=replaced.identifier) -%}
+    {%- set reason = none -%}
+    {%- if not state_exists('counted') -%}
+        {%- set reason = 'no earlier count' -%}
+    {%- else -%}
+        {%- set state = run_query("select built_at, rules_fingerprint, rows_counted from "
+                                  ~ state_relation('counted')).rows[0] -%}
+        {%- set since = "cast('" ~ state[0] ~ "' as timestamp)" -%}
+        {%- set counted = " where " ~ conflicts_counted_rows() ~ " and built_at " -%}
+        {%- set counts = run_query(
+            "select (select count(*) from " ~ identifiers ~ counted ~ "<= " ~ since ~ "),"
+            ~ " (select count(*) from " ~ identifiers ~ counted ~ "> " ~ since ~ "),"
+            ~ (" (select count(*) from " ~ replaced ~ counted ~ "<= " ~ since ~ ")" if replaced else " 0")).rows[0] -%}
+        {%- if state[1] != identity_rules_fingerprint() -%}
+            {%- set reason = 'other identity rules' -%}
+        {%- elif state[2] - counts[0] != counts[2] -%}
+            {%- set reason = 'rows counted are gone' -%}
+        {%- endif -%}
+    {%- endif -%}
+    {%- if reason -%}
+        {{ log("int_identity_conflicts: counting every identifier (" ~ reason ~ ")", info=true) }}
+        {{ return(none) }}
+    {%- endif -%}
+    {{ log("int_identity_conflicts: counting the identifiers of " ~ counts[1] ~ " rows written and "
+           ~ counts[2] ~ " replaced since the last count", info=true) }}
+    {{ return({'since': since, 'replaced': replaced}) }}
+{% endmacro %}

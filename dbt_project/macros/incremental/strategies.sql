@@ -13,11 +13,40 @@
     {%- set source = arg_dict['temp_relation'] -%}
     {%- set keys = [arg_dict['unique_key']] if arg_dict['unique_key'] is string else arg_dict['unique_key'] -%}
     {%- set columns = get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) -%}
+    {%- set log = replaced_rows_statements(target, source, keys) %}
+    {%- if log %}
+    {{ log | join(';\n    ') }};
+    {%- endif %}
     delete from {{ target }} where exists ({{ replace_keys_everything(source, keys) }});
     delete from {{ target }} as replaced using {{ source }} as build
     where {% for key in keys %}build.{{ key }} = replaced.{{ key }}{{ " and " if not loop.last }}{% endfor %};
     insert into {{ target }} ({{ columns }})
     select {{ columns }} from {{ source }} where {{ config.require('key_only_when_null') }} is not null
+{% endmacro %}
+
+{#- With `log_replaced_columns` in a replace_keys model's config, each build also keeps these columns
+    of the rows it replaces (not when it replaces every row), stamped `replaced_at`, in
+    `<model>__replaced`, until the model that reads them empties it (int_identifiers' replaced rows,
+    read by int_identity_conflicts). The statements that do it, before the rows are replaced; none
+    without the config. -#}
+{% macro replaced_rows_statements(relation, build, keys) %}
+    {%- set columns = config.get('log_replaced_columns') -%}
+    {%- if not columns -%}{{ return([]) }}{%- endif -%}
+    {%- set log = replaced_rows_relation(relation) -%}
+    {%- set selected = "select " ~ columns | join(', ') ~ ", " ~ build_timestamp() ~ " as replaced_at from " ~ relation
+                       ~ " as replaced" -%}
+    {%- set matches = [] -%}
+    {%- for key in keys -%}{%- do matches.append('build.' ~ key ~ ' = replaced.' ~ key) -%}{%- endfor -%}
+    {{ return([
+        "create table if not exists " ~ log ~ (" using " ~ (config.get('file_format') or 'parquet') if target.type == 'spark' else "")
+            ~ " as " ~ selected ~ " where 1 = 0",
+        "insert into " ~ log ~ " " ~ selected ~ " where exists (select 1 from " ~ build ~ " as build where "
+            ~ matches | join(' and ') ~ ") and not exists (" ~ replace_keys_everything(build, keys) ~ ")",
+    ]) }}
+{% endmacro %}
+
+{% macro replaced_rows_relation(relation) %}
+    {{ return(relation.incorporate(path={"identifier": relation.identifier ~ '__replaced'})) }}
 {% endmacro %}
 
 {#- The build's key-only row with a null key, if any: it names every key. -#}
@@ -68,6 +97,7 @@
     {%- set file_format = config.get('file_format') or 'parquet' -%}
     {%- set matches = [] -%}
     {%- for key in keys -%}{%- do matches.append('n.' ~ key ~ ' = t.' ~ key) -%}{%- endfor -%}
+    {%- for statement in replaced_rows_statements(target, new_rows, keys) -%}{%- do run_query(statement) -%}{%- endfor -%}
     {%- do run_query("drop table if exists " ~ kept_rows) -%}
     {%- set everything = " and not exists (" ~ replace_keys_everything(new_rows, keys) ~ ")" if strategy == 'replace_keys' else "" -%}
     {%- do run_query("create table " ~ kept_rows ~ " using " ~ file_format ~ " as select " ~ columns ~ " from " ~ target

@@ -5,6 +5,7 @@
     unique_key='message_id',
     key_only_when_null='identifier_type',
     on_schema_change='sync_all_columns',
+    log_replaced_columns=replaced_identifier_columns(),
 ) }}
 
 {#- Every identifier every message carries: one row per message × identifier, normalised, with
@@ -15,7 +16,9 @@
     whose previousId may change type (it is a user id that came or went), and replaces their rows
     (`replace_keys`: each message re-read is also named by a key-only row). Under other identity
     rules it recomputes every row. `built_at` tells
-    profile_events which messages' rows were replaced since it last read them. -#}
+    profile_events which messages' rows were replaced since it last read them; the rows replaced are
+    kept in `int_identifiers__replaced` until junk detection (int_identity_conflicts) has counted
+    the identifiers that lost them. -#}
 {%- set rules_fingerprint = identifier_rules_fingerprint() -%}
 {%- set incremental = is_incremental() -%}
 {%- set rebuild = false -%}

@@ -23,7 +23,7 @@
     came or went has a changed end, or both ends in one such component). Merge protection decides
     within a component, by the order of its own identifiers, so recomputing some components gives
     what recomputing all would. Under other identity rules every component is recomputed and every row written. -#}
-{%- set rules_fingerprint = local_md5(tojson(identity_rules(), sort_keys=true)) -%}
+{%- set rules_fingerprint = identity_rules_fingerprint() -%}
 {%- set update = is_incremental() and this is not string
     and not built_under_other_rules(this, rules_fingerprint) -%}
 {%- set all_nodes = ref('int_identity_nodes') -%}

@@ -1,3 +1,13 @@
+{{ config(
+    materialized='incremental',
+    meta={'build_watermark': 'built_at'},
+    incremental_strategy='replace_keys',
+    unique_key=['identifier_type', 'identifier_value'],
+    key_only_when_null='neighbour_type',
+    on_schema_change=sync_columns_where_possible(),
+    post_hook=["{{ conflicts_counted_state() }}", "{{ replaced_identifiers_emptied() }}"],
+) }}
+
 {#- Identifiers seen with more distinct identifiers of a type than a real person's identifier would
     be, found from the data and compared with the `junk_detection` thresholds of the identity rules,
     and what their type's `on_conflict` makes of each (macros/identity/stitching.sql):
@@ -15,18 +25,27 @@
       not counted through, nor the identifiers it was seen with in its own messages (an e-mail's own
       user id). Such an identifier is always junk: no one of them is its owner.
 
-    One row per identifier and exceeded neighbour type. -#}
+    One row per identifier and exceeded neighbour type.
+
+    Incremental: a build counts again only the identifiers whose count can have changed: those of
+    the messages int_identifiers wrote since the last count, and, for a threshold through another
+    type, the identifiers seen with such a hop (a device that gained a user id); it replaces their
+    rows (`replace_keys` by identifier). The state of the last count is kept beside the table
+    (`<this>__counted`: when, under which rules, over how many rows). When rows it counted are gone
+    (a contact list's newer export without a record, an erasure), or the rules changed, every
+    identifier is counted again: a neighbour gone can take an identifier below its threshold. -#}
 {%- set thresholds = junk_thresholds() -%}
 {%- set neighbour_types = thresholds.direct | map(attribute='neighbour') | unique | list -%}
 {%- set far_types = thresholds.through | map(attribute='far') | unique | list -%}
+{%- set counted_since = conflicts_counted_since() if is_incremental() else none -%}
 with
 
 linkable as (
 
-    select message_id, event_at, identifier_type, identifier_value
+    select message_id, event_at, identifier_type, identifier_value, built_at
     from {{ ref('int_identifiers') }}
     -- an identifier alone in its message has no neighbours there
-    where is_linkable and values_in_message > 1
+    where {{ conflicts_counted_rows() }}
 
 ),
 
@@ -35,6 +54,69 @@ thresholds as (
     {{ threshold_rows(thresholds.direct) }}
 
 ),
+
+through_thresholds as (
+
+    {{ threshold_rows(thresholds.through, with_hops=true) }}
+
+),
+{%- if counted_since %}
+
+-- The identifiers of the messages int_identifiers wrote or replaced since the last count ...
+changed as {{ materialized_cte() }} (
+
+    select identifier_type, identifier_value
+    from linkable
+    where built_at > {{ counted_since.since }}
+    {%- if counted_since.replaced %}
+
+    union
+
+    select identifier_type, identifier_value
+    from {{ counted_since.replaced }}
+    where {{ conflicts_counted_rows() }}
+    {%- endif %}
+
+),
+
+-- ... and, for a threshold through another type, every identifier seen with one of them as a hop
+-- (what a device was seen with changed, so did what an e-mail typed on it is seen with through it).
+recounted as {{ materialized_cte() }} (
+
+    select identifier_type, identifier_value from changed
+
+    union
+
+    select subject.identifier_type, subject.identifier_value
+    from changed
+    join (select distinct identifier_type, hop_type from through_thresholds) as hop_types
+        on hop_types.hop_type = changed.identifier_type
+    join linkable as hop
+        on hop.identifier_type = changed.identifier_type
+        and hop.identifier_value = changed.identifier_value
+    join linkable as subject
+        on subject.message_id = hop.message_id
+        and subject.identifier_type = hop_types.identifier_type
+
+),
+
+subjects as {{ materialized_cte() }} (
+
+    select linkable.*
+    from linkable
+    join recounted
+        on recounted.identifier_type = linkable.identifier_type
+        and recounted.identifier_value = linkable.identifier_value
+
+),
+{%- else %}
+
+subjects as (
+
+    select * from linkable
+
+),
+{%- endif %}
 
 -- The identifiers of the types some threshold counts as neighbours: by default user ids, e-mails
 -- and phones, not the anonymous id every message carries, so this side of the pair join is small.
@@ -57,7 +139,7 @@ pairs as (
         neighbour.identifier_value as neighbour_value,
         thresholds.max_distinct_neighbours
 
-    from linkable as subject
+    from subjects as subject
     join thresholds
         on thresholds.identifier_type = subject.identifier_type
     join neighbours as neighbour
@@ -91,9 +173,22 @@ direct_over as (
 
 ),
 
-through_thresholds as (
+-- The identifiers over a direct threshold: those counted here, and (in an incremental count) those
+-- the last count found whose count cannot have changed.
+shared as (
 
-    {{ threshold_rows(thresholds.through, with_hops=true) }}
+    select identifier_type, identifier_value from direct_over
+    {%- if counted_since %}
+
+    union
+
+    select previous.identifier_type, previous.identifier_value
+    from {{ this }} as previous
+    left join recounted
+        on recounted.identifier_type = previous.identifier_type
+        and recounted.identifier_value = previous.identifier_value
+    where previous.neighbour_type not like '%.%' and recounted.identifier_type is null
+    {%- endif %}
 
 ),
 
@@ -106,7 +201,7 @@ subject_hops as (
         hop.identifier_type as hop_type,
         hop.identifier_value as hop_value
 
-    from linkable as subject
+    from subjects as subject
     join (select distinct identifier_type, hop_type from through_thresholds) as hop_types
         on hop_types.identifier_type = subject.identifier_type
     join linkable as hop
@@ -132,7 +227,7 @@ hop_neighbours as (
     join linkable as far
         on far.message_id = hop.message_id
         and {{ "far.identifier_type in ('" ~ far_types | join("', '") ~ "')" if far_types else "1 = 0" }}
-    left join direct_over as shared
+    left join shared
         on shared.identifier_type = hop.identifier_type
         and shared.identifier_value = hop.identifier_value
     where shared.identifier_type is null
@@ -149,7 +244,7 @@ direct_far as (
         far.identifier_type as far_type,
         far.identifier_value as far_value
 
-    from linkable as subject
+    from subjects as subject
     join (select distinct identifier_type from through_thresholds) as subject_types
         on subject_types.identifier_type = subject.identifier_type
     join linkable as far
@@ -225,7 +320,7 @@ sightings as (
         ) as first_rank
 
     from exceeded
-    join linkable as subject
+    join subjects as subject
         on subject.identifier_type = exceeded.identifier_type
         and subject.identifier_value = exceeded.identifier_value
     join neighbours as neighbour
@@ -255,10 +350,43 @@ select
     exceeded.on_conflict,
     kept.neighbour_value as kept_neighbour,
     kept.event_at as kept_neighbour_at,
-    kept.message_id as kept_message_id
+    kept.message_id as kept_message_id,
+    {{ build_timestamp() }} as built_at
 
 from exceeded
 left join kept
     on kept.identifier_type = exceeded.identifier_type
     and kept.identifier_value = exceeded.identifier_value
     and kept.neighbour_type = exceeded.neighbour_type
+{%- if is_incremental() %}
+
+union all
+
+{% if counted_since -%}
+-- The rows of the identifiers counted again are replaced (by fewer or none).
+select
+    identifier_type,
+    identifier_value,
+    {%- for column in ['neighbour_type', 'distinct_neighbours', 'max_distinct_neighbours', 'first_neighbour',
+                       'last_neighbour', 'on_conflict', 'kept_neighbour', 'kept_neighbour_at', 'kept_message_id',
+                       'built_at'] %}
+    null as {{ column }}{{ ',' if not loop.last }}
+    {%- endfor %}
+from recounted
+{%- else -%}
+-- Every row is written again: one key-only row with a null key names them all (replace_keys).
+select
+    cast(null as {{ dbt.type_string() }}) as identifier_type,
+    cast(null as {{ dbt.type_string() }}) as identifier_value,
+    cast(null as {{ dbt.type_string() }}) as neighbour_type,
+    cast(null as {{ dbt.type_bigint() }}) as distinct_neighbours,
+    cast(null as {{ dbt.type_bigint() }}) as max_distinct_neighbours,
+    cast(null as {{ dbt.type_string() }}) as first_neighbour,
+    cast(null as {{ dbt.type_string() }}) as last_neighbour,
+    cast(null as {{ dbt.type_string() }}) as on_conflict,
+    cast(null as {{ dbt.type_string() }}) as kept_neighbour,
+    cast(null as timestamp) as kept_neighbour_at,
+    cast(null as {{ dbt.type_string() }}) as kept_message_id,
+    cast(null as timestamp) as built_at
+{%- endif %}
+{%- endif %}
