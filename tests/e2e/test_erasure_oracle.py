@@ -44,13 +44,14 @@ WALL_CLOCK_COLUMNS = {"load_id", "loaded_at", "built_at", "updated_at", "changed
 # Per table, what is compared instead of the whole row: a file's record (its content differs: the
 # person's lines are blank), the latest export of each audience (the erased warehouse exported
 # twice), a profile's change detector without its hash (it hashes wall-clock columns), and the
-# state of junk detection's last count without how many rows it counted (the erased warehouse counted
-# before the delete; its next build counts every identifier again, tests/e2e/test_privacy.py).
+# state of the identifier summaries' last build without how many rows they read (the erased warehouse
+# read them before the delete; its next build summarises every identifier again, tests/e2e/test_privacy.py).
 COMPARED_COLUMNS = {
     "raw.loaded_files": "file_path, file_kind, lines_total + blank_lines",
     "exports.audience_exports": "audience, arg_max(members, exported_at)",
     "intermediate.int_profile_changes": "profile_id",
     "intermediate.int_identity_conflicts__counted": "rules_fingerprint",
+    "intermediate.int_identity_nodes__counted": "rules_fingerprint",
 }
 QUOTED = re.compile(r'"([^"\\]{1,320})"')
 

@@ -263,18 +263,20 @@ def test_later_runs_recompute_only_the_components_that_changed(incremental_and_f
         assert len(rows) > 1 and 0 < rows[-1] < sum(rows), (table, rows)
 
 
-def test_junk_detection_counts_again_only_what_new_messages_can_change(incremental_and_full):
-    """Each later run counts only the identifiers of the rows int_identifiers wrote or replaced since
-    the last count: the second only new messages, the last also the rows it replaced (the earlier
-    copy, the alias whose previousId turned user id, the record gone). The device it made junk is
-    junk all the same, and the full refresh and the build at once agree (above)."""
-    counts = [dbt_log_messages(outcome.run_id, "int_identity_conflicts: counting")
+@pytest.mark.parametrize("model", ["int_identity_conflicts", "int_identity_nodes"])
+def test_identifiers_are_summarised_again_only_where_their_rows_changed(incremental_and_full, model):
+    """Junk detection's counts and the graph's nodes: each later run summarises only the identifiers
+    of the rows int_identifiers wrote or replaced since the last build: the second only new
+    messages, the last also the rows it replaced (the earlier copy, the alias whose previousId
+    turned user id, the record gone). The device the last run made junk is junk all the same, and
+    the full refresh and the build at once agree (above)."""
+    counts = [dbt_log_messages(outcome.run_id, f"{model}: counting")
               for outcome in incremental_and_full["outcomes"][:len(PIECES)]]
     assert counts[0] == [], counts  # a first build: not incremental
     replaced = []
     for messages in counts[1:]:
         assert len(messages) == 1, counts
-        found = re.fullmatch(r"int_identity_conflicts: counting the identifiers of ([1-9]\d*) rows written and "
+        found = re.fullmatch(rf"{model}: counting the identifiers of ([1-9]\d*) rows written and "
                              r"(\d+) replaced since the last count", messages[0])
         assert found, counts
         replaced.append(int(found.group(2)))

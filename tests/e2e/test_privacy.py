@@ -185,13 +185,14 @@ def test_the_replay_was_loaded_and_the_persons_lines_were_rejected_as_erased(pri
     assert profiles == 0
 
 
-def test_the_build_after_a_delete_counts_junk_detection_again_whole(privacy_runs: PrivacyRuns):
-    """The delete took rows junk detection had counted (a neighbour gone can take a shared device
-    below its threshold): the next build counts every identifier again, not only the new ones."""
-    before, after = (dbt_log_messages(outcome.run_id, "int_identity_conflicts: counting")
-                     for outcome in privacy_runs.outcomes[2:4])
+@pytest.mark.parametrize("model", ["int_identity_conflicts", "int_identity_nodes"])
+def test_the_build_after_a_delete_summarises_every_identifier_again(privacy_runs: PrivacyRuns, model):
+    """The delete took rows that junk detection and the graph's nodes had read (a neighbour gone can
+    take a shared device below its threshold): the next build summarises every identifier again,
+    not only the new ones."""
+    before, after = (dbt_log_messages(outcome.run_id, f"{model}: counting") for outcome in privacy_runs.outcomes[2:4])
     assert len(before) == 1 and "rows written and" in before[0], before
-    assert after == ["int_identity_conflicts: counting every identifier (rows counted are gone)"]
+    assert after == [f"{model}: counting every identifier (rows counted are gone)"]
 
 
 def test_no_export_file_holds_the_person_after_the_delete(privacy_runs: PrivacyRuns):

@@ -5,7 +5,7 @@
     unique_key=['identifier_type', 'identifier_value'],
     key_only_when_null='neighbour_type',
     on_schema_change=sync_columns_where_possible(),
-    post_hook=["{{ conflicts_counted_state() }}", "{{ replaced_identifiers_emptied() }}"],
+    post_hook="{{ identifier_rows_counted(conflicts_counted_rows()) }}",
 ) }}
 
 {#- Identifiers seen with more distinct identifiers of a type than a real person's identifier would
@@ -28,21 +28,19 @@
     One row per identifier and exceeded neighbour type.
 
     Incremental: a build counts again only the identifiers whose count can have changed: those of
-    the messages int_identifiers wrote since the last count, and, for a threshold through another
-    type, the identifiers seen with such a hop (a device that gained a user id); it replaces their
-    rows (`replace_keys` by identifier). The state of the last count is kept beside the table
-    (`<this>__counted`: when, under which rules, over how many rows). When rows it counted are gone
-    (a contact list's newer export without a record, an erasure), or the rules changed, every
-    identifier is counted again: a neighbour gone can take an identifier below its threshold. -#}
+    the rows int_identifiers wrote or replaced since the last count, and, for a threshold through
+    another type, the identifiers seen with such a hop (a device that gained a user id); it replaces
+    their rows (`replace_keys` by identifier). After an erasure or under other rules it counts every
+    identifier (macros/incremental/identifier_rows.sql). -#}
 {%- set thresholds = junk_thresholds() -%}
 {%- set neighbour_types = thresholds.direct | map(attribute='neighbour') | unique | list -%}
 {%- set far_types = thresholds.through | map(attribute='far') | unique | list -%}
-{%- set counted_since = conflicts_counted_since() if is_incremental() else none -%}
+{%- set counted_since = identifier_rows_since(conflicts_counted_rows()) if is_incremental() else none -%}
 with
 
 linkable as (
 
-    select message_id, event_at, identifier_type, identifier_value, built_at
+    select message_id, event_at, identifier_type, identifier_value
     from {{ ref('int_identifiers') }}
     -- an identifier alone in its message has no neighbours there
     where {{ conflicts_counted_rows() }}
@@ -62,20 +60,10 @@ through_thresholds as (
 ),
 {%- if counted_since %}
 
--- The identifiers of the messages int_identifiers wrote or replaced since the last count ...
+-- The identifiers of the rows int_identifiers wrote or replaced since the last count ...
 changed as {{ materialized_cte() }} (
 
-    select identifier_type, identifier_value
-    from linkable
-    where built_at > {{ counted_since.since }}
-    {%- if counted_since.replaced %}
-
-    union
-
-    select identifier_type, identifier_value
-    from {{ counted_since.replaced }}
-    where {{ conflicts_counted_rows() }}
-    {%- endif %}
+    {{ identifiers_of_rows_since(counted_since, conflicts_counted_rows()) }}
 
 ),
 
@@ -380,7 +368,7 @@ select
     cast(null as {{ dbt.type_string() }}) as identifier_value,
     cast(null as {{ dbt.type_string() }}) as neighbour_type,
     cast(null as {{ dbt.type_bigint() }}) as distinct_neighbours,
-    cast(null as {{ dbt.type_bigint() }}) as max_distinct_neighbours,
+    cast(null as {{ dbt.type_int() }}) as max_distinct_neighbours,
     cast(null as {{ dbt.type_string() }}) as first_neighbour,
     cast(null as {{ dbt.type_string() }}) as last_neighbour,
     cast(null as {{ dbt.type_string() }}) as on_conflict,

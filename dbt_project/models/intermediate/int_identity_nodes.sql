@@ -1,7 +1,58 @@
+{{ config(
+    materialized='incremental',
+    meta={'build_watermark': 'built_at'},
+    incremental_strategy='replace_keys',
+    unique_key=['identifier_type', 'identifier_value'],
+    key_only_when_null='message_count',
+    on_schema_change=sync_columns_where_possible(),
+    post_hook=["{{ identifier_rows_counted('is_linkable') }}", "{{ replaced_identifiers_emptied() }}"],
+) }}
+
 {#- One row per linkable identifier: the node of the identity graph. Not numbered here: a number
     would follow first sightings, which new identifiers shift, so int_identity_components numbers
-    only the nodes a build works on. -#}
+    only the nodes a build works on.
+
+    Incremental: a build summarises again only the identifiers of the rows int_identifiers wrote or
+    replaced since the last build, and those that are junk now or were (junk detection is a small
+    set), and replaces their rows (`replace_keys`; an identifier with no row left loses its node).
+    After an erasure or under other rules it summarises every identifier
+    (macros/incremental/identifier_rows.sql). It is the last model to read int_identifiers' replaced
+    rows, and empties them. -#}
+{%- set counted_since = identifier_rows_since('is_linkable') if is_incremental() else none -%}
 with
+
+junk as (
+
+    select distinct identifier_type, identifier_value from {{ ref('int_identity_junk') }}
+
+),
+{%- if counted_since %}
+
+changed as {{ materialized_cte() }} (
+
+    {{ identifiers_of_rows_since(counted_since, 'is_linkable') }}
+
+    union
+
+    select identifier_type, identifier_value from junk
+
+    union
+
+    select identifier_type, identifier_value from {{ this }} where is_junk
+
+),
+
+linkable as (
+
+    select identifiers.*
+    from {{ ref('int_identifiers') }} as identifiers
+    join changed
+        on changed.identifier_type = identifiers.identifier_type
+        and changed.identifier_value = identifiers.identifier_value
+    where identifiers.is_linkable
+
+),
+{%- else %}
 
 linkable as (
 
@@ -9,12 +60,7 @@ linkable as (
     where is_linkable
 
 ),
-
-junk as (
-
-    select distinct identifier_type, identifier_value from {{ ref('int_identity_junk') }}
-
-),
+{%- endif %}
 
 summarized as (
 
@@ -34,9 +80,38 @@ select
     summarized.*,
     {{ identifier_priority('summarized.identifier_type') }} as priority,
     {{ identifier_limit('summarized.identifier_type') }} as max_per_profile,
-    junk.identifier_type is not null as is_junk
+    junk.identifier_type is not null as is_junk,
+    {{ build_timestamp() }} as built_at
 
 from summarized
 left join junk
     on junk.identifier_type = summarized.identifier_type
     and junk.identifier_value = summarized.identifier_value
+{%- if is_incremental() %}
+
+union all
+
+{% if counted_since -%}
+-- The rows of the identifiers summarised again are replaced (an identifier with no row left: deleted).
+select
+    identifier_type,
+    identifier_value,
+    {%- for column in ['first_seen_at', 'last_seen_at', 'message_count', 'priority', 'max_per_profile', 'is_junk',
+                       'built_at'] %}
+    null as {{ column }}{{ ',' if not loop.last }}
+    {%- endfor %}
+from changed
+{%- else -%}
+-- Every row is written again: one key-only row with a null key names them all (replace_keys).
+select
+    cast(null as {{ dbt.type_string() }}) as identifier_type,
+    cast(null as {{ dbt.type_string() }}) as identifier_value,
+    cast(null as timestamp) as first_seen_at,
+    cast(null as timestamp) as last_seen_at,
+    cast(null as {{ dbt.type_bigint() }}) as message_count,
+    cast(null as {{ dbt.type_int() }}) as priority,
+    cast(null as {{ dbt.type_int() }}) as max_per_profile,
+    cast(null as {{ dbt.type_boolean() }}) as is_junk,
+    cast(null as timestamp) as built_at
+{%- endif %}
+{%- endif %}
