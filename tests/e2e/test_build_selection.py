@@ -36,7 +36,8 @@ from tests.e2e.conftest import SampleRuns, copy_built_warehouse, run_metadata
 
 # Columns that say when a build happened, not what the data is (as in test_incremental_runs.py).
 RUN_TIME_COLUMNS = {"loaded_at", "assigned_at", "built_at", "components_built_at", "changed_at", "updated_at",
-                    "merged_at", "exported_at", "previous_profile_id", "fingerprint", "as_of", "copies_loaded_until"}
+                    "merged_at", "exported_at", "previous_profile_id", "fingerprint", "as_of", "copies_loaded_until",
+                    "staged_at"}
 # Tables that hold history: a build from scratch cannot have their rows, and no build may drop them.
 HISTORY_TABLES = {"intermediate.int_profile_ids", "marts.profile_merges", "marts.audience_membership_history"}
 MODEL_SCHEMAS = ("staging", "intermediate", "marts", "traits", "audiences")

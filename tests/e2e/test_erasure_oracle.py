@@ -40,7 +40,7 @@ PEOPLE, SEED, DRAWN = 400, 41, 20
 # Columns that say when a row was written, or which load (a file's content hash) brought it.
 WALL_CLOCK_COLUMNS = {"load_id", "loaded_at", "built_at", "updated_at", "changed_at", "assigned_at",
                       "components_built_at", "copies_loaded_until", "rejected_at", "exported_at", "as_of", "folder",
-                      "applied_at"}
+                      "applied_at", "staged_at"}
 # Per table, what is compared instead of the whole row: a file's record (its content differs: the
 # person's lines are blank), the latest export of each audience (the erased warehouse exported
 # twice), a profile's change detector without its hash (it hashes wall-clock columns), and the

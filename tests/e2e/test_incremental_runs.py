@@ -76,7 +76,7 @@ SHARED_AND_CHAINED = [
 # (int_profile_changes' fingerprint hashes profile_events.updated_at).
 RUN_TIME_COLUMNS = {"loaded_at", "assigned_at", "built_at", "components_built_at", "changed_at", "updated_at",
                     "merged_at", "exported_at", "previous_profile_id", "fingerprint", "as_of", "copies_loaded_until",
-                    "applied_at"}  # meta.schema_version
+                    "applied_at", "staged_at"}  # meta.schema_version
 # Tables that record what happened build after build: a single build cannot have their rows.
 HISTORY_TABLES = {"marts.profile_merges", "marts.audience_membership_history", "exports.audience_exports"}
 

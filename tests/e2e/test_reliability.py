@@ -35,7 +35,7 @@ CLI = [sys.executable, "-m", "orchestration.cli", "run"]
 # Wall-clock columns: when a row was built or loaded, not what it says (a computed trait's as_of is
 # the build's clock when no as_of var is given).
 WALL_CLOCK_COLUMNS = {"loaded_at", "assigned_at", "built_at", "components_built_at", "changed_at", "updated_at",
-                      "merged_at", "rejected_at", "exported_at", "as_of"}
+                      "merged_at", "rejected_at", "exported_at", "as_of", "staged_at"}
 KILL_INSIDE_FILE = 4  # SIGKILL inside the transaction of the 4th file
 # Runs the command line with ingestion patched to die (SIGKILL, no clean-up) after writing the rows
 # of one file and before its commit.

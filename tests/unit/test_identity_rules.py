@@ -58,6 +58,7 @@ def _segment_columns() -> dict[str, set[str]]:
     copies = ENV.from_string((DBT / "models/intermediate/int_message_copies.sql").read_text(), globals={
         "config": lambda **_: "", "ref": lambda name: name, "var": lambda name, default=None: default,
         "type_json": lambda: "json", "dbt": types.SimpleNamespace(type_string=lambda: "varchar", type_int=lambda: "int"),
+        "build_timestamp": lambda: "now()",
     }).render()
     columns: dict[str, set[str]] = {}
     for select, model in re.findall(r"select(.*?)from (stg_segment__\w+)", copies, re.S):

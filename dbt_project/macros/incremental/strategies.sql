@@ -56,11 +56,12 @@
         {%- for key in keys %} and {{ key }} is null{% endfor %}
 {%- endmacro %}
 
-{#- The select list of a key-only row: `key` (an SQL expression; 'null' names every key) as the
-    first of `columns`, null as the others. -#}
+{#- The select list of a key-only row: `key` (an SQL expression, or a list of them for a key of
+    several columns; 'null' names every key) as the first of `columns`, null as the others. -#}
 {% macro key_only_columns(columns, key) -%}
+    {%- set keys = [key] if key is string else key -%}
     {%- for column in columns %}
-    {{ key if loop.first else 'null' }} as {{ column }}{{ ',' if not loop.last }}
+    {{ keys[loop.index0] if loop.index0 < keys | length else 'null' }} as {{ column }}{{ ',' if not loop.last }}
     {%- endfor %}
 {%- endmacro %}
 

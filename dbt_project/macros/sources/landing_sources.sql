@@ -35,7 +35,9 @@
         load_id,
         file_path,
         line_number,
-        loaded_at
+        loaded_at,
+        -- a table rebuilt whole by each build (as the contact records)
+        {{ build_timestamp() }} as staged_at
     from {{ ref('stg_' ~ name ~ '__events') }}
     {%- endfor %}
 {% endmacro %}

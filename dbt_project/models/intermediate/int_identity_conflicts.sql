@@ -36,6 +36,9 @@
 {%- set neighbour_types = thresholds.direct | map(attribute='neighbour') | unique | list -%}
 {%- set far_types = thresholds.through | map(attribute='far') | unique | list -%}
 {%- set counted_since = identifier_rows_since(conflicts_counted_rows()) if is_incremental() else none -%}
+{%- set output_columns = ['identifier_type', 'identifier_value', 'neighbour_type', 'distinct_neighbours',
+                          'max_distinct_neighbours', 'first_neighbour', 'last_neighbour', 'on_conflict', 'kept_neighbour',
+                          'kept_neighbour_at', 'kept_message_id', 'built_at'] -%}
 with
 
 linkable as (
@@ -352,29 +355,10 @@ union all
 
 {% if counted_since -%}
 -- The rows of the identifiers counted again are replaced (by fewer or none).
-select
-    identifier_type,
-    identifier_value,
-    {%- for column in ['neighbour_type', 'distinct_neighbours', 'max_distinct_neighbours', 'first_neighbour',
-                       'last_neighbour', 'on_conflict', 'kept_neighbour', 'kept_neighbour_at', 'kept_message_id',
-                       'built_at'] %}
-    null as {{ column }}{{ ',' if not loop.last }}
-    {%- endfor %}
+select {{ key_only_columns(output_columns, ['identifier_type', 'identifier_value']) }}
 from recounted
 {%- else -%}
 -- Every row is written again: one key-only row with a null key names them all (replace_keys).
-select
-    cast(null as {{ dbt.type_string() }}) as identifier_type,
-    cast(null as {{ dbt.type_string() }}) as identifier_value,
-    cast(null as {{ dbt.type_string() }}) as neighbour_type,
-    cast(null as {{ dbt.type_bigint() }}) as distinct_neighbours,
-    cast(null as {{ dbt.type_int() }}) as max_distinct_neighbours,
-    cast(null as {{ dbt.type_string() }}) as first_neighbour,
-    cast(null as {{ dbt.type_string() }}) as last_neighbour,
-    cast(null as {{ dbt.type_string() }}) as on_conflict,
-    cast(null as {{ dbt.type_string() }}) as kept_neighbour,
-    cast(null as timestamp) as kept_neighbour_at,
-    cast(null as {{ dbt.type_string() }}) as kept_message_id,
-    cast(null as timestamp) as built_at
+select {{ key_only_columns(output_columns, 'null') }}
 {%- endif %}
 {%- endif %}

@@ -19,6 +19,8 @@
     (macros/incremental/identifier_rows.sql). It is the last model to read int_identifiers' replaced
     rows, and empties them. -#}
 {%- set counted_since = identifier_rows_since('is_linkable') if is_incremental() else none -%}
+{%- set output_columns = ['identifier_type', 'identifier_value', 'first_seen_at', 'last_seen_at', 'message_count',
+                          'priority', 'max_per_profile', 'is_junk', 'built_at'] -%}
 with
 
 junk as (
@@ -93,25 +95,10 @@ union all
 
 {% if counted_since -%}
 -- The rows of the identifiers summarised again are replaced (an identifier with no row left: deleted).
-select
-    identifier_type,
-    identifier_value,
-    {%- for column in ['first_seen_at', 'last_seen_at', 'message_count', 'priority', 'max_per_profile', 'is_junk',
-                       'built_at'] %}
-    null as {{ column }}{{ ',' if not loop.last }}
-    {%- endfor %}
+select {{ key_only_columns(output_columns, ['identifier_type', 'identifier_value']) }}
 from changed
 {%- else -%}
 -- Every row is written again: one key-only row with a null key names them all (replace_keys).
-select
-    cast(null as {{ dbt.type_string() }}) as identifier_type,
-    cast(null as {{ dbt.type_string() }}) as identifier_value,
-    cast(null as timestamp) as first_seen_at,
-    cast(null as timestamp) as last_seen_at,
-    cast(null as {{ dbt.type_bigint() }}) as message_count,
-    cast(null as {{ dbt.type_int() }}) as priority,
-    cast(null as {{ dbt.type_int() }}) as max_per_profile,
-    cast(null as {{ dbt.type_boolean() }}) as is_junk,
-    cast(null as timestamp) as built_at
+select {{ key_only_columns(output_columns, 'null') }}
 {%- endif %}
 {%- endif %}

@@ -55,7 +55,8 @@ segment_messages as (
         load_id,
         file_path,
         line_number,
-        loaded_at
+        loaded_at,
+        built_at as staged_at
 
     from {{ ref(model) }}
     {% if not loop.last %}union all{% endif %}
@@ -91,7 +92,9 @@ contact_records as (
         load_id,
         file_path,
         line_number,
-        loaded_at
+        loaded_at,
+        -- a table rebuilt whole by each build that builds this view: every record is staged anew
+        {{ build_timestamp() }} as staged_at
 
     from {{ ref('stg_contacts__records') }}
 

@@ -1,8 +1,9 @@
-{{ config(materialized='view') }}
+{{ config(materialized='view', meta={'build_watermark': 'staged_at'}) }}
 
 {#- Every accepted message once, in the shape of int_message_copies. A messageId seen under two
     types keeps the first received, as within a type (int_message_duplicates names that copy). A
-    view: a table would be one more copy of every message's JSON to write each run. -#}
+    view: a table would be one more copy of every message's JSON to write each run. Its data tests
+    read the messages the build staged (`staged_at`, macros/incremental/verify_scope.sql). -#}
 with
 
 copies as (
