@@ -145,23 +145,37 @@ def _json_path(path: str) -> str:
     return f"$.{path}"  # a dotted path of names (schema.PATH): no quoting needed inside it
 
 
-def check_landed(conn: duckdb.DuckDBPyConnection, definitions: Definitions) -> list[Finding]:
+def check_landed(conn: duckdb.DuckDBPyConnection, definitions: Definitions, earlier: dict | None = None
+                 ) -> list[Finding]:
     """The findings of ``definitions`` against ``marts.profile_events`` (errors first); none when
-    the table is missing or empty."""
+    the table is missing or empty. With ``earlier`` (what a check before found: its ``tally`` and
+    ``warnings``, and ``events``: the newest load it saw), only the events loaded since are read."""
+    return _check(conn, definitions, earlier)[0]
+
+
+def _check(conn: duckdb.DuckDBPyConnection, definitions: Definitions, earlier: dict | None = None
+           ) -> tuple[list[Finding], dict]:
+    """check_landed's findings, and the tally they follow from: the events seen and, per property
+    read, how many selected events hold it, how many of those are numbers, and example message ids.
+    Events are only ever added to a tally (the caller starts over when some are gone), so what a check
+    before tallied plus what was loaded since is what a scan of every event would tally."""
     if not table_exists(conn, "marts", "profile_events"):
-        return []
-    seen_events = conn.execute("select message_type, event_name, count(*) from marts.profile_events "
-                               "group by all").fetchall()
+        return [], {}
+    filters, reads = _what_definitions_read(definitions)
+    if earlier:
+        tally = _merged(earlier["tally"], _tally(conn, reads, "loaded_at > ?", [earlier["events"]["loaded_at"]]))
+    else:
+        tally = _tally(conn, reads)
+    seen_events = [tuple(pair) for pair in tally["events"]]
     if not seen_events:
-        return []
+        return [], tally
     findings: list[Finding] = []
 
     # events never seen (with their message types)
-    filters, reads = _what_definitions_read(definitions)
     unseen_filters = set()
     for definition, event_filter, file, line in filters:
         types = set(event_filter.message_types)
-        names = sorted({e for t, e, _ in seen_events if e is not None and (not types or t in types)})
+        names = sorted({e for t, e in seen_events if e is not None and (not types or t in types)})
         missing = [e for e in event_filter.events if e not in names]
         for event in missing:
             kinds = f" {'/'.join(event_filter.message_types)}" if types else ""
@@ -169,13 +183,41 @@ def check_landed(conn: duckdb.DuckDBPyConnection, definitions: Definitions) -> l
                                     f"({_closest(event, names)})", file, line))
         if event_filter.events and len(missing) == len(event_filter.events):
             unseen_filters.add((event_filter.events, event_filter.message_types))
-        if not event_filter.events and types and not any(t in types for t, _, _ in seen_events):
+        if not event_filter.events and types and not any(t in types for t, _ in seen_events):
             unseen_filters.add((event_filter.events, event_filter.message_types))
 
-    reads = [r for r in reads if (r.events, r.message_types) not in unseen_filters]  # already said: nothing to read there
-    if not reads:
-        return findings
-    # One scan: per property read, the selected events holding it, and how many of those are numbers.
+    earlier_warnings = [Finding(**finding) for finding in (earlier or {}).get("warnings", [])]
+    for read in reads:
+        if (read.events, read.message_types) in unseen_filters:  # already said: nothing to read there
+            continue
+        present, numbers, examples = tally["reads"][_read_key(read)]
+        where = "events" if not (read.events or read.message_types) else (
+            " or ".join(f"'{e}'" for e in read.events) or "/".join(read.message_types)) + " events"
+        if present == 0:
+            said = f"property '{read.path}' never seen in the landed {where} ("
+            # still unseen since a check before: its words (the names seen beside it) stand
+            findings.append(next((w for w in earlier_warnings if (w.definition, w.file, w.line) == (
+                read.definition, read.file, read.line) and w.message.startswith(said)), None)
+                or Finding("warning", read.definition, said + _seen_beside(conn, read) + ")", read.file, read.line))
+        elif read.as_number and numbers == 0:
+            findings.append(Finding("error", read.definition, f"property '{read.path}' is aggregated as a number, but "
+                                    f"none of its {present} landed value(s) in {where} is a number (e.g. message(s) "
+                                    f"{', '.join(examples)}): read another property, or use a trait type for text "
+                                    "(last, most_frequent, unique_count)", read.file, read.line))
+    return sorted(findings, key=lambda f: f.severity != "error"), tally
+
+
+def _read_key(read: _Read) -> str:
+    return json.dumps([read.definition, read.events, read.message_types, read.path, read.as_number, read.file,
+                       read.line])
+
+
+def _tally(conn: duckdb.DuckDBPyConnection, reads: list[_Read], where: str = "true", where_params: tuple = ()) -> dict:
+    """One scan of the events ``where`` selects (SQL over marts.profile_events, bound parameters):
+    the (message type, event name) pairs seen and, per property read, [holding it, of those numbers,
+    examples]."""
+    events = conn.execute(f"select distinct message_type, event_name from marts.profile_events where {where} "
+                          "order by all", list(where_params)).fetchall()
     columns, params = [], []
     for read in reads:
         selects, select_params = selects_sql(read.events, read.message_types)
@@ -184,29 +226,35 @@ def check_landed(conn: duckdb.DuckDBPyConnection, definitions: Definitions) -> l
         params += [*select_params, _json_path(read.path)]
         columns.append(f"count(*) filter (where {selects} and try_cast({value} as double) is not null)")
         params += [*select_params, _json_path(read.path)]
-        columns.append(f"(list(message_id order by message_id) filter (where {selects} and {value} is not null))"
-                       f"[1:{EXAMPLES}]")
+        columns.append(f"coalesce((list(message_id order by message_id) filter (where {selects} and {value} "
+                       f"is not null))[1:{EXAMPLES}], [])")
         params += [*select_params, _json_path(read.path)]
-    counts = conn.execute(f"select {', '.join(columns)} from marts.profile_events", params).fetchone()
-    for i, read in enumerate(reads):
-        present, numbers, examples = counts[3 * i: 3 * i + 3]
-        where = "events" if not (read.events or read.message_types) else (
-            " or ".join(f"'{e}'" for e in read.events) or "/".join(read.message_types)) + " events"
-        if present == 0:
-            parent, _, leaf = read.path.rpartition(".")
-            selects, select_params = selects_sql(read.events, read.message_types)
-            parent_path = _json_path(parent) if parent else "$"
-            keys = [row[0] for row in conn.execute(
-                f"select distinct unnest(json_keys(properties, ?)) from marts.profile_events where {selects} "
-                f"and json_type(properties, ?) = 'OBJECT'", [parent_path, *select_params, parent_path]).fetchall()]
-            findings.append(Finding("warning", read.definition, f"property '{read.path}' never seen in the landed "
-                                    f"{where} ({_closest(leaf, keys, f'{parent}.' if parent else '')})", read.file, read.line))
-        elif read.as_number and numbers == 0:
-            findings.append(Finding("error", read.definition, f"property '{read.path}' is aggregated as a number, but "
-                                    f"none of its {present} landed value(s) in {where} is a number (e.g. message(s) "
-                                    f"{', '.join(examples)}): read another property, or use a trait type for text "
-                                    "(last, most_frequent, unique_count)", read.file, read.line))
-    return sorted(findings, key=lambda f: f.severity != "error")
+    counts = conn.execute(f"select {', '.join(columns) or '1'} from marts.profile_events where {where}",
+                          params + list(where_params)).fetchone() if reads else ()
+    return {"events": [list(pair) for pair in events],
+            "reads": {_read_key(read): [counts[3 * i], counts[3 * i + 1], list(counts[3 * i + 2])]
+                      for i, read in enumerate(reads)}}
+
+
+def _merged(earlier: dict, added: dict) -> dict:
+    """A tally of the events of both: the earlier events and those added since."""
+    events = sorted({tuple(pair) for pair in earlier["events"] + added["events"]}, key=lambda p: tuple(map(str, p)))
+    reads = {}
+    for key, (present, numbers, examples) in added["reads"].items():
+        before = earlier["reads"].get(key, [0, 0, []])
+        reads[key] = [before[0] + present, before[1] + numbers, sorted(set(before[2]) | set(examples))[:EXAMPLES]]
+    return {"events": [list(pair) for pair in events], "reads": reads}
+
+
+def _seen_beside(conn: duckdb.DuckDBPyConnection, read: _Read) -> str:
+    """The names seen beside a property never seen (at its parent path), the closest first."""
+    parent, _, leaf = read.path.rpartition(".")
+    selects, select_params = selects_sql(read.events, read.message_types)
+    parent_path = _json_path(parent) if parent else "$"
+    keys = [row[0] for row in conn.execute(
+        f"select distinct unnest(json_keys(properties, ?)) from marts.profile_events where {selects} "
+        f"and json_type(properties, ?) = 'OBJECT'", [parent_path, *select_params, parent_path]).fetchall()]
+    return _closest(leaf, keys, f"{parent}." if parent else "")
 
 
 def checked_file(database: Path) -> Path:
@@ -214,42 +262,60 @@ def checked_file(database: Path) -> Path:
     return database.with_name(database.name + ".definitions_checked.json")
 
 
-def _checked_for(conn: duckdb.DuckDBPyConnection, definitions_text: str) -> str:
-    """What a check's findings follow from: the definitions and the events they were checked against
-    (rows, and the newest written or landed: a build rewrites or adds rows, an erasure removes them)."""
-    events = None
-    if table_exists(conn, "marts", "profile_events"):
-        # an older warehouse's profile_events may lack a stamp until its run's migration adds it
-        stamps = [column for (column,) in conn.execute(
-            "select column_name from information_schema.columns where table_schema = 'marts' "
-            "and table_name = 'profile_events' and column_name in ('updated_at', 'loaded_at') order by 1").fetchall()]
-        events = conn.execute(f"select count(*), {''.join(f'max({c}), ' for c in stamps)}1 "
-                              "from marts.profile_events").fetchone()
-    return hashlib.sha256(f"{definitions_text}\0{events}".encode()).hexdigest()
+def _events_state(conn: duckdb.DuckDBPyConnection) -> dict | None:
+    """How many events there are, and the newest written and loaded (a build rewrites or adds rows,
+    an erasure removes them); None without the table or (an older warehouse, before its run's
+    migration) its stamps."""
+    if not table_exists(conn, "marts", "profile_events"):
+        return None
+    stamps = {column for (column,) in conn.execute(
+        "select column_name from information_schema.columns where table_schema = 'marts' "
+        "and table_name = 'profile_events' and column_name in ('updated_at', 'loaded_at')").fetchall()}
+    if stamps != {"updated_at", "loaded_at"}:
+        return {"rows": conn.execute("select count(*) from marts.profile_events").fetchone()[0]}
+    rows, updated_at, loaded_at = conn.execute(
+        "select count(*), max(updated_at), max(loaded_at) from marts.profile_events").fetchone()
+    return {"rows": rows, "updated_at": str(updated_at), "loaded_at": str(loaded_at) if loaded_at else None}
+
+
+def _only_loaded_since(conn: duckdb.DuckDBPyConnection, then: dict | None, now: dict | None) -> bool:
+    """Whether the events now are those of ``then`` and the ones loaded since: none gone (an erasure,
+    a contact record dropped) and none replaced by an earlier copy."""
+    if not then or not now or not then.get("loaded_at") or "loaded_at" not in now:
+        return False
+    loaded = conn.execute("select count(*) from marts.profile_events where loaded_at > ?",
+                          [then["loaded_at"]]).fetchone()[0]
+    return now["rows"] == then["rows"] + loaded
 
 
 def check_before_build(database: Path, definitions: Definitions, definitions_text: str = "") -> list[Finding]:
     """Checks ``definitions`` against the warehouse ``database`` when it exists: raises
-    DefinitionProblems with the errors, returns the warnings. The scan of every event runs again
-    only when the definitions (``definitions_text``) or the events changed since the last check
-    that found no error; otherwise that check's warnings are returned (a run with nothing new
-    does not pay for a scan that grows with the warehouse)."""
+    DefinitionProblems with the errors, returns the warnings. Nothing is read again when neither the
+    definitions (``definitions_text``) nor the events changed since the last check that found no
+    error (its warnings are returned); when only events were loaded since, only those are read; else
+    every event (a run with nothing new, or a little new, does not pay for a scan that grows with the
+    warehouse)."""
     from orchestration.core.warehouse import connect
 
     if not database.exists():
         return []
     record = checked_file(database)
+    definitions_hash = hashlib.sha256(definitions_text.encode()).hexdigest() if definitions_text else None
     with connect(database, read_only=True) as conn:
-        checked_for = _checked_for(conn, definitions_text) if definitions_text else None
-        last = json.loads(record.read_text()) if checked_for and record.exists() else {}
-        if checked_for and last.get("checked_for") == checked_for:
+        events = _events_state(conn)
+        checked_for = hashlib.sha256(f"{definitions_text}\0{json.dumps(events)}".encode()).hexdigest()
+        last = json.loads(record.read_text()) if definitions_hash and record.exists() else {}
+        if definitions_hash and last.get("checked_for") == checked_for:
             return [Finding(**finding) for finding in last["warnings"]]
-        findings = check_landed(conn, definitions)
+        earlier = last if (last.get("definitions") == definitions_hash and last.get("tally")
+                           and _only_loaded_since(conn, last.get("events"), events)) else None
+        findings, tally = _check(conn, definitions, earlier)
     errors = [f for f in findings if f.severity == "error"]
     if errors:
         raise DefinitionProblems(errors, [f for f in findings if f.severity != "error"])
-    if checked_for:
-        record.write_text(json.dumps({"checked_for": checked_for, "warnings": [asdict(f) for f in findings]}))
+    if definitions_hash:
+        record.write_text(json.dumps({"checked_for": checked_for, "definitions": definitions_hash, "events": events,
+                                      "tally": tally, "warnings": [asdict(f) for f in findings]}))
     return findings
 
 

@@ -235,18 +235,66 @@ def test_the_scan_runs_again_only_when_the_definitions_or_the_events_changed(tmp
     assert len(first) == 4 and landed_checks.checked_file(landed).exists()
 
     scans = []
-    real_scan = landed_checks.check_landed
-    monkeypatch.setattr(landed_checks, "check_landed", lambda conn, d: scans.append(1) or real_scan(conn, d))
+    real_tally = landed_checks._tally
+    monkeypatch.setattr(landed_checks, "_tally", lambda conn, reads, where="true", params=(): scans.append(where)
+                        or real_tally(conn, reads, where, params))
     capsys.readouterr()
     assert landed_checks.check_definitions_before_build(landed, tmp_path) == first
     assert scans == [] and capsys.readouterr().err.count("WARNING: ") == 4
 
-    with duckdb.connect(str(landed)) as conn:  # a build rewrote events
+    with duckdb.connect(str(landed)) as conn:  # a build rewrote events: nothing loaded since to read
         conn.execute("update marts.profile_events set updated_at = '2024-06-02' where message_id = 'm-1'")
-    assert landed_checks.check_definitions_before_build(landed, tmp_path) == first and scans == [1]
-    write(tmp_path, traits=without_error + "# edited\n")  # the definitions changed
+    assert landed_checks.check_definitions_before_build(landed, tmp_path) == first and scans == ["loaded_at > ?"]
+    write(tmp_path, traits=without_error + "# edited\n")  # the definitions changed: every event
     landed_checks.check_definitions_before_build(landed, tmp_path)
-    assert scans == [1, 1]
+    assert scans == ["loaded_at > ?", "true"]
+
+
+def test_events_loaded_since_the_last_check_are_the_only_ones_read(tmp_path, landed, monkeypatch):
+    """A run that lands a little reads only what it landed, added to what the check before tallied,
+    and finds what a scan of every event finds: a property first seen only as text is an error, a
+    warning is resolved. An event gone (an erasure) reads every event again."""
+    from orchestration.computed import landed as landed_checks
+
+    traits = TRAITS.replace("property: plan\n", "property: seats\n", 1)  # no error to begin with
+    files = write(tmp_path, traits)
+    definitions, text = load_definitions(*files), "\0".join(path.read_text() for path in files)
+    before = check_before_build(landed, definitions, text)
+    assert any("'revenu' never seen" in f.message for f in before)
+
+    scans = []
+    real_tally = landed_checks._tally
+    monkeypatch.setattr(landed_checks, "_tally", lambda conn, reads, where="true", params=(): scans.append(where)
+                        or real_tally(conn, reads, where, params))
+
+    def land(message_id: str, properties: str, day: str) -> None:
+        with duckdb.connect(str(landed)) as conn:
+            conn.execute("insert into marts.profile_events values (?, 'track', 'Order Completed', ?, ?, ?)",
+                         [message_id, properties, day, day])
+
+    def full_check() -> list[str]:  # a scan of every event, not counted in `scans`
+        with duckdb.connect(str(landed), read_only=True) as conn:
+            found = sorted(map(str, check_landed(conn, definitions)))
+        scans.pop()
+        return found
+
+    land("m-7", '{"revenu": "lots"}', "2024-06-02")  # summed, and only text so far
+    with pytest.raises(DefinitionProblems) as raised:
+        check_before_build(landed, definitions, text)
+    assert scans == ["loaded_at > ?"]
+    assert sorted(map(str, raised.value.findings + raised.value.warnings)) == full_check()
+    assert "'revenu' is aggregated as a number" in str(raised.value)
+
+    land("m-8", '{"revenu": 5, "coupn": "X"}', "2024-06-03")  # read on from the check before the error
+    after = check_before_build(landed, definitions, text)
+    assert scans == ["loaded_at > ?"] * 2
+    assert sorted(map(str, after)) == full_check()
+    assert not any("'revenu'" in f.message or "'coupn'" in f.message for f in after) and len(after) == len(before) - 2
+
+    with duckdb.connect(str(landed)) as conn:
+        conn.execute("delete from marts.profile_events where message_id = 'm-7'")
+    check_before_build(landed, definitions, text)
+    assert scans[-1] == "true"
 
 
 def test_an_older_warehouse_without_the_events_stamps_is_checked_before_its_upgrade(tmp_path, landed):
