@@ -119,14 +119,16 @@ def _tables(database: Path) -> dict[str, pd.DataFrame]:
 
 
 def _rows_per_build(database: Path) -> dict[str, list[int]]:
-    """For the graph tables that keep what a build did not recompute: how many rows each build wrote
-    that are still there, oldest build first."""
+    """For the graph tables and the identity map, which keep what a build did not recompute: how many
+    rows each build wrote that are still there, oldest build first."""
     with duckdb.connect(str(database), read_only=True) as conn:
         return {table: [count for _, count in conn.execute(
                     f"select {column}, count(*) from {table} group by 1 order by 1").fetchall()]
-                for table, column in [("intermediate.int_identity_edges", "built_at"),
+                for table, column in [("intermediate.int_identity_nodes", "built_at"),
+                                      ("intermediate.int_identity_edges", "built_at"),
                                       ("intermediate.int_identity_components", "built_at"),
-                                      ("intermediate.int_profile_ids", "assigned_at")]}
+                                      ("intermediate.int_profile_ids", "assigned_at"),
+                                      ("marts.profile_identifiers", "updated_at")]}
 
 
 def _people_named(tables: dict[str, pd.DataFrame]) -> dict[str, str]:

@@ -70,7 +70,8 @@ SCOPED = {
        for kind in ("tracks", "identifies", "pages", "screens", "aliases", "groups")},
     "int_messages": "staged_at", "int_identifiers": "built_at", "int_identity_conflicts": "built_at",
     "int_identity_nodes": "built_at", "int_identity_edges": "built_at", "int_identity_components": "built_at",
-    "profile_events": "updated_at", "identity_links": "updated_at", "profiles": "updated_at",
+    "profile_identifiers": "updated_at", "profile_events": "updated_at", "identity_links": "updated_at",
+    "profiles": "updated_at",
     "profile_trait_sources": "updated_at", "audience_membership_history": "changed_at",
 }
 

@@ -1,10 +1,64 @@
+{{ config(
+    materialized='incremental',
+    meta={'build_watermark': 'updated_at'},
+    incremental_strategy='replace_keys',
+    unique_key=['identifier_type', 'identifier_value'],
+    key_only_when_null='profile_id',
+    on_schema_change='append_new_columns',
+) }}
+
+{#- The identity map: every linkable identifier with its profile and sightings.
+
+    Incremental: a build rewrites the rows of the identifiers whose node (int_identity_nodes.built_at:
+    new, counted again, junk status) or profile (int_profile_ids.changed_at) changed since its last
+    build, and deletes those of the identifiers that are gone (`replace_keys`); the others keep their
+    rows. A table from before `updated_at` is written whole once. -#}
+{%- set incremental = is_incremental() -%}
+{%- set update = incremental and (this is string or 'updated_at' in (adapter.get_columns_in_relation(this)
+                                                                    | map(attribute='name') | map('lower') | list)) -%}
+{%- set columns = ['identifier_type', 'identifier_value', 'profile_id', 'first_seen_at', 'last_seen_at',
+                   'message_count', 'updated_at'] -%}
 with
+{%- if update %}
+
+last_build as (
+
+    select max(updated_at) as updated_at
+    from {{ this }}
+
+),
+
+changed as {{ materialized_cte() }} (
+
+    select nodes.identifier_type, nodes.identifier_value
+    from {{ ref('int_identity_nodes') }} as nodes
+    join last_build on nodes.built_at > last_build.updated_at
+
+    union
+
+    select profile_ids.identifier_type, profile_ids.identifier_value
+    from {{ ref('int_profile_ids') }} as profile_ids
+    join last_build on profile_ids.changed_at > last_build.updated_at
+
+),
+
+nodes as (
+
+    select nodes.*
+    from {{ ref('int_identity_nodes') }} as nodes
+    join changed
+        on changed.identifier_type = nodes.identifier_type
+        and changed.identifier_value = nodes.identifier_value
+
+),
+{%- else %}
 
 nodes as (
 
     select * from {{ ref('int_identity_nodes') }}
 
 ),
+{%- endif %}
 
 components as (
 
@@ -18,9 +72,28 @@ select
     components.profile_id,
     nodes.first_seen_at,
     nodes.last_seen_at,
-    nodes.message_count
+    nodes.message_count,
+    {{ build_timestamp() }} as updated_at
 
 from nodes
 join components
     on components.identifier_type = nodes.identifier_type
     and components.identifier_value = nodes.identifier_value
+{%- if update %}
+
+union all
+
+-- The identifiers that are gone, by their key alone: replace_keys deletes their rows.
+select {{ key_only_columns(columns, ['previous.identifier_type', 'previous.identifier_value']) }}
+from {{ this }} as previous
+left join components
+    on components.identifier_type = previous.identifier_type
+    and components.identifier_value = previous.identifier_value
+where components.identifier_type is null
+{%- elif incremental %}
+
+union all
+
+-- Every row is written again: one key-only row with a null key names them all (replace_keys).
+select {{ key_only_columns(columns, 'null') }}
+{%- endif %}
