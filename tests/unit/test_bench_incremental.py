@@ -69,3 +69,16 @@ def test_a_kept_full_run_is_reused_only_when_asked(fake_runs, tmp_path):
 
     bench.incremental_runs(workdir, 1000, 0.01, repeats=1, run_env={})
     assert [call["landing"] for call in fake_runs][-2:] == ["base", "with-increment"], "a new full run when not asked"
+
+
+def test_without_matplotlib_the_report_is_written_without_its_chart(monkeypatch, tmp_path, capsys):
+    """Before: `python -m benchmarks` without the `bench` extra ran for many minutes, then died on the
+    chart's import, after the report had been written with a link to a chart that did not exist."""
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # its import raises ImportError
+    scale = {"people": 1000, "wall_seconds": 10.0, "wall_seconds_all": [10.0], "peak_rss_gib": 1.0,
+             "lines_accepted": 12000, "messages_per_second": 1200.0, "slowest_dbt_nodes": {"model.p.m": 5.0},
+             "stage_seconds": dict.fromkeys(STAGES, 1.0), "stage_peak_rss_gib": dict.fromkeys(STAGES, 0.5)}
+    assert bench.chart([scale], tmp_path / "stages.png") is False
+    assert "matplotlib is missing" in capsys.readouterr().out and not (tmp_path / "stages.png").exists()
+    assert "stages.png" not in bench.markdown([scale], None, None, "python -m benchmarks", charted=False)
+    assert "stages.png" in bench.markdown([scale], None, None, "python -m benchmarks")

@@ -26,9 +26,10 @@
 
 {#- With `log_replaced_columns` in a replace_keys model's config, each build also keeps these columns
     of the rows it replaces (not when it replaces every row), stamped `replaced_at`, in
-    `<model>__replaced`, until the model that reads them empties it (int_identifiers' replaced rows,
-    read by int_identity_conflicts). The statements that do it, before the rows are replaced; none
-    without the config. -#}
+    `<model>__replaced` (replaced_rows_relation), until the last model to read them empties it
+    (int_identifiers' replaced rows, read by int_identity_conflicts and int_identity_nodes:
+    macros/incremental/identifier_rows.sql). The statements that do it, before the rows are
+    replaced; none without the config. -#}
 {% macro replaced_rows_statements(relation, build, keys) %}
     {%- set columns = config.get('log_replaced_columns') -%}
     {%- if not columns -%}{{ return([]) }}{%- endif -%}
