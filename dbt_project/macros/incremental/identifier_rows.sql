@@ -82,3 +82,19 @@
         "select " ~ replaced_identifier_columns() | join(', ') ~ ", cast(null as timestamp) as replaced_at from "
         ~ identifiers ~ " where 1 = 0")) }}
 {%- endmacro %}
+
+{#- The key-only rows that end an identifier summary's build (replace_keys): one per identifier
+    summarised again (`summarised`: a relation or CTE of them) when `counted` (identifier_rows_since
+    returned where from), so their rows are replaced by fewer or none; one with a null key (every row
+    replaced) when every identifier was summarised again; none in a first build. -#}
+{% macro identifier_key_only_rows(columns, counted, summarised) -%}
+    {%- if is_incremental() %}
+
+union all
+
+select {{ key_only_columns(columns, ['identifier_type', 'identifier_value'] if counted else 'null') }}
+{%- if counted %}
+from {{ summarised }}
+{%- endif %}
+    {%- endif %}
+{%- endmacro %}

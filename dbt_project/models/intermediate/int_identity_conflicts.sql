@@ -349,16 +349,5 @@ left join kept
     on kept.identifier_type = exceeded.identifier_type
     and kept.identifier_value = exceeded.identifier_value
     and kept.neighbour_type = exceeded.neighbour_type
-{%- if is_incremental() %}
-
-union all
-
-{% if counted_since -%}
--- The rows of the identifiers counted again are replaced (by fewer or none).
-select {{ key_only_columns(output_columns, ['identifier_type', 'identifier_value']) }}
-from recounted
-{%- else -%}
--- Every row is written again: one key-only row with a null key names them all (replace_keys).
-select {{ key_only_columns(output_columns, 'null') }}
-{%- endif %}
-{%- endif %}
+-- In an incremental build, the rows of the identifiers counted again are replaced (by fewer or none).
+{{ identifier_key_only_rows(output_columns, counted_since, 'recounted') }}

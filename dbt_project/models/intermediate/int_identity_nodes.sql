@@ -89,16 +89,5 @@ from summarized
 left join junk
     on junk.identifier_type = summarized.identifier_type
     and junk.identifier_value = summarized.identifier_value
-{%- if is_incremental() %}
-
-union all
-
-{% if counted_since -%}
--- The rows of the identifiers summarised again are replaced (an identifier with no row left: deleted).
-select {{ key_only_columns(output_columns, ['identifier_type', 'identifier_value']) }}
-from changed
-{%- else -%}
--- Every row is written again: one key-only row with a null key names them all (replace_keys).
-select {{ key_only_columns(output_columns, 'null') }}
-{%- endif %}
-{%- endif %}
+-- In an incremental build, the rows of the identifiers summarised again are replaced (by fewer or none).
+{{ identifier_key_only_rows(output_columns, counted_since, 'changed') }}
