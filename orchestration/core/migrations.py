@@ -171,12 +171,21 @@ def _v5_model_builds_as_of(conn) -> None:
     _add_missing(conn, "build_state", "model_builds", {"as_of": "timestamp"})
 
 
+def _v6_identity_map_updated_at(conn) -> None:
+    """marts.profile_identifiers' ``updated_at`` (the map became incremental): rows from before it count
+    as written before every change, so the next build rewrites them all. The identifier summaries
+    (int_identity_conflicts, int_identity_nodes) need no step: without their state table beside them
+    (``<model>__counted``) their next build summarises every identifier and adds ``built_at``."""
+    _add_missing(conn, "marts", "profile_identifiers", {"updated_at": "timestamp"}, {"updated_at": BEFORE_EVERYTHING})
+
+
 MIGRATIONS = [
     Migration(1, "identity models: change-tracking columns", _v1_identity_change_columns),
     Migration(2, "marts and Segment staging: updated_at, loaded_at, event_at_status", _v2_marts_and_staging_change_columns),
     Migration(3, "computed trait groups: state columns", _v3_trait_group_state),
     Migration(4, "privacy.requests: fingerprint, no primary key", _v4_privacy_requests_fingerprint),
     Migration(5, "build_state.model_builds: as_of", _v5_model_builds_as_of),
+    Migration(6, "marts.profile_identifiers: updated_at", _v6_identity_map_updated_at),
 ]
 CURRENT_VERSION = MIGRATIONS[-1].version
 

@@ -49,7 +49,8 @@ AS_OF = "2024-07-01"
 # The time of the build itself: legitimately different between any two builds.
 WALL_CLOCK_COLUMNS = {("marts", "profile_merges", "merged_at"), ("marts", "audience_membership_history", "changed_at"),
                       *(("marts", table, "updated_at")
-                        for table in ("profile_events", "identity_links", "profiles", "profile_trait_sources"))}
+                        for table in ("profile_identifiers", "profile_events", "identity_links", "profiles",
+                                      "profile_trait_sources"))}
 
 
 def _require_spark() -> None:

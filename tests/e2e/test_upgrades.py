@@ -28,6 +28,7 @@ OLD_SHAPES = {
     "intermediate.int_message_duplicates": ["copies_loaded_until"],
     "intermediate.int_profile_ids": ["is_junk", "changed_at", "components_built_at"],
     "marts.profiles": ["updated_at"],
+    "marts.profile_identifiers": ["updated_at"],
     "marts.identity_links": ["updated_at"],
     "marts.profile_trait_sources": ["updated_at"],
     "marts.profile_events": ["loaded_at", "updated_at", "event_at_status"],

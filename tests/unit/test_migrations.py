@@ -29,6 +29,8 @@ OLD_SHAPES = [
     "create table intermediate.int_profile_ids (identifier_type varchar, identifier_value varchar, profile_id varchar, "
     "profile_first_seen_at timestamp)",
     "insert into intermediate.int_profile_ids values ('email', 'a@example.com', 'p-kept', '2024-01-01')",
+    "create table marts.profile_identifiers (identifier_type varchar, identifier_value varchar, profile_id varchar)",
+    "insert into marts.profile_identifiers values ('email', 'a@example.com', 'p-kept')",
     "create table marts.profiles (profile_id varchar, email varchar)",
     "insert into marts.profiles values ('p-kept', 'a@example.com')",
     "create table marts.identity_links (message_id varchar, link_status varchar)",
@@ -61,6 +63,7 @@ CURRENT_COLUMNS = {
     "intermediate.int_message_duplicates": {"copies_loaded_until"},
     "intermediate.int_profile_ids": {"is_junk", "changed_at", "components_built_at"},
     "marts.profiles": {"updated_at"},
+    "marts.profile_identifiers": {"updated_at"},
     "build_state.model_builds": {"as_of"},  # unknown: the next build with nothing new builds what reads the clock
     "marts.identity_links": {"updated_at"},
     "marts.profile_trait_sources": {"updated_at"},

@@ -12,14 +12,13 @@
     Incremental: a build rewrites the rows of the identifiers whose node (int_identity_nodes.built_at:
     new, counted again, junk status) or profile (int_profile_ids.changed_at) changed since its last
     build, and deletes those of the identifiers that are gone (`replace_keys`); the others keep their
-    rows. A table from before `updated_at` is written whole once. -#}
+    rows. (A table from before `updated_at` gets it from migration 6, as written before every change:
+    its next build rewrites every row.) -#}
 {%- set incremental = is_incremental() -%}
-{%- set update = incremental and (this is string or 'updated_at' in (adapter.get_columns_in_relation(this)
-                                                                    | map(attribute='name') | map('lower') | list)) -%}
 {%- set columns = ['identifier_type', 'identifier_value', 'profile_id', 'first_seen_at', 'last_seen_at',
                    'message_count', 'updated_at'] -%}
 with
-{%- if update %}
+{%- if incremental %}
 
 last_build as (
 
@@ -79,7 +78,7 @@ from nodes
 join components
     on components.identifier_type = nodes.identifier_type
     and components.identifier_value = nodes.identifier_value
-{%- if update %}
+{%- if incremental %}
 
 union all
 
@@ -90,10 +89,4 @@ left join components
     on components.identifier_type = previous.identifier_type
     and components.identifier_value = previous.identifier_value
 where components.identifier_type is null
-{%- elif incremental %}
-
-union all
-
--- Every row is written again: one key-only row with a null key names them all (replace_keys).
-select {{ key_only_columns(columns, 'null') }}
 {%- endif %}
