@@ -22,7 +22,8 @@ with
 
 last_build as (
 
-    select max(updated_at) as updated_at
+    -- an empty map (a first build without a linkable identifier): every identifier is new
+    select coalesce(max(updated_at), cast('1900-01-01' as timestamp)) as updated_at
     from {{ this }}
 
 ),
