@@ -145,20 +145,20 @@ def _json_path(path: str) -> str:
     return f"$.{path}"  # a dotted path of names (schema.PATH): no quoting needed inside it
 
 
-def check_landed(conn: duckdb.DuckDBPyConnection, definitions: Definitions, earlier: dict | None = None
-                 ) -> list[Finding]:
+def check_landed(conn: duckdb.DuckDBPyConnection, definitions: Definitions) -> list[Finding]:
     """The findings of ``definitions`` against ``marts.profile_events`` (errors first); none when
-    the table is missing or empty. With ``earlier`` (what a check before found: its ``tally`` and
-    ``warnings``, and ``events``: the newest load it saw), only the events loaded since are read."""
-    return _check(conn, definitions, earlier)[0]
+    the table is missing or empty."""
+    return _check(conn, definitions)[0]
 
 
 def _check(conn: duckdb.DuckDBPyConnection, definitions: Definitions, earlier: dict | None = None
            ) -> tuple[list[Finding], dict]:
     """check_landed's findings, and the tally they follow from: the events seen and, per property
     read, how many selected events hold it, how many of those are numbers, and example message ids.
-    Events are only ever added to a tally (the caller starts over when some are gone), so what a check
-    before tallied plus what was loaded since is what a scan of every event would tally."""
+    With ``earlier`` (the record of a check before: its ``tally``, ``warnings`` and ``events``, the
+    newest load it saw), only the events loaded since are read: events are only ever added to a
+    tally (the caller starts over when some are gone), so what a check before tallied plus what was
+    loaded since is what a scan of every event would tally."""
     if not table_exists(conn, "marts", "profile_events"):
         return [], {}
     filters, reads = _what_definitions_read(definitions)
@@ -303,19 +303,19 @@ def check_before_build(database: Path, definitions: Definitions, definitions_tex
     definitions_hash = hashlib.sha256(definitions_text.encode()).hexdigest() if definitions_text else None
     with connect(database, read_only=True) as conn:
         events = _events_state(conn)
-        checked_for = hashlib.sha256(f"{definitions_text}\0{json.dumps(events)}".encode()).hexdigest()
         last = json.loads(record.read_text()) if definitions_hash and record.exists() else {}
-        if definitions_hash and last.get("checked_for") == checked_for:
+        same_definitions = definitions_hash is not None and last.get("definitions") == definitions_hash
+        if same_definitions and last.get("events") == events:
             return [Finding(**finding) for finding in last["warnings"]]
-        earlier = last if (last.get("definitions") == definitions_hash and last.get("tally")
+        earlier = last if (same_definitions and last.get("tally")
                            and _only_loaded_since(conn, last.get("events"), events)) else None
         findings, tally = _check(conn, definitions, earlier)
     errors = [f for f in findings if f.severity == "error"]
     if errors:
         raise DefinitionProblems(errors, [f for f in findings if f.severity != "error"])
     if definitions_hash:
-        record.write_text(json.dumps({"checked_for": checked_for, "definitions": definitions_hash, "events": events,
-                                      "tally": tally, "warnings": [asdict(f) for f in findings]}))
+        record.write_text(json.dumps({"definitions": definitions_hash, "events": events, "tally": tally,
+                                      "warnings": [asdict(f) for f in findings]}))
     return findings
 
 

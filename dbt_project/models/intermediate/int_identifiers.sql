@@ -17,8 +17,8 @@
     (`replace_keys`: each message re-read is also named by a key-only row). Under other identity
     rules it recomputes every row. `built_at` tells
     profile_events which messages' rows were replaced since it last read them; the rows replaced are
-    kept in `int_identifiers__replaced` until junk detection (int_identity_conflicts) has counted
-    the identifiers that lost them. -#}
+    kept in `int_identifiers__replaced` until junk detection and the graph's nodes have summarised
+    the identifiers that lost them (macros/incremental/identifier_rows.sql). -#}
 {%- set rules_fingerprint = identifier_rules_fingerprint() -%}
 {%- set incremental = is_incremental() -%}
 {%- set rebuild = false -%}

@@ -28,13 +28,8 @@ last_build as (
 
 ),
 
-changed as {{ materialized_cte() }} (
-
-    select nodes.identifier_type, nodes.identifier_value
-    from {{ ref('int_identity_nodes') }} as nodes
-    join last_build on nodes.built_at > last_build.updated_at
-
-    union
+-- The identifiers whose profile or junk status changed since (new ones too) ...
+moved as (
 
     select profile_ids.identifier_type, profile_ids.identifier_value
     from {{ ref('int_profile_ids') }} as profile_ids
@@ -42,13 +37,16 @@ changed as {{ materialized_cte() }} (
 
 ),
 
+-- ... and the nodes written since (new, counted again, junk status): read once.
 nodes as (
 
     select nodes.*
     from {{ ref('int_identity_nodes') }} as nodes
-    join changed
-        on changed.identifier_type = nodes.identifier_type
-        and changed.identifier_value = nodes.identifier_value
+    cross join last_build
+    left join moved
+        on moved.identifier_type = nodes.identifier_type
+        and moved.identifier_value = nodes.identifier_value
+    where nodes.built_at > last_build.updated_at or moved.identifier_type is not null
 
 ),
 {%- else %}
