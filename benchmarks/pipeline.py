@@ -166,11 +166,25 @@ def step_stages(instance, run_id: str) -> dict[str, Interval]:
             for s in instance.get_run_step_stats(run_id) if s.start_time and s.end_time}
 
 
-def _step_intervals(dagster_home: Path) -> tuple[str, list[Interval]]:
+def run_failure(instance, run_id: str) -> str | None:
+    """Why a run is no figure (the steps that failed), or None when it succeeded. A check that
+    failed does not fail the run: its figures stand, as the command's exit code 1 says."""
+    import dagster as dg
+
+    if instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS:
+        return None
+    failed = sorted(s.step_key for s in instance.get_run_step_stats(run_id) if s.status and s.status.name == "FAILURE")
+    return f"steps failed: {', '.join(failed)}" if failed else "the run did not succeed"
+
+
+def _step_intervals(dagster_home: Path, run_log: Path) -> tuple[str, list[Interval]]:
     import dagster as dg
 
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         run_id = instance.get_runs(limit=1)[0].run_id
+        failure = run_failure(instance, run_id)
+        if failure:
+            raise RuntimeError(f"the run failed ({failure}); see {run_log}")
         return run_id, list(step_stages(instance, run_id).values())
 
 
@@ -219,11 +233,11 @@ def run_pipeline(landing: Path, workdir: Path, people: int, fresh: bool = True,
         exit_code = process.wait()
         sampler.stop()
     ended = time.time()
-    if exit_code not in (0, 1):  # 1: a check failed or warned; the figures still stand
+    if exit_code not in (0, 1):  # 1: a step failed (said below), or a check failed or warned
         raise RuntimeError(f"the run failed ({exit_code}); see {workdir / 'run.log'}")
 
     up_to_date = "up to date: " in (workdir / "run.log").read_text()
-    run_id, steps = _step_intervals(dagster_home) if not up_to_date else (None, [])
+    run_id, steps = _step_intervals(dagster_home, workdir / "run.log") if not up_to_date else (None, [])
     nodes = dbt_intervals(_run_results(run_id)) if run_id else []
     intervals = [interval for interval in steps if interval.stage != "Dagster and dbt overhead"]
     intervals += [interval for _, interval in nodes]
