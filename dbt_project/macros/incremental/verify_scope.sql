@@ -52,10 +52,12 @@
     {%- set stamped = watermark ~ ' >= ' ~ build_timestamp() -%}
     {%- set test = model.test_metadata or {} -%}
     {%- set arguments = test.get('kwargs', {}) -%}
+    {#- The written keys are looked up by their hash: one integer per row, not a string, so a build
+        that wrote every row (a first build) keeps 12 M integers in memory, not 12 M ids, which
+        DuckDB cannot spill from this semi-join. A collision only widens the read. -#}
     {%- if test.get('name') == 'unique' -%}
-        {%- set key = arguments['column_name'] -%}
+        {%- set key = 'hash(' ~ arguments['column_name'] ~ ')' -%}
     {%- elif test.get('name') == 'unique_combination_of_columns' -%}
-        {#- the test's own grouping hash: one integer per row, a collision only widens the read -#}
         {%- set key = 'hash(' ~ arguments['combination_of_columns'] | join(', ') ~ ')' -%}
     {%- else -%}
         {{ return('(' ~ stamped ~ ')') }}
