@@ -25,8 +25,7 @@ def _counts(events: list[tuple[str, str]]) -> dict:
         conn.execute("insert into raw.contacts select ?, ?, ? from range(?)", [load_id, path, loaded_at, records])
     conn.execute("create table marts.profile_events (message_id varchar, source varchar)")
     conn.executemany("insert into marts.profile_events values (?, ?)", events)
-    cursor = conn.execute(checks.PROFILE_EVENTS_RECONCILIATION_SQL)
-    return dict(zip([d[0] for d in cursor.description], cursor.fetchone()))
+    return checks.profile_events_counts(conn)
 
 
 def test_every_message_once_reconciles():
@@ -132,8 +131,7 @@ def _warehouse(path, raw: list[tuple[str, str]], events: list[tuple[str, str, st
 
 def _scoped_counts(path) -> dict:
     with duckdb.connect(str(path)) as conn:
-        cursor = conn.execute(checks.profile_events_reconciliation_sql(scoped=True), {"since": SINCE})
-        return dict(zip([d[0] for d in cursor.description], cursor.fetchone()))
+        return checks.profile_events_counts(conn, SINCE)
 
 
 def test_after_a_build_the_reconciliation_reads_what_landed_or_was_written_since_it_last_passed(tmp_path):
@@ -157,8 +155,7 @@ def test_after_a_build_the_reconciliation_reads_what_landed_or_was_written_since
         assert not checks.profile_events_reconciled(counts), name
 
     with duckdb.connect(str(tmp_path / "ok.duckdb")) as conn:  # the whole warehouse finds the old loss
-        cursor = conn.execute(checks.PROFILE_EVENTS_RECONCILIATION_SQL)
-        assert dict(zip([d[0] for d in cursor.description], cursor.fetchone()))["missing"] == 1
+        assert checks.profile_events_counts(conn)["missing"] == 1
 
 
 def test_the_check_records_its_pass_reads_everything_until_then_and_after_a_full_refresh(tmp_path):
