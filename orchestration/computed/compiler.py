@@ -43,6 +43,16 @@ from orchestration.computed.schema import (
 from orchestration.core.locking import file_lock
 
 HEADER = "-- Generated from dbt_project/definitions/{source} by orchestration/computed/compiler.py: edit the YAML, not this file.\n"
+# The events every trait and audience condition reads. Each reader scans profile_events again: a CTE
+# that several read is kept by DuckDB, here a copy of every event with its properties, which at 5 M
+# people outgrew a 3 GB limit and spilled (unmaterialized_cte).
+EVENTS_SQL = "select * from {{ ref('profile_events') }} where profile_id is not null and event_at <= {{ as_of() }}"
+
+
+def _ctes_sql(ctes: list[tuple[str, str]]) -> str:
+    """``name as (sql)``, ..., with the events read again by each reader, not kept."""
+    return ",\n\n".join(f"{name} as {'{{ unmaterialized_cte() }} ' if name == 'events' else ''}(\n\n    {sql}\n\n)"
+                          for name, sql in ctes)
 
 
 def _literal(value, value_type: str) -> str:
@@ -285,8 +295,7 @@ def trait_group_sql(group: str, traits: list[Trait]) -> str:
         return f"{{% if only_changed %}} {keyword} profile_id in (select profile_id from changed){{% endif %}}"
 
     ctes = [("profiles", "select profile_id from {{ ref('profiles') }}" + changed_only("where")),
-            ("events", "select * from {{ ref('profile_events') }} where profile_id is not null and event_at <= {{ as_of() }}"
-             + changed_only("and"))]
+            ("events", EVENTS_SQL + changed_only("and"))]
     columns = []
     for trait in traits:
         body, sql_type = _trait_cte(trait)
@@ -296,7 +305,7 @@ def trait_group_sql(group: str, traits: list[Trait]) -> str:
             value = f"coalesce({value}, 0)"
         columns.append((trait.name, emit(f"dbt.cast({raw(value)}, {raw(sql_type)}) | trim")))
     joins = "\n".join(f"left join trait_{t.name} on trait_{t.name}.profile_id = profiles.profile_id" for t in traits)
-    body = ",\n\n".join(f"{name} as (\n\n    {sql}\n\n)" for name, sql in ctes)
+    body = _ctes_sql(ctes)
     select = ",\n    ".join(["profiles.profile_id"] + [f"{expr} as {name}" for name, expr in columns])
     if edges is None:
         return (HEADER.format(source="traits.yml") + "{{ config(schema='traits', materialized='table') }}\n\n"
@@ -453,7 +462,7 @@ class _AudienceBuilder:
         membership = _predicate_sql(self.audience.condition, lambda _: f"condition_{next(numbers)}_held")
         anonymous = "" if self.audience.include_anonymous else "\n    where not is_anonymous"
         ctes = [("profiles", f"select * from {{{{ ref('profiles') }}}}{anonymous}"),
-                ("events", "select * from {{ ref('profile_events') }} where profile_id is not null and event_at <= {{ as_of() }}"),
+                ("events", EVENTS_SQL),
                 *self.ctes]
         joins = list(self.joins)
         if self.uses_traits:
@@ -461,7 +470,7 @@ class _AudienceBuilder:
         evaluated = ",\n        ".join(
             [f"{held} as condition_{i}_held,\n        {value} as condition_{i}_value"
              for i, (held, value, _) in enumerate(self.conditions, start=1)])
-        body = ",\n\n".join(f"{n} as (\n\n    {s}\n\n)" for n, s in ctes)
+        body = _ctes_sql(ctes)
         conditions_select = ",\n    ".join(
             f"condition_{i}_held,\n    condition_{i}_value" for i in range(1, len(self.conditions) + 1))
         return (HEADER.format(source="audiences.yml") + "{{ config(schema='audiences', materialized='table') }}\n\n"

@@ -52,6 +52,17 @@
 
 {% macro spark__materialized_cte() %}{{ return('') }}{% endmacro %}
 
+{#- `with x as {{ unmaterialized_cte() }} (...)`: a CTE that only filters a table is read again by each
+    of its readers, never copied. DuckDB keeps a CTE that several branches read, and a copy of every
+    event or identifier outgrows memory and spills (at 5 M people, 3 GB). -#}
+{% macro unmaterialized_cte() %}
+    {{- return(adapter.dispatch('unmaterialized_cte', 'identity_warehouse')()) -}}
+{% endmacro %}
+
+{% macro default__unmaterialized_cte() %}{{ return('not materialized') }}{% endmacro %}
+
+{% macro spark__unmaterialized_cte() %}{{ return('') }}{% endmacro %}
+
 {#- A post-hook that makes `relation` the result of `sql`. Spark runs one statement per call: they
     are run here, and the hook itself is left empty. -#}
 {% macro replace_table_hook(relation, sql) %}

@@ -41,7 +41,8 @@
                           'kept_neighbour_at', 'kept_message_id', 'built_at'] -%}
 with
 
-linkable as (
+-- Read again by each reader, not kept: a copy of the identifiers of every message spills at millions of people.
+linkable as {{ unmaterialized_cte() }} (
 
     select message_id, event_at, identifier_type, identifier_value
     from {{ ref('int_identifiers') }}
@@ -102,7 +103,7 @@ subjects as {{ materialized_cte() }} (
 ),
 {%- else %}
 
-subjects as (
+subjects as {{ unmaterialized_cte() }} (
 
     select * from linkable
 

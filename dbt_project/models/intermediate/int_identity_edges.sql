@@ -102,7 +102,7 @@ identifiers as (
 ),
 {%- else %}
 
-identifiers as (
+identifiers as {{ unmaterialized_cte() }} (
 
     select * from {{ ref('int_identifiers') }}
 

@@ -14,7 +14,7 @@ junk as (
 
 ),
 
-linkable as (
+linkable as {{ unmaterialized_cte() }} (
 
     select message_id, identifier_type, identifier_value
     from {{ ref('int_identifiers') }}

@@ -44,7 +44,9 @@ reconsidered as {{ materialized_cte() }} (
 ),
 {%- endif %}
 
-copies as (
+{#- All the copies: each reader scans them again (a kept copy of every message's keys spills at
+    millions of people); the few reconsidered: kept. #}
+copies as {{ unmaterialized_cte() if not only_new else '' }} (
 
     select message_id, received_at, loaded_at, load_id, file_path, line_number
     from {{ ref('int_message_copies') }}
