@@ -31,7 +31,6 @@ def test_a_run_with_a_failed_step_is_no_figure():
 def test_a_run_whose_check_failed_is_a_figure():
     # the command exits 1 for both; the check's failure is the data's, the run's times stand
     instance = dg.DagsterInstance.ephemeral()
-    job = dg.Definitions(assets=[built], asset_checks=[reconciles]).get_implicit_global_asset_job_def()
-    result = job.execute_in_process(instance=instance, raise_on_error=False)
+    result = dg.materialize([built, reconciles], instance=instance, raise_on_error=False)
     assert not result.get_asset_check_evaluations()[0].passed
     assert run_failure(instance, result.run_id) is None
