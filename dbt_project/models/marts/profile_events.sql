@@ -54,10 +54,12 @@ messages as (
 
 ),
 
+-- Filtered by `messages`, not `changed`: DuckDB cannot estimate how few rows `changed` holds and
+-- would build its hash table over every identifier instead (15 M rows at 1 M people).
 changed_identifiers as (
 
     select * from {{ ref('int_identifiers') }}
-    where message_id in (select message_id from changed)
+    where message_id in (select message_id from messages)
 
 ),
 {%- set identifiers = 'changed_identifiers' %}
