@@ -333,26 +333,29 @@ def test_lookup_and_explain_normalise_as_the_dbt_macros(sample_runs: SampleRuns)
     split = "-- next query --"
     inline = f"\n{split}\n".join(
         ["select t, v, {{ normalize_identifier('t', 'v') }} as n from corpus",
+         "select v, {{ trim_text('v') }} = trim(v) as same from corpus",
          "{{ find_identifiers_sql('__value__') }}",
          *[f"{{{{ find_identifiers_sql('__value__', '{kind}') }}}}" for kind in types]])
     compiled = subprocess.run([settings.DBT_EXECUTABLE, "--quiet", "compile", "--inline", inline,
                                "--profiles-dir", str(settings.DBT_PROFILES_DIR)], cwd=settings.DBT_PROJECT_DIR,
                               env=sample_env(sample_runs), capture_output=True, text=True, timeout=600)
     assert compiled.returncode == 0, compiled.stdout[-3000:] + compiled.stderr[-3000:]
-    normalize_sql, *finders = [part.strip() for part in compiled.stdout.split(split)]
+    normalize_sql, trim_sql, *finders = [part.strip() for part in compiled.stdout.split(split)]
     finders = [sql.replace("'__value__'", "$value::varchar") for sql in finders]
     corpus = [
         "(415) 555-0103", "415.555.0103", "+1 415 555 0103", "001 415 555 0103", "011 44 20 7946 0958",
         "0415 555 0103", "1-415-555-0103", "+44 (20) 7946-0958 ext. 12", "415-555-0103 x99", "555-0103", "+",
         "  Dana.Argelies@EXAMPLE.com  ", "dana.argelies@example.com", "O'Brien@Example.com", "amp-user-dana",
         " amp-web-ravi\t", "AMP-USER-DANA", "", " ", "null", "É'Ω💥 ÄB", "line\nbreak", "%", "_", "\\", "$1",
-        "'; drop table marts.profiles; --", "x" * 5_000,
+        "'; drop table marts.profiles; --", "x" * 5_000, "\u00a0nbsp\u3000", "~", "a ", "\t",
     ]
     with duckdb.connect() as memory:
         memory.execute("create table corpus (t varchar, v varchar)")
         memory.executemany("insert into corpus values (?, ?)", [[t, v] for t in types for v in corpus])
         from_dbt = {(t, v): n for t, v, n in memory.execute(normalize_sql).fetchall()}
         from_python = {(t, v): n for v in corpus for t, n in normalized(memory, v, rules).items()}
+        # trim_text skips trim() only where there is nothing to trim, Unicode spaces included
+        assert [v for v, same in memory.execute(trim_sql).fetchall() if not same] == []
     assert from_python == from_dbt
     with duckdb.connect(str(sample_runs.database), read_only=True) as conn:
         for value in corpus:

@@ -2,12 +2,12 @@
 
 {#- Ids: trimmed. -#}
 {% macro normalize_id(expr) -%}
-    trim({{ expr }})
+    {{ trim_text(expr) }}
 {%- endmacro %}
 
 {#- E-mails (and `lower` ids): trimmed and lower-cased. -#}
 {% macro normalize_email(expr) -%}
-    lower(trim({{ expr }}))
+    lower({{ trim_text(expr) }})
 {%- endmacro %}
 
 {#- Phones to E.164 ('+' and digits). An extension is dropped; '+' or an international prefix
@@ -18,7 +18,7 @@
     {%- set cc = identity_rules()['default_phone_country_code'] | string -%}
     {%- set national_length = identity_rules()['national_phone_number_length'] | int -%}
     {%- set without_extension = regex_replace_all(
-            'trim(' ~ expr ~ ')', string_literal('(?i)\\s*(extension|ext\\.?|x|#)\\s*[0-9]+\\s*$'), "''") -%}
+            trim_text(expr), string_literal('(?i)\\s*(extension|ext\\.?|x|#)\\s*[0-9]+\\s*$'), "''") -%}
     {%- set digits = regex_replace_all(without_extension, "'[^0-9]'", "''") -%}
     case
         when {{ digits }} = '' then null
@@ -57,10 +57,10 @@
     {%- if values -%}
         {%- set quoted = [] -%}
         {%- for value in values %}{% do quoted.append(string_literal(value | string | lower)) %}{% endfor -%}
-        {%- do conditions.append(("value", "lower(trim(" ~ raw_expr ~ ")) in (" ~ quoted | join(', ') ~ ")")) -%}
+        {%- do conditions.append(("value", "lower(" ~ trim_text(raw_expr) ~ ") in (" ~ quoted | join(', ') ~ ")")) -%}
     {%- endif -%}
     {%- for pattern in blocklist.get('patterns', []) -%}
-        {%- do conditions.append(("pattern", regex_matches('trim(' ~ raw_expr ~ ')', string_literal(pattern)))) -%}
+        {%- do conditions.append(("pattern", regex_matches(trim_text(raw_expr), string_literal(pattern)))) -%}
     {%- endfor -%}
     {{ return(conditions) }}
 {%- endmacro %}

@@ -231,9 +231,10 @@ observed_{{ group }} as (
         from extracted
         cross join branches
     ) as unpivoted
+    -- only previousIds are looked up: the other values have no key to hash and compare
     left join known_user_ids
-        on unpivoted.identifier_type = 'previous_id'
-        and known_user_ids.user_id = {{ normalize_id('unpivoted.raw_value') }}
+        on known_user_ids.user_id
+            = case when unpivoted.identifier_type = 'previous_id' then {{ normalize_id('unpivoted.raw_value') }} end
     where unpivoted.raw_value is not null and {{ 'not ' if group == 'single' }}unpivoted.has_rival
 
 ),
@@ -267,7 +268,7 @@ per_message as (
     select
         message_id,
         identifier_type,
-        coalesce(identifier_value, trim(raw_value)) as identifier_value,
+        coalesce(identifier_value, {{ normalize_id('raw_value') }}) as identifier_value,
         message_type,
         source,
         event_at,
@@ -284,7 +285,7 @@ per_message as (
     select
         message_id,
         identifier_type,
-        coalesce(identifier_value, trim(raw_value)) as identifier_value,
+        coalesce(identifier_value, {{ normalize_id('raw_value') }}) as identifier_value,
         min(message_type) as message_type,
         min(source) as source,
         min(event_at) as event_at,
