@@ -56,8 +56,15 @@
     {%- set conditions = [] -%}
     {%- if values -%}
         {%- set quoted = [] -%}
-        {%- for value in values %}{% do quoted.append(string_literal(value | string | lower)) %}{% endfor -%}
-        {%- do conditions.append(("value", "lower(" ~ trim_text(raw_expr) ~ ") in (" ~ quoted | join(', ') ~ ")")) -%}
+        {%- set lengths = [] -%}
+        {%- for value in values %}
+            {%- do quoted.append(string_literal(value | string | lower)) -%}
+            {%- do lengths.append(value | string | length) -%}
+        {%- endfor -%}
+        {#- A value longer than the longest listed one is not listed (lower() keeps or adds characters,
+            never drops them): most identifiers skip lower() and the lookup. -#}
+        {%- do conditions.append(("value", "(length(" ~ trim_text(raw_expr) ~ ") <= " ~ lengths | max ~ " and lower("
+                                           ~ trim_text(raw_expr) ~ ") in (" ~ quoted | join(', ') ~ "))")) -%}
     {%- endif -%}
     {%- for pattern in blocklist.get('patterns', []) -%}
         {%- do conditions.append(("pattern", regex_matches(trim_text(raw_expr), string_literal(pattern)))) -%}
