@@ -33,7 +33,7 @@
 {% macro segment_message_columns() -%}
         message_id,
         message_id_is_derived,
-        lower({{ trim_text('type_text') }}) as message_type,
+        lower(trim(type_text)) as message_type,
         anonymous_id,
         user_id,
         context_traits,
