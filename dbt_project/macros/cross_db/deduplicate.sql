@@ -39,7 +39,6 @@
     {{ deduplicate(relation, partition_by, order_by) }}
 {%- endmacro %}
 
-
 {#- `exclude (...)` for `select *`, where the engine has it. -#}
 {% macro exclude_columns(columns) -%}
     {{ return(adapter.dispatch('exclude_columns', 'identity_warehouse')(columns)) }}
