@@ -1,13 +1,17 @@
 {#- De-duplication without QUALIFY or EXCLUDE on every engine. -#}
 
-{#- Keep one row per `partition_by`: the first in `order_by`. Portable (no QUALIFY). -#}
-{% macro deduplicate(relation, partition_by, order_by) -%}
+{#- Keep one row per `partition_by`: the first in `order_by`. Portable (no QUALIFY). `where`: only
+    the rows of `relation` it holds for. -#}
+{% macro deduplicate(relation, partition_by, order_by, where=none) -%}
     select * {{ exclude_columns(['dedup_rank']) }}
     from (
         select
             *,
             row_number() over (partition by {{ partition_by }} order by {{ order_by }}) as dedup_rank
         from {{ relation }}
+        {%- if where %}
+        where {{ where }}
+        {%- endif %}
     ) as ranked
     where dedup_rank = 1
 {%- endmacro %}
@@ -24,15 +28,8 @@
 
     union all
 
-    select * exclude ({{ flag }}, dedup_rank)
-    from (
-        select
-            *,
-            row_number() over (partition by {{ partition_by }} order by {{ order_by }}) as dedup_rank
-        from {{ relation }}
-        where {{ flag }}
-    ) as ranked
-    where dedup_rank = 1
+    select * exclude ({{ flag }})
+    from ({{ deduplicate(relation, partition_by, order_by, where=flag) }}) as copies
 {%- endmacro %}
 
 {% macro spark__deduplicate_flagged(relation, flag, partition_by, order_by) -%}

@@ -59,7 +59,7 @@
         {%- set lengths = [] -%}
         {%- for value in values %}
             {%- do quoted.append(string_literal(value | string | lower)) -%}
-            {%- do lengths.append(value | string | length) -%}
+            {%- do lengths.append(value | string | lower | length) -%}
         {%- endfor -%}
         {#- A value longer than the longest listed one is not listed (lower() keeps or adds characters,
             never drops them): most identifiers skip lower() and the lookup. -#}
