@@ -1,8 +1,8 @@
 """The build on Spark beside the job on DuckDB, per stage: ``python -m benchmarks.spark --people N``.
 
-Spark's path is `orchestration/spark/build.py`: the landing files go through the product's
-ingestion into DuckDB's raw tables ("ingest"), which are exported to Parquet and created in a local
-Spark ("land"), then ``dbt build --target spark`` runs every model and data test (the unit tests
+Spark's path is `orchestration/spark/build.py`: the landing files land in a local Spark's raw
+tables, each read by a Spark task with the product's ingestion ("ingest"), then
+``dbt build --target spark`` runs every model and data test (the unit tests
 are left out: they do not depend on the data, and the DuckDB job runs them once per project
 version). The dbt nodes are filed into the pipeline benchmark's stages by the same rules, from
 Spark's ``run_results.json``; the peak is the resident memory of this process and its children (the
@@ -27,21 +27,20 @@ from orchestration.core import settings
 from orchestration.spark import build as spark
 
 
-def spark_stage_seconds(ingest: float, land: float, build_wall: float,
-                        nodes: list[tuple[str, Interval]]) -> dict[str, float]:
-    """Seconds per pipeline stage of a Spark build: ingestion and landing are "ingest", the dbt nodes
+def spark_stage_seconds(land: float, build_wall: float, nodes: list[tuple[str, Interval]]) -> dict[str, float]:
+    """Seconds per pipeline stage of a Spark build: the landing is "ingest", the dbt nodes
     go where the pipeline benchmark files them, and the time of the build when no node ran (dbt's
     start and parse, the gaps between nodes) is the overhead. The Spark profile runs two dbt
     threads, so two stages can share a second: they may add up to more than the wall time."""
     intervals = [interval for _, interval in nodes]
     seconds = {stage: union_seconds([i for i in intervals if i.stage == stage]) for stage in STAGES}
-    seconds["ingest"] = ingest + land
+    seconds["ingest"] = land
     seconds["Dagster and dbt overhead"] = max(0.0, build_wall - union_seconds(intervals))
     return seconds
 
 
 def run_on_spark(landing: Path, workdir: Path, spark_env: dict[str, str]) -> dict:
-    """Ingest ``landing``, land it in a fresh local Spark under ``workdir`` and build there."""
+    """Land ``landing`` in a fresh local Spark under ``workdir`` and build there."""
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     database = workdir / settings.DEFAULT_DUCKDB_PATH.name
@@ -50,9 +49,7 @@ def run_on_spark(landing: Path, workdir: Path, spark_env: dict[str, str]) -> dic
     sampler.start()
     try:
         started = time.monotonic()
-        spark.ingest(database, landing)
-        ingest = time.monotonic() - started
-        steps = spark.run_steps([spark.land_step(database), spark.build_step(unit_tests=False)])
+        steps = spark.run_steps([spark.land_files_step(landing), spark.build_step(unit_tests=False)])
         wall = time.monotonic() - started
     finally:
         sampler.stop()
@@ -60,8 +57,8 @@ def run_on_spark(landing: Path, workdir: Path, spark_env: dict[str, str]) -> dic
     seconds_by_node = {unique_id: interval.end - interval.start for unique_id, interval in nodes}
     return {
         "wall_seconds": wall,
-        "steps": {"ingest": ingest, **{name: step.seconds for name, step in steps.items()}},
-        "stage_seconds": spark_stage_seconds(ingest, steps["land"].seconds, wall - ingest - steps["land"].seconds, nodes),
+        "steps": {name: step.seconds for name, step in steps.items()},
+        "stage_seconds": spark_stage_seconds(steps["land"].seconds, wall - steps["land"].seconds, nodes),
         "peak_rss_gib": sampler.peak() / GIB,
         "slowest_dbt_nodes": dict(sorted(seconds_by_node.items(), key=lambda item: -item[1])[:15]),
     }
@@ -90,9 +87,9 @@ def markdown(people: int, spark_run: dict, duckdb: dict | None, command: str) ->
     lines = [
         f"# Spark beside DuckDB, {people:,} people", "",
         f"Machine: {machine()}. Commit {git_commit()}. Command: `{command}`.", "",
-        "Spark: a local Spark (`local[2]`, dbt-spark's session method) in one process after the product's "
-        "ingestion into DuckDB; `ingest` on Spark is that ingestion and the landing in Spark "
-        f"({spark_run['steps']['ingest']:.1f} s and {spark_run['steps']['land']:.1f} s); the reconciliation checks "
+        "Spark: a local Spark (`local[2]`, dbt-spark's session method) in one process; `ingest` on Spark is the "
+        f"landing in Spark, each file read by a Spark task with the product's ingestion ({spark_run['steps']['land']:.1f} s); "
+        "the reconciliation checks "
         "and audience exports are the Dagster job's, on DuckDB only. Spark's stages can overlap (two dbt threads; DuckDB's run has one). "
         "DuckDB: the pipeline benchmark's run of the same people"
         + (f" ([{duckdb['report']}]({duckdb['report']}))." if duckdb else ": no report for this number of people."),

@@ -159,16 +159,16 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _run_spark(dbt_vars: dict) -> int:
-    """The same project on Apache Spark (the `spark` target of profiles.yml): the landing files go
-    through the ingestion into DUCKDB_PATH's raw tables, which are landed in Spark, then dbt builds
-    and tests everything there (see orchestration/spark/build.py)."""
+    """The same project on Apache Spark (the `spark` target of profiles.yml): Spark lands the new
+    landing files in its raw tables (screened by the privacy requests DUCKDB_PATH records), then dbt
+    builds and tests everything there (see orchestration/spark/build.py)."""
     import time
 
     from orchestration.core.locking import writer_lock
     from orchestration.spark import build as spark
 
-    print(f"landing folder: {settings.landing_dir()}\nlanding tables: {settings.duckdb_path()}\n"
-          f"spark:          {spark.spark_dir()}", flush=True)
+    print(f"landing folder:   {settings.landing_dir()}\nprivacy requests: {settings.duckdb_path()}\n"
+          f"spark:            {spark.spark_dir()}", flush=True)
     started = time.monotonic()
     try:
         with writer_lock(settings.duckdb_path()):
@@ -379,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="run the main job: land → build → check (LANDING_DIR → DUCKDB_PATH)")
     run.add_argument("--target", choices=["duckdb", "spark"], default="duckdb",
                      help="the warehouse: duckdb (the Dagster job, default) or spark (dbt-spark, profiles.yml's "
-                     "`spark` target: lands the raw tables in Spark and runs dbt build there)")
+                     "`spark` target: Spark lands the files in its raw tables and runs dbt build there)")
     run.add_argument("--vars", help="dbt vars for the build, a YAML or JSON object (e.g. '{as_of: 2024-06-01}' "
                      "computes traits and audiences as of that day)")
     run.add_argument("--as-of", metavar="DATE|TIMESTAMP", help="compute traits, windows and audiences as of this "

@@ -329,7 +329,9 @@ class GunzipAhead:
 def _load_file(conn: duckdb.DuckDBPyConnection, landing_file: LandingFile, sha: str,
                identity: IdentityFields, screen=None,
                text_pieces: Callable[[Path, Path], list[Path]] | None = None,
-               rejection: WholeFileRejection | None = None) -> FileResult:
+               rejection: WholeFileRejection | None = None, loaded_at: datetime | None = None) -> FileResult:
+    """Loads one file in one transaction. ``loaded_at`` is now unless given (Spark's landing gives
+    each file its time in discovery order, as loading them one after the other would)."""
     try:  # the link itself, not what it points to
         stat = landing_file.path.lstat()
         size, modified = stat.st_size, datetime.fromtimestamp(stat.st_mtime, timezone.utc).replace(tzinfo=None)
@@ -355,7 +357,7 @@ def _load_file(conn: duckdb.DuckDBPyConnection, landing_file: LandingFile, sha: 
     context = {
         "load_id": load_id,
         "file_path": landing_file.relative_path,
-        "loaded_at": datetime.now(timezone.utc).replace(tzinfo=None),
+        "loaded_at": loaded_at or datetime.now(timezone.utc).replace(tzinfo=None),
     }
     conn.execute("begin transaction")
     try:

@@ -28,6 +28,14 @@ from orchestration.privacy.requests import (
 QUOTED_TOKENS = "regexp_extract_all(line, '\"([^\"\\\\]{1,320})\"', 1)"
 
 
+# Every erased or locked identifier (hashed), and why: what the screen rejects.
+SCREENED_SQL = f"""
+    select identifier_type, identifier_hash, {quote_literal(ERASED_REASON)} as reason from privacy.tombstones
+    union all
+    select identifier_type, identifier_hash, {quote_literal(LOCKED_REASON)} from privacy.locks
+"""
+
+
 def message_fields(rules: "dict | IdentityRules") -> list[tuple[str, str]]:
     """(identifier type, JSON path) of every place a Segment message can carry an identifier."""
     return IdentityRules.parse(rules).message_fields()
@@ -49,14 +57,22 @@ class PrivacyScreen:
     def load(cls, conn, salt: str, rules: "dict | IdentityRules") -> "PrivacyScreen | None":
         """The screen, or None when nothing is erased or locked (the usual case: no cost)."""
         create_privacy_tables(conn)
-        conn.execute(
-            f"""
-            create or replace temp table privacy_screen as
-            select identifier_type, identifier_hash, {quote_literal(ERASED_REASON)} as reason from privacy.tombstones
-            union all
-            select identifier_type, identifier_hash, {quote_literal(LOCKED_REASON)} from privacy.locks
-            """
-        )
+        conn.execute(f"create or replace temp table privacy_screen as {SCREENED_SQL}")
+        return cls._if_any(conn, salt, rules)
+
+    @classmethod
+    def from_rows(cls, conn, salt: str, rules: "dict | IdentityRules",
+                  rows: list[tuple[str, str, str]]) -> "PrivacyScreen | None":
+        """The screen of ``rows`` (``SCREENED_SQL``'s, read from another database): Spark's landing
+        tasks screen with what the DuckDB file's privacy tables hold."""
+        conn.execute("create or replace temp table privacy_screen "
+                     "(identifier_type varchar, identifier_hash varchar, reason varchar)")
+        if rows:
+            conn.executemany("insert into privacy_screen values (?, ?, ?)", rows)
+        return cls._if_any(conn, salt, rules)
+
+    @classmethod
+    def _if_any(cls, conn, salt: str, rules: "dict | IdentityRules") -> "PrivacyScreen | None":
         if not conn.execute("select count(*) from privacy_screen").fetchone()[0]:
             conn.execute("drop table privacy_screen")
             return None

@@ -1,15 +1,14 @@
 """The same dbt project on Apache Spark: the ``spark`` target of ``profiles.yml``.
 
-dbt-spark's ``session`` method runs a local PySpark inside the dbt process (it needs Java). A run:
+dbt-spark's ``session`` method runs PySpark inside the dbt process (it needs Java), locally or
+against a cluster's master (``SPARK_MASTER``). A run, in one process and one Spark:
 
-1. lands the landing files with the project's own ingestion into the DuckDB landing tables
-   (``raw.*`` in ``DUCKDB_PATH``: the same files, rejections and idempotence as the DuckDB run);
-2. exports those raw tables to Parquet and creates the same ``raw.*`` tables in Spark from them
-   (``dbt run-operation land_raw_tables``), typed as in DuckDB, JSON as text;
-3. ``dbt build --target spark``: every model, data test and unit test, on Spark.
+1. lands the new landing files in Spark's ``raw`` tables, each file read by a Spark task with the
+   project's own ingestion (``orchestration/spark/landing.py``: the same classification, rejections,
+   privacy screen, loaded-files record and idempotence as on DuckDB);
+2. ``dbt build --target spark``: every model, data test and unit test, on Spark.
 
-Everything goes through dbt and its profile, so on a cluster (``method: thrift`` or ``odbc``) the
-same steps run, given a Parquet folder the cluster can read (``SPARK_LANDING_DIR``).
+The privacy requests stay in ``DUCKDB_PATH`` (its tombstones and locks screen the landing).
 """
 
 from __future__ import annotations
@@ -129,6 +128,41 @@ def run_steps(steps: list[dict], dbt_vars: dict | None = None, echo: bool = Fals
 STEP_MARK = "@@identity-warehouse-step "
 
 
+def _land_files(landing_dir: Path, staging: Path, dbt_vars: dict) -> None:
+    """The landing step, in the worker's Spark (dbt's session): screened by the privacy requests
+    that ``DUCKDB_PATH`` records."""
+    from pyspark.sql import SparkSession
+
+    from orchestration.landing.ingestion import IdentityFields
+    from orchestration.landing.sources import registered_sources
+    from orchestration.spark.landing import land
+
+    rules = settings.identity_rules()
+    screened, salt = privacy_screen_rows(settings.duckdb_path())
+    summary = land(SparkSession.builder.getOrCreate(), landing_dir, staging, spark_dir() / "landing-pending.json",
+                   IdentityFields.from_rules(rules), registered_sources(), rules, screened, salt,
+                   dbt_vars.get("spark_file_format", settings.dbt_vars().get("spark_file_format", "parquet")))
+    print(f"landed {len(summary.files_loaded)} new file(s), {summary.files_skipped} already landed; "
+          f"accepted {sum(summary.accepted.values())}, rejected {sum(summary.rejected.values())} line(s)", flush=True)
+
+
+def privacy_screen_rows(duckdb_path: Path) -> tuple[list[tuple[str, str, str]], str | None]:
+    """The erased and locked identifiers (hashed) that ``duckdb_path`` records, and its salt (None
+    when there are none)."""
+    import duckdb
+
+    from orchestration.privacy.requests import privacy_salt
+    from orchestration.privacy.screen import SCREENED_SQL
+
+    if not duckdb_path.exists():
+        return [], None
+    with duckdb.connect(str(duckdb_path), read_only=True) as conn:
+        tables = conn.execute("select count(*) from information_schema.tables where table_schema = 'privacy' "
+                              "and table_name in ('tombstones', 'locks')").fetchone()[0]
+        rows = conn.execute(SCREENED_SQL).fetchall() if tables == 2 else []
+    return rows, privacy_salt(duckdb_path) if rows else None
+
+
 def _worker(plan: dict) -> int:
     """``python -m orchestration.spark.build PLAN``: runs the steps with dbt's Python API, one Spark."""
     from dbt.cli.main import dbtRunner
@@ -144,7 +178,13 @@ def _worker(plan: dict) -> int:
     runner = dbtRunner(manifest=parsed.result)
     for step in plan["steps"]:
         started = time.monotonic()
-        result = runner.invoke([*step["args"], *common])
+        if "land_files" in step:
+            # The schema first: that starts dbt's Spark, with the profile's settings, for the landing.
+            result = runner.invoke(["run-operation", "create_landing_schema", *common])
+            if result.success:
+                _land_files(Path(step["land_files"]["landing_dir"]), Path(step["land_files"]["staging_dir"]), plan["vars"])
+        else:
+            result = runner.invoke([*step["args"], *common])
         if not result.success:
             print(f"{step['name']} failed: {result.exception or 'see the lines above'}", flush=True)
             return 1
@@ -152,38 +192,14 @@ def _worker(plan: dict) -> int:
     return 0
 
 
-def export_raw_tables(duckdb_path: Path, out_dir: Path) -> list[dict]:
-    """Every table of DuckDB's ``raw`` schema as ``out_dir/<table>.parquet`` (JSON as text), with
-    its columns and their Spark types."""
-    import duckdb
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tables = []
-    with duckdb.connect(str(duckdb_path), read_only=True) as conn:
-        names = [row[0] for row in conn.execute(
-            "select table_name from information_schema.tables where table_schema = 'raw' order by 1").fetchall()]
-        for name in names:
-            columns = conn.execute(
-                "select column_name, data_type from information_schema.columns where table_schema = 'raw' "
-                "and table_name = ? order by ordinal_position", [name]).fetchall()
-            select = ", ".join(
-                f'cast("{column}" as varchar) as "{column}"' if data_type == "JSON" else f'"{column}"'
-                for column, data_type in columns)
-            path = out_dir / f"{name}.parquet"
-            conn.execute(f"copy (select {select} from raw.\"{name}\") to '{path}' (format parquet)")
-            tables.append({"name": name, "path": str(path),
-                           "columns": [[column, SPARK_TYPES.get(data_type, "string")] for column, data_type in columns]})
-    return tables
-
-
-def land_step(duckdb_path: Path, parquet_dir: Path | None = None) -> dict:
-    """The step that recreates the raw tables of the DuckDB landing database in Spark's ``raw``
-    database. ``parquet_dir`` (default ``SPARK_LANDING_DIR`` or ``<SPARK_WAREHOUSE_DIR>/landing``)
-    must be readable by Spark: the raw tables are exported there first."""
-    parquet_dir = parquet_dir or Path(os.environ.get("SPARK_LANDING_DIR") or spark_dir() / "landing")
-    shutil.rmtree(parquet_dir, ignore_errors=True)
-    tables = export_raw_tables(duckdb_path, parquet_dir)
-    return {"name": "land", "args": ["run-operation", "land_raw_tables", "--args", json.dumps({"tables": tables})]}
+def land_files_step(landing_dir: Path | None = None) -> dict:
+    """The step that lands the new files of ``landing_dir`` (default ``LANDING_DIR``) in Spark. Its
+    rows are staged in ``SPARK_LANDING_DIR`` (default ``<SPARK_WAREHOUSE_DIR>/landing``), which
+    every executor must be able to write and the driver to read. Paths are made absolute here: the
+    worker runs in the dbt project."""
+    staging = Path(os.environ.get("SPARK_LANDING_DIR") or spark_dir() / "landing")
+    return {"name": "land", "land_files": {"landing_dir": str(Path(landing_dir or settings.landing_dir()).resolve()),
+                                           "staging_dir": str(staging.resolve())}}
 
 
 def build_step(full_refresh: bool = False, unit_tests: bool = True) -> dict:
@@ -214,40 +230,17 @@ def counted_rows(result: StepResult) -> dict[str, int]:
     return json.loads(line.split("row_counts ", 1)[1])
 
 
-def ingest(duckdb_path: Path, landing_dir: Path):
-    """The ingestion asset's work, outside Dagster: landing files → DuckDB ``raw.*``."""
-    from orchestration.core.migrations import upgrade
-    from orchestration.core.warehouse import connect
-    from orchestration.landing.ingestion import IdentityFields, ingest_landing_dir
-    from orchestration.landing.sources import registered_sources
-    from orchestration.privacy.requests import privacy_salt
-    from orchestration.privacy.screen import PrivacyScreen
-
-    with connect(duckdb_path) as conn:
-        upgrade(conn)
-        identity = IdentityFields.from_rules(settings.identity_rules())
-        screen = PrivacyScreen.load(conn, privacy_salt(duckdb_path), settings.identity_rules())
-        return ingest_landing_dir(conn, landing_dir, identity, registered_sources(), screen)
-
-
 def run(dbt_vars: dict | None = None, echo: bool = True) -> tuple[dict[str, float], dict[str, int]]:
-    """Land ``LANDING_DIR`` (through ``DUCKDB_PATH``) into Spark and build everything there.
-    Returns the seconds of each step and the row counts of the main marts."""
+    """Land ``LANDING_DIR`` in Spark and build everything there. Returns the seconds of each step
+    and the row counts of the main marts."""
     missing = missing_requirements()
     if missing:
         raise SparkRunError("running on Spark needs " + " and ".join(missing))
     check_definitions_before_build(settings.duckdb_path())  # as on DuckDB: a file of landing tables only passes
-    started = time.monotonic()
-    summary = ingest(settings.duckdb_path(), settings.landing_dir())
-    seconds = {"ingest": time.monotonic() - started}
-    if echo:
-        print(f"ingested {len(summary.files_loaded)} new file(s), {summary.files_skipped} already loaded; "
-              f"accepted {sum(summary.accepted.values())}, rejected {sum(summary.rejected.values())} line(s)", flush=True)
-    results = run_steps([land_step(settings.duckdb_path()), build_step(),
+    results = run_steps([land_files_step(), build_step(),
                          count_step(["marts.profile_events", "marts.profile_identifiers", "marts.profiles"])],
                         dbt_vars, echo=echo)
-    seconds.update({name: result.seconds for name, result in results.items()})
-    return seconds, counted_rows(results["count"])
+    return {name: result.seconds for name, result in results.items()}, counted_rows(results["count"])
 
 
 if __name__ == "__main__":

@@ -1,14 +1,17 @@
-"""The same dbt project on Apache Spark gives the same profiles as on DuckDB, row by row.
+"""The same dbt project on Apache Spark gives the same profiles as on DuckDB, row by row, from the
+same landing files.
 
 For the sample data (then again after a late file lands, an incremental build on both engines: a
 merge, new messages, the audience history) and for a generated set of 200 people: the real Dagster
-job builds DuckDB; its raw tables are landed in Spark (dbt-spark's session method) and
-`dbt build --target spark` runs every model, data test and unit test there: in a local Spark for the
-sample, on a standalone cluster for the generated people (a master and two workers on loopback,
-started from the pyspark package: `orchestration/spark/cluster.py`). Every table of the
-`marts`, `traits` and `audiences` schemas is then compared with DuckDB's as a multiset of rows, every
-column included (profile ids too), except those that hold the wall-clock time of the build
-(`profile_merges.merged_at`, `audience_membership_history.changed_at`, `updated_at` of the trait groups and of
+job builds DuckDB; Spark lands the same files itself (each read by a Spark task,
+`orchestration/spark/landing.py`, in dbt-spark's session) and `dbt build --target spark` runs every
+model, data test and unit test there: in a local Spark for the sample, on a standalone cluster for
+the generated people (a master and two workers on loopback, started from the pyspark package:
+`orchestration/spark/cluster.py`). Every table of the `raw`, `marts`, `traits` and `audiences`
+schemas is then compared with DuckDB's as a multiset of rows, every column included (profile ids,
+load ids and rejection reasons too), except those that hold the wall-clock time of the landing or
+the build (`loaded_at` and `rejected_at` in `raw` and `profile_events`, `profile_merges.merged_at`,
+`audience_membership_history.changed_at`, `updated_at` of the trait groups and of
 `profile_events`, `identity_links`, `profiles` and `profile_trait_sources`).
 
 Needs Java and the `spark` extra (`pip install -e '.[spark]'`, which `make install` adds when Java is
@@ -48,9 +51,12 @@ pytestmark = pytest.mark.timeout(2700)
 AS_OF = "2024-07-01"
 # The time of the build itself: legitimately different between any two builds.
 WALL_CLOCK_COLUMNS = {("marts", "profile_merges", "merged_at"), ("marts", "audience_membership_history", "changed_at"),
+                      ("marts", "profile_events", "loaded_at"),
                       *(("marts", table, "updated_at")
                         for table in ("profile_identifiers", "profile_events", "identity_links", "profiles",
                                       "profile_trait_sources"))}
+# Every schema compared: the landing tables, and what the build makes.
+COMPARED_SCHEMAS = ["raw", *spark.OUTPUT_SCHEMAS]
 
 
 def _require_spark() -> None:
@@ -75,7 +81,7 @@ class Build:
 class DuckdbBuild:
     name: str
     duckdb: Path  # a copy of the warehouse as the job left it
-    land: dict  # the Spark step that lands its raw tables
+    landing: Path  # a copy of the landing folder as the job read it
     seconds: float
 
 
@@ -84,7 +90,7 @@ def _slug(name: str) -> str:
 
 
 class EnginePair:
-    """One landing folder built on both engines: DuckDB by the real job, Spark from its raw tables."""
+    """One landing folder built on both engines: DuckDB by the real job, Spark by its own landing and dbt."""
 
     def __init__(self, root: Path, landing: Path, instance: dg.DagsterInstance):
         self.root, self.landing = root, landing
@@ -97,29 +103,30 @@ class EnginePair:
                            EXPORT_DIR=self.root / "exports")
 
     def build_duckdb(self, name: str) -> DuckdbBuild:
-        """The real job on the landing folder as it is now; its raw tables exported for Spark."""
+        """The real job on the landing folder as it is now (kept as it is for Spark's landing)."""
         with self.environment():
             started = time.monotonic()
             outcome = run_build_warehouse(self.instance, run_config={"ops": {"identity_warehouse_dbt_models": {
                 "config": {"dbt_vars": {"as_of": AS_OF}, "column_metadata": False}}}})
             assert outcome.success, f"the DuckDB job failed on {name}: {outcome}"
             seconds = time.monotonic() - started
-            land = spark.land_step(self.database, self.root / "spark-landing" / _slug(name))
-        # A copy of the DuckDB file as it is now: the next build changes it.
-        copy = self.root / f"{_slug(name)}.duckdb"
+        # Copies of the DuckDB file and the landing folder as they are now: the next build changes
+        # them (copytree keeps the files' times, which raw.loaded_files records).
+        copy, landing = self.root / f"{_slug(name)}.duckdb", self.root / "landing-as-built" / _slug(name)
         shutil.copy(self.database, copy)
-        return DuckdbBuild(name, copy, land, seconds)
+        shutil.copytree(self.landing, landing, symlinks=True)
+        return DuckdbBuild(name, copy, landing, seconds)
 
     def build_spark(self, builds: list[DuckdbBuild], unit_tests: bool = True) -> list[Build]:
-        """Each DuckDB build's raw tables landed and built on Spark in turn, incrementally after the
-        first, in one Spark process: its start and the JVM's warm-up are paid once. dbt's unit tests
+        """Each DuckDB build's landing folder landed and built on Spark in turn, incrementally after
+        the first, in one Spark process: its start and the JVM's warm-up are paid once. dbt's unit tests
         (which do not depend on the data) run in the first build when ``unit_tests``."""
         exports = [self.root / "spark-export" / _slug(build.name) for build in builds]
         steps = []
         for index, build in enumerate(builds):
-            steps += [{**build.land, "name": f"land {index}"},
+            steps += [{**spark.land_files_step(build.landing), "name": f"land {index}"},
                       {**spark.build_step(unit_tests=unit_tests and index == 0), "name": f"build {index}"},
-                      {**spark.export_step(exports[index]), "name": f"export {index}"}]
+                      {**spark.export_step(exports[index], COMPARED_SCHEMAS), "name": f"export {index}"}]
         with self.environment():
             started = time.monotonic()
             results = spark.run_steps(steps, {"as_of": AS_OF})
@@ -137,7 +144,7 @@ class EnginePair:
 def _duckdb_tables(conn: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
     return [tuple(row) for row in conn.execute(
         "select table_schema, table_name from information_schema.tables where table_catalog = 'd' "
-        f"and table_schema in ({', '.join(repr(s) for s in spark.OUTPUT_SCHEMAS)}) "
+        f"and table_schema in ({', '.join(repr(s) for s in COMPARED_SCHEMAS)}) "
         "and table_type in ('BASE TABLE', 'VIEW') order by 1, 2").fetchall()]  # a view's rows are compared too
 
 
@@ -175,7 +182,8 @@ def compare(build: Build) -> dict[str, list[str]]:
                 problems[name] = [f"columns differ: DuckDB {names}, Spark {list(spark_columns)}"]
                 continue
             compared = [(c, t) for c, t in duck_columns if (schema, table, c) not in WALL_CLOCK_COLUMNS
-                        and (schema, c) != ("traits", "updated_at")]  # every trait group's
+                        and (schema, c) not in {("traits", "updated_at"),  # every trait group's
+                                                ("raw", "loaded_at"), ("raw", "rejected_at")}]
             duck_select = ", ".join(f"{_as_text(c, t)} as \"{c}\"" for c, t in compared)
             spark_select = ", ".join(f"{_as_text(c, spark_columns[c])} as \"{c}\"" for c, _ in compared)
             found = []

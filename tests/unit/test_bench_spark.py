@@ -25,11 +25,10 @@ RUN_RESULTS = {"results": [
 ]}
 
 
-def test_stages_file_the_nodes_as_the_pipeline_benchmark_and_ingest_includes_the_landing():
-    seconds = bench_spark.spark_stage_seconds(ingest=5.0, land=15.0, build_wall=50.0,
-                                              nodes=dbt_intervals(RUN_RESULTS))
+def test_stages_file_the_nodes_as_the_pipeline_benchmark_and_ingest_is_the_landing():
+    seconds = bench_spark.spark_stage_seconds(land=15.0, build_wall=50.0, nodes=dbt_intervals(RUN_RESULTS))
     assert set(seconds) == set(STAGES)
-    assert seconds["ingest"] == 20.0
+    assert seconds["ingest"] == 15.0
     assert seconds["staging"] == 12.0
     assert seconds["identity graph"] == 30.0
     assert seconds["dbt tests"] == 4.0
@@ -49,7 +48,7 @@ def test_the_report_sets_each_stage_beside_duckdb_with_the_ratio(tmp_path, monke
     (tmp_path / "pipeline.json").write_text(json.dumps({"scales": [{"people": 2000, "wall_seconds": 70.0}]}))
     assert bench_spark.duckdb_figures(2000, tmp_path) == {"people": 2000, "wall_seconds": 70.0, "report": "pipeline.md"}
 
-    spark_run = {"wall_seconds": 120.0, "steps": {"ingest": 5.0, "land": 15.0, "build": 100.0}, "peak_rss_gib": 5.8,
+    spark_run = {"wall_seconds": 120.0, "steps": {"land": 15.0, "build": 100.0}, "peak_rss_gib": 5.8,
                  "stage_seconds": {**dict.fromkeys(STAGES, 2.0), "identity graph": 30.0},
                  "slowest_dbt_nodes": {"model.identity_warehouse.int_identity_components": 30.0}}
     report = bench_spark.markdown(1000, spark_run, duckdb, "python -m benchmarks.spark --people 1000")
@@ -58,7 +57,7 @@ def test_the_report_sets_each_stage_beside_duckdb_with_the_ratio(tmp_path, monke
     assert "| exports | 1.0 | not on Spark |  |" in report and "| checks | 1.0 | not on Spark |  |" in report
     assert "| peak memory, GiB | 1.5 | 5.8 | |" in report
     assert "| int_identity_components | 30.0 |" in report
-    assert "Commit abc1234" in report and "(5.0 s and 15.0 s)" in report and "[pipeline-1000.md](pipeline-1000.md)" in report
+    assert "Commit abc1234" in report and "(15.0 s)" in report and "[pipeline-1000.md](pipeline-1000.md)" in report
 
     alone = bench_spark.markdown(1000, spark_run, None, "python -m benchmarks.spark --people 1000")
     assert "| identity graph |  | 30.0 |  |" in alone and "no report for this number of people" in alone

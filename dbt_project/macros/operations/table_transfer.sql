@@ -1,27 +1,10 @@
-{#- Tables into and out of the `spark` target as Parquet files, and their row counts: operations that
-    orchestration/spark/build.py runs through dbt, so they use the profile's connection (a local session, a
-    Thrift server or Databricks alike). -#}
+{#- Operations on the `spark` target that orchestration/spark/build.py runs through dbt, so they use
+    the profile's connection: the landing schema, tables out as Parquet files, row counts. -#}
 
-{#- The raw tables from Parquet files (the DuckDB landing tables exported by `identity-warehouse
-    run --target spark`), typed as the ingestion declares them:
-
-        dbt run-operation land_raw_tables --target spark --args '{schema: raw, tables: [{name: tracks,
-            path: /tmp/x/tracks.parquet, columns: [[message_id, string], ...]}]}'
-
-    Each table is replaced by a managed table holding a copy of its file's rows. -#}
-{% macro land_raw_tables(tables, schema='raw') %}
+{#- Makes sure the landing schema exists. Run first on the session method, it also starts dbt's
+    Spark with the profile's settings: the landing (orchestration/spark/landing.py) runs in that Spark. -#}
+{% macro create_landing_schema(schema='raw') %}
     {%- do run_query("create database if not exists " ~ schema) -%}
-    {%- for table in tables -%}
-        {%- set relation = schema ~ "." ~ table['name'] -%}
-        {%- set columns = [] -%}
-        {%- for name, type in table['columns'] -%}
-            {%- do columns.append("cast(`" ~ name ~ "` as " ~ type ~ ") as `" ~ name ~ "`") -%}
-        {%- endfor -%}
-        {%- do run_query("drop table if exists " ~ relation) -%}
-        {%- do run_query("create table " ~ relation ~ " using " ~ var('spark_file_format', 'parquet') ~ " as select "
-                         ~ columns | join(', ') ~ " from parquet.`" ~ table['path'] ~ "`") -%}
-        {%- do print("landed " ~ relation) -%}
-    {%- endfor -%}
 {% endmacro %}
 
 {#- Every table of the schemas, written as Parquet under `out_dir/<schema>/<table>/`: the

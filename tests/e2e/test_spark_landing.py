@@ -1,0 +1,112 @@
+"""Landing files in Spark (orchestration/spark/landing.py) with a real local Spark: files land once,
+a second landing skips them, and a landing that dies before recording its files loses nothing and
+duplicates nothing: the next one removes the unrecorded rows and lands those files again.
+
+The rows themselves are the DuckDB ingestion's (tests/unit/test_spark_landing.py); the whole build
+on them is compared with DuckDB's in test_spark_equivalence.py. Needs Java and the `spark` extra,
+as that test does."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestration.core import settings
+from orchestration.landing.ingestion import IdentityFields
+from orchestration.landing.sources import registered_sources
+from orchestration.spark import landing as spark_landing
+from tests.conftest import SEEDS
+from tests.e2e.conftest import LATE_MESSAGES
+from tests.e2e.test_spark_equivalence import _require_spark
+
+RULES = settings.identity_rules()
+pytestmark = pytest.mark.timeout(1800)
+
+
+@pytest.fixture(scope="module")
+def spark(tmp_path_factory):
+    _require_spark()
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    session = (SparkSession.builder.master("local[2]").appName("spark-landing-test")
+               .config("spark.sql.warehouse.dir", str(tmp_path_factory.mktemp("spark-warehouse")))
+               .config("spark.sql.session.timeZone", "UTC").config("spark.ui.enabled", "false")
+               .config("spark.sql.shuffle.partitions", "2").config("spark.ui.showConsoleProgress", "false").getOrCreate())
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def _land(spark, landing: Path, root: Path):
+    return spark_landing.land(spark, landing, root / "staging", root / "landing-pending.json",
+                              IdentityFields.from_rules(RULES), registered_sources(), RULES, [], None)
+
+
+def _counts(spark) -> dict[str, int]:
+    return {row.tableName: spark.table(f"raw.{row.tableName}").count()
+            for row in spark.sql("show tables in raw").collect() if not row.isTemporary}
+
+
+def test_files_land_once_and_a_landing_that_died_is_redone_without_duplicates(spark, tmp_path, monkeypatch):
+    landing = tmp_path / "landing"
+    shutil.copytree(SEEDS, landing)
+    first = _land(spark, landing, tmp_path)
+    counts = _counts(spark)
+    assert len(first.files_loaded) == counts["loaded_files"] > 10 and first.files_skipped == 0
+    assert counts["tracks"] == first.accepted["tracks"] > 0
+    assert counts["rejected_records"] == sum(first.rejected.values()) > 0
+
+    again = _land(spark, landing, tmp_path)
+    assert again.files_loaded == [] and again.files_skipped == len(first.files_loaded)
+    assert _counts(spark) == counts
+
+    # A late file; the landing dies after appending its events, before recording the file.
+    late = landing / "events" / "late" / "login.jsonl"
+    late.parent.mkdir()
+    late.write_text("".join(json.dumps(m) + "\n" for m in LATE_MESSAGES))
+    real_append = spark_landing.append
+
+    def dies_at_the_record(session, folder, table, columns):
+        if table == spark_landing.LOADED_FILES:
+            raise RuntimeError("killed")
+        real_append(session, folder, table, columns)
+
+    monkeypatch.setattr(spark_landing, "append", dies_at_the_record)
+    with pytest.raises(RuntimeError, match="killed"):
+        _land(spark, landing, tmp_path)
+    died = _counts(spark)
+    assert died["loaded_files"] == counts["loaded_files"] and died["identifies"] == counts["identifies"] + 2
+    assert (tmp_path / "landing-pending.json").exists()
+
+    monkeypatch.setattr(spark_landing, "append", real_append)
+    redone = _land(spark, landing, tmp_path)
+    assert [f.relative_path for f in redone.files_loaded] == ["events/late/login.jsonl"]
+    after = _counts(spark)
+    assert after["loaded_files"] == counts["loaded_files"] + 1
+    late_rows = sum(redone.accepted.values())
+    assert sum(after[t] for t in redone.accepted) == sum(counts[t] for t in redone.accepted) + late_rows
+    assert not (tmp_path / "landing-pending.json").exists()
+    # Every landed line once: no (load, line) twice in any table.
+    for table in after:
+        if table != spark_landing.LOADED_FILES:
+            assert spark.sql(f"select load_id, line_number from raw.{table} group by 1, 2 having count(*) > 1").count() == 0
+
+
+def test_a_swap_cut_short_is_finished(spark, tmp_path):
+    """remove_loads rewrites a table beside itself, then swaps: a run that died after dropping the
+    table finds the whole copy and puts it in place."""
+    spark.sql("create database if not exists swap")
+    spark.sql("create table swap.t (load_id string, n int) using parquet")
+    spark.sql("insert into swap.t values ('a', 1), ('b', 2)")
+    spark.sql("create table swap.t__kept using parquet as select * from swap.t where load_id <> 'b'")
+    spark.sql("drop table swap.t")
+    spark_landing.remove_loads(spark, ["t"], ["b"], schema="swap")
+    assert sorted(tuple(r) for r in spark.table("swap.t").collect()) == [("a", 1)]
+    assert not spark.catalog.tableExists("swap.t__kept")

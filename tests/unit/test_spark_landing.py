@@ -1,0 +1,117 @@
+"""Spark's landing tasks, without Spark: each task lands its file with the DuckDB ingestion's own
+code, so the rows it hands Spark are the rows the DuckDB target lands, rejections and the privacy
+screen included (orchestration/spark/landing.py; the Spark side is in tests/e2e/test_spark_landing.py)."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from orchestration.core import settings
+from orchestration.core.migrations import upgrade
+from orchestration.landing.ingestion import IdentityFields, create_raw_tables, ingest_landing_dir
+from orchestration.landing.sources import registered_sources
+from orchestration.privacy.requests import ERASED_REASON, create_privacy_tables, identifier_hash, privacy_salt
+from orchestration.privacy.screen import PrivacyScreen
+from orchestration.spark.build import privacy_screen_rows
+from orchestration.spark.landing import LandingPlan, land_file, parquet_select, plan_tasks, raw_table_columns
+from tests.conftest import SEEDS
+
+RULES = settings.identity_rules()
+SALT = "unit-salt"
+# An anonymous id of the sample's stories, erased: its lines are rejected at the door.
+ERASED = ("anonymous_id", "intilery-s1-web")
+WALL_CLOCK = {"loaded_at", "rejected_at"}
+
+
+def _plan(staging: Path, screened=(), already=frozenset()) -> LandingPlan:
+    return LandingPlan(staging, IdentityFields.from_rules(RULES), tuple(registered_sources()), RULES,
+                       tuple(screened), SALT if screened else None, already, 1_000)
+
+
+@pytest.fixture(scope="module")
+def landing(tmp_path_factory) -> Path:
+    """The sample, and a link to a file outside the landing folder."""
+    root = tmp_path_factory.mktemp("spark-landing")
+    folder = root / "landing"
+    shutil.copytree(SEEDS, folder)
+    (root / "secret.jsonl").write_text('{"type": "track", "messageId": "x", "userId": "u"}\n')
+    (folder / "events" / "link-out.jsonl").symlink_to(root / "secret.jsonl")
+    return folder
+
+
+def _screened() -> list[tuple[str, str, str]]:
+    identifier_type, value = ERASED
+    return [(identifier_type, identifier_hash(SALT, identifier_type, value), ERASED_REASON)]
+
+
+def test_the_tasks_land_every_file_as_the_duckdb_ingestion_does(landing, tmp_path):
+    with duckdb.connect(str(tmp_path / "duck.duckdb")) as conn:
+        create_privacy_tables(conn)
+        conn.executemany("insert into privacy.tombstones values (?, ?, 'req', now())", [row[:2] for row in _screened()])
+        screen = PrivacyScreen.load(conn, SALT, RULES)
+        ingest_landing_dir(conn, landing, IdentityFields.from_rules(RULES), registered_sources(), screen)
+
+    staging = tmp_path / "staging"
+    plan = _plan(staging, _screened())
+    outcomes = [land_file(plan, task) for task in plan_tasks(landing, registered_sources())]
+    assert outcomes and not any(outcome["skipped"] for outcome in outcomes)
+
+    with duckdb.connect() as conn:
+        conn.execute(f"attach '{tmp_path / 'duck.duckdb'}' as duck (read_only)")
+        conn.execute("use duck")
+        tables = raw_table_columns(conn)
+        assert {"tracks", "contacts", "rejected_records", "loaded_files"} <= set(tables)
+        for table, columns in tables.items():
+            compared = [(c, t) for c, t in columns if c not in WALL_CLOCK]
+            duck = f"select {parquet_select(compared)} from raw.\"{table}\""
+            names = ", ".join(f'"{c}"' for c, _ in compared)
+            staged = (f"select {names} from read_parquet('{staging / table}/*.parquet')" if (staging / table).is_dir()
+                      else f"select {names} from ({duck}) where false")
+            for left, right in ((duck, staged), (staged, duck)):
+                assert conn.execute(f"select count(*) from ({left} except all {right})").fetchone()[0] == 0, table
+        reasons = dict(conn.execute("select reason, count(*) from raw.rejected_records group by 1").fetchall())
+    # The sample's rejections, the screen and the link out of the folder are all there (so compared).
+    assert reasons[ERASED_REASON] > 0 and reasons["outside_landing_dir"] == 1 and reasons["malformed_json"] > 0
+
+
+def test_a_file_landed_before_is_skipped_and_nothing_staged(landing, tmp_path):
+    staging = tmp_path / "staging"
+    tasks = plan_tasks(landing, registered_sources())
+    first = land_file(_plan(staging), tasks[0])
+    with duckdb.connect() as conn:
+        [(path, sha)] = conn.execute(
+            f"select file_path, content_sha256 from read_parquet('{staging / 'loaded_files'}/*.parquet')").fetchall()
+    assert path == tasks[0].landing_file.relative_path == first["relative_path"]
+    shutil.rmtree(staging)
+    assert land_file(_plan(staging, already=frozenset({(path, sha)})), tasks[0]) == {"number": 0, "skipped": True}
+    assert not staging.exists()
+
+
+def test_files_land_in_parallel_but_keep_the_order_of_loading_one_by_one(landing):
+    now = datetime(2026, 12, 7, 12, 0)
+    tasks = plan_tasks(landing, registered_sources(), now)
+    assert [t.number for t in tasks] == list(range(len(tasks)))
+    assert tasks[0].loaded_at == now and all(a.loaded_at < b.loaded_at for a, b in zip(tasks, tasks[1:]))
+    assert [t.rejection.reason for t in tasks if t.rejection] == ["outside_landing_dir"]
+
+
+def test_the_screen_is_read_from_the_duckdb_file_with_its_salt(tmp_path):
+    database = tmp_path / "warehouse.duckdb"
+    assert privacy_screen_rows(database) == ([], None)
+    with duckdb.connect(str(database)) as conn:
+        upgrade(conn)
+        create_raw_tables(conn)
+    assert privacy_screen_rows(database) == ([], None)  # no requests: no screen, no salt made
+    salt = privacy_salt(database)
+    with duckdb.connect(str(database)) as conn:
+        create_privacy_tables(conn)
+        conn.execute("insert into privacy.locks values ('email', ?, 'req', now())",
+                     [identifier_hash(salt, "email", "sam@example.org")])
+    rows, found_salt = privacy_screen_rows(database)
+    assert rows == [("email", identifier_hash(salt, "email", "sam@example.org"), "locked_identity")]
+    assert found_salt == salt
