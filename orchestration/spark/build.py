@@ -131,12 +131,17 @@ STEP_MARK = "@@identity-warehouse-step "
 def _land_files(landing_dir: Path, staging: Path, dbt_vars: dict) -> None:
     """The landing step, in the worker's Spark (dbt's session): screened by the privacy requests
     that ``DUCKDB_PATH`` records."""
+    from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
     from orchestration.landing.ingestion import IdentityFields
     from orchestration.landing.sources import registered_sources
     from orchestration.spark.landing import land
 
+    if SparkContext._active_spark_context is None:
+        raise SparkRunError("Spark lands the files on the session method only (a local Spark or a standalone "
+                            "master, SPARK_MASTER): on a Thrift server or Databricks, fill the raw tables with the "
+                            "cluster's own tools and run dbt build (docs/spark.md)")
     rules = settings.identity_rules()
     screened, salt = privacy_screen_rows(settings.duckdb_path())
     summary = land(SparkSession.builder.getOrCreate(), landing_dir, staging, spark_dir() / "landing-pending.json",
