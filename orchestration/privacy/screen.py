@@ -73,12 +73,12 @@ class PrivacyScreen:
 
     @classmethod
     def _if_any(cls, conn, salt: str, rules: "dict | IdentityRules") -> "PrivacyScreen | None":
-        if not conn.execute("select count(*) from privacy_screen").fetchone()[0]:
+        if not conn.execute("select count(*) from privacy_screen").fetchall()[0][0]:
             conn.execute("drop table privacy_screen")
             return None
         return cls(salt, IdentityRules.parse(rules))
 
-    def _hits_sql(self, identifiers_sql: str) -> str:
+    def hits_sql(self, identifiers_sql: str) -> str:
         """Per line, the strongest reason among its identifiers (erased before locked)."""
         normalized = normalize_by_type_sql("identifiers.identifier_type", "identifiers.raw_value", self.rules)
         return f"""
@@ -98,8 +98,7 @@ class PrivacyScreen:
         if source is not None:
             self._screen_lines(conn, "landing_records", source.identifier_expressions("line") or None)
         elif kind == "events":
-            self._screen_lines(conn, "landing_lines", [(t, f"json_extract_string(line, {quote_literal(p)})")
-                                                       for t, p in message_fields(self.rules)])
+            self._screen_lines(conn, "landing_lines", self.event_fields())
         elif conn.execute("select count(*) from duckdb_tables() where temporary and table_name = 'landing_contacts'").fetchone()[0]:
             return self._screen_contacts(conn, context)
         return Counter()
@@ -111,38 +110,50 @@ class PrivacyScreen:
             from (select line_number, unnest({QUOTED_TOKENS}) as raw_value from {table} where {where})
         """
 
+    def event_fields(self) -> list[tuple[str, str]]:
+        """(type, SQL over ``line``) of every place a Segment message carries an identifier."""
+        return [(t, f"json_extract_string(line, {quote_literal(p)})") for t, p in message_fields(self.rules)]
+
+    def line_identifiers_sql(self, table: str, fields: list[tuple[str, str]] | None, where: str) -> str:
+        """(line_number, identifier_type, raw_value) of the lines of ``table`` that meet ``where``:
+        at ``fields`` (type, SQL over ``line``), or, when None, every quoted token as any type."""
+        if not fields:
+            return self._tokens_sql(table, where)
+        structs = ", ".join(
+            f"{{identifier_type: {quote_literal(t)}, raw_value: {expr}}}"
+            for t, expr in fields if t in self.rules.types)
+        return f"select line_number, unnest([{structs}], recursive := true) from {table} where {where}"
+
+    def contact_identifiers_sql(self, table: str = "landing_contacts") -> str | None:
+        """(line_number, identifier_type, raw_value) of the contact rows of ``table`` (line_number,
+        email, phone, traits), where the identity rules read them; None when no rule reads any."""
+        fields = contact_fields(self.rules)
+        return " union all ".join(
+            f"select line_number, {quote_literal(t)} as identifier_type, {expr}::varchar as raw_value from {table}"
+            for t, expr in fields) or None
+
     def _screen_lines(self, conn, table: str, fields: list[tuple[str, str]] | None) -> None:
         """``fields`` (type, SQL over ``line``) says where a line carries identifiers; None: anywhere."""
-        accepted = "reason is null and not is_blank"
-        if fields:
-            structs = ", ".join(
-                f"{{identifier_type: {quote_literal(t)}, raw_value: {expr}}}"
-                for t, expr in fields if t in self.rules.types)
-            identifiers = f"select line_number, unnest([{structs}], recursive := true) from {table} where {accepted}"
-        else:
-            identifiers = self._tokens_sql(table, accepted)
+        identifiers = self.line_identifiers_sql(table, fields, "reason is null and not is_blank")
         conn.execute(
             f"""
             update {table} set reason = hits.reason, line = null
-            from ({self._hits_sql(identifiers)}) as hits
+            from ({self.hits_sql(identifiers)}) as hits
             where {table}.line_number = hits.line_number
             """, {"salt": self.salt})
         # Lines rejected for another reason (malformed JSON, ...) keep their reason, not their text.
         conn.execute(
             f"""
             update {table} set line = null
-            from ({self._hits_sql(self._tokens_sql(table, 'reason is not null and line is not null'))}) as hits
+            from ({self.hits_sql(self._tokens_sql(table, 'reason is not null and line is not null'))}) as hits
             where {table}.line_number = hits.line_number and hits.reason = {quote_literal(ERASED_REASON)}
             """, {"salt": self.salt})
 
     def _screen_contacts(self, conn, context: dict) -> Counter:
-        fields = contact_fields(self.rules)
-        if not fields:
+        identifiers = self.contact_identifiers_sql()
+        if identifiers is None:
             return Counter()
-        identifiers = " union all ".join(
-            f"select line_number, {quote_literal(t)} as identifier_type, {expr}::varchar as raw_value from landing_contacts"
-            for t, expr in fields)
-        conn.execute(f"create or replace temp table privacy_contact_hits as {self._hits_sql(identifiers)}",
+        conn.execute(f"create or replace temp table privacy_contact_hits as {self.hits_sql(identifiers)}",
                      {"salt": self.salt})
         conn.execute(
             f"""

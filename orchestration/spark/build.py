@@ -144,9 +144,12 @@ def _land_files(landing_dir: Path, staging: Path, dbt_vars: dict) -> None:
                             "cluster's own tools and run dbt build (docs/spark.md)")
     rules = settings.identity_rules()
     screened, salt = privacy_screen_rows(settings.duckdb_path())
-    summary = land(SparkSession.builder.getOrCreate(), landing_dir, staging, spark_dir() / "landing-pending.json",
+    summary, erased = land(SparkSession.builder.getOrCreate(), landing_dir, staging, spark_dir(),
                    IdentityFields.from_rules(rules), registered_sources(), rules, screened, salt,
                    dbt_vars.get("spark_file_format", settings.dbt_vars().get("spark_file_format", "parquet")))
+    if erased:
+        print(f"erased {sum(erased.values())} landed row(s) of erased identifiers: "
+              + ", ".join(f"raw.{table} {rows}" for table, rows in sorted(erased.items())), flush=True)
     print(f"landed {len(summary.files_loaded)} new file(s), {summary.files_skipped} already landed; "
           f"accepted {sum(summary.accepted.values())}, rejected {sum(summary.rejected.values())} line(s)", flush=True)
 

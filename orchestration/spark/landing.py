@@ -15,10 +15,17 @@ Idempotence: a file whose (path, content hash) is in ``raw.loaded_files`` is ski
 dies after appending some raw tables, before ``raw.loaded_files``, leaves rows of files that are not
 recorded; the pending list (``landing-pending.json`` beside the warehouse) names their load ids, and
 the next landing removes those rows before anything else, so that the files land again, once.
+
+Privacy: the landing screen (the erased and locked identifiers that ``DUCKDB_PATH``'s privacy
+tables hold) rejects new lines at the door, in the tasks. Rows landed before an identifier was
+erased are removed from every raw table by their line key (``erase_landed``), found by the same
+screen in Spark tasks.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -156,26 +163,138 @@ def _relation(table: str, schema: str = RAW_SCHEMA) -> str:
     return f"{schema}.{table}"
 
 
-def remove_loads(spark, tables: list[str], load_ids: list[str], schema: str = RAW_SCHEMA,
-                 file_format: str = "parquet") -> None:
-    """Rows of ``load_ids`` out of ``tables`` (a run that died before recording its files). A Parquet
-    table cannot delete (nor can every format): it is rewritten beside itself without them, then put in its place; a run
-    that dies in between finds the rewritten copy and finishes the swap."""
-    from pyspark.sql import functions as F
-
+def finish_swaps(spark, tables: list[str], schema: str = RAW_SCHEMA) -> None:
+    """A rewrite (``_rewrite``) cut short is finished: a copy beside a table that still exists was
+    cut short while being written and goes; a copy without its table is whole and takes its place."""
     for table in tables:
         relation, kept = _relation(table, schema), _relation(f"{table}__kept", schema)
         if spark.catalog.tableExists(kept):
-            if spark.catalog.tableExists(relation):  # died while writing the copy: write it again
+            if spark.catalog.tableExists(relation):
                 spark.sql(f"drop table {kept}")
-            else:  # died after dropping the table: the copy is whole
+            else:
                 spark.sql(f"alter table {kept} rename to {relation}")
-                continue
-        if not spark.catalog.tableExists(relation) or not spark.table(relation).where(F.col("load_id").isin(load_ids)).limit(1).count():
+
+
+def _rewrite(spark, relation: str, rows, file_format: str) -> None:
+    """``relation`` replaced by ``rows`` (read from it). A Parquet table cannot delete (nor can every
+    format): the rows are written beside it, then swapped in (``finish_swaps`` after a crash)."""
+    kept = f"{relation}__kept"
+    rows.write.format(file_format).saveAsTable(kept)
+    spark.sql(f"drop table {relation}")
+    spark.sql(f"alter table {kept} rename to {relation}")
+
+
+def remove_loads(spark, tables: list[str], load_ids: list[str], schema: str = RAW_SCHEMA,
+                 file_format: str = "parquet") -> None:
+    """Rows of ``load_ids`` out of ``tables`` (a run that died before recording its files)."""
+    from pyspark.sql import functions as F
+
+    for table in tables:
+        rows = spark.table(_relation(table, schema))
+        if rows.where(F.col("load_id").isin(load_ids)).limit(1).count():
+            _rewrite(spark, _relation(table, schema), rows.where(~F.col("load_id").isin(load_ids)), file_format)
+
+
+@dataclass(frozen=True)
+class ErasureScan:
+    """What the executors need to find landed lines that carry an erased identifier."""
+
+    rules: dict
+    tombstones: tuple[tuple[str, str, str], ...]  # (type, salted hash, reason) of erased identifiers
+    salt: str
+
+
+# The columns a partition's rows hold, per kind of raw table (erased_lines).
+SCANNED_COLUMNS = {"contacts": ("load_id", "line_number", "email", "phone", "traits"),
+                   "lines": ("load_id", "line_number", "text")}
+
+
+def erased_lines(scan: ErasureScan, kind: str, fields: list[tuple[str, str]] | None, rows) -> list[tuple[str, int]]:
+    """A Spark task: (load_id, line_number) of the rows of one partition that carry an erased
+    identifier, found by the landing screen's own SQL. ``kind`` is ``contacts`` or ``lines`` (the
+    rows hold ``SCANNED_COLUMNS[kind]``; a line's identifiers are at ``fields`` of its text, or
+    any quoted token when None)."""
+    import duckdb
+    import pandas as pd
+
+    from orchestration.privacy.screen import PrivacyScreen
+
+    found = []
+    with duckdb.connect(config={"threads": 1}) as conn:
+        screen = PrivacyScreen.from_rows(conn, scan.salt, scan.rules, list(scan.tombstones))
+        for chunk in iter(lambda: list(itertools.islice(rows, 100_000)), []):
+            batch = pd.DataFrame.from_records([tuple(row) for row in chunk], columns=SCANNED_COLUMNS[kind])
+            batch["row_id"] = range(len(batch))
+            conn.register("batch", batch)
+            if kind == "contacts":
+                conn.execute("create or replace temp table landing_contacts as "
+                             "select row_id as line_number, email, phone, traits from batch")
+                identifiers = screen.contact_identifiers_sql()
+            else:
+                conn.execute("create or replace temp table landing_lines as "
+                             "select row_id as line_number, text as line from batch where text is not null")
+                identifiers = screen.line_identifiers_sql("landing_lines", fields, "true")
+            if identifiers:
+                hits = conn.execute(f"select line_number from ({screen.hits_sql(identifiers)})", {"salt": scan.salt}).fetchall()
+                found += [(batch.at[row_id, "load_id"], int(batch.at[row_id, "line_number"])) for (row_id,) in hits]
+            conn.unregister("batch")
+    return found
+
+
+def scanned_as(table: str, screen, sources: list[LandingSource]) -> tuple[str, list | None, str | None] | None:
+    """How ``erase_landed`` reads a raw table: (kind, where a line's identifiers are, the column
+    that holds the line), as the landing screen reads a file of that table; None: not scanned."""
+    from orchestration.landing.ingestion import CONTACTS_TABLE, MESSAGE_TABLES
+
+    if table == CONTACTS_TABLE:
+        return "contacts", None, None
+    if table == "rejected_records":  # never parsed: any quoted token, as the screen reads them
+        return "lines", None, "raw_text"
+    if table in MESSAGE_TABLES.values():
+        return "lines", screen.event_fields(), "payload"
+    source = next((source for source in sources if source.table == table), None)
+    if source is not None:
+        return "lines", source.identifier_expressions("line") or None, "payload"
+    return None
+
+
+def erase_landed(spark, tables: list[str], sources: list[LandingSource], rules: dict,
+                 screened: list[tuple[str, str, str]], salt: str | None, done_file: Path,
+                 file_format: str = "parquet") -> dict[str, int]:
+    """Rows already landed that carry an identifier a privacy request erased, removed from every raw
+    table by their line key (the DuckDB job's erasure does this by lineage in DuckDB; Spark's raw
+    tables are Spark's own). Runs when the erased identifiers changed since the last time
+    (``done_file`` holds their fingerprint); returns the rows removed per table."""
+    from pyspark.sql import functions as F
+
+    from orchestration.identity.rules import IdentityRules
+    from orchestration.privacy.requests import ERASED_REASON
+    from orchestration.privacy.screen import PrivacyScreen
+
+    tombstones = tuple(sorted(row for row in screened if row[2] == ERASED_REASON))
+    fingerprint = hashlib.sha256(json.dumps(tombstones).encode()).hexdigest()
+    if not tombstones or (done_file.exists() and done_file.read_text() == fingerprint):
+        return {}
+    scan, screen = ErasureScan(rules, tombstones, salt), PrivacyScreen(salt, IdentityRules.parse(rules))
+    removed = {}
+    for table in tables:
+        scanned = scanned_as(table, screen, sources)
+        if scanned is None:
             continue
-        spark.table(relation).where(~F.col("load_id").isin(load_ids)).write.format(file_format).saveAsTable(kept)
-        spark.sql(f"drop table {relation}")
-        spark.sql(f"alter table {kept} rename to {relation}")
+        kind, fields, text = scanned
+        rows = spark.table(_relation(table))
+        read = rows.select(*SCANNED_COLUMNS[kind]) if text is None else \
+            rows.select("load_id", "line_number", F.col(text).alias("text"))
+        keys = read.rdd.mapPartitions(lambda part, kind=kind, fields=fields: erased_lines(scan, kind, fields, part)).collect()
+        if keys:
+            removed[table] = len(keys)
+            lines = spark.createDataFrame(keys, "load_id string, line_number bigint")
+            # (a join on named columns puts them first: the table's own order is restored)
+            kept = rows.join(F.broadcast(lines), ["load_id", "line_number"], "left_anti").select(*rows.columns)
+            _rewrite(spark, _relation(table), kept, file_format)
+    done_file.parent.mkdir(parents=True, exist_ok=True)
+    done_file.write_text(fingerprint)
+    return removed
 
 
 def append(spark, folder: Path, table: str, columns: list[tuple[str, str]]) -> None:
@@ -187,19 +306,25 @@ def append(spark, folder: Path, table: str, columns: list[tuple[str, str]]) -> N
         .write.insertInto(_relation(table))
 
 
-def land(spark, landing_dir: Path, staging_dir: Path, pending_file: Path, identity: IdentityFields,
+def land(spark, landing_dir: Path, staging_dir: Path, state_dir: Path, identity: IdentityFields,
          sources: list[LandingSource], rules: dict, screened: list[tuple[str, str, str]],
-         salt: str | None, file_format: str = "parquet") -> IngestionSummary:
+         salt: str | None, file_format: str = "parquet") -> tuple[IngestionSummary, dict[str, int]]:
     """Lands every file of ``landing_dir`` not landed before into Spark's raw tables, made in
-    ``file_format`` (the project's ``spark_file_format``) when new (see the module)."""
+    ``file_format`` (the project's ``spark_file_format``) when new (see the module), after removing
+    the rows of erased identifiers (``erase_landed``). ``state_dir`` keeps the pending list and the
+    erasures' fingerprint. Returns what landed, and the rows erased per table."""
+    pending_file = state_dir / "landing-pending.json"
     tables = raw_tables_on_spark(sources)
     spark.sql(f"create database if not exists {RAW_SCHEMA}")
     for table, columns in tables.items():
         spark.sql(f"create table if not exists {_relation(table)} "
                   f"({', '.join(f'`{column}` {data_type}' for column, data_type in columns)}) using {file_format}")
+    finish_swaps(spark, list(tables))
     if pending_file.exists():
         remove_loads(spark, list(tables), json.loads(pending_file.read_text()), file_format=file_format)
         pending_file.unlink()
+    erased = erase_landed(spark, list(tables), sources, rules, screened, salt,
+                          state_dir / "landing-erased.sha256", file_format)
     already = frozenset((row[0], row[1]) for row in
                         spark.table(_relation(LOADED_FILES)).select("file_path", "content_sha256").collect())
     shutil.rmtree(staging_dir, ignore_errors=True)
@@ -214,7 +339,7 @@ def land(spark, landing_dir: Path, staging_dir: Path, pending_file: Path, identi
     summary.files_loaded = [FileResult(outcome["relative_path"], Counter(outcome["accepted"]), Counter(outcome["rejected"]))
                             for outcome in landed]
     if landed:
-        pending_file.parent.mkdir(parents=True, exist_ok=True)
+        state_dir.mkdir(parents=True, exist_ok=True)
         pending_file.write_text(json.dumps([outcome["load_id"] for outcome in landed]))
         # raw.loaded_files last: a file is recorded only once all its rows are in.
         for table in sorted(tables, key=lambda name: name == LOADED_FILES):
@@ -222,4 +347,4 @@ def land(spark, landing_dir: Path, staging_dir: Path, pending_file: Path, identi
                 append(spark, staging_dir / table, table, tables[table])
         pending_file.unlink()
     shutil.rmtree(staging_dir, ignore_errors=True)
-    return summary
+    return summary, erased

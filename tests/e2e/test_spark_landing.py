@@ -1,6 +1,7 @@
 """Landing files in Spark (orchestration/spark/landing.py) with a real local Spark: files land once,
 a second landing skips them, and a landing that dies before recording its files loses nothing and
-duplicates nothing: the next one removes the unrecorded rows and lands those files again.
+duplicates nothing: the next one removes the unrecorded rows and lands those files again. Rows
+landed before an identifier was erased are removed from the raw tables at the next landing.
 
 The rows themselves are the DuckDB ingestion's (tests/unit/test_spark_landing.py); the whole build
 on them is compared with DuckDB's in test_spark_equivalence.py. Needs Java and the `spark` extra,
@@ -19,6 +20,7 @@ import pytest
 from orchestration.core import settings
 from orchestration.landing.ingestion import IdentityFields
 from orchestration.landing.sources import registered_sources
+from orchestration.privacy.requests import ERASED_REASON, identifier_hash
 from orchestration.spark import landing as spark_landing
 from tests.conftest import SEEDS
 from tests.e2e.conftest import LATE_MESSAGES
@@ -44,9 +46,12 @@ def spark(tmp_path_factory):
     session.stop()
 
 
-def _land(spark, landing: Path, root: Path):
-    return spark_landing.land(spark, landing, root / "staging", root / "landing-pending.json",
-                              IdentityFields.from_rules(RULES), registered_sources(), RULES, [], None)
+def _land(spark, landing: Path, root: Path, screened=(), salt=None, erased: dict | None = None):
+    summary, erased_rows = spark_landing.land(spark, landing, root / "staging", root, IdentityFields.from_rules(RULES),
+                                              registered_sources(), RULES, list(screened), salt)
+    if erased is not None:
+        erased.update(erased_rows)
+    return summary
 
 
 def _counts(spark) -> dict[str, int]:
@@ -99,14 +104,54 @@ def test_files_land_once_and_a_landing_that_died_is_redone_without_duplicates(sp
             assert spark.sql(f"select load_id, line_number from raw.{table} group by 1, 2 having count(*) > 1").count() == 0
 
 
+def test_rows_landed_before_an_erasure_are_removed_at_the_next_landing(spark, tmp_path):
+    spark.sql("drop database if exists raw cascade")
+    landing = tmp_path / "landing"
+    shutil.copytree(SEEDS, landing)
+    _land(spark, landing, tmp_path)
+    before = _counts(spark)
+
+    def carrying(table: str, condition: str) -> int:
+        return spark.sql(f"select count(*) from raw.{table} where {condition}").first()[0]
+
+    anonymous = "get_json_object(payload, '$.anonymousId') = 'intilery-s1-web'"
+    email = "lower(trim(email)) = 'ada.costa3@example.com'"
+    assert carrying("tracks", anonymous) > 0 and carrying("contacts", email) > 0
+    salt = "e2e-salt"
+    screened = [(t, identifier_hash(salt, t, v), ERASED_REASON)
+                for t, v in (("anonymous_id", "intilery-s1-web"), ("email", "ada.costa3@example.com"))]
+    # A lock is not an erasure: what landed before it stays.
+    screened.append(("user_id", identifier_hash(salt, "user_id", "intilery-user-2"), "locked_identity"))
+    erased: dict = {}
+    _land(spark, landing, tmp_path, screened, salt, erased)
+    after = _counts(spark)
+    assert erased["tracks"] > 0 and erased["contacts"] > 0
+    assert {t: before[t] - after[t] for t in before if before[t] != after[t]} == erased
+    assert carrying("tracks", anonymous) == 0 and carrying("contacts", email) == 0
+    assert carrying("identifies", "get_json_object(payload, '$.userId') = 'intilery-user-2'") > 0
+
+    # Done once: the same erasures scan nothing again; the rewritten tables take new files (their
+    # columns in their order: the landing appends by position).
+    late = landing / "events" / "late.jsonl"
+    late.write_text("".join(json.dumps(m) + "\n" for m in LATE_MESSAGES))
+    again: dict = {}
+    summary = _land(spark, landing, tmp_path, screened, salt, again)
+    assert again == {} and [f.relative_path for f in summary.files_loaded] == ["events/late.jsonl"]
+    # (its login of the locked user is rejected at the door)
+    assert summary.rejected == {"locked_identity": 1} and _counts(spark)["identifies"] == after["identifies"] + 1
+    assert erased["identifies"] > 0  # rewritten, then appended to
+    assert [tuple(r) for r in spark.sql("select message_id, file_path, line_number from raw.identifies "
+                                        "where message_id like 'late-%'").collect()] == [("late-002", "events/late.jsonl", 2)]
+
+
 def test_a_swap_cut_short_is_finished(spark, tmp_path):
-    """remove_loads rewrites a table beside itself, then swaps: a run that died after dropping the
+    """A table is rewritten beside itself, then swapped in: a run that died after dropping the
     table finds the whole copy and puts it in place."""
     spark.sql("create database if not exists swap")
     spark.sql("create table swap.t (load_id string, n int) using parquet")
     spark.sql("insert into swap.t values ('a', 1), ('b', 2)")
     spark.sql("create table swap.t__kept using parquet as select * from swap.t where load_id <> 'b'")
     spark.sql("drop table swap.t")
-    spark_landing.remove_loads(spark, ["t"], ["b"], schema="swap")
+    spark_landing.finish_swaps(spark, ["t"], schema="swap")
     assert sorted(tuple(r) for r in spark.table("swap.t").collect()) == [("a", 1)]
     assert not spark.catalog.tableExists("swap.t__kept")

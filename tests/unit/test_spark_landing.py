@@ -18,7 +18,18 @@ from orchestration.landing.sources import registered_sources
 from orchestration.privacy.requests import ERASED_REASON, create_privacy_tables, identifier_hash, privacy_salt
 from orchestration.privacy.screen import PrivacyScreen
 from orchestration.spark.build import privacy_screen_rows
-from orchestration.spark.landing import LandingPlan, land_file, parquet_select, plan_tasks, raw_table_columns
+from orchestration.identity.rules import IdentityRules
+from orchestration.spark.landing import (
+    SCANNED_COLUMNS,
+    ErasureScan,
+    LandingPlan,
+    erased_lines,
+    land_file,
+    parquet_select,
+    plan_tasks,
+    raw_table_columns,
+    scanned_as,
+)
 from tests.conftest import SEEDS
 
 RULES = settings.identity_rules()
@@ -41,6 +52,8 @@ def landing(tmp_path_factory) -> Path:
     shutil.copytree(SEEDS, folder)
     (root / "secret.jsonl").write_text('{"type": "track", "messageId": "x", "userId": "u"}\n')
     (folder / "events" / "link-out.jsonl").symlink_to(root / "secret.jsonl")
+    # A line that is not JSON, with an e-mail of the sample's CRM export in it.
+    (folder / "events" / "broken.jsonl").write_text('{"type": "track", "userId": "Ada.Costa3@Example.Com"\n')
     return folder
 
 
@@ -115,3 +128,37 @@ def test_the_screen_is_read_from_the_duckdb_file_with_its_salt(tmp_path):
     rows, found_salt = privacy_screen_rows(database)
     assert rows == [("email", identifier_hash(salt, "email", "sam@example.org"), "locked_identity")]
     assert found_salt == salt
+
+
+def test_landed_lines_of_an_erased_identifier_are_found_as_the_screen_finds_them_at_the_door(landing, tmp_path):
+    """erase_landed's tasks (erased_lines) find, among rows landed before an erasure, the lines the
+    landing screen would have rejected, and a rejected line whose text holds the identifier."""
+    tombstones = [(t, identifier_hash(SALT, t, v), ERASED_REASON) for t, v in (ERASED, ("email", "ada.costa3@example.com"))]
+    with duckdb.connect(str(tmp_path / "door.duckdb")) as conn:
+        create_privacy_tables(conn)
+        conn.executemany("insert into privacy.tombstones values (?, ?, 'req', now())", [row[:2] for row in tombstones])
+        ingest_landing_dir(conn, landing, IdentityFields.from_rules(RULES), registered_sources(),
+                           PrivacyScreen.load(conn, SALT, RULES))
+        at_the_door = set(conn.execute(
+            "select load_id, line_number from raw.rejected_records where reason = 'erased_identity'").fetchall())
+        broken = conn.execute("select load_id from raw.loaded_files where file_path = 'events/broken.jsonl'").fetchone()[0]
+
+    staging = tmp_path / "staging"
+    plan = _plan(staging)
+    for task in plan_tasks(landing, registered_sources()):
+        land_file(plan, task)
+    scan, screen = ErasureScan(RULES, tuple(tombstones), SALT), PrivacyScreen(SALT, IdentityRules.parse(RULES))
+    found: dict[str, set] = {}
+    with duckdb.connect() as conn:
+        for folder in sorted(staging.iterdir()):
+            scanned = scanned_as(folder.name, screen, registered_sources())
+            if scanned is None:
+                continue
+            kind, fields, text = scanned
+            columns = ", ".join(SCANNED_COLUMNS[kind] if text is None else ("load_id", "line_number", text))
+            rows = iter(conn.execute(f"select {columns} from read_parquet('{folder}/*.parquet')").fetchall())
+            found[folder.name] = set(erased_lines(scan, kind, fields, rows))
+    rejected = found.pop("rejected_records")
+    assert set().union(*found.values()) == at_the_door
+    assert found["contacts"] and found["tracks"]  # both identifiers, both kinds of table
+    assert rejected == {(broken, 1)}
