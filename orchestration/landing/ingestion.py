@@ -245,6 +245,18 @@ def _unread_detail(error: BaseException) -> str:
 UNREADABLE = (OSError, duckdb.IOException, duckdb.PermissionException)
 
 
+def hash_or_reject(landing_file: "LandingFile", root: Path) -> tuple[str, "WholeFileRejection | None"]:
+    """The file's content hash; for a file that must not or cannot be read, what stands for it and
+    the file's rejection. ``root``: the landing folder, resolved."""
+    if not _inside(landing_file.path, root):
+        # A symlink out of the landing folder: never opened (it could name any file on the machine).
+        return _recorded_unread("outside_landing_dir", "a symlink to a file outside the landing folder: not read")
+    try:
+        return file_sha256(landing_file.path), None
+    except OSError as error:
+        return _recorded_unread("unreadable_file", _unread_detail(error))
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -268,22 +280,14 @@ def ingest_landing_dir(conn: duckdb.DuckDBPyConnection, landing_dir: Path,
     summary = IngestionSummary()
     to_load = []
     for landing_file in discover_landing_files(landing_dir, sources):
-        rejection = None
-        if not _inside(landing_file.path, root):
-            # A symlink out of the landing folder: never opened (it could name any file on the machine).
-            sha, rejection = _recorded_unread("outside_landing_dir", "a symlink to a file outside the landing folder: not read")
-        else:
-            try:
-                sha = file_sha256(landing_file.path)
-            except OSError as error:
-                sha, rejection = _recorded_unread("unreadable_file", _unread_detail(error))
+        sha, rejection = hash_or_reject(landing_file, root)
         if (landing_file.relative_path, sha) in already:
             summary.files_skipped += 1
         else:
             to_load.append((landing_file, sha, rejection))
     with GunzipAhead([landing_file.path for landing_file, _, rejection in to_load if rejection is None]) as gunzip:
         for landing_file, sha, rejection in to_load:
-            summary.files_loaded.append(_load_file(conn, landing_file, sha, identity, screen, gunzip.take, rejection))
+            summary.files_loaded.append(load_file(conn, landing_file, sha, identity, screen, gunzip.take, rejection))
     return summary
 
 
@@ -326,7 +330,7 @@ class GunzipAhead:
         return moved
 
 
-def _load_file(conn: duckdb.DuckDBPyConnection, landing_file: LandingFile, sha: str,
+def load_file(conn: duckdb.DuckDBPyConnection, landing_file: LandingFile, sha: str,
                identity: IdentityFields, screen=None,
                text_pieces: Callable[[Path, Path], list[Path]] | None = None,
                rejection: WholeFileRejection | None = None, loaded_at: datetime | None = None) -> FileResult:

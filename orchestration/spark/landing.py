@@ -1,7 +1,7 @@
 """Landing files → Spark's ``raw`` tables, read by Spark's executors (the ``spark`` target).
 
-The driver lists the landing folder (names and links: it opens no file) and hands each file to a
-Spark task of its own. The task, on whichever executor runs it, hashes the file and, when that
+The driver lists the landing folder (names only: it opens no file) and hands each file to a Spark
+task of its own. The task, on whichever executor runs it, hashes the file and, when that
 content is not landed yet, lands it with the project's own ingestion (``landing/ingestion.py``) into
 a DuckDB in the task's memory: the same classification, rejection reasons, privacy screen, load id
 and loaded-files record as on the DuckDB target, by the same code. It writes the file's rows as
@@ -43,14 +43,10 @@ from orchestration.landing.ingestion import (
     IdentityFields,
     IngestionSummary,
     LandingFile,
-    WholeFileRejection,
-    _inside,
-    _load_file,
-    _recorded_unread,
-    _unread_detail,
     create_raw_tables,
     discover_landing_files,
-    file_sha256,
+    hash_or_reject,
+    load_file,
     max_csv_columns,
 )
 from orchestration.landing.sources import LandingSource
@@ -66,13 +62,13 @@ class FileTask:
     number: int  # its place in discovery order: its Parquet files' name
     landing_file: LandingFile
     loaded_at: datetime
-    rejection: WholeFileRejection | None = None  # decided without reading it (a link out of the folder)
 
 
 @dataclass(frozen=True)
 class LandingPlan:
     """What every task needs besides its file (shipped to the executors with the task)."""
 
+    landing_dir: Path  # resolved
     staging_dir: Path
     identity: IdentityFields
     sources: tuple[LandingSource, ...]
@@ -101,16 +97,9 @@ def parquet_select(columns: list[tuple[str, str]]) -> str:
 
 def plan_tasks(landing_dir: Path, sources: list[LandingSource], now: datetime | None = None) -> list[FileTask]:
     """A task per landing file, in discovery order, each a microsecond after the one before."""
-    root = landing_dir.resolve()
     now = now or datetime.now(timezone.utc).replace(tzinfo=None)
-    tasks = []
-    for number, landing_file in enumerate(discover_landing_files(landing_dir, sources)):
-        rejection = None
-        if not _inside(landing_file.path, root):
-            # A symlink out of the landing folder: never opened (it could name any file on the machine).
-            rejection = WholeFileRejection("outside_landing_dir", "a symlink to a file outside the landing folder: not read")
-        tasks.append(FileTask(number, landing_file, now + timedelta(microseconds=number), rejection))
-    return tasks
+    return [FileTask(number, landing_file, now + timedelta(microseconds=number))
+            for number, landing_file in enumerate(discover_landing_files(landing_dir, sources))]
 
 
 def land_file(plan: LandingPlan, task: FileTask) -> dict:
@@ -121,21 +110,14 @@ def land_file(plan: LandingPlan, task: FileTask) -> dict:
     from orchestration.privacy.screen import PrivacyScreen
 
     os.environ[MAX_CSV_COLUMNS_VARIABLE] = str(plan.max_csv_columns)  # the driver's limit, on any executor
-    landing_file, rejection = task.landing_file, task.rejection
-    if rejection is not None:
-        sha = _recorded_unread(rejection.reason, rejection.detail)[0]
-    else:
-        try:
-            sha = file_sha256(landing_file.path)
-        except OSError as error:
-            sha, rejection = _recorded_unread("unreadable_file", _unread_detail(error))
-    if (landing_file.relative_path, sha) in plan.already:
+    sha, rejection = hash_or_reject(task.landing_file, plan.landing_dir)
+    if (task.landing_file.relative_path, sha) in plan.already:
         return {"number": task.number, "skipped": True}
     with tempfile.TemporaryDirectory(prefix="spark-landing-") as scratch, \
             duckdb.connect(config={"threads": 1, "temp_directory": scratch}) as conn:
         create_raw_tables(conn, list(plan.sources))
         screen = PrivacyScreen.from_rows(conn, plan.salt, plan.rules, list(plan.screened)) if plan.screened else None
-        result = _load_file(conn, landing_file, sha, plan.identity, screen, None, rejection, task.loaded_at)
+        result = load_file(conn, task.landing_file, sha, plan.identity, screen, None, rejection, task.loaded_at)
         [load_id] = conn.execute(f"select load_id from raw.{LOADED_FILES}").fetchone()
         for table, columns in raw_table_columns(conn).items():
             if conn.execute(f'select count(*) from raw."{table}"').fetchone()[0]:
@@ -330,7 +312,8 @@ def land(spark, landing_dir: Path, staging_dir: Path, state_dir: Path, identity:
     shutil.rmtree(staging_dir, ignore_errors=True)
     staging_dir.mkdir(parents=True)
     tasks = plan_tasks(landing_dir, sources)
-    plan = LandingPlan(staging_dir, identity, tuple(sources), rules, tuple(screened), salt, already, max_csv_columns())
+    plan = LandingPlan(landing_dir.resolve(), staging_dir, identity, tuple(sources), rules, tuple(screened), salt,
+                       already, max_csv_columns())
     outcomes = (spark.sparkContext.parallelize(tasks, max(len(tasks), 1)).map(partial(land_file, plan)).collect()
                 if tasks else [])
     summary = IngestionSummary()
