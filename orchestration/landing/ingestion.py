@@ -498,7 +498,7 @@ def _stage_lines(conn, path: Path, text_pieces, classify_sql: str) -> WholeFileR
             pieces = text_pieces(path, Path(scratch))
         except UNREADABLE_GZIP as error:
             if isinstance(error, OSError) and error.errno is not None:
-                raise  # the file system's error, not the content's: _load_file records it to retry
+                raise  # the file system's error, not the content's: load_file records it to retry
             return WholeFileRejection("unreadable_file", str(error))
         _split_and_classify(conn, pieces, classify_sql)
     return None
@@ -656,7 +656,7 @@ def _stage_contacts(conn, path: Path, identity: IdentityFields, text_pieces) -> 
             [str(path)],
         )
     except duckdb.IOException:
-        raise  # it cannot be opened: unreadable_file (_load_file)
+        raise  # it cannot be opened: unreadable_file (load_file)
     except duckdb.Error as error:
         return WholeFileRejection("unreadable_csv", str(error).splitlines()[0], header, 1)
 
@@ -789,7 +789,7 @@ def _stage_source_file(conn, path: Path, source: LandingSource, text_pieces) -> 
         try:
             conn.execute(landing_sources.stage_delimited_sql(source), [str(path)])
         except duckdb.IOException:
-            raise  # it cannot be opened: unreadable_file (_load_file)
+            raise  # it cannot be opened: unreadable_file (load_file)
         except duckdb.Error as error:
             _drop_contact_temp_tables(conn)
             return WholeFileRejection("unreadable_csv", str(error).splitlines()[0], header, 1)
