@@ -144,9 +144,9 @@ def _land_files(landing_dir: Path, staging: Path, dbt_vars: dict) -> None:
                             "cluster's own tools and run dbt build (docs/spark.md)")
     rules = settings.identity_rules()
     screened, salt = privacy_screen_rows(settings.duckdb_path())
+    file_format = dbt_vars.get("spark_file_format", settings.dbt_vars().get("spark_file_format", "parquet"))
     summary, erased = land(SparkSession.builder.getOrCreate(), landing_dir, staging, spark_dir(),
-                   IdentityFields.from_rules(rules), registered_sources(), rules, screened, salt,
-                   dbt_vars.get("spark_file_format", settings.dbt_vars().get("spark_file_format", "parquet")))
+                           IdentityFields.from_rules(rules), registered_sources(), rules, screened, salt, file_format)
     if erased:
         print(f"erased {sum(erased.values())} landed row(s) of erased identifiers: "
               + ", ".join(f"raw.{table} {rows}" for table, rows in sorted(erased.items())), flush=True)
@@ -165,8 +165,8 @@ def privacy_screen_rows(duckdb_path: Path) -> tuple[list[tuple[str, str, str]], 
     if not duckdb_path.exists():
         return [], None
     with duckdb.connect(str(duckdb_path), read_only=True) as conn:
-        tables = conn.execute("select count(*) from information_schema.tables where table_schema = 'privacy' "
-                              "and table_name in ('tombstones', 'locks')").fetchone()[0]
+        [(tables,)] = conn.execute("select count(*) from information_schema.tables where table_schema = 'privacy' "
+                                   "and table_name in ('tombstones', 'locks')").fetchall()
         rows = conn.execute(SCREENED_SQL).fetchall() if tables == 2 else []
     return rows, privacy_salt(duckdb_path) if rows else None
 
@@ -189,8 +189,13 @@ def _worker(plan: dict) -> int:
         if "land_files" in step:
             # The schema first: that starts dbt's Spark, with the profile's settings, for the landing.
             result = runner.invoke(["run-operation", "create_landing_schema", *common])
-            if result.success:
-                _land_files(Path(step["land_files"]["landing_dir"]), Path(step["land_files"]["staging_dir"]), plan["vars"])
+            try:
+                if result.success:
+                    _land_files(Path(step["land_files"]["landing_dir"]), Path(step["land_files"]["staging_dir"]),
+                                plan["vars"])
+            except SparkRunError as error:
+                print(f"{step['name']} failed: {error}", flush=True)
+                return 1
         else:
             result = runner.invoke([*step["args"], *common])
         if not result.success:

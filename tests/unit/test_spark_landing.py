@@ -161,3 +161,14 @@ def test_landed_lines_of_an_erased_identifier_are_found_as_the_screen_finds_them
     assert set().union(*found.values()) == at_the_door
     assert found["contacts"] and found["tracks"]  # both identifiers, both kinds of table
     assert rejected == {(broken, 1)}
+
+
+def test_a_partitions_rows_are_matched_after_normalising_as_the_screen_does():
+    """Rows as Spark hands a partition (tuples, empty columns as None): an e-mail in another case,
+    with spaces, is the erased one; a row without text is passed over."""
+    scan = ErasureScan(RULES, ((("email", identifier_hash(SALT, "email", "ada.costa3@example.com"), ERASED_REASON)),), SALT)
+    rows = iter([("l1", 2, " Ada.Costa3@Example.Com", None, None), ("l1", 3, "sam@example.org", None, None)])
+    assert erased_lines(scan, "contacts", None, rows) == [("l1", 2)]
+    lines = iter([("l2", 1, None), ("l2", 2, '{"type": "identify", "traits": {"email": "ADA.COSTA3@example.com"}}')])
+    screen = PrivacyScreen(SALT, IdentityRules.parse(RULES))
+    assert erased_lines(scan, "lines", screen.event_fields(), lines) == [("l2", 2)]
