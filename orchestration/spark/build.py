@@ -30,12 +30,6 @@ TARGET = "spark"
 DEFAULT_SPARK_DIR = settings.PROJECT_ROOT / "data" / "spark"
 # Spark writes dbt's artifacts beside DuckDB's otherwise, and the Dagster code location reads those.
 TARGET_PATH = "target/spark"
-# DuckDB type → Spark type of the raw tables (JSON is text on Spark).
-SPARK_TYPES = {
-    "VARCHAR": "string", "JSON": "string", "BIGINT": "bigint", "INTEGER": "int", "BOOLEAN": "boolean",
-    "DOUBLE": "double", "DATE": "date", "TIMESTAMP": "timestamp", "TIMESTAMP WITH TIME ZONE": "timestamp",
-    "HUGEINT": "decimal(38,0)", "SMALLINT": "smallint", "FLOAT": "float",
-}
 # What the marts and the computed traits and audiences are in (the schemas compared, exported).
 OUTPUT_SCHEMAS = ["marts", "traits", "audiences"]
 

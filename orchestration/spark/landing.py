@@ -53,6 +53,12 @@ from orchestration.landing.sources import LandingSource
 
 RAW_SCHEMA = "raw"
 LOADED_FILES = "loaded_files"
+# DuckDB type → Spark type of the raw tables (JSON is text on Spark).
+SPARK_TYPES = {
+    "VARCHAR": "string", "JSON": "string", "BIGINT": "bigint", "INTEGER": "int", "BOOLEAN": "boolean",
+    "DOUBLE": "double", "DATE": "date", "TIMESTAMP": "timestamp", "TIMESTAMP WITH TIME ZONE": "timestamp",
+    "HUGEINT": "decimal(38,0)", "SMALLINT": "smallint", "FLOAT": "float",
+}
 
 
 @dataclass(frozen=True)
@@ -118,9 +124,9 @@ def land_file(plan: LandingPlan, task: FileTask) -> dict:
         create_raw_tables(conn, list(plan.sources))
         screen = PrivacyScreen.from_rows(conn, plan.salt, plan.rules, list(plan.screened)) if plan.screened else None
         result = load_file(conn, task.landing_file, sha, plan.identity, screen, None, rejection, task.loaded_at)
-        [load_id] = conn.execute(f"select load_id from raw.{LOADED_FILES}").fetchone()
+        [(load_id,)] = conn.execute(f"select load_id from raw.{LOADED_FILES}").fetchall()
         for table, columns in raw_table_columns(conn).items():
-            if conn.execute(f'select count(*) from raw."{table}"').fetchone()[0]:
+            if conn.execute(f'select count(*) from raw."{table}"').fetchall()[0][0]:
                 folder = plan.staging_dir / table
                 folder.mkdir(parents=True, exist_ok=True)
                 target = quote_literal(str(folder / f"{task.number:06d}.parquet"))
@@ -132,8 +138,6 @@ def land_file(plan: LandingPlan, task: FileTask) -> dict:
 def raw_tables_on_spark(sources: list[LandingSource]) -> dict[str, list[tuple[str, str]]]:
     """The raw tables the ingestion declares, with Spark's types for their columns."""
     import duckdb
-
-    from orchestration.spark.build import SPARK_TYPES
 
     with duckdb.connect() as conn:
         create_raw_tables(conn, sources)
@@ -147,11 +151,13 @@ def _relation(table: str, schema: str = RAW_SCHEMA) -> str:
 
 def finish_swaps(spark, tables: list[str], schema: str = RAW_SCHEMA) -> None:
     """A rewrite (``_rewrite``) cut short is finished: a copy beside a table that still exists was
-    cut short while being written and goes; a copy without its table is whole and takes its place."""
+    cut short while being written and goes; a copy without its table is whole and takes its place.
+    Before any missing table is made: an empty new table would pass for the one the copy replaces."""
+    existing = {table.name for table in spark.catalog.listTables(schema)}
     for table in tables:
-        relation, kept = _relation(table, schema), _relation(f"{table}__kept", schema)
-        if spark.catalog.tableExists(kept):
-            if spark.catalog.tableExists(relation):
+        if f"{table}__kept" in existing:
+            relation, kept = _relation(table, schema), _relation(f"{table}__kept", schema)
+            if table in existing:
                 spark.sql(f"drop table {kept}")
             else:
                 spark.sql(f"alter table {kept} rename to {relation}")
@@ -298,10 +304,10 @@ def land(spark, landing_dir: Path, staging_dir: Path, state_dir: Path, identity:
     pending_file = state_dir / "landing-pending.json"
     tables = raw_tables_on_spark(sources)
     spark.sql(f"create database if not exists {RAW_SCHEMA}")
+    finish_swaps(spark, list(tables))
     for table, columns in tables.items():
         spark.sql(f"create table if not exists {_relation(table)} "
                   f"({', '.join(f'`{column}` {data_type}' for column, data_type in columns)}) using {file_format}")
-    finish_swaps(spark, list(tables))
     if pending_file.exists():
         remove_loads(spark, list(tables), json.loads(pending_file.read_text()), file_format=file_format)
         pending_file.unlink()

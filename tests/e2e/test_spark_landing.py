@@ -152,14 +152,17 @@ def test_rows_landed_before_an_erasure_are_removed_at_the_next_landing(spark, tm
                                         "where message_id like 'late-%'").collect()] == [("late-002", "events/late.jsonl", 2)]
 
 
-def test_a_swap_cut_short_is_finished(spark, tmp_path):
-    """A table is rewritten beside itself, then swapped in: a run that died after dropping the
-    table finds the whole copy and puts it in place."""
-    spark.sql("create database if not exists swap")
-    spark.sql("create table swap.t (load_id string, n int) using parquet")
-    spark.sql("insert into swap.t values ('a', 1), ('b', 2)")
-    spark.sql("create table swap.t__kept using parquet as select * from swap.t where load_id <> 'b'")
-    spark.sql("drop table swap.t")
-    spark_landing.finish_swaps(spark, ["t"], schema="swap")
-    assert sorted(tuple(r) for r in spark.table("swap.t").collect()) == [("a", 1)]
-    assert not spark.catalog.tableExists("swap.t__kept")
+def test_a_rewrite_cut_short_is_finished_by_the_next_landing(spark, tmp_path):
+    """A raw table is rewritten beside itself, then swapped in. The next landing finds what a run
+    that died left: a whole copy without its table takes its place (before the landing makes the
+    tables it misses, which would pass an empty table for it); a copy beside its table goes."""
+    spark.sql("drop database if exists raw cascade")
+    landing = _landing(tmp_path)
+    _land(spark, landing, tmp_path)
+    before = _counts(spark)
+    spark.sql("create table raw.tracks__kept using parquet as select * from raw.tracks")
+    spark.sql("drop table raw.tracks")  # died before the rename
+    spark.sql("create table raw.contacts__kept using parquet as select * from raw.contacts where false")  # died writing
+    again = _land(spark, landing, tmp_path)
+    assert again.files_loaded == [] and before["tracks"] > 0 and before["contacts"] > 0
+    assert _counts(spark) == before  # no __kept table left, every row in place
