@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 
 from orchestration.core import settings
@@ -28,11 +29,18 @@ def _run(args: argparse.Namespace) -> int:
     from orchestration.location.up_to_date import current_as_of
 
     dbt_vars = _run_vars(args.vars, args.as_of)
-    if args.target == "spark":
-        return _run_spark(dbt_vars)
-    print(f"landing folder: {settings.landing_dir()}\nwarehouse:      {settings.duckdb_path()}", flush=True)
+    os.environ["WAREHOUSE_TARGET"] = target = args.target or settings.warehouse_target()
+    if target == "spark":
+        from orchestration.spark.build import spark_dir
+
+        print(f"landing folder: {settings.landing_dir()}\nspark:          {spark_dir()}\n"
+              f"control:        {settings.duckdb_path()} (privacy requests, export log, views of Spark's tables)",
+              flush=True)
+    else:
+        print(f"landing folder: {settings.landing_dir()}\nwarehouse:      {settings.duckdb_path()}", flush=True)
     with writer_lock(settings.duckdb_path()):  # the run and its summary, before another run starts
-        if not args.force and (as_of := current_as_of(dbt_vars)) is not None:
+        # Spark's tables keep no build state: the job always runs there (dbt's incremental models skip the work)
+        if target == "duckdb" and not args.force and (as_of := current_as_of(dbt_vars)) is not None:
             print("up to date: nothing new landed, no code changed, and no event crossed the edge of a window "
                   f"since the last run (as_of {as_of:%Y-%m-%d %H:%M:%S}); nothing to do (--force runs the job)")
             _print_counts()
@@ -155,31 +163,6 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"ERROR: verification run {outcome.run_id} failed", file=sys.stderr)
         return 1
     print("verified: every data test over every row, and the reconciliation checks, passed")
-    return 0
-
-
-def _run_spark(dbt_vars: dict) -> int:
-    """The same project on Apache Spark (the `spark` target of profiles.yml): Spark lands the new
-    landing files in its raw tables (screened by the privacy requests DUCKDB_PATH records), then dbt
-    builds and tests everything there (see orchestration/spark/build.py)."""
-    import time
-
-    from orchestration.core.locking import writer_lock
-    from orchestration.spark import build as spark
-
-    print(f"landing folder:   {settings.landing_dir()}\nprivacy requests: {settings.duckdb_path()}\n"
-          f"spark:            {spark.spark_dir()}", flush=True)
-    started = time.monotonic()
-    try:
-        with writer_lock(settings.duckdb_path()):
-            seconds, counts = spark.run(dbt_vars=dbt_vars or None)
-    except spark.SparkRunError as error:
-        print(f"ERROR: {error}", file=sys.stderr)
-        return 1
-    for relation, value in counts.items():
-        print(f"{relation.split('.')[1]:>20}: {value}")
-    print(f"{'seconds':>20}: " + ", ".join(f"{step} {value:.0f}" for step, value in seconds.items())
-          + f", total {time.monotonic() - started:.0f}")
     return 0
 
 
@@ -377,9 +360,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the main job: land → build → check (LANDING_DIR → DUCKDB_PATH)")
-    run.add_argument("--target", choices=["duckdb", "spark"], default="duckdb",
-                     help="the warehouse: duckdb (the Dagster job, default) or spark (dbt-spark, profiles.yml's "
-                     "`spark` target: Spark lands the files in its raw tables and runs dbt build there)")
+    run.add_argument("--target", choices=list(settings.WAREHOUSE_TARGETS), default=None,
+                     help="the engine the job builds on: duckdb or spark (profiles.yml's `spark` target: Spark lands "
+                     "the files and dbt builds there; DUCKDB_PATH keeps the privacy requests, the export log and "
+                     "views of Spark's tables); default WAREHOUSE_TARGET, else duckdb")
     run.add_argument("--vars", help="dbt vars for the build, a YAML or JSON object (e.g. '{as_of: 2024-06-01}' "
                      "computes traits and audiences as of that day)")
     run.add_argument("--as-of", metavar="DATE|TIMESTAMP", help="compute traits, windows and audiences as of this "

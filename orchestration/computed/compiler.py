@@ -521,8 +521,12 @@ def condition_results_sql(audiences: list[Audience], descriptions: dict[str, lis
         " false as is_member, 0 as condition_number, cast(null as {{ dbt.type_string() }}) as condition, false as held,"
         " cast(null as {{ dbt.type_string() }}) as decided_by where 1 = 0")
     # A view: a union of the audience tables' columns costs nothing to build (a table took 4 s at
-    # 1 M people) and a question about one audience or profile reads only what it needs.
-    return (HEADER.format(source="audiences.yml") + "{{ config(schema='marts', materialized='view') }}\n\n" + body + "\n")
+    # 1 M people) and a question about one audience or profile reads only what it needs. On Spark a
+    # table: a view lives in Spark's metastore only, and the Dagster job's steps read Spark's tables
+    # from their files (orchestration/spark/tables.py).
+    return (HEADER.format(source="audiences.yml")
+            + "{{ config(schema='marts', materialized=('table' if target.type == 'spark' else 'view')) }}\n\n"
+            + body + "\n")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -48,6 +48,19 @@ def duckdb_path() -> Path:
     return path
 
 
+WAREHOUSE_TARGETS = ("duckdb", "spark")
+
+
+def warehouse_target() -> str:
+    """The engine the Dagster job builds on: ``WAREHOUSE_TARGET``, ``duckdb`` (default) or ``spark``
+    (the dbt profile's ``spark`` target; ``DUCKDB_PATH`` is then the control database: privacy
+    requests, the export log, and views of Spark's tables: orchestration/spark/tables.py)."""
+    target = (os.environ.get("WAREHOUSE_TARGET") or "duckdb").strip().lower()
+    if target not in WAREHOUSE_TARGETS:
+        raise ValueError(f"WAREHOUSE_TARGET: expected one of {', '.join(WAREHOUSE_TARGETS)}, got {target!r}")
+    return target
+
+
 def identity_rules() -> dict:
     """The identity rules of the dbt project (``vars: identity_rules`` in dbt_project.yml)."""
     return dbt_vars()["identity_rules"]

@@ -16,8 +16,9 @@ from orchestration.core.locking import writer_lock
 from orchestration.location.assets.landing import DUCKDB_POOL
 from orchestration.location.checks import RECONCILIATIONS
 from orchestration.location.jobs import WRITER_TAG
-from orchestration.location.project import dbt_project, keep_build_state, new_build_folder, without_adapter_in_process
+from orchestration.location.project import keep_build_state, new_build_folder, without_adapter_in_process
 from orchestration.location.resources import Warehouse
+from orchestration.spark import job as spark_job
 
 VERIFY_JOB = "verify_warehouse"
 # dbt's statuses of a data test that did not pass (run_results.json); `warn` is a warning.
@@ -61,11 +62,11 @@ def verify_warehouse(dbt: DbtCliResource, dbt_vars: dict[str, Any] | None = None
                      log=print) -> Verification:
     """Every data test over every row (``dbt test``, ``verify_scope: all``), then the reconciliation
     checks; the writer lock held, as a build holds it (dbt opens the file for writing)."""
-    target = new_build_folder(dbt_project.project_dir / dbt_project.target_path, VERIFY_JOB, run_id or "cli",
-                              settings.duckdb_path())  # pruned as build folders are
+    target_root, target_args = spark_job.dbt_target()
+    target = new_build_folder(target_root, VERIFY_JOB, run_id or "cli", settings.duckdb_path())  # pruned as build folders are
     with writer_lock(settings.duckdb_path(), log):
         with without_adapter_in_process():
-            invocation = dbt.cli(dbt_verify_args(dbt_vars), raise_on_error=False, target_path=target)
+            invocation = dbt.cli([*dbt_verify_args(dbt_vars), *target_args], raise_on_error=False, target_path=target)
             invocation.wait()
         try:
             run_results = json.loads((invocation.target_path / "run_results.json").read_text())

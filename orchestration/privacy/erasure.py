@@ -23,7 +23,9 @@ screen's rule for rejected lines).
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter, defaultdict
+from pathlib import Path
 
 from orchestration.core.warehouse import quote_identifier as _q
 from orchestration.core.warehouse import quote_literal, table_exists
@@ -44,26 +46,32 @@ SAMPLED_IDENTIFIERS = (("neighbour_type", "first_neighbour"), ("neighbour_type",
 QUOTED_TOKEN_PATTERN = r'"([^"\\]{1,320})"'
 
 
-def _columns(conn) -> dict[tuple[str, str], set[str]]:
+# What holds the rows: tables (the DuckDB warehouse), or, in the Spark target's control database,
+# the views of Spark's tables (orchestration/spark/tables.py).
+ON_DUCKDB, ON_SPARK = "BASE TABLE", "VIEW"
+
+
+def _columns(conn, table_type: str = ON_DUCKDB) -> dict[tuple[str, str], set[str]]:
     tables: dict[tuple[str, str], set[str]] = {}
     for schema, table, column in conn.execute(
         """
         select c.table_schema, c.table_name, lower(c.column_name)
         from information_schema.columns as c
         join information_schema.tables as t using (table_catalog, table_schema, table_name)
-        where t.table_type = 'BASE TABLE' and c.table_catalog = current_database()
+        where t.table_type = ? and c.table_catalog = current_database()
         order by all
-        """
+        """, [table_type]
     ).fetchall():
         if schema not in UNTOUCHED_SCHEMAS:
             tables.setdefault((schema, table), set()).add(column)
     return tables
 
 
-def resolve_people(conn, junk_sql: str) -> None:
+def resolve_people(conn, junk_sql: str, table_type: str = ON_DUCKDB) -> None:
     """Fills the temp tables ``erase_profiles``, ``erase_identifiers``, ``erase_messages`` and
     ``erase_lines`` (each with ``request_id``) from ``erase_requests`` (request_id,
-    identifier_type, identifier_value). ``junk_sql`` selects the junk (type, value) pairs."""
+    identifier_type, identifier_value). ``junk_sql`` selects the junk (type, value) pairs;
+    ``table_type`` says what holds the rows (``ON_DUCKDB``, ``ON_SPARK``)."""
     conn.execute("create or replace temp table erase_profiles (request_id varchar, profile_id varchar)")
     conn.execute("create or replace temp table erase_identifiers "
                  "(request_id varchar, identifier_type varchar, identifier_value varchar)")
@@ -119,7 +127,7 @@ def resolve_people(conn, junk_sql: str) -> None:
                               where x.request_id = e.request_id and x.message_id = p.message_id)
         """)
     # Every landed copy of the messages, in every table that keeps a message's line.
-    for (schema, table), columns in _columns(conn).items():
+    for (schema, table), columns in _columns(conn, table_type).items():
         message_columns = [c for c in KEY_COLUMNS["message"] if c in columns]
         if message_columns and set(LINE_KEY) <= columns:
             for column in message_columns:
@@ -132,31 +140,36 @@ def resolve_people(conn, junk_sql: str) -> None:
     conn.execute("create or replace temp table erase_lines as select distinct * from erase_lines")
 
 
-def _matches_sql(schema: str, table: str, columns: set[str], identifier_types: list[str], normalize) -> list[str]:
-    """SELECTs of (request_id, rid) for the rows of a table that are a person's, one per key."""
+def _matches_sql(schema: str, table: str, columns: set[str], identifier_types: list[str], normalize,
+                 row_key: tuple[str, ...] = ("rowid",)) -> list[str]:
+    """SELECTs of (request_id, the row's key) for the rows of a table that are a person's, one per
+    key: ``rid``, its rowid, or the columns of ``row_key`` (a raw table's ``LINE_KEY``)."""
     target = f"{_q(schema)}.{_q(table)}"
+    row_keys = ["rid"] if row_key == ("rowid",) else [_q(column) for column in row_key]
+    own_key = "rowid as rid" if row_key == ("rowid",) else ", ".join(row_keys)  # read from the table itself
+    key_of_t = "t.rowid as rid" if row_key == ("rowid",) else ", ".join(f"t.{name}" for name in row_keys)
     selects = []
     for kind, names in KEY_COLUMNS.items():
         keys = "erase_profiles" if kind == "profile" else "erase_messages"
         key = "profile_id" if kind == "profile" else "message_id"
         for column in names:
             if column in columns:
-                selects.append(f"select k.request_id, t.rowid as rid from {target} as t "
+                selects.append(f"select k.request_id, {key_of_t} from {target} as t "
                                f"join {keys} as k on k.{key} = t.{_q(column)}")
     for type_column, value_column in IDENTIFIER_PAIRS:
         if type_column in columns and value_column in columns:
-            selects.append(f"select k.request_id, t.rowid as rid from {target} as t join erase_identifiers as k "
+            selects.append(f"select k.request_id, {key_of_t} from {target} as t join erase_identifiers as k "
                            f"on k.identifier_type = t.{_q(type_column)} and k.identifier_value = t.{_q(value_column)}")
     if set(LINE_KEY) <= columns:
-        selects.append(f"select k.request_id, t.rowid as rid from {target} as t join erase_lines as k "
+        selects.append(f"select k.request_id, {key_of_t} from {target} as t join erase_lines as k "
                        f"on k.load_id = t.load_id and k.line_number = t.line_number")
     if (schema, table) == ("raw", "rejected_records"):
         types = ", ".join(map(quote_literal, identifier_types))
         selects.append(f"""
-            select k.request_id, tokens.rid
+            select k.request_id, {', '.join(f'tokens.{name}' for name in row_keys)}
             from (
-                select rid, identifier_type, {normalize('identifier_type', 'token')} as identifier_value
-                from (select rowid as rid, unnest(regexp_extract_all(raw_text, '{QUOTED_TOKEN_PATTERN}', 1)) as token
+                select {', '.join(row_keys)}, identifier_type, {normalize('identifier_type', 'token')} as identifier_value
+                from (select {own_key}, unnest(regexp_extract_all(raw_text, '{QUOTED_TOKEN_PATTERN}', 1)) as token
                       from {target} where raw_text is not null)
                 cross join (select unnest([{types}]) as identifier_type)
             ) as tokens
@@ -189,18 +202,58 @@ def erase_rows(conn, identifier_types: list[str], normalize) -> dict[str, Counte
         for request_id, rows in counts:
             by_request[request_id][f"{schema}.{table}"] = rows
         if schema == "raw" and set(LINE_KEY) <= columns:
-            kind = "rejected_lines" if table == "rejected_records" else "accepted_lines"
-            other = "accepted_lines" if kind == "rejected_lines" else "rejected_lines"
-            conn.execute(f"""
-                insert into privacy.erased_lines (request_id, load_id, {kind}, {other})
-                select m.request_id, t.load_id, count(*), 0
+            _count_erased_lines(conn, table, f"""
+                select m.request_id, t.load_id
                 from (select rid, min(request_id) as request_id from erase_matches group by rid) as m
-                join {target} as t on t.rowid = m.rid
-                group by all
-            """)
+                join {target} as t on t.rowid = m.rid""")
         conn.execute(f"delete from {target} where rowid in (select rid from erase_matches)")
     conn.execute("drop table if exists erase_matches")
     return by_request
+
+
+def _count_erased_lines(conn, table: str, lines_sql: str) -> None:
+    """``privacy.erased_lines``: the raw lines of ``table`` erased, per request and load, from
+    ``lines_sql`` (request_id, load_id), a row per line."""
+    kind = "rejected_lines" if table == "rejected_records" else "accepted_lines"
+    other = "accepted_lines" if kind == "rejected_lines" else "rejected_lines"
+    conn.execute(f"insert into privacy.erased_lines (request_id, load_id, {kind}, {other}) "
+                 f"select request_id, load_id, count(*), 0 from ({lines_sql}) group by all")
+
+
+def erased_raw_lines(conn, identifier_types: list[str], normalize) -> tuple[dict[str, Counter], dict[str, list]]:
+    """The Spark target's erasure, in the control database, whose raw tables are views of Spark's:
+    the landed lines of every raw table that are the people's, found by the keys ``erase_rows``
+    deletes by, counted per request and table and in ``privacy.erased_lines``. Returns the counts,
+    and the line keys ``[load_id, line_number]`` per raw table, for Spark to remove (every model is
+    then built again from the raw tables)."""
+    by_request: dict[str, Counter] = defaultdict(Counter)
+    lines: dict[str, list] = {}
+    for (schema, table), columns in _columns(conn, ON_SPARK).items():
+        if schema != "raw" or not set(LINE_KEY) <= columns:
+            continue
+        selects = _matches_sql(schema, table, columns, identifier_types, normalize, row_key=LINE_KEY)
+        conn.execute(f"create or replace temp table erase_matches as select distinct * from ({' union all '.join(selects)})")
+        for request_id, rows in conn.execute("select request_id, count(*) from erase_matches group by 1").fetchall():
+            by_request[request_id][f"{schema}.{table}"] = rows
+        _count_erased_lines(conn, table, "select min(request_id) as request_id, load_id from erase_matches "
+                                         "group by load_id, line_number")
+        found = conn.execute("select distinct load_id, line_number from erase_matches order by all").fetchall()
+        if found:
+            lines[table] = [list(key) for key in found]
+    conn.execute("drop table if exists erase_matches")
+    return by_request, lines
+
+
+def add_pending_lines(path: Path, lines: dict[str, list]) -> None:
+    """Adds line keys to the erasure Spark has still to do (``path``, JSON: raw table → keys; keys
+    only, nothing that names a person), written whole or not at all."""
+    pending = json.loads(path.read_text()) if path.exists() else {}
+    for table, keys in lines.items():
+        pending[table] = sorted({tuple(key) for key in pending.get(table, [])} | {tuple(key) for key in keys})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_name(f".{path.name}.{os.getpid()}")
+    staged.write_text(json.dumps(pending))
+    os.replace(staged, path)
 
 
 def erased_profiles(conn) -> dict[str, list[str]]:

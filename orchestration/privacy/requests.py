@@ -512,7 +512,7 @@ class Batch:
 
 
 def process_requests(conn, landing_dir: Path, extra: list[dict], *, rules: dict, salt: str,
-                     export_dir: Path) -> Batch:
+                     export_dir: Path, spark_erasure: Path | None = None) -> Batch:
     """Every pending request: from the run configuration first, then the files in
     ``LANDING_DIR/privacy/`` in name order, set-based and in one transaction. A request already in
     the log is skipped (a request is processed once); a request id already used for a different
@@ -552,7 +552,8 @@ def process_requests(conn, landing_dir: Path, extra: list[dict], *, rules: dict,
         audit.append(row)
     conn.execute("begin transaction")
     try:
-        _process(conn, audit, rules=rules, salt=salt, export_dir=export_dir, received_at=received_at)
+        _process(conn, audit, rules=rules, salt=salt, export_dir=export_dir, received_at=received_at,
+                 spark_erasure=spark_erasure)
         # an action that is none of ACTIONS is counted as unknown: it is untrusted text
         batch.outcomes.update(conn.execute(
             f"select case when action in ({', '.join(map(quote_literal, ACTIONS))}) then action else 'unknown' end, "
@@ -579,7 +580,8 @@ AUDIT_COLUMNS = ("request_id", "action", "identifier_type", "identifier_value", 
                  "source", "outcome", "detail", "fingerprint")
 
 
-def _process(conn, audit: list[dict], *, rules: dict, salt: str, export_dir: Path, received_at: datetime) -> None:
+def _process(conn, audit: list[dict], *, rules: dict, salt: str, export_dir: Path, received_at: datetime,
+             spark_erasure: Path | None = None) -> None:
     """Runs the requests of ``audit`` (rows whose ``outcome`` is still None) and records them all."""
     conn.execute(f"create or replace temp table privacy_incoming ({', '.join(c + ' varchar' for c in AUDIT_COLUMNS)}, "
                  "position integer, normalized varchar, identifier_hash varchar, profiles_found bigint default 0, "
@@ -642,7 +644,7 @@ def _process(conn, audit: list[dict], *, rules: dict, salt: str, export_dir: Pat
         else:
             conn.execute("update privacy_incoming set outcome = 'not_found', detail = 'no profile holds this identifier' "
                          "where position = ?", [position])
-    _delete(conn, rules=rules, salt=salt, export_dir=export_dir, junk_sql=junk, now=now)
+    _delete(conn, rules=rules, salt=salt, export_dir=export_dir, junk_sql=junk, now=now, spark_erasure=spark_erasure)
     conn.execute(
         """
         insert into privacy.requests by name
@@ -664,10 +666,13 @@ def _junk_sql(conn) -> str:
     return " union all ".join(parts)
 
 
-def _delete(conn, *, rules: dict, salt: str, export_dir: Path, junk_sql: str, now: datetime) -> None:
+def _delete(conn, *, rules: dict, salt: str, export_dir: Path, junk_sql: str, now: datetime,
+            spark_erasure: Path | None) -> None:
     """Every delete request of the batch, set-based: the people are resolved by lineage (erasure.py),
     their rows erased, their identifiers tombstoned; a request naming an identifier no profile holds
-    erases nothing and is ``not_found``."""
+    erases nothing and is ``not_found``. On the Spark target (``spark_erasure``: the file of line
+    keys Spark has still to remove) the lines are found in the control database's views and left
+    to Spark (orchestration/spark/job.py)."""
     conn.execute("""
         create or replace temp table erase_requests as
         select request_id, identifier_type, normalized as identifier_value
@@ -675,9 +680,16 @@ def _delete(conn, *, rules: dict, salt: str, export_dir: Path, junk_sql: str, no
     """)
     if not conn.execute("select count(*) from erase_requests").fetchone()[0]:
         return
-    erasure.resolve_people(conn, junk_sql)
-    rows = erasure.erase_rows(conn, list(rules["identifier_types"]),
-                              lambda type_expr, value_expr: normalize_by_type_sql(type_expr, value_expr, rules))
+    def normalize(type_expr: str, value_expr: str) -> str:
+        return normalize_by_type_sql(type_expr, value_expr, rules)
+
+    if spark_erasure is None:
+        erasure.resolve_people(conn, junk_sql)
+        rows = erasure.erase_rows(conn, list(rules["identifier_types"]), normalize)
+    else:  # the rows are views of Spark's tables: Spark removes the lines, then builds every model again
+        erasure.resolve_people(conn, junk_sql, erasure.ON_SPARK)
+        rows, lines = erasure.erased_raw_lines(conn, list(rules["identifier_types"]), normalize)
+        erasure.add_pending_lines(spark_erasure, lines)
     conn.execute(f"""
         insert into privacy.tombstones
         select identifier_type, {hash_sql('$salt', 'identifier_type', 'identifier_value')}, min(request_id), $now

@@ -22,7 +22,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestration.computed.landed import check_definitions_before_build
 from orchestration.core import settings
 from orchestration.core.dbt_args import dbt_build_args
 
@@ -109,7 +108,7 @@ def run_steps(steps: list[dict], dbt_vars: dict | None = None, echo: bool = Fals
             lines = []
             continue
         lines.append(line)
-        if echo:
+        if echo and not line.startswith(LANDED_MARK):
             print(line, flush=True)
     returncode = process.wait()
     if returncode != 0:
@@ -120,25 +119,22 @@ def run_steps(steps: list[dict], dbt_vars: dict | None = None, echo: bool = Fals
 
 
 STEP_MARK = "@@identity-warehouse-step "
+LANDED_MARK = "@@identity-warehouse-landed "
 
 
 def _land_files(landing_dir: Path, staging: Path, dbt_vars: dict) -> None:
     """The landing step, in the worker's Spark (dbt's session): screened by the privacy requests
     that ``DUCKDB_PATH`` records."""
-    from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
     from orchestration.landing.ingestion import IdentityFields
     from orchestration.landing.sources import registered_sources
     from orchestration.spark.landing import land
 
-    if SparkContext._active_spark_context is None:
-        raise SparkRunError("Spark lands the files on the session method only (a local Spark or a standalone "
-                            "master, SPARK_MASTER): on a Thrift server or Databricks, fill the raw tables with the "
-                            "cluster's own tools and run dbt build (docs/spark.md)")
+    _spark_session_in_process()
     rules = settings.identity_rules()
     screened, salt = privacy_screen_rows(settings.duckdb_path())
-    file_format = dbt_vars.get("spark_file_format", settings.dbt_vars().get("spark_file_format", "parquet"))
+    file_format = _file_format(dbt_vars)
     summary, erased = land(SparkSession.builder.getOrCreate(), landing_dir, staging, spark_dir(),
                            IdentityFields.from_rules(rules), registered_sources(), rules, screened, salt, file_format)
     if erased:
@@ -146,6 +142,36 @@ def _land_files(landing_dir: Path, staging: Path, dbt_vars: dict) -> None:
               + ", ".join(f"raw.{table} {rows}" for table, rows in sorted(erased.items())), flush=True)
     print(f"landed {len(summary.files_loaded)} new file(s), {summary.files_skipped} already landed; "
           f"accepted {sum(summary.accepted.values())}, rejected {sum(summary.rejected.values())} line(s)", flush=True)
+    print(LANDED_MARK + json.dumps({
+        "files_loaded": [result.relative_path for result in summary.files_loaded],
+        "files_skipped": summary.files_skipped, "accepted": dict(summary.accepted),
+        "rejected": dict(summary.rejected), "erased": erased}), flush=True)
+
+
+def _erase_lines(dbt_vars: dict) -> None:
+    """The erase step, in the worker's Spark: the lines privacy requests erased out of the raw tables."""
+    from pyspark.sql import SparkSession
+
+    from orchestration.spark.landing import PENDING_ERASURE_FILE, remove_pending_lines
+
+    _spark_session_in_process()
+    removed = remove_pending_lines(SparkSession.builder.getOrCreate(), spark_dir() / PENDING_ERASURE_FILE,
+                                   _file_format(dbt_vars))
+    print(f"erased {sum(removed.values())} landed row(s): "
+          + (", ".join(f"raw.{table} {rows}" for table, rows in removed.items()) or "none left"), flush=True)
+
+
+def _spark_session_in_process() -> None:
+    from pyspark import SparkContext
+
+    if SparkContext._active_spark_context is None:
+        raise SparkRunError("Spark lands the files on the session method only (a local Spark or a standalone "
+                            "master, SPARK_MASTER): on a Thrift server or Databricks, fill the raw tables with the "
+                            "cluster's own tools and run dbt build (docs/spark.md)")
+
+
+def _file_format(dbt_vars: dict) -> str:
+    return dbt_vars.get("spark_file_format", settings.dbt_vars().get("spark_file_format", "parquet"))
 
 
 def privacy_screen_rows(duckdb_path: Path) -> tuple[list[tuple[str, str, str]], str | None]:
@@ -180,13 +206,15 @@ def _worker(plan: dict) -> int:
     runner = dbtRunner(manifest=parsed.result)
     for step in plan["steps"]:
         started = time.monotonic()
-        if "land_files" in step:
+        if "land_files" in step or "erase_lines" in step:
             # The schema first: that starts dbt's Spark, with the profile's settings, for the landing.
             result = runner.invoke(["run-operation", "create_landing_schema", *common])
             try:
-                if result.success:
+                if result.success and "land_files" in step:
                     _land_files(Path(step["land_files"]["landing_dir"]), Path(step["land_files"]["staging_dir"]),
                                 plan["vars"])
+                elif result.success:
+                    _erase_lines(plan["vars"])
             except SparkRunError as error:
                 print(f"{step['name']} failed: {error}", flush=True)
                 return 1
@@ -207,6 +235,19 @@ def land_files_step(landing_dir: Path | None = None) -> dict:
     staging = Path(os.environ.get("SPARK_LANDING_DIR") or spark_dir() / "landing")
     return {"name": "land", "land_files": {"landing_dir": str(Path(landing_dir or settings.landing_dir()).resolve()),
                                            "staging_dir": str(staging.resolve())}}
+
+
+def landed(result: StepResult) -> dict:
+    """What a landing step did: ``files_loaded`` (paths in the landing folder), ``files_skipped``,
+    lines ``accepted`` per raw table and ``rejected`` per reason, rows ``erased`` per raw table."""
+    line = next(line for line in result.lines if line.startswith(LANDED_MARK))
+    return json.loads(line[len(LANDED_MARK):])
+
+
+def erase_step() -> dict:
+    """The step that removes from Spark's raw tables the lines privacy requests erased
+    (``landing.PENDING_ERASURE_FILE``, written by the privacy requests on the control database)."""
+    return {"name": "erase", "erase_lines": {}}
 
 
 def build_step(full_refresh: bool = False, unit_tests: bool = True) -> dict:
@@ -235,19 +276,6 @@ def count_step(relations: list[str]) -> dict:
 def counted_rows(result: StepResult) -> dict[str, int]:
     line = next(line for line in result.lines if "row_counts " in line)
     return json.loads(line.split("row_counts ", 1)[1])
-
-
-def run(dbt_vars: dict | None = None, echo: bool = True) -> tuple[dict[str, float], dict[str, int]]:
-    """Land ``LANDING_DIR`` in Spark and build everything there. Returns the seconds of each step
-    and the row counts of the main marts."""
-    missing = missing_requirements()
-    if missing:
-        raise SparkRunError("running on Spark needs " + " and ".join(missing))
-    check_definitions_before_build(settings.duckdb_path())  # as on DuckDB: a file of landing tables only passes
-    results = run_steps([land_files_step(), build_step(),
-                         count_step(["marts.profile_events", "marts.profile_identifiers", "marts.profiles"])],
-                        dbt_vars, echo=echo)
-    return {name: result.seconds for name, result in results.items()}, counted_rows(results["count"])
 
 
 if __name__ == "__main__":

@@ -52,6 +52,8 @@ from orchestration.landing.ingestion import (
 from orchestration.landing.sources import LandingSource
 
 RAW_SCHEMA = "raw"
+# Beside the warehouse: the line keys a privacy request erased, until every model is built without them.
+PENDING_ERASURE_FILE = "erasure-pending.json"
 LOADED_FILES = "loaded_files"
 # DuckDB type → Spark type of the raw tables (JSON is text on Spark).
 SPARK_TYPES = {
@@ -275,14 +277,39 @@ def erase_landed(spark, tables: list[str], sources: list[LandingSource], rules: 
             rows.select("load_id", "line_number", F.col(text).alias("text"))
         keys = read.rdd.mapPartitions(lambda part, kind=kind, fields=fields: erased_lines(scan, kind, fields, part)).collect()
         if keys:
-            removed[table] = len(keys)
-            lines = spark.createDataFrame(keys, "load_id string, line_number bigint")
-            # (a join on named columns puts them first: the table's own order is restored)
-            kept = rows.join(F.broadcast(lines), ["load_id", "line_number"], "left_anti").select(*rows.columns)
-            _rewrite(spark, _relation(table), kept, file_format)
+            removed[table] = remove_lines(spark, table, keys, file_format)
     done_file.parent.mkdir(parents=True, exist_ok=True)
     done_file.write_text(fingerprint)
     return removed
+
+
+def remove_lines(spark, table: str, keys: list, file_format: str = "parquet") -> int:
+    """The rows of ``raw.<table>`` whose (load_id, line_number) is one of ``keys`` removed (the
+    table rewritten only when it holds one); returns how many there were."""
+    from pyspark.sql import functions as F
+
+    rows = spark.table(_relation(table))
+    lines = spark.createDataFrame([(load_id, int(line)) for load_id, line in keys], "load_id string, line_number bigint")
+    found = rows.join(F.broadcast(lines), ["load_id", "line_number"], "left_semi").count()
+    if found:
+        # (a join on named columns puts them first: the table's own order is restored)
+        kept = rows.join(F.broadcast(lines), ["load_id", "line_number"], "left_anti").select(*rows.columns)
+        _rewrite(spark, _relation(table), kept, file_format)
+    return found
+
+
+def remove_pending_lines(spark, pending_file: Path, file_format: str = "parquet") -> dict[str, int]:
+    """The lines a privacy request erased in the control database (``pending_file``: raw table →
+    line keys, ``erasure.add_pending_lines``) removed from Spark's raw tables; returns the rows
+    removed per table. The file stays until every model has been built again without them."""
+    if not pending_file.exists():
+        return {}
+    pending = json.loads(pending_file.read_text())
+    finish_swaps(spark, list(pending))
+    existing = {table.name for table in spark.catalog.listTables(RAW_SCHEMA)}
+    removed = {table: remove_lines(spark, table, keys, file_format)
+               for table, keys in sorted(pending.items()) if table in existing}
+    return {table: rows for table, rows in removed.items() if rows}
 
 
 def append(spark, folder: Path, table: str, columns: list[tuple[str, str]]) -> None:
@@ -311,8 +338,10 @@ def land(spark, landing_dir: Path, staging_dir: Path, state_dir: Path, identity:
     if pending_file.exists():
         remove_loads(spark, list(tables), json.loads(pending_file.read_text()), file_format=file_format)
         pending_file.unlink()
-    erased = erase_landed(spark, list(tables), sources, rules, screened, salt,
-                          state_dir / "landing-erased.sha256", file_format)
+    # an erasure a privacy request left to Spark (a run that died before its rebuild), then the scan
+    erased = Counter(remove_pending_lines(spark, state_dir / PENDING_ERASURE_FILE, file_format))
+    erased.update(erase_landed(spark, list(tables), sources, rules, screened, salt,
+                               state_dir / "landing-erased.sha256", file_format))
     already = frozenset((row[0], row[1]) for row in
                         spark.table(_relation(LOADED_FILES)).select("file_path", "content_sha256").collect())
     shutil.rmtree(staging_dir, ignore_errors=True)
@@ -336,4 +365,4 @@ def land(spark, landing_dir: Path, staging_dir: Path, state_dir: Path, identity:
                 append(spark, staging_dir / table, table, tables[table])
         pending_file.unlink()
     shutil.rmtree(staging_dir, ignore_errors=True)
-    return summary, erased
+    return summary, dict(erased)

@@ -73,8 +73,22 @@ def _require_spark() -> None:
 class Build:
     name: str
     duckdb: Path  # the DuckDB warehouse the job built
-    spark_tables: dict[str, Path]  # "schema.table" → Parquet folder exported from Spark
+    spark_tables: dict[str, str]  # "schema.table" → a DuckDB relation of Spark's rows (spark_relation)
     seconds: dict[str, float] = field(default_factory=dict)
+    exports: tuple[Path, Path] | None = None  # the audience exports of the DuckDB job and the Spark job
+    control: Path | None = None  # the Spark job's control database (its views are attached as `c`)
+
+
+def parquet_relation(folder: Path) -> str:
+    """The rows of a Parquet folder that Spark wrote, as a DuckDB relation."""
+    return f"read_parquet('{folder}/*.parquet')"
+
+
+def control_relation(control: Path, name: str) -> str:
+    """A Spark table as the Spark job's control database shows it (orchestration/spark/tables.py),
+    the database attached to the comparison's connection as ``c``."""
+    schema, table = name.split(".")
+    return f'c."{schema}"."{table}"'
 
 
 @dataclass
@@ -137,8 +151,29 @@ class EnginePair:
                        **{f"spark {step}": results[f"{step} {index}"].seconds for step in ("land", "build", "export")}}
             print(f"{build.name}: " + ", ".join(f"{step} {value:.1f} s" for step, value in seconds.items()))
             tables = spark.exported_tables(results[f"export {index}"], exports[index])
-            spark_builds.append(Build(build.name, build.duckdb, tables, seconds))
+            spark_builds.append(Build(build.name, build.duckdb, {name: parquet_relation(folder)
+                                                                 for name, folder in tables.items()}, seconds))
         return spark_builds
+
+    def build_spark_with_dagster(self, build: DuckdbBuild) -> Build:
+        """The DuckDB build's landing folder through the same Dagster job on Spark (WAREHOUSE_TARGET=spark):
+        Spark lands and builds; checks, privacy requests and exports read Spark's tables through
+        the control database's views."""
+        control, exports = self.root / "spark-control" / WAREHOUSE_FILE_NAME, self.root / "spark-exports"
+        with self.environment(), environment(WAREHOUSE_TARGET="spark", LANDING_DIR=build.landing,
+                                             DUCKDB_PATH=control, EXPORT_DIR=exports):
+            started = time.monotonic()
+            outcome = run_build_warehouse(self.instance, run_config={"ops": {"identity_warehouse_dbt_models": {
+                "config": {"dbt_vars": {"as_of": AS_OF}, "column_metadata": False}}}})
+            seconds = {"duckdb job": build.seconds, "spark job": time.monotonic() - started}
+        assert outcome.success and not outcome.failed_checks, f"the Dagster job on Spark failed on {build.name}: {outcome}"
+        print(f"{build.name}: " + ", ".join(f"{step} {value:.1f} s" for step, value in seconds.items()))
+        with duckdb.connect(str(control), read_only=True) as conn:
+            names = [f"{schema}.{table}" for schema, table in conn.execute(
+                "select table_schema, table_name from information_schema.tables where table_type = 'VIEW' "
+                f"and table_schema in ({', '.join(repr(s) for s in COMPARED_SCHEMAS)})").fetchall()]
+        return Build(build.name, build.duckdb, {name: control_relation(control, name) for name in names}, seconds,
+                     exports=(self.root / "exports", exports), control=control)
 
 
 def _duckdb_tables(conn: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
@@ -162,6 +197,8 @@ def compare(build: Build) -> dict[str, list[str]]:
     problems: dict[str, list[str]] = {}
     with duckdb.connect() as conn:
         conn.execute(f"attach '{build.duckdb}' as d (read_only)")
+        if build.control is not None:
+            conn.execute(f"attach '{build.control}' as c (read_only)")
         duck_tables = _duckdb_tables(conn)
         expected = {f"{schema}.{table}" for schema, table in duck_tables}
         for missing in sorted(expected - set(build.spark_tables)):
@@ -172,7 +209,7 @@ def compare(build: Build) -> dict[str, list[str]]:
             name = f"{schema}.{table}"
             if name not in build.spark_tables:
                 continue
-            conn.execute(f"create or replace view s as select * from read_parquet('{build.spark_tables[name]}/*.parquet')")
+            conn.execute(f"create or replace view s as select * from {build.spark_tables[name]}")
             duck_columns = conn.execute(
                 "select column_name, data_type from information_schema.columns where table_catalog = 'd' "
                 "and table_schema = ? and table_name = ? order by ordinal_position", [schema, table]).fetchall()
@@ -240,7 +277,7 @@ def generated_build(tmp_path_factory, dagster_instance) -> ClusterBuild:
     pair = EnginePair(root, landing, dagster_instance)
     duckdb_build = pair.build_duckdb("generated, 200 people, seed 11")
     with standalone_cluster(root / "cluster", workers=2) as cluster, environment(SPARK_MASTER=cluster.master_url):
-        [build] = pair.build_spark([duckdb_build], unit_tests=False)
+        build = pair.build_spark_with_dagster(duckdb_build)
         return ClusterBuild(build, cluster.wait_until_idle(), cluster.worker_states())
 
 
@@ -258,11 +295,11 @@ def test_an_incremental_build_after_a_late_file_is_equal_on_spark(sample_builds)
     # (int_profile_ids read its previous state; profile_merges recorded the merge).
     with duckdb.connect() as conn:
         def spark_rows(table: str, sql: str) -> list[tuple]:
-            conn.execute(f"create or replace view t as select * from read_parquet('{second.spark_tables[table]}/*.parquet')")
+            conn.execute(f"create or replace view t as select * from {second.spark_tables[table]}")
             return conn.execute(sql).fetchall()
 
         before = {row[0]: row[1] for row in conn.execute(
-            f"select identifier_value, profile_id from read_parquet('{first.spark_tables['marts.profile_identifiers']}/*.parquet') "
+            f"select identifier_value, profile_id from {first.spark_tables['marts.profile_identifiers']} "
             "where identifier_value in ('intilery-s2-mobile', 'intilery-user-2')").fetchall()}
         after = dict(spark_rows("marts.profile_identifiers", "select identifier_value, profile_id from t "
                                 "where identifier_value in ('intilery-s2-mobile', 'intilery-user-2')"))
@@ -286,13 +323,34 @@ def test_generated_people_marts_are_equal_on_a_spark_cluster(generated_build):
     _assert_same(generated_build.build)
 
 
+def test_the_job_on_spark_exports_the_same_audiences(generated_build):
+    """From landing files to exports: the Dagster job on Spark writes every audience's members as the
+    job on DuckDB does, byte for byte, and the same changes (but for their time)."""
+    duckdb_exports, spark_exports = generated_build.build.exports
+    audiences = sorted(path.name for path in duckdb_exports.iterdir() if path.is_dir())
+    assert audiences and audiences == sorted(path.name for path in spark_exports.iterdir() if path.is_dir())
+    for audience in audiences:
+        duck, spark_folder = duckdb_exports / audience, spark_exports / audience
+        assert (duck / "members.csv").read_bytes() == (spark_folder / "members.csv").read_bytes(), audience
+        with duckdb.connect() as conn:
+            rows = [conn.execute(f"select * from '{folder / 'members.parquet'}' order by all").fetchall()
+                    for folder in (duck, spark_folder)]
+        assert rows[0] == rows[1], audience
+        with duckdb.connect() as conn:  # changed_at is each build's own time
+            changes = [conn.execute(f"select * exclude (changed_at) from read_csv('{folder / 'changes' / '*.csv'}', "
+                                    "all_varchar = true) order by all").fetchall() for folder in (duck, spark_folder)]
+        assert changes[0] == changes[1], audience
+
+
 def test_the_cluster_build_ran_in_an_executor_on_each_worker(generated_build):
-    """Not a local Spark in disguise: the master ran one application (the land, build and export
-    steps, in one Spark), with an executor on each worker."""
-    [application] = generated_build.cluster_state["completedapps"]
-    assert application["cores"] == 2 and generated_build.cluster_state["aliveworkers"] == 2
+    """Not a local Spark in disguise: the master ran two applications (the job's landing, then its
+    dbt build), each with an executor on each worker."""
+    applications = generated_build.cluster_state["completedapps"]
+    assert len(applications) == 2 and generated_build.cluster_state["aliveworkers"] == 2
+    assert all(application["cores"] == 2 for application in applications)
     for worker in generated_build.worker_states:
-        assert [executor["appid"] for executor in worker["finishedexecutors"]] == [application["id"]], worker
+        assert sorted(executor["appid"] for executor in worker["finishedexecutors"]) == sorted(
+            application["id"] for application in applications), worker
 
 
 def test_the_comparison_finds_a_changed_row(sample_builds, tmp_path):

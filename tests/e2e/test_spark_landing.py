@@ -166,3 +166,27 @@ def test_a_rewrite_cut_short_is_finished_by_the_next_landing(spark, tmp_path):
     again = _land(spark, landing, tmp_path)
     assert again.files_loaded == [] and before["tracks"] > 0 and before["contacts"] > 0
     assert _counts(spark) == before  # no __kept table left, every row in place
+
+
+def test_lines_a_privacy_request_left_to_spark_are_removed_and_stay_listed(spark, tmp_path):
+    """The Spark job's erasure (orchestration/spark/job.py): the control database lists the line keys
+    of the people erased (erasure-pending.json); Spark removes exactly those rows from its raw tables,
+    at the erase step and again at any landing until every model has been built without them (the
+    list stays: removing it is the rebuild's)."""
+    spark.sql("drop database if exists raw cascade")
+    landing = _landing(tmp_path)
+    _land(spark, landing, tmp_path)
+    before = {table: {tuple(row) for row in spark.sql(f"select load_id, line_number from raw.{table}").collect()}
+              for table in ("tracks", "contacts", "rejected_records")}
+    chosen = {table: sorted(lines)[:2] for table, lines in before.items()}
+    pending = tmp_path / spark_landing.PENDING_ERASURE_FILE
+    pending.write_text(json.dumps({**{t: [list(k) for k in keys] for t, keys in chosen.items()},
+                                   "groups": [["no-such-load", 1]]}))
+    assert spark_landing.remove_pending_lines(spark, pending) == {"tracks": 2, "contacts": 2, "rejected_records": 2}
+    for table, lines in before.items():
+        assert {tuple(row) for row in spark.sql(f"select load_id, line_number from raw.{table}").collect()} == \
+            lines - set(chosen[table])
+    erased: dict = {}
+    _land(spark, landing, tmp_path, erased=erased)  # again: nothing left to remove, nothing landed twice
+    assert erased == {} and pending.exists()
+    assert {t: spark.table(f"raw.{t}").count() for t in before} == {t: len(lines) - 2 for t, lines in before.items()}

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from orchestration.cli import main as cli
+from orchestration.core import settings
 from orchestration.location import runner
 from orchestration.location.runner import JobOutcome
 
@@ -66,24 +69,39 @@ def test_as_of_joins_the_other_vars(job_runs):
 
 @pytest.fixture
 def spark_runs(monkeypatch, tmp_path):
-    """The vars ``identity-warehouse run --target spark`` hands the Spark build (not run)."""
-    from orchestration.spark import build as spark
-
+    """The run configurations ``identity-warehouse run --target spark`` starts the job with, and the
+    target the job then builds on (the job itself not run)."""
     monkeypatch.setenv("DUCKDB_PATH", str(tmp_path / "identity_warehouse.duckdb"))
     monkeypatch.setenv("SPARK_WAREHOUSE_DIR", str(tmp_path / "spark"))
+    monkeypatch.delenv("WAREHOUSE_TARGET", raising=False)
     started = []
 
-    def run(dbt_vars=None, echo=True):
-        started.append(dbt_vars)
-        return {"ingest": 0.0}, {"marts.profiles": 0}
+    def run_build_warehouse(instance=None, run_config=None):
+        started.append((settings.warehouse_target(), run_config))
+        return JobOutcome(success=False, run_id="not-run")
 
-    monkeypatch.setattr(spark, "run", run)
-    return started
+    monkeypatch.setattr(runner, "run_build_warehouse", run_build_warehouse)
+    yield started
+    os.environ.pop("WAREHOUSE_TARGET", None)  # the command sets it for the job it starts
 
 
 def test_as_of_reaches_the_dbt_build_on_spark(spark_runs):
-    assert cli.main(["run", "--target", "spark", "--as-of", "2024-06-01"]) == 0
-    assert spark_runs == [{"as_of": "2024-06-01"}]
+    """The same Dagster job, on Spark: --target spark sets WAREHOUSE_TARGET for it."""
+    cli.main(["run", "--verbose", "--target", "spark", "--as-of", "2024-06-01"])
+    assert spark_runs == [("spark", {"ops": {"identity_warehouse_dbt_models": {"config": {"dbt_vars": {
+        "as_of": "2024-06-01"}}}}})]
+
+
+def test_warehouse_target_picks_the_engine_without_target(spark_runs, monkeypatch):
+    monkeypatch.setenv("WAREHOUSE_TARGET", "spark")
+    cli.main(["run", "--verbose"])
+    assert spark_runs == [("spark", None)]
+
+
+def test_an_unknown_warehouse_target_is_refused(monkeypatch):
+    monkeypatch.setenv("WAREHOUSE_TARGET", "snowflake")
+    with pytest.raises(ValueError, match="WAREHOUSE_TARGET: expected one of duckdb, spark, got 'snowflake'"):
+        settings.warehouse_target()
 
 
 @pytest.mark.parametrize("args, message", [

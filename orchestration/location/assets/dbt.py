@@ -32,6 +32,8 @@ from orchestration.location.project import (
 )
 from orchestration.location.run_metadata import warehouse_metadata
 from orchestration.privacy.requests import request_files
+from orchestration.spark import build as spark_build
+from orchestration.spark import job as spark_job
 
 dbt_event_stream.install()  # column metadata without a spinning thread while dbt runs, nor tracebacks
 
@@ -79,6 +81,7 @@ UNIT_TESTS_RAN = "run in this build"
 UNIT_TESTS_LEFT_OUT = "not run: passed in an earlier build of this version"
 # The packages a unit test's outcome depends on besides the project (unit_tests_version).
 UNIT_TEST_PACKAGES = ("dbt-core", "dbt-duckdb", "duckdb")
+SPARK_UNIT_TEST_PACKAGES = ("dbt-core", "dbt-spark", "pyspark")
 
 
 def latest_metadata(instance: dg.DagsterInstance, keys: set[dg.AssetKey]) -> dict[dg.AssetKey, Mapping[str, Any]]:
@@ -133,6 +136,9 @@ def identity_warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCli
     fingerprint = manifest_fingerprint()
     selected = set(context.selected_asset_keys)
     latest = latest_metadata(context.instance, selected)
+    if spark_job.on_spark():
+        yield from build_on_spark(context, dbt, config, fingerprint, latest)
+        return
     metadata_file = dbt_project.project_dir / dbt_project.target_path / column_metadata.CACHE_FILE
     metadata_version = column_metadata.metadata_version(fingerprint)
     reused, reused_from = None, None
@@ -190,6 +196,40 @@ def identity_warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCli
         versions.update({UNIT_TESTS_PASSED: tests_version,
                          UNIT_TESTS: UNIT_TESTS_RAN if run_unit_tests else UNIT_TESTS_LEFT_OUT})
         yield from with_run_metadata(context, events, build_started_at, versions, reused or {})
+
+
+def build_on_spark(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: DbtBuildConfig, fingerprint: str,
+                   latest: Mapping[dg.AssetKey, Mapping[str, Any]]) -> Iterator:
+    """``dbt build --target spark`` (orchestration/spark/job.py): the selected models, their data
+    tests as asset checks, and the unit tests when they have not passed on Spark for this version of
+    the project. No build plan (Spark keeps no build state: dbt's incremental models do the rest)
+    and no column metadata (dagster-dbt would start dbt's Spark in this process to read it)."""
+    target_root, target_args = spark_job.dbt_target()
+    # lines a privacy request erased that a run cut short left in the models: build them all again
+    erasure_pending = spark_job.pending_erasure().exists()
+    if erasure_pending:
+        context.log.info("an erasure is pending (erasure-pending.json): every model is built again from the raw tables")
+    tests_version = unit_tests_version(fingerprint, config.dbt_vars, installed_versions(SPARK_UNIT_TEST_PACKAGES))
+    run_unit_tests = config.always_run_unit_tests or not unit_tests_passed(latest, tests_version)
+    with writer_lock(settings.duckdb_path(), context.log.info):  # one run at a time on the Spark warehouse too
+        folder = new_build_folder(target_root, context.op_def.name, context.run.run_id, spark_build.spark_dir())
+        started = time.monotonic()
+        try:
+            with without_adapter_in_process():
+                build = dbt.cli([*dbt_build_args(config.full_refresh or erasure_pending, config.dbt_vars,
+                                                 unit_tests=run_unit_tests), *target_args],
+                                context=context, target_path=folder)
+                events = list(build.stream())
+            if erasure_pending and set(context.selected_asset_keys) == set(context.assets_def.keys):
+                spark_job.pending_erasure().unlink()  # every model built, and passed: none holds the lines
+        finally:  # what a failed build wrote is in Spark's tables: show it
+            spark_job.show_tables()
+        keep_build_state(build.target_path, f"{context.op_def.name}-*", spark_build.spark_dir())
+    context.log.info(f"dbt build on Spark: {time.monotonic() - started:.1f} s; unit tests "
+                     + ("run" if run_unit_tests else "passed for this version of the project on Spark, not run again"))
+    versions = {UNIT_TESTS_PASSED: tests_version, UNIT_TESTS: UNIT_TESTS_RAN if run_unit_tests else UNIT_TESTS_LEFT_OUT}
+    for event in events:
+        yield event.with_metadata({**event.metadata, **versions}) if materialized_key(context, event) else event
 
 
 def plan_this_build(context: dg.AssetExecutionContext, config: DbtBuildConfig) -> tuple[build_state.BuildPlan, str]:

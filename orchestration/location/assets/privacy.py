@@ -12,6 +12,7 @@ from orchestration.core.warehouse import compact, connect
 from orchestration.location.assets.landing import DUCKDB_POOL
 from orchestration.location.resources import Warehouse
 from orchestration.privacy.requests import privacy_salt, process_requests
+from orchestration.spark import job as spark_job
 
 PRIVACY_REQUESTS_KEY = dg.AssetKey(["privacy", "requests"])
 
@@ -56,15 +57,21 @@ def process_privacy_requests(context: dg.AssetExecutionContext, warehouse: Wareh
     """Processes the requests of the run configuration and of ``LANDING_DIR/privacy/``."""
     extra = [request.model_dump(exclude_none=True) for request in config.requests]
     started = time.monotonic()
+    # Spark: the control database finds what to erase; Spark removes it and builds its models again
+    spark_erasure = spark_job.pending_erasure() if spark_job.on_spark() else None
     with connect(warehouse.database) as conn:
         upgrade(conn, context.log.info)
         batch = process_requests(conn, warehouse.landing, extra, rules=settings.identity_rules(),
-                                 salt=privacy_salt(warehouse.database), export_dir=settings.export_dir())
+                                 salt=privacy_salt(warehouse.database), export_dir=settings.export_dir(),
+                                 spark_erasure=spark_erasure)
         counts = conn.execute(
             "select (select count(*) from privacy.requests), (select count(*) from privacy.tombstones), "
             "(select count(*) from privacy.locks)").fetchone()
     seconds = {"requests": round(time.monotonic() - started, 2)}
-    if batch.outcomes[("delete", "completed")] and settings.compact_after_delete():
+    if spark_erasure is not None and spark_erasure.exists():
+        dbt_config = context.run.run_config.get("ops", {}).get("identity_warehouse_dbt_models", {}).get("config", {})
+        seconds["spark_erasure"] = round(spark_job.erase_and_rebuild(dbt_config.get("dbt_vars", {}), context.log.info), 2)
+    elif batch.outcomes[("delete", "completed")] and settings.compact_after_delete():
         started = time.monotonic()
         before, after = compact(warehouse.database)  # the erased values leave the file's free blocks
         seconds["compaction"] = round(time.monotonic() - started, 2)
