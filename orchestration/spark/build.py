@@ -269,14 +269,5 @@ def exported_tables(result: StepResult, out_dir: Path) -> dict[str, Path]:
     return {name: out_dir / name.split(".")[0] / name.split(".")[1] for name in names}
 
 
-def count_step(relations: list[str]) -> dict:
-    return {"name": "count", "args": ["run-operation", "count_rows", "--args", json.dumps({"relations": relations})]}
-
-
-def counted_rows(result: StepResult) -> dict[str, int]:
-    line = next(line for line in result.lines if "row_counts " in line)
-    return json.loads(line.split("row_counts ", 1)[1])
-
-
 if __name__ == "__main__":
     sys.exit(_worker(json.loads(sys.argv[1])))

@@ -58,8 +58,9 @@ def dbt_target() -> tuple[Path, list[str]]:
 def show_tables() -> int:
     """Brings the control database's views in line with Spark's tables; returns their number."""
     with connect(settings.duckdb_path()) as conn:
-        upgrade(conn)  # a new control database is made at the current version
-        return show_spark_tables(conn, spark.spark_dir(), raw_table_shapes(registered_sources()))
+        views = show_spark_tables(conn, spark.spark_dir(), raw_table_shapes(registered_sources()))
+        upgrade(conn)  # after: a DuckDB warehouse's file is refused above, never upgraded
+        return views
 
 
 def land(log: Callable[[str], None]) -> dict:

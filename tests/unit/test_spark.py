@@ -3,7 +3,11 @@ read back from their output."""
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
+
+import pytest
 
 from orchestration.spark import build as spark
 
@@ -26,15 +30,36 @@ def test_build_step_can_leave_unit_tests_out():
         "build", "--full-refresh", "--exclude-resource-type", "unit_test"]
 
 
-def test_exported_tables_and_row_counts_are_read_from_the_output(tmp_path):
+def test_exported_tables_and_what_landed_are_read_from_the_output(tmp_path):
     export = spark.StepResult("export", 1.0, ["12:00:01  exported marts.profiles", "noise", "exported traits.traits__x"])
     assert spark.exported_tables(export, tmp_path) == {
         "marts.profiles": tmp_path / "marts" / "profiles", "traits.traits__x": tmp_path / "traits" / "traits__x"}
-    count = spark.StepResult("count", 1.0, ['row_counts {"marts.profiles": 469}'])
-    assert spark.counted_rows(count) == {"marts.profiles": 469}
+    landed = spark.StepResult("land", 1.0, ["landed 1 new file(s)", spark.LANDED_MARK + '{"files_skipped": 2}'])
+    assert spark.landed(landed) == {"files_skipped": 2}
 
 
 def test_missing_java_is_reported(monkeypatch):
     monkeypatch.setattr(spark.shutil, "which", lambda name: None)
     monkeypatch.delenv("JAVA_HOME", raising=False)
     assert any("Java" in item for item in spark.missing_requirements())
+
+
+def test_the_jobs_dbt_commands_pick_the_target(tmp_path, monkeypatch):
+    """The Dagster job's dbt commands (the build, the verification) on the engine WAREHOUSE_TARGET names:
+    Spark's build folders and profile target, with the settings dbt's Spark reads in the environment."""
+    from orchestration.core import settings
+    from orchestration.spark import job
+
+    monkeypatch.delenv("WAREHOUSE_TARGET", raising=False)
+    assert job.dbt_target() == (settings.DBT_PROJECT_DIR / "target", [])
+    monkeypatch.setenv("WAREHOUSE_TARGET", "spark")
+    monkeypatch.setenv("SPARK_WAREHOUSE_DIR", str(tmp_path / "spark"))
+    monkeypatch.setattr(spark, "missing_requirements", lambda: [])
+    for name in ("SPARK_LOCAL_IP", "PYSPARK_PYTHON"):
+        monkeypatch.delenv(name, raising=False)
+    assert job.dbt_target() == (settings.DBT_PROJECT_DIR / "target" / "spark", ["--target", "spark"])
+    assert os.environ["SPARK_LOCAL_IP"] == "127.0.0.1" and os.environ["PYSPARK_PYTHON"] == sys.executable
+    assert job.pending_erasure() == tmp_path / "spark" / "erasure-pending.json"
+    monkeypatch.setattr(spark, "missing_requirements", lambda: ["Java"])
+    with pytest.raises(spark.SparkRunError, match="WAREHOUSE_TARGET=spark needs Java"):
+        job.dbt_target()

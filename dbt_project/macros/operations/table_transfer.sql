@@ -1,5 +1,5 @@
 {#- Operations on the `spark` target that orchestration/spark/build.py runs through dbt, so they use
-    the profile's connection: the landing schema, tables out as Parquet files, row counts. -#}
+    the profile's connection: the landing schema, tables out as Parquet files. -#}
 
 {#- Makes sure the landing schema exists. Run first on the session method, it also starts dbt's
     Spark with the profile's settings: the landing (orchestration/spark/landing.py) runs in that Spark. -#}
@@ -8,7 +8,7 @@
 {% endmacro %}
 
 {#- Every table of the schemas, written as Parquet under `out_dir/<schema>/<table>/`: the
-    equivalence test and `identity-warehouse run --target spark` read them from there. -#}
+    equivalence test reads them from there. -#}
 {% macro export_schemas(schemas, out_dir) %}
     {%- for schema in schemas -%}
         {%- if adapter.check_schema_exists(none, schema) -%}
@@ -19,13 +19,4 @@
             {%- endfor -%}
         {%- endif -%}
     {%- endfor -%}
-{% endmacro %}
-
-{#- One line of JSON: the number of rows of each relation (`schema.table`). -#}
-{% macro count_rows(relations) %}
-    {%- set counts = {} -%}
-    {%- for relation in relations -%}
-        {%- do counts.update({relation: run_query("select count(*) from " ~ relation).columns[0].values()[0] | int}) -%}
-    {%- endfor -%}
-    {%- do print("row_counts " ~ tojson(counts)) -%}
 {% endmacro %}
