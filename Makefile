@@ -31,8 +31,8 @@ $(INSTALLED): pyproject.toml
 run: $(INSTALLED)
 	$(VENV)/bin/identity-warehouse run
 
-## The same on Apache Spark (local PySpark, needs Java): LANDING_DIR → DUCKDB_PATH's raw tables →
-## Spark (SPARK_WAREHOUSE_DIR, default data/spark) → dbt build --target spark.
+## The same Dagster job on Apache Spark (local PySpark, needs Java): Spark lands LANDING_DIR and
+## dbt builds there (SPARK_WAREHOUSE_DIR, default data/spark; docs/spark.md).
 run-spark: $(INSTALLED)
 	$(VENV)/bin/pip install --quiet -e '.[spark]'
 	$(VENV)/bin/identity-warehouse run --target spark

@@ -42,13 +42,23 @@ def landing_dir() -> Path:
 
 
 def duckdb_path() -> Path:
-    """The DuckDB file, absolute; also exported as ``DUCKDB_PATH`` for dbt's profile."""
-    path = _resolve(os.environ.get("DUCKDB_PATH"), DEFAULT_DUCKDB_PATH)
+    """The DuckDB file, absolute; also exported as ``DUCKDB_PATH`` for dbt's profile. On the Spark
+    target it is the control database, by default beside Spark's warehouse (not the DuckDB
+    warehouse's file, which it must not be)."""
+    default = spark_warehouse_dir() / DEFAULT_DUCKDB_PATH.name if warehouse_target() == "spark" else DEFAULT_DUCKDB_PATH
+    path = _resolve(os.environ.get("DUCKDB_PATH"), default)
     os.environ["DUCKDB_PATH"] = str(path)
     return path
 
 
 WAREHOUSE_TARGETS = ("duckdb", "spark")
+DEFAULT_SPARK_DIR = PROJECT_ROOT / "data" / "spark"
+
+
+def spark_warehouse_dir() -> Path:
+    """Where the local Spark's warehouse (Parquet files) and its Derby metastore live:
+    ``SPARK_WAREHOUSE_DIR`` or ``data/spark``."""
+    return _resolve(os.environ.get("SPARK_WAREHOUSE_DIR"), DEFAULT_SPARK_DIR)
 
 
 def warehouse_target() -> str:

@@ -26,7 +26,6 @@ from orchestration.core import settings
 from orchestration.core.dbt_args import dbt_build_args
 
 TARGET = "spark"
-DEFAULT_SPARK_DIR = settings.PROJECT_ROOT / "data" / "spark"
 # Spark writes dbt's artifacts beside DuckDB's otherwise, and the Dagster code location reads those.
 TARGET_PATH = "target/spark"
 # What the marts and the computed traits and audiences are in (the schemas compared, exported).
@@ -38,10 +37,8 @@ class SparkRunError(RuntimeError):
 
 
 def spark_dir() -> Path:
-    """Where the local Spark warehouse (Parquet files) and its Derby metastore live:
-    ``SPARK_WAREHOUSE_DIR`` or ``data/spark``; exported, absolute, for dbt's profile."""
-    value = os.environ.get("SPARK_WAREHOUSE_DIR")
-    path = Path(value).expanduser().resolve() if value else DEFAULT_SPARK_DIR
+    """``settings.spark_warehouse_dir()``, exported, absolute, for dbt's profile."""
+    path = settings.spark_warehouse_dir()
     os.environ["SPARK_WAREHOUSE_DIR"] = str(path)
     return path
 

@@ -5,9 +5,11 @@ For the sample data (then again after a late file lands, an incremental build on
 merge, new messages, the audience history) and for a generated set of 200 people: the real Dagster
 job builds DuckDB; Spark lands the same files itself (each read by a Spark task,
 `orchestration/spark/landing.py`, in dbt-spark's session) and `dbt build --target spark` runs every
-model, data test and unit test there: in a local Spark for the sample, on a standalone cluster for
-the generated people (a master and two workers on loopback, started from the pyspark package:
-`orchestration/spark/cluster.py`). Every table of the `raw`, `marts`, `traits` and `audiences`
+model and data test there: in a local Spark for the sample, and, for the generated people, the same
+Dagster job on Spark (`WAREHOUSE_TARGET=spark`: landing, build with the unit tests, checks, privacy,
+exports) on a standalone cluster (a master and two workers on loopback, started from the pyspark
+package: `orchestration/spark/cluster.py`), whose audience exports are compared with the DuckDB
+job's too. Every table of the `raw`, `marts`, `traits` and `audiences`
 schemas is then compared with DuckDB's as a multiset of rows, every column included (profile ids,
 load ids and rejection reasons too), except those that hold the wall-clock time of the landing or
 the build (`loaded_at` and `rejected_at` in `raw` and `profile_events`, `profile_merges.merged_at`,
@@ -77,6 +79,7 @@ class Build:
     seconds: dict[str, float] = field(default_factory=dict)
     exports: tuple[Path, Path] | None = None  # the audience exports of the DuckDB job and the Spark job
     control: Path | None = None  # the Spark job's control database (its views are attached as `c`)
+    dbt_folder: Path | None = None  # the target folder of the Spark job's dbt build
 
 
 def parquet_relation(folder: Path) -> str:
@@ -172,8 +175,9 @@ class EnginePair:
             names = [f"{schema}.{table}" for schema, table in conn.execute(
                 "select table_schema, table_name from information_schema.tables where table_type = 'VIEW' "
                 f"and table_schema in ({', '.join(repr(s) for s in COMPARED_SCHEMAS)})").fetchall()]
+        [dbt_folder] = (settings.DBT_PROJECT_DIR / spark.TARGET_PATH).glob(f"identity_warehouse_dbt_models-{outcome.run_id[:7]}-*")
         return Build(build.name, build.duckdb, {name: control_relation(control, name) for name in names}, seconds,
-                     exports=(self.root / "exports", exports), control=control)
+                     exports=(self.root / "exports", exports), control=control, dbt_folder=dbt_folder)
 
 
 def _duckdb_tables(conn: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
@@ -256,7 +260,8 @@ def sample_builds(tmp_path_factory, dagster_instance) -> tuple[Build, Build]:
     late.parent.mkdir(parents=True)
     late.write_text("".join(json.dumps(m) + "\n" for m in LATE_MESSAGES))
     second = pair.build_duckdb("sample + late file (incremental)")
-    return tuple(pair.build_spark([first, second]))
+    # dbt's unit tests (they do not depend on the data) run once, in the Dagster job's build on the cluster
+    return tuple(pair.build_spark([first, second], unit_tests=False))
 
 
 @dataclass
@@ -309,11 +314,12 @@ def test_an_incremental_build_after_a_late_file_is_equal_on_spark(sample_builds)
     assert (({*before.values()} - {after["intilery-user-2"]}).pop(), after["intilery-user-2"]) in merges
 
 
-def test_unit_test_inputs_are_one_inline_table_on_spark(sample_builds):
-    """dbt's unit tests ran on Spark in the first build with their inputs as one `values` table
-    (macros/cross_db/fixture_sql.sql), not a union of a select per row, which Spark copies into
-    every place a model reads its input: 50 s a test of int_identity_conflicts instead of 4-12."""
-    compiled = (settings.DBT_PROJECT_DIR / spark.TARGET_PATH / "run" / "identity_warehouse" / "models" / "intermediate"
+def test_unit_test_inputs_are_one_inline_table_on_spark(generated_build):
+    """dbt's unit tests ran on Spark in the Dagster job's first build on Spark, with their inputs as
+    one `values` table (macros/cross_db/fixture_sql.sql), not a union of a select per row, which
+    Spark copies into every place a model reads its input: 50 s a test of int_identity_conflicts
+    instead of 4-12."""
+    compiled = (generated_build.build.dbt_folder / "run" / "identity_warehouse" / "models" / "intermediate"
                 / "_intermediate__unit_tests.yml" / "models" / "intermediate" / "a_device_over_the_threshold_is_junk_by_default.sql")
     fixture = compiled.read_text().split("-- Fixture for int_identifiers", 1)[1].split("as fixture (", 1)[0]
     assert fixture.lstrip().startswith("select * from values") and "union all" not in fixture

@@ -63,3 +63,19 @@ def test_the_jobs_dbt_commands_pick_the_target(tmp_path, monkeypatch):
     monkeypatch.setattr(spark, "missing_requirements", lambda: ["Java"])
     with pytest.raises(spark.SparkRunError, match="WAREHOUSE_TARGET=spark needs Java"):
         job.dbt_target()
+
+
+def test_the_control_database_defaults_beside_sparks_warehouse(tmp_path, monkeypatch):
+    """Not the DuckDB warehouse's file: `make run` then `make run-spark` work side by side."""
+    from orchestration.core import settings
+
+    monkeypatch.delenv("DUCKDB_PATH", raising=False)
+    monkeypatch.setenv("SPARK_WAREHOUSE_DIR", str(tmp_path / "spark"))
+    monkeypatch.setenv("WAREHOUSE_TARGET", "spark")
+    assert settings.duckdb_path() == tmp_path / "spark" / "identity_warehouse.duckdb"
+    monkeypatch.delenv("DUCKDB_PATH")
+    monkeypatch.setenv("WAREHOUSE_TARGET", "duckdb")
+    assert settings.duckdb_path() == settings.DEFAULT_DUCKDB_PATH
+    monkeypatch.setenv("DUCKDB_PATH", str(tmp_path / "mine.duckdb"))
+    monkeypatch.setenv("WAREHOUSE_TARGET", "spark")
+    assert settings.duckdb_path() == tmp_path / "mine.duckdb"
