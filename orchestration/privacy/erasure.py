@@ -247,6 +247,8 @@ def erased_raw_lines(conn, identifier_types: list[str], normalize) -> tuple[dict
 def add_pending_lines(path: Path, lines: dict[str, list]) -> None:
     """Adds line keys to the erasure Spark has still to do (``path``, JSON: raw table → keys; keys
     only, nothing that names a person), written whole or not at all."""
+    if not any(lines.values()):  # nobody found: nothing for Spark to remove or rebuild
+        return
     pending = json.loads(path.read_text()) if path.exists() else {}
     for table, keys in lines.items():
         pending[table] = sorted({tuple(key) for key in pending.get(table, [])} | {tuple(key) for key in keys})

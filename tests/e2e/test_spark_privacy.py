@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from orchestration.core import settings
 from orchestration.privacy.requests import process_requests
@@ -62,16 +63,29 @@ def _audit(conn) -> tuple[list, list]:
     return requests, lines
 
 
-def test_a_delete_on_spark_leaves_spark_the_lines_the_duckdb_erasure_deletes(sample_runs, tmp_path):
-    sample = sample_runs.copy_of_first_build(tmp_path / "duckdb")
-    _write_as_spark(sample.database, tmp_path / "spark")
-    control = tmp_path / "control" / WAREHOUSE_FILE_NAME
-    control.parent.mkdir()
-    rules, no_files = settings.identity_rules(), tmp_path / "no-request-files"
+@pytest.fixture(scope="module")
+def spark_layout(sample_runs, tmp_path_factory) -> Path:
+    """The sample's first build as Spark's warehouse folder would hold it (read it, never write)."""
+    root = tmp_path_factory.mktemp("spark-layout")
+    _write_as_spark(sample_runs.first_build.database, root)
+    return root
 
+
+def _control(spark_layout: Path, folder: Path) -> Path:
+    """A control database of the Spark target, showing ``spark_layout``'s tables."""
+    control = folder / "control" / WAREHOUSE_FILE_NAME
+    control.parent.mkdir(parents=True)
     with duckdb.connect(str(control)) as conn:
-        assert show_spark_tables(conn, tmp_path / "spark", raw_table_shapes()) > 40
-        pending = tmp_path / "spark" / "erasure-pending.json"
+        assert show_spark_tables(conn, spark_layout, raw_table_shapes()) > 40
+    return control
+
+
+def test_a_delete_on_spark_leaves_spark_the_lines_the_duckdb_erasure_deletes(sample_runs, spark_layout, tmp_path):
+    sample = sample_runs.copy_of_first_build(tmp_path / "duckdb")
+    rules, no_files = settings.identity_rules(), tmp_path / "no-request-files"
+    pending = tmp_path / "erasure-pending.json"
+
+    with duckdb.connect(str(_control(spark_layout, tmp_path))) as conn:
         batch = process_requests(conn, no_files, REQUESTS, rules=rules, salt=SALT, export_dir=tmp_path / "exports-spark",
                                  spark_erasure=pending)
         on_spark = _audit(conn)
@@ -89,3 +103,14 @@ def test_a_delete_on_spark_leaves_spark_the_lines_the_duckdb_erasure_deletes(sam
     assert left_to_spark == {table: keys for table, keys in erased.items() if keys}
     assert {"contacts", "identifies", "snowplow"} <= set(left_to_spark)  # Segment and Snowplow messages, contact rows
     assert on_spark == on_duckdb and tombstones_on_spark == tombstones_on_duckdb
+
+
+def test_a_delete_that_finds_nobody_leaves_spark_nothing_to_do(spark_layout, tmp_path):
+    """No lines, no pending erasure: Spark does not rebuild every model for a request that erased nothing."""
+    pending = tmp_path / "erasure-pending.json"
+    with duckdb.connect(str(_control(spark_layout, tmp_path))) as conn:
+        batch = process_requests(conn, tmp_path / "no-request-files", [
+            {"request_id": "del-nobody", "action": "delete", "identifier": "email:nobody@example.org",
+             "requested_by": "dpo@shop.example"}], rules=settings.identity_rules(), salt=SALT,
+            export_dir=tmp_path / "exports", spark_erasure=pending)
+    assert batch.outcomes == {("delete", "not_found"): 1} and not pending.exists()
