@@ -680,6 +680,7 @@ def _delete(conn, *, rules: dict, salt: str, export_dir: Path, junk_sql: str, no
     """)
     if not conn.execute("select count(*) from erase_requests").fetchone()[0]:
         return
+
     def normalize(type_expr: str, value_expr: str) -> str:
         return normalize_by_type_sql(type_expr, value_expr, rules)
 
