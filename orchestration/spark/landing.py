@@ -276,8 +276,9 @@ def erase_landed(spark, tables: list[str], sources: list[LandingSource], rules: 
         read = rows.select(*SCANNED_COLUMNS[kind]) if text is None else \
             rows.select("load_id", "line_number", F.col(text).alias("text"))
         keys = read.rdd.mapPartitions(lambda part, kind=kind, fields=fields: erased_lines(scan, kind, fields, part)).collect()
-        if keys:
-            removed[table] = remove_lines(spark, table, keys, file_format)
+        if keys:  # read from the table: no need to look for them again
+            removed[table] = len(keys)
+            _rewrite_without(spark, table, keys, file_format)
     done_file.parent.mkdir(parents=True, exist_ok=True)
     done_file.write_text(fingerprint)
     return removed
@@ -288,14 +289,25 @@ def remove_lines(spark, table: str, keys: list, file_format: str = "parquet") ->
     table rewritten only when it holds one); returns how many there were."""
     from pyspark.sql import functions as F
 
-    rows = spark.table(_relation(table))
-    lines = spark.createDataFrame([(load_id, int(line)) for load_id, line in keys], "load_id string, line_number bigint")
-    found = rows.join(F.broadcast(lines), ["load_id", "line_number"], "left_semi").count()
+    found = spark.table(_relation(table)).join(F.broadcast(_line_keys(spark, keys)), ["load_id", "line_number"],
+                                                "left_semi").count()
     if found:
-        # (a join on named columns puts them first: the table's own order is restored)
-        kept = rows.join(F.broadcast(lines), ["load_id", "line_number"], "left_anti").select(*rows.columns)
-        _rewrite(spark, _relation(table), kept, file_format)
+        _rewrite_without(spark, table, keys, file_format)
     return found
+
+
+def _line_keys(spark, keys: list):
+    return spark.createDataFrame([(load_id, int(line)) for load_id, line in keys], "load_id string, line_number bigint")
+
+
+def _rewrite_without(spark, table: str, keys: list, file_format: str) -> None:
+    """``raw.<table>`` rewritten without the rows of ``keys`` (line keys it holds)."""
+    from pyspark.sql import functions as F
+
+    rows = spark.table(_relation(table))
+    # (a join on named columns puts them first: the table's own order is restored)
+    kept = rows.join(F.broadcast(_line_keys(spark, keys)), ["load_id", "line_number"], "left_anti").select(*rows.columns)
+    _rewrite(spark, _relation(table), kept, file_format)
 
 
 def remove_pending_lines(spark, pending_file: Path, file_format: str = "parquet") -> dict[str, int]:
