@@ -39,8 +39,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         print(f"landing folder: {settings.landing_dir()}\nwarehouse:      {settings.duckdb_path()}", flush=True)
     with writer_lock(settings.duckdb_path()):  # the run and its summary, before another run starts
-        # Spark's tables keep no build state: the job always runs there (dbt's incremental models skip the work)
-        if target == "duckdb" and not args.force and (as_of := current_as_of(dbt_vars)) is not None:
+        if not args.force and (as_of := current_as_of(dbt_vars)) is not None:
             print("up to date: nothing new landed, no code changed, and no event crossed the edge of a window "
                   f"since the last run (as_of {as_of:%Y-%m-%d %H:%M:%S}); nothing to do (--force runs the job)")
             _print_counts()

@@ -7,7 +7,8 @@ Nothing to do when all of these hold, read on a read-only connection under the w
   passing (``build_state.last_run``: a run from the UI, the schedule or the sensor, or a killed
   one, leaves that unknown);
 - the warehouse is at the current schema version;
-- no landing file is waiting (as the sensor sees it) and no privacy request file;
+- no landing file is waiting (as the sensor sees it) and no privacy request file; on the Spark
+  target, nothing else for the landing to do either (``spark.job.why_land``);
 - the build plan builds no model: no code or var changed, nothing landed since each model's last
   build, time moved no event across the edge of a window, and every audience's export files are
   what its export would write now (``build_state.plan_build``, ``exports_up_to_date``).
@@ -29,13 +30,14 @@ from orchestration.location import build_state
 from orchestration.location.assets.exports import exports_up_to_date
 from orchestration.location.project import dbt_project, prepare_manifest
 from orchestration.privacy.requests import request_files
+from orchestration.spark import job as spark_job
 
 
 def current_as_of(dbt_vars: Mapping[str, Any]) -> datetime | None:
     """The ``as_of`` the warehouse's time-dependent models are current at, when a run with these
     dbt vars would change nothing; else None (run the job)."""
     database, landing = settings.duckdb_path(), settings.landing_dir()
-    if not database.exists() or request_files(landing):
+    if not database.exists() or request_files(landing) or (spark_job.on_spark() and spark_job.why_land()):
         return None
     prepare_manifest()  # the code as it is now: a changed definition or model is a change
     manifest = json.loads(dbt_project.manifest_path.read_text())

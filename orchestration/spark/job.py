@@ -25,11 +25,14 @@ from pathlib import Path
 
 from orchestration.core import settings
 from orchestration.core.migrations import upgrade
-from orchestration.core.warehouse import connect
+from orchestration.core.warehouse import connect, table_exists
+from orchestration.landing.ingestion import discover_landing_files
+from orchestration.landing.pending import loaded_files, pending_landing_files
 from orchestration.landing.sources import registered_sources
+from orchestration.privacy.requests import create_privacy_tables
 from orchestration.spark import build as spark
-from orchestration.spark.landing import PENDING_ERASURE_FILE
-from orchestration.spark.tables import raw_table_shapes, show_spark_tables
+from orchestration.spark.landing import PENDING_ERASURE_FILE, unfinished_work
+from orchestration.spark.tables import raw_table_shapes, show_spark_tables, table_folders
 
 
 def on_spark() -> bool:
@@ -56,16 +59,42 @@ def dbt_target() -> tuple[Path, list[str]]:
 
 
 def show_tables() -> int:
-    """Brings the control database's views in line with Spark's tables; returns their number."""
+    """Brings the control database's views in line with Spark's tables, and makes its privacy tables
+    (as DuckDB's landing does: the data's version reads them from the first build on); returns the
+    number of views."""
     with connect(settings.duckdb_path()) as conn:
         views = show_spark_tables(conn, spark.spark_dir(), raw_table_shapes(registered_sources()))
         upgrade(conn)  # after: a DuckDB warehouse's file is refused above, never upgraded
+        create_privacy_tables(conn)
         return views
+
+
+def why_land() -> list[str]:
+    """Why the landing must start Spark, read in the control database and beside the warehouse
+    (empty: every landing file is landed, every raw table made, and nothing is left to finish)."""
+    database, sources = settings.duckdb_path(), registered_sources()
+    if not database.exists():
+        return ["nothing landed yet"]
+    screened, _ = spark.privacy_screen_rows(database)
+    reasons = unfinished_work(spark.spark_dir(), screened)
+    folders = table_folders(spark.spark_dir())
+    with connect(database, read_only=True) as conn:
+        if not all(table_exists(conn, *name.split(".")) and tuple(name.split(".")) in folders
+                   for name in raw_table_shapes(sources)):
+            reasons.append("a raw table is not made yet")
+        elif new_files := pending_landing_files(settings.landing_dir(), sources, loaded_files(conn)):
+            reasons.append(f"{len(new_files)} landing file(s) not landed yet")
+    return reasons
 
 
 def land(log: Callable[[str], None]) -> dict:
     """Lands ``LANDING_DIR``'s new files in Spark's raw tables (screened by the privacy requests the
-    control database records), then shows them; returns what landed (``build.landed``)."""
+    control database records), then shows them; returns what landed (``build.landed``). Spark does
+    not start when there is nothing to land (``why_land``)."""
+    if not why_land():
+        files = len(discover_landing_files(settings.landing_dir(), registered_sources()))
+        log(f"nothing to land: the {files} landing file(s) are landed; Spark not started")
+        return {"files_loaded": [], "files_skipped": files, "accepted": {}, "rejected": {}, "erased": {}}
     prepare_environment()
     try:
         results = spark.run_steps([spark.land_files_step()])

@@ -54,6 +54,10 @@ from orchestration.landing.sources import LandingSource
 RAW_SCHEMA = "raw"
 # Beside the warehouse: the line keys a privacy request erased, until every model is built without them.
 PENDING_ERASURE_FILE = "erasure-pending.json"
+# Beside the warehouse: the load ids of a landing cut short (its rows go first in the next), and the
+# fingerprint of the erased identifiers the landed rows were last scanned for (``erase_landed``).
+LANDING_PENDING_FILE = "landing-pending.json"
+ERASURES_SCANNED_FILE = "landing-erased.sha256"
 LOADED_FILES = "loaded_files"
 # DuckDB type → Spark type of the raw tables (JSON is text on Spark).
 SPARK_TYPES = {
@@ -248,6 +252,28 @@ def scanned_as(table: str, screen, sources: list[LandingSource]) -> tuple[str, l
     return None
 
 
+def erased_identifiers(screened: list[tuple[str, str, str]]) -> tuple[tuple[tuple[str, str, str], ...], str]:
+    """The erased identifiers among the screened ones (privacy_screen_rows), and their fingerprint."""
+    from orchestration.privacy.requests import ERASED_REASON
+
+    tombstones = tuple(sorted(tuple(row) for row in screened if row[2] == ERASED_REASON))
+    return tombstones, hashlib.sha256(json.dumps(tombstones).encode()).hexdigest()
+
+
+def unfinished_work(state_dir: Path, screened: list[tuple[str, str, str]]) -> list[str]:
+    """What the next landing must do even when no file is new (``state_dir`` keeps what the last
+    ones left): rows of a landing cut short, lines of an erasure not yet built away, landed rows not
+    yet scanned for the identifiers erased since. Empty: nothing."""
+    tombstones, fingerprint = erased_identifiers(screened)
+    scanned = state_dir / ERASURES_SCANNED_FILE
+    return [why for why, left in [
+        ("a landing was cut short", (state_dir / LANDING_PENDING_FILE).exists()),
+        ("an erasure's lines wait to be removed", (state_dir / PENDING_ERASURE_FILE).exists()),
+        ("identifiers were erased since the landed rows were last scanned",
+         bool(tombstones) and not (scanned.exists() and scanned.read_text() == fingerprint)),
+    ] if left]
+
+
 def erase_landed(spark, tables: list[str], sources: list[LandingSource], rules: dict,
                  screened: list[tuple[str, str, str]], salt: str | None, done_file: Path,
                  file_format: str = "parquet") -> dict[str, int]:
@@ -258,11 +284,9 @@ def erase_landed(spark, tables: list[str], sources: list[LandingSource], rules: 
     from pyspark.sql import functions as F
 
     from orchestration.identity.rules import IdentityRules
-    from orchestration.privacy.requests import ERASED_REASON
     from orchestration.privacy.screen import PrivacyScreen
 
-    tombstones = tuple(sorted(row for row in screened if row[2] == ERASED_REASON))
-    fingerprint = hashlib.sha256(json.dumps(tombstones).encode()).hexdigest()
+    tombstones, fingerprint = erased_identifiers(screened)
     if not tombstones or (done_file.exists() and done_file.read_text() == fingerprint):
         return {}
     scan, screen = ErasureScan(rules, tombstones, salt), PrivacyScreen(salt, IdentityRules.parse(rules))
@@ -340,7 +364,7 @@ def land(spark, landing_dir: Path, staging_dir: Path, state_dir: Path, identity:
     ``file_format`` (the project's ``spark_file_format``) when new (see the module), after removing
     the rows of erased identifiers (``erase_landed``). ``state_dir`` keeps the pending list and the
     erasures' fingerprint. Returns what landed, and the rows erased per table."""
-    pending_file = state_dir / "landing-pending.json"
+    pending_file = state_dir / LANDING_PENDING_FILE
     tables = raw_tables_on_spark(sources)
     spark.sql(f"create database if not exists {RAW_SCHEMA}")
     finish_swaps(spark, list(tables))
@@ -353,7 +377,7 @@ def land(spark, landing_dir: Path, staging_dir: Path, state_dir: Path, identity:
     # an erasure a privacy request left to Spark (a run that died before its rebuild), then the scan
     erased = Counter(remove_pending_lines(spark, state_dir / PENDING_ERASURE_FILE, file_format))
     erased.update(erase_landed(spark, list(tables), sources, rules, screened, salt,
-                               state_dir / "landing-erased.sha256", file_format))
+                               state_dir / ERASURES_SCANNED_FILE, file_format))
     already = frozenset((row[0], row[1]) for row in
                         spark.table(_relation(LOADED_FILES)).select("file_path", "content_sha256").collect())
     shutil.rmtree(staging_dir, ignore_errors=True)

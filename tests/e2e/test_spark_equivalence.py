@@ -40,7 +40,7 @@ from orchestration.location.runner import run_build_warehouse
 from orchestration.spark import build as spark
 from orchestration.spark.cluster import standalone_cluster
 from tests.conftest import SEEDS, WAREHOUSE_FILE_NAME, environment
-from tests.e2e.conftest import LATE_MESSAGES
+from tests.e2e.conftest import LATE_MESSAGES, run_metadata
 
 # pytest-timeout counts the set-up of the fixtures a test is the first to use: the first test here
 # builds the sample on both engines twice (about 4 min alone on a quiet 2-core machine, 5 beside
@@ -57,6 +57,9 @@ WALL_CLOCK_COLUMNS = {("marts", "profile_merges", "merged_at"), ("marts", "audie
                       *(("marts", table, "updated_at")
                         for table in ("profile_identifiers", "profile_events", "identity_links", "profiles",
                                       "profile_trait_sources"))}
+# The Dagster job's run config on Spark (no column metadata is fetched there).
+SPARK_JOB_CONFIG = {"ops": {"identity_warehouse_dbt_models": {
+    "config": {"dbt_vars": {"as_of": AS_OF}, "column_metadata": False}}}}
 # Every schema compared: the landing tables, and what the build makes.
 COMPARED_SCHEMAS = ["raw", *spark.OUTPUT_SCHEMAS]
 
@@ -158,16 +161,24 @@ class EnginePair:
                                                                  for name, folder in tables.items()}, seconds))
         return spark_builds
 
+    def spark_job_environment(self, build: DuckdbBuild):
+        """Where the Dagster job on Spark lands ``build``'s landing folder, keeps its control database
+        and writes its exports."""
+        return environment(WAREHOUSE_TARGET="spark", LANDING_DIR=build.landing, DUCKDB_PATH=self.control,
+                           EXPORT_DIR=self.root / "spark-exports")
+
+    @property
+    def control(self) -> Path:
+        return self.root / "spark-control" / WAREHOUSE_FILE_NAME
+
     def build_spark_with_dagster(self, build: DuckdbBuild) -> Build:
         """The DuckDB build's landing folder through the same Dagster job on Spark (WAREHOUSE_TARGET=spark):
         Spark lands and builds; checks, privacy requests and exports read Spark's tables through
         the control database's views."""
-        control, exports = self.root / "spark-control" / WAREHOUSE_FILE_NAME, self.root / "spark-exports"
-        with self.environment(), environment(WAREHOUSE_TARGET="spark", LANDING_DIR=build.landing,
-                                             DUCKDB_PATH=control, EXPORT_DIR=exports):
+        control, exports = self.control, self.root / "spark-exports"
+        with self.environment(), self.spark_job_environment(build):
             started = time.monotonic()
-            outcome = run_build_warehouse(self.instance, run_config={"ops": {"identity_warehouse_dbt_models": {
-                "config": {"dbt_vars": {"as_of": AS_OF}, "column_metadata": False}}}})
+            outcome = run_build_warehouse(self.instance, run_config=SPARK_JOB_CONFIG)
             seconds = {"duckdb job": build.seconds, "spark job": time.monotonic() - started}
         assert outcome.success and not outcome.failed_checks, f"the Dagster job on Spark failed on {build.name}: {outcome}"
         print(f"{build.name}: " + ", ".join(f"{step} {value:.1f} s" for step, value in seconds.items()))
@@ -267,8 +278,24 @@ def sample_builds(tmp_path_factory, dagster_instance) -> tuple[Build, Build]:
 @dataclass
 class ClusterBuild:
     build: Build
-    cluster_state: dict  # the master's view after the build
+    cluster_state: dict  # the master's view after the build and the run again
     worker_states: list[dict]  # each worker's
+    again: dict  # the job on Spark again with nothing new: what `identity-warehouse run` knew before, the run
+
+
+def run_again_with_nothing_new(pair: EnginePair, build: DuckdbBuild, instance: dg.DagsterInstance) -> dict:
+    """After the job on Spark: whether ``identity-warehouse run`` would know it has nothing to do, then
+    the job again (as the schedule or the UI starts it, which asks no such question)."""
+    from orchestration.location.up_to_date import current_as_of
+
+    with pair.environment(), pair.spark_job_environment(build):
+        up_to_date_as_of = current_as_of({"as_of": AS_OF})
+        started = time.monotonic()
+        outcome = run_build_warehouse(instance, run_config=SPARK_JOB_CONFIG)
+        seconds = time.monotonic() - started
+    print(f"the job on Spark again with nothing new: {seconds:.1f} s")
+    return {"up_to_date_as_of": up_to_date_as_of, "outcome": outcome, "seconds": seconds,
+            "metadata": run_metadata(instance, outcome.run_id)}
 
 
 @pytest.fixture(scope="module")
@@ -283,7 +310,8 @@ def generated_build(tmp_path_factory, dagster_instance) -> ClusterBuild:
     duckdb_build = pair.build_duckdb("generated, 200 people, seed 11")
     with standalone_cluster(root / "cluster", workers=2) as cluster, environment(SPARK_MASTER=cluster.master_url):
         build = pair.build_spark_with_dagster(duckdb_build)
-        return ClusterBuild(build, cluster.wait_until_idle(), cluster.worker_states())
+        again = run_again_with_nothing_new(pair, duckdb_build, dagster_instance)
+        return ClusterBuild(build, cluster.wait_until_idle(), cluster.worker_states(), again)
 
 
 def test_sample_marts_are_equal_on_spark(sample_builds):
@@ -348,9 +376,23 @@ def test_the_job_on_spark_exports_the_same_audiences(generated_build):
         assert changes[0] == changes[1], audience
 
 
+def test_the_job_on_spark_with_nothing_new_starts_no_spark(generated_build):
+    """The build plan works on Spark as on DuckDB (kept in the control database): with nothing new,
+    `identity-warehouse run` knows it has nothing to do, and the job run anyway lands nothing and
+    builds no model without starting Spark (the cluster ran only the first run's two
+    applications: test_the_cluster_build_ran_in_an_executor_on_each_worker)."""
+    again = generated_build.again
+    assert again["up_to_date_as_of"] is not None
+    assert again["outcome"].ok, again["outcome"]
+    assert not {key for key in again["metadata"] if key.split("/")[0] in ("staging", "intermediate", "marts",
+                                                                           "traits", "audiences")}
+    assert again["metadata"]["raw/loaded_files"]["files_loaded"] == 0
+    assert again["metadata"]["raw/loaded_files"]["files_skipped"] > 0
+
+
 def test_the_cluster_build_ran_in_an_executor_on_each_worker(generated_build):
     """Not a local Spark in disguise: the master ran two applications (the job's landing, then its
-    dbt build), each with an executor on each worker."""
+    dbt build), each with an executor on each worker; the run with nothing new started none."""
     applications = generated_build.cluster_state["completedapps"]
     assert len(applications) == 2 and generated_build.cluster_state["aliveworkers"] == 2
     assert all(application["cores"] == 2 for application in applications)

@@ -79,3 +79,92 @@ def test_the_control_database_defaults_beside_sparks_warehouse(tmp_path, monkeyp
     monkeypatch.setenv("DUCKDB_PATH", str(tmp_path / "mine.duckdb"))
     monkeypatch.setenv("WAREHOUSE_TARGET", "spark")
     assert settings.duckdb_path() == tmp_path / "mine.duckdb"
+
+
+def test_a_landing_is_needed_only_for_new_files_or_work_left_over(tmp_path, monkeypatch):
+    """The Spark landing's reasons to start Spark (job.why_land), read in the control database and
+    beside the warehouse; with none, it lands nothing without Spark (not even Java is needed)."""
+    import duckdb
+
+    from orchestration.landing.ingestion import file_sha256
+    from orchestration.landing.sources import registered_sources
+    from orchestration.privacy.requests import ERASED_REASON
+    from orchestration.spark import job, landing
+    from orchestration.spark.tables import raw_table_shapes
+    from tests.unit.test_spark_tables import _spark_table
+
+    spark_dir, control, landed = tmp_path / "spark", tmp_path / "control" / "identity_warehouse.duckdb", tmp_path / "landing"
+    for name, value in {"WAREHOUSE_TARGET": "spark", "SPARK_WAREHOUSE_DIR": spark_dir, "DUCKDB_PATH": control,
+                        "LANDING_DIR": landed}.items():
+        monkeypatch.setenv(name, str(value))
+    (landed / "events").mkdir(parents=True)
+    event = landed / "events" / "day-1.jsonl"
+    event.write_text('{"type": "track"}\n')
+    assert job.why_land() == ["nothing landed yet"]
+    for name in raw_table_shapes(registered_sources()):  # the raw tables as the landing makes them, the file landed
+        schema, table = name.split(".")
+        _spark_table(spark_dir, schema, table, None if table != "loaded_files" else
+                     f"select 'events/day-1.jsonl' as file_path, 0::bigint as size_bytes, "
+                     f"null::timestamp as modified_at, '{file_sha256(event)}' as content_sha256", files=1)
+    job.show_tables()
+    assert job.why_land() == []
+    monkeypatch.setattr(spark, "run_steps", lambda *args: pytest.fail("Spark started with nothing to land"))
+    monkeypatch.setattr(spark, "missing_requirements", lambda: ["Java"])
+    said = []
+    assert job.land(said.append) == {"files_loaded": [], "files_skipped": 1, "accepted": {}, "rejected": {}, "erased": {}}
+    assert said == ["nothing to land: the 1 landing file(s) are landed; Spark not started"]
+
+    event.write_text('{"type": "track"}\n{"type": "identify"}\n')  # the file changed
+    assert job.why_land() == ["1 landing file(s) not landed yet"]
+    event.write_text('{"type": "track"}\n')
+    (spark_dir / landing.LANDING_PENDING_FILE).write_text("[]")
+    (spark_dir / landing.PENDING_ERASURE_FILE).write_text("{}")
+    assert job.why_land() == ["a landing was cut short", "an erasure's lines wait to be removed"]
+    (spark_dir / landing.LANDING_PENDING_FILE).unlink()
+    (spark_dir / landing.PENDING_ERASURE_FILE).unlink()
+    # an identifier erased since the landed rows were scanned (the landing scans them again), until scanned
+    with duckdb.connect(str(control)) as conn:  # (the views' refresh made the privacy tables)
+        conn.execute("insert into privacy.tombstones values ('email', 'h1', 'r1', now())")
+    assert job.why_land() == ["identifiers were erased since the landed rows were last scanned"]
+    (spark_dir / landing.ERASURES_SCANNED_FILE).write_text(landing.erased_identifiers([("email", "h1", ERASED_REASON)])[1])
+    assert job.why_land() == []
+    # a raw table gone from Spark's warehouse (a new source's, or removed by hand)
+    (spark_dir / "warehouse" / "raw.db" / "tracks").rename(tmp_path / "tracks-gone")
+    assert job.why_land() == ["a raw table is not made yet"]
+
+
+def test_an_erasure_rebuilt_on_spark_is_recorded_as_a_build(tmp_path, monkeypatch):
+    """Spark built every model again for an erasure: the build state says so (as after the dbt
+    asset's builds), so the next run with nothing new builds nothing instead of every model once
+    more; a rebuild that failed records nothing."""
+    import json
+
+    import duckdb
+
+    from orchestration.core import settings
+    from orchestration.location import build_state
+    from orchestration.location.assets.privacy import erase_and_rebuild_on_spark
+    from orchestration.location.project import dbt_project
+    from orchestration.spark import job
+
+    control = tmp_path / "identity_warehouse.duckdb"
+    monkeypatch.setenv("DUCKDB_PATH", str(control))
+    monkeypatch.setenv("WAREHOUSE_TARGET", "spark")
+    dbt_vars = {"as_of": "2024-07-01"}
+
+    def fails(dbt_vars, log):
+        raise spark.SparkRunError("build on Spark failed")
+    monkeypatch.setattr(job, "erase_and_rebuild", fails)
+    with pytest.raises(spark.SparkRunError):
+        erase_and_rebuild_on_spark(dbt_vars, print)
+    with duckdb.connect(str(control)) as conn:
+        assert build_state.read_recorded(conn) == {}
+    monkeypatch.setattr(job, "erase_and_rebuild", lambda dbt_vars, log: 12.5)
+    assert erase_and_rebuild_on_spark(dbt_vars, print) == 12.5
+    manifest = json.loads(dbt_project.manifest_path.read_text())
+    with duckdb.connect(str(control)) as conn:
+        recorded = build_state.read_recorded(conn)
+        plan, _ = build_state.plan_from_warehouse(conn, manifest, {**settings.dbt_vars(), **dbt_vars},
+                                                  nothing_pending=True, outputs_current=lambda: True)
+    assert set(recorded) == {node["name"] for node in build_state.models(manifest).values()}
+    assert plan.builds_nothing

@@ -37,6 +37,7 @@ from orchestration.spark import job as spark_job
 
 dbt_event_stream.install()  # column metadata without a spinning thread while dbt runs, nor tracebacks
 
+STORAGE_KIND = "dagster/storage_kind"
 # dbt folder → Dagster group, so the graph reads like the data flow.
 GROUP_BY_FOLDER = {"staging": "staging", "intermediate": "identity", "marts": "profiles", "computed": "traits_and_audiences"}
 
@@ -48,6 +49,16 @@ class IdentityWarehouseTranslator(DagsterDbtTranslator):
         if dbt_resource_props["resource_type"] == "source":
             return dg.AssetKey(["raw", dbt_resource_props["name"]])
         return dg.AssetKey([dbt_resource_props["schema"], dbt_resource_props["name"]])
+
+    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project) -> dg.AssetSpec:
+        """The engine the job builds on as the asset's kind and storage: the code location's
+        manifest is the DuckDB target's parse on either engine (the models are the same)."""
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        parsed_for, engine = manifest.get("metadata", {}).get("adapter_type"), settings.warehouse_target()
+        if parsed_for in (None, engine) or parsed_for not in spec.kinds:
+            return spec
+        return spec.replace_attributes(kinds={engine if kind == parsed_for else kind for kind in spec.kinds},
+                                       metadata={**spec.metadata, STORAGE_KIND: engine})
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         # dagster-dbt's own choice wins: a model's `meta: {dagster: {group: ...}}` (int_profile_changes,
@@ -154,9 +165,7 @@ def identity_warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCli
     with writer_lock(settings.duckdb_path(), context.log.info):  # dbt opens the file itself
         with connect(settings.duckdb_path()) as conn:  # a build without landing: the models read the current shapes
             upgrade(conn, context.log.info)
-            if config.full_refresh:  # every row is rewritten: the checks after it read them all
-                build_state.forget_checks_passed(conn)
-        plan, version = plan_this_build(context, config)
+        plan, version = plan_this_build(context, config, config.full_refresh)
         for line in plan.summary():
             context.log.info(line)
         if plan.builds_nothing:  # no dbt process: the assets keep their last materializations
@@ -180,7 +189,7 @@ def identity_warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCli
                 built = time.monotonic()
         finally:  # a failed build too: the checks after it open the file
             release_dbt_duckdb_handle()
-            record_what_was_built(context, build.target_path, plan, version)
+            record_what_was_built(build.target_path, plan, version)
             keep_build_state(build.target_path, f"{context.op_def.name}-*", settings.duckdb_path())
         if fetch_columns:
             column_metadata.store(metadata_file, metadata_version, {
@@ -202,29 +211,36 @@ def build_on_spark(context: dg.AssetExecutionContext, dbt: DbtCliResource, confi
                    latest: Mapping[dg.AssetKey, Mapping[str, Any]]) -> Iterator:
     """``dbt build --target spark`` (orchestration/spark/job.py): the selected models, their data
     tests as asset checks, and the unit tests when they have not passed on Spark for this version of
-    the project. No build plan (Spark keeps no build state: dbt's incremental models do the rest)
-    and no column metadata (dagster-dbt would start dbt's Spark in this process to read it)."""
-    target_root, target_args = spark_job.dbt_target()
+    the project. The build plan is DuckDB's, kept in the control database: no model to build, no
+    Spark started. No column metadata (dagster-dbt would start dbt's Spark in this process to read it)."""
     # lines a privacy request erased that a run cut short left in the models: build them all again
     erasure_pending = spark_job.pending_erasure().exists()
     if erasure_pending:
         context.log.info("an erasure is pending (erasure-pending.json): every model is built again from the raw tables")
+    full_refresh = config.full_refresh or erasure_pending
     tests_version = unit_tests_version(fingerprint, config.dbt_vars, installed_versions(SPARK_UNIT_TEST_PACKAGES))
     run_unit_tests = config.always_run_unit_tests or not unit_tests_passed(latest, tests_version)
     with writer_lock(settings.duckdb_path(), context.log.info):  # one run at a time on the Spark warehouse too
+        plan, version = plan_this_build(context, config, full_refresh)
+        for line in plan.summary():
+            context.log.info(line)
+        if plan.builds_nothing:  # no Spark: the assets keep their last materializations
+            return
+        target_root, target_args = spark_job.dbt_target()
         folder = new_build_folder(target_root, context.op_def.name, context.run.run_id, spark_build.spark_dir())
         started = time.monotonic()
         try:
-            with without_adapter_in_process():
-                build = dbt.cli([*dbt_build_args(config.full_refresh or erasure_pending, config.dbt_vars,
-                                                 unit_tests=run_unit_tests), *target_args],
+            with without_adapter_in_process(), rebuilding_from_scratch(plan.rebuilt_from_scratch):
+                build = dbt.cli([*dbt_build_args(full_refresh, config.dbt_vars, unit_tests=run_unit_tests,
+                                                 exclude=plan.left_out), *target_args],
                                 context=context, target_path=folder)
                 events = list(build.stream())
             if erasure_pending and set(context.selected_asset_keys) == set(context.assets_def.keys):
                 spark_job.pending_erasure().unlink()  # every model built, and passed: none holds the lines
-        finally:  # what a failed build wrote is in Spark's tables: show it
+        finally:  # what a failed build wrote is in Spark's tables: show it, and record what it built
             spark_job.show_tables()
-        keep_build_state(build.target_path, f"{context.op_def.name}-*", spark_build.spark_dir())
+            record_what_was_built(folder, plan, version)
+        keep_build_state(folder, f"{context.op_def.name}-*", spark_build.spark_dir())
     context.log.info(f"dbt build on Spark: {time.monotonic() - started:.1f} s; unit tests "
                      + ("run" if run_unit_tests else "passed for this version of the project on Spark, not run again"))
     versions = {UNIT_TESTS_PASSED: tests_version, UNIT_TESTS: UNIT_TESTS_RAN if run_unit_tests else UNIT_TESTS_LEFT_OUT}
@@ -232,19 +248,23 @@ def build_on_spark(context: dg.AssetExecutionContext, dbt: DbtCliResource, confi
         yield event.with_metadata({**event.metadata, **versions}) if materialized_key(context, event) else event
 
 
-def plan_this_build(context: dg.AssetExecutionContext, config: DbtBuildConfig) -> tuple[build_state.BuildPlan, str]:
+def plan_this_build(context: dg.AssetExecutionContext, config: DbtBuildConfig,
+                    full_refresh: bool) -> tuple[build_state.BuildPlan, str]:
     """What the build does besides an ordinary incremental build (orchestration/location/build_state.py):
     the models whose code changed, rebuilt from scratch with what reads them; when nothing new
-    landed, only the models that change as time passes, and none while time has changed none."""
+    landed, only the models that change as time passes, and none while time has changed none. A
+    full refresh forgets the checks' last passes (every row is rewritten: the checks read them all)."""
     manifest = json.loads(dbt_project.manifest_path.read_text())
     dbt_vars = {**settings.dbt_vars(), **config.dbt_vars}
     privacy_config = context.run.run_config.get("ops", {}).get("process_privacy_requests", {}).get("config", {})
     # privacy requests run after the models they read: a run that has some builds them all; and a
     # run of chosen models (the UI's "Materialize selected") builds what was chosen
     whole_project = set(context.selected_asset_keys) == set(context.assets_def.keys)
-    nothing_pending = whole_project and not (config.full_refresh or privacy_config.get("requests")
+    nothing_pending = whole_project and not (full_refresh or privacy_config.get("requests")
                                              or request_files(settings.landing_dir()))
     with connect(settings.duckdb_path()) as conn:
+        if full_refresh:
+            build_state.forget_checks_passed(conn)
         build_state.mark_last_run(conn, finished_ok=False)  # until `identity-warehouse run` says how it ended
         plan, version = build_state.plan_from_warehouse(conn, manifest, dbt_vars, nothing_pending,
                                                         lambda: exports_up_to_date(conn))
@@ -266,8 +286,7 @@ def rebuilding_from_scratch(model_names: list[str]) -> Iterator[None]:
             os.environ[build_state.REBUILD_ENV] = saved
 
 
-def record_what_was_built(context: dg.AssetExecutionContext, target_path: Path, plan: build_state.BuildPlan,
-                          version: str) -> None:
+def record_what_was_built(target_path: Path, plan: build_state.BuildPlan, version: str) -> None:
     """Records the code and data each model dbt built was built from (run_results.json): a model
     that failed keeps its old record, so the next build does its work again."""
     results_file = target_path / "run_results.json"

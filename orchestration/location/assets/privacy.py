@@ -1,7 +1,10 @@
 """Privacy requests as a Dagster asset: after the build (so an identifier resolves to its current
 profile), before the audience exports (so an erased person is in none of them)."""
 
+import json
 import time
+from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Optional
 
 import dagster as dg
@@ -9,7 +12,9 @@ import dagster as dg
 from orchestration.core import settings
 from orchestration.core.migrations import upgrade
 from orchestration.core.warehouse import compact, connect
+from orchestration.location import build_state
 from orchestration.location.assets.landing import DUCKDB_POOL
+from orchestration.location.project import dbt_project
 from orchestration.location.resources import Warehouse
 from orchestration.privacy.requests import privacy_salt, process_requests
 from orchestration.spark import job as spark_job
@@ -70,7 +75,7 @@ def process_privacy_requests(context: dg.AssetExecutionContext, warehouse: Wareh
     seconds = {"requests": round(time.monotonic() - started, 2)}
     if spark_erasure is not None and spark_erasure.exists():
         dbt_config = context.run.run_config.get("ops", {}).get("identity_warehouse_dbt_models", {}).get("config", {})
-        seconds["spark_erasure"] = round(spark_job.erase_and_rebuild(dbt_config.get("dbt_vars", {}), context.log.info), 2)
+        seconds["spark_erasure"] = round(erase_and_rebuild_on_spark(dbt_config.get("dbt_vars", {}), context.log.info), 2)
     elif batch.outcomes[("delete", "completed")] and settings.compact_after_delete():
         started = time.monotonic()
         before, after = compact(warehouse.database)  # the erased values leave the file's free blocks
@@ -88,3 +93,17 @@ def process_privacy_requests(context: dg.AssetExecutionContext, warehouse: Wareh
         "seconds": dg.MetadataValue.json(seconds)})
     yield dg.MaterializeResult(asset_key=["privacy", "tombstones"], metadata={"dagster/row_count": counts[1]})
     yield dg.MaterializeResult(asset_key=["privacy", "locks"], metadata={"dagster/row_count": counts[2]})
+
+
+def erase_and_rebuild_on_spark(dbt_vars: dict, log: Callable[[str], None]) -> float:
+    """Spark removes the erased lines and builds every model again (``spark.job.erase_and_rebuild``),
+    recorded in the build state as the dbt asset records its builds: the next run with nothing new
+    then builds nothing. Returns the seconds it took."""
+    manifest = json.loads(dbt_project.manifest_path.read_text())
+    with connect(settings.duckdb_path()) as conn:  # the data's version and as_of before the build starts
+        plan, version = build_state.plan_from_warehouse(conn, manifest, {**settings.dbt_vars(), **dbt_vars},
+                                                        nothing_pending=False, outputs_current=lambda: False)
+    seconds = spark_job.erase_and_rebuild(dbt_vars, log)  # raises unless every model was built and tested
+    with connect(settings.duckdb_path()) as conn:
+        build_state.record_builds(conn, plan, plan.code, version, datetime.now(timezone.utc).replace(tzinfo=None))
+    return seconds
