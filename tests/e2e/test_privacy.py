@@ -24,7 +24,7 @@ import pytest
 
 from orchestration.location.runner import JobOutcome, run_build_warehouse
 from tests.conftest import environment
-from tests.e2e.conftest import dbt_log_messages
+from tests.e2e.conftest import dbt_log_messages, run_metadata
 
 DANA = {("email", "dana.argelies@example.com"), ("phone", "+14155550101"), ("user_id", "amp-user-dana"),
         ("anonymous_id", "amp-web-dana")}
@@ -106,6 +106,19 @@ def test_every_run_succeeds_without_failed_checks(privacy_runs: PrivacyRuns):
     for outcome in privacy_runs.outcomes:
         assert outcome.success, outcome
         assert outcome.failed_checks == []  # landed_lines_reconcile counts erased lines
+
+
+def test_requests_with_nothing_new_landed_build_only_what_time_changes(privacy_runs: PrivacyRuns, dagster_instance):
+    """The requests read models that are current when nothing landed since their build: the run that
+    has only requests builds the models that change as time passes (the privacy step follows the
+    last of them), not every model again; the run after a late file builds them all."""
+    def built(outcome) -> set[str]:
+        return {key.split("/")[-1] for key in run_metadata(dagster_instance, outcome.run_id)
+                if key.split("/")[0] in ("staging", "intermediate", "marts", "traits", "audiences")}
+    identity_models = {"stg_segment__tracks", "int_identifiers", "profile_events", "profiles"}
+    requests_only, with_a_late_file = built(privacy_runs.outcomes[1]), built(privacy_runs.outcomes[2])
+    assert "audience_membership_history" in requests_only and not requests_only & identity_models
+    assert identity_models <= with_a_late_file
 
 
 def test_export_holds_every_identifier_trait_audience_and_event_of_the_person(privacy_runs: PrivacyRuns):

@@ -257,17 +257,21 @@ def plan_this_build(context: dg.AssetExecutionContext, config: DbtBuildConfig,
     manifest = json.loads(dbt_project.manifest_path.read_text())
     dbt_vars = {**settings.dbt_vars(), **config.dbt_vars}
     privacy_config = context.run.run_config.get("ops", {}).get("process_privacy_requests", {}).get("config", {})
-    # privacy requests run after the models they read: a run that has some builds them all; and a
-    # run of chosen models (the UI's "Materialize selected") builds what was chosen
+    # a run of chosen models (the UI's "Materialize selected") builds what was chosen
     whole_project = set(context.selected_asset_keys) == set(context.assets_def.keys)
-    nothing_pending = whole_project and not (full_refresh or privacy_config.get("requests")
-                                             or request_files(settings.landing_dir()))
+    nothing_pending = whole_project and not full_refresh
+    # Privacy requests read models that are current when nothing new landed, but Dagster runs their
+    # step only after a build that wrote the model it follows: with requests waiting, the build
+    # writes at least the models that change as time passes (that one among them), or all.
+    requests_wait = bool(privacy_config.get("requests") or request_files(settings.landing_dir()))
     with connect(settings.duckdb_path()) as conn:
         if full_refresh:
             build_state.forget_checks_passed(conn)
         build_state.mark_last_run(conn, finished_ok=False)  # until `identity-warehouse run` says how it ended
-        plan, version = build_state.plan_from_warehouse(conn, manifest, dbt_vars, nothing_pending,
-                                                        lambda: exports_up_to_date(conn))
+        plan, version = build_state.plan_from_warehouse(
+            conn, manifest, dbt_vars, nothing_pending, lambda: not requests_wait and exports_up_to_date(conn))
+        if requests_wait and plan.builds_nothing:  # no model changes as time passes
+            plan, version = build_state.plan_from_warehouse(conn, manifest, dbt_vars, False, lambda: False)
         build_state.forget_as_of(conn, plan)
     return plan, version
 

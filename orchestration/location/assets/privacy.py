@@ -47,8 +47,9 @@ class PrivacyRequestsConfig(dg.Config):
             # After the dbt build (one step), through a model every build that builds anything writes:
             # a build with nothing new leaves the profile marts as they are and writes only what time
             # changes, or nothing (orchestration/location/build_state.py), and Dagster skips what
-            # depends on an asset a run did not write; such a build happens only when no request
-            # waits. The requests read marts.profile_identifiers and profile_events.
+            # depends on an asset a run did not write: with requests waiting, a build writes the
+            # time-dependent models at least, this one among them (plan_this_build). The requests
+            # read marts.profile_identifiers and profile_events, current when nothing new landed.
             deps=[dg.AssetKey(["marts", "audience_membership_history"])],
             kinds={"duckdb"},
         ),
