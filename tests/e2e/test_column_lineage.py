@@ -1,6 +1,11 @@
 """The column lineage of every model of the sample is the same with patch 8 of
 orchestration/location/patches.py (every column of a model at once) as with sqlglot's lineage
-called once per column, as dagster-dbt does: same upstream asset and column for each column."""
+called once per column, as dagster-dbt does: same upstream asset and column for each column.
+
+The reference walks each column on its own, with a cache of its own, as dagster-dbt's calls do;
+it qualifies each model's SQL once, not once per column (``QualifiedOnce``): qualifying does not
+depend on the column, and took three fifths of the test's time (int_identifiers: 40 s of 64 s
+on a quiet machine, against 24 s in all this way; the same lineage for every model both ways)."""
 
 from __future__ import annotations
 
@@ -10,7 +15,11 @@ import shutil
 import subprocess
 
 import duckdb
+import sqlglot
 import sqlglot.lineage
+from sqlglot.optimizer.qualify import qualify
+from sqlglot.optimizer.scope import build_scope
+from sqlglot.schema import ensure_schema
 from dagster_dbt.core import dbt_cli_event
 
 from orchestration.core import settings
@@ -29,6 +38,25 @@ def _columns(database) -> dict[str, dict[str, dict[str, str]]]:
     for catalog, schema, table, column, data_type in rows:
         relations.setdefault(f'"{catalog}"."{schema}"."{table}"', {})[column] = {"data_type": data_type}
     return relations
+
+
+class QualifiedOnce:
+    """``sqlglot.lineage.lineage`` for one column, as dagster-dbt calls it, on the model's SQL
+    parsed and qualified once for all its columns (the scope lineage would build for each)."""
+
+    def __init__(self):
+        self.last = None
+
+    def __call__(self, column, sql, schema, dialect=None, **kwargs):
+        key = (sql, dialect, repr(sorted(kwargs.items())))
+        if self.last is None or self.last[0] != key or self.last[1] is not schema:
+            expression = qualify(sqlglot.parse_one(sql, dialect=dialect), dialect=dialect,
+                                 schema=ensure_schema(schema, dialect=dialect),
+                                 **{"validate_qualify_columns": False, "identify": False, **kwargs})
+            self.last = (key, schema, build_scope(expression))
+        scope = self.last[2]
+        return sqlglot.lineage.lineage(column, scope.expression, schema, dialect=dialect, scope=scope, copy=False,
+                                       **kwargs)
 
 
 def _lineage(lineage_function, props: dict, manifest: dict, relations: dict, target) -> dict[str, set] | str:
@@ -68,7 +96,7 @@ def test_every_models_column_lineage_is_upstreams(sample_runs, tmp_path):
 
     with_deps = 0
     for props in models:
-        upstream = _lineage(sqlglot.lineage.lineage, props, manifest, relations, target)
+        upstream = _lineage(QualifiedOnce(), props, manifest, relations, target)
         patched = _lineage(patches.lineage_of_every_column, props, manifest, relations, target)
         assert patched == upstream, props["unique_id"]
         with_deps += isinstance(upstream, dict) and any(upstream.values())
