@@ -87,3 +87,56 @@ def store(path: Path, version: str, metadata: Mapping[dg.AssetKey, Mapping[str, 
         staged = path.with_name(f".{path.name}.{os.getpid()}")
         staged.write_text(json.dumps(content))
         os.replace(staged, path)
+
+
+# --- On Spark ----------------------------------------------------------------------------------
+# dagster-dbt reads a model's columns through dbt's adapter in the Dagster process: on Spark that
+# would start dbt's Spark there. The control database's views of Spark's tables have the columns
+# (orchestration/spark/tables.py), and the lineage is derived from the Spark build's own compiled
+# SQL and manifest, by dagster-dbt's code, as on DuckDB.
+SPARK_TYPE_NAMES = {"VARCHAR": "string", "BIGINT": "bigint", "INTEGER": "int", "SMALLINT": "smallint",
+                    "DOUBLE": "double", "FLOAT": "float", "BOOLEAN": "boolean", "DATE": "date", "TIMESTAMP": "timestamp"}
+
+
+def _spark_columns(conn, schemas: Iterable[str]) -> dict[tuple[str, str], dict[str, dict[str, str]]]:
+    """``{(schema, table): {column: {"data_type": Spark's name for it}}}`` of the control database's views."""
+    schemas = list(schemas)
+    rows = conn.execute(
+        "select table_schema, table_name, column_name, data_type from information_schema.columns "
+        f"where table_catalog = current_database() and table_schema in ({', '.join('?' for _ in schemas)}) "
+        "order by table_schema, table_name, ordinal_position", schemas).fetchall()
+    columns: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
+    for schema, table, column, data_type in rows:
+        columns.setdefault((schema, table), {})[column] = {"data_type": SPARK_TYPE_NAMES.get(data_type, data_type.lower())}
+    return columns
+
+
+def on_spark(conn, build_folder: Path, keys: Iterable[dg.AssetKey], translator, project) -> dict[dg.AssetKey, dict]:
+    """Column schema and lineage of the models of ``keys`` that a Spark build (``build_folder``: its
+    manifest and compiled SQL) made, their columns read in the control database ``conn``."""
+    from dagster_dbt.asset_utils import default_metadata_from_dbt_resource_props
+    from dagster_dbt.core.dbt_cli_event import EventHistoryMetadata, _build_column_lineage_metadata
+
+    from orchestration.spark.tables import SPARK_SCHEMAS
+
+    manifest = json.loads((build_folder / "manifest.json").read_text())
+    columns = _spark_columns(conn, SPARK_SCHEMAS)
+
+    def columns_of(props: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+        return columns.get((props["schema"], props.get("identifier") or props.get("alias") or props["name"]), {})
+
+    wanted, found = set(keys), {}
+    for unique_id, props in manifest["nodes"].items():
+        key = translator.get_asset_key(props) if props["resource_type"] == "model" else None
+        if key not in wanted or not columns_of(props):
+            continue
+        metadata = dict(default_metadata_from_dbt_resource_props({"columns": columns_of(props)}))
+        parents = [manifest["nodes"].get(uid) or manifest["sources"].get(uid) for uid in manifest["parent_map"].get(unique_id, [])]
+        history = EventHistoryMetadata(columns=columns_of(props),
+                                       parents={parent["relation_name"]: columns_of(parent) for parent in parents if parent})
+        try:
+            metadata.update(_build_column_lineage_metadata(history, props, manifest, translator, build_folder, project))
+        except Exception:  # sqlglot cannot read a model or two: no lineage for it, as dagster-dbt does
+            pass
+        found[key] = {name: value for name, value in metadata.items() if name in COLUMN_METADATA}
+    return found

@@ -57,9 +57,8 @@ WALL_CLOCK_COLUMNS = {("marts", "profile_merges", "merged_at"), ("marts", "audie
                       *(("marts", table, "updated_at")
                         for table in ("profile_identifiers", "profile_events", "identity_links", "profiles",
                                       "profile_trait_sources"))}
-# The Dagster job's run config on Spark (no column metadata is fetched there).
-SPARK_JOB_CONFIG = {"ops": {"identity_warehouse_dbt_models": {
-    "config": {"dbt_vars": {"as_of": AS_OF}, "column_metadata": False}}}}
+# The Dagster job's run config on Spark, with the column metadata (read without Spark).
+SPARK_JOB_CONFIG = {"ops": {"identity_warehouse_dbt_models": {"config": {"dbt_vars": {"as_of": AS_OF}}}}}
 # Every schema compared: the landing tables, and what the build makes.
 COMPARED_SCHEMAS = ["raw", *spark.OUTPUT_SCHEMAS]
 
@@ -83,6 +82,7 @@ class Build:
     exports: tuple[Path, Path] | None = None  # the audience exports of the DuckDB job and the Spark job
     control: Path | None = None  # the Spark job's control database (its views are attached as `c`)
     dbt_folder: Path | None = None  # the target folder of the Spark job's dbt build
+    metadata: dict = field(default_factory=dict)  # the Spark job's materialization metadata, per asset
 
 
 def parquet_relation(folder: Path) -> str:
@@ -188,7 +188,8 @@ class EnginePair:
                 f"and table_schema in ({', '.join(repr(s) for s in COMPARED_SCHEMAS)})").fetchall()]
         [dbt_folder] = (settings.DBT_PROJECT_DIR / spark.TARGET_PATH).glob(f"identity_warehouse_dbt_models-{outcome.run_id[:7]}-*")
         return Build(build.name, build.duckdb, {name: control_relation(control, name) for name in names}, seconds,
-                     exports=(self.root / "exports", exports), control=control, dbt_folder=dbt_folder)
+                     exports=(self.root / "exports", exports), control=control, dbt_folder=dbt_folder,
+                     metadata=run_metadata(self.instance, outcome.run_id))
 
 
 def _duckdb_tables(conn: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
@@ -374,6 +375,20 @@ def test_the_job_on_spark_exports_the_same_audiences(generated_build):
             changes = [conn.execute(f"select * exclude (changed_at) from read_csv('{folder / 'changes' / '*.csv'}', "
                                     "all_varchar = true) order by all").fetchall() for folder in (duck, spark_folder)]
         assert changes[0] == changes[1], audience
+
+
+def test_the_job_on_spark_gives_the_models_column_schema_and_lineage(generated_build):
+    """As on DuckDB, without a Spark in the Dagster process: the columns from the control database's
+    views, the lineage from the Spark build's compiled SQL."""
+    profiles = generated_build.build.metadata["marts/profiles"]
+    with duckdb.connect(str(generated_build.build.duckdb), read_only=True) as conn:
+        duckdb_columns = [name for (name,) in conn.execute(
+            "select column_name from information_schema.columns where table_schema = 'marts' "
+            "and table_name = 'profiles' order by ordinal_position").fetchall()]
+    assert [column.name for column in profiles["dagster/column_schema"].columns] == duckdb_columns
+    lineage = profiles["dagster/column_lineage"].deps_by_column
+    assert {(dep.asset_key.to_user_string(), dep.column_name) for dep in lineage["last_seen_at"]} == {
+        ("marts/profile_events", "event_at")}
 
 
 def test_the_job_on_spark_with_nothing_new_starts_no_spark(generated_build):

@@ -148,7 +148,7 @@ def identity_warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCli
     selected = set(context.selected_asset_keys)
     latest = latest_metadata(context.instance, selected)
     if spark_job.on_spark():
-        yield from build_on_spark(context, dbt, config, fingerprint, latest)
+        yield from build_on_spark(context, dbt, config, fingerprint, latest, build_started_at)
         return
     metadata_file = dbt_project.project_dir / dbt_project.target_path / column_metadata.CACHE_FILE
     metadata_version = column_metadata.metadata_version(fingerprint)
@@ -208,11 +208,12 @@ def identity_warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCli
 
 
 def build_on_spark(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: DbtBuildConfig, fingerprint: str,
-                   latest: Mapping[dg.AssetKey, Mapping[str, Any]]) -> Iterator:
+                   latest: Mapping[dg.AssetKey, Mapping[str, Any]], build_started_at: datetime) -> Iterator:
     """``dbt build --target spark`` (orchestration/spark/job.py): the selected models, their data
     tests as asset checks, and the unit tests when they have not passed on Spark for this version of
     the project. The build plan is DuckDB's, kept in the control database: no model to build, no
-    Spark started. No column metadata (dagster-dbt would start dbt's Spark in this process to read it)."""
+    Spark started. Column schema and lineage are read without Spark (``column_metadata.on_spark``),
+    once per version of the project, as on DuckDB; the run metadata is DuckDB's, read through the views."""
     # lines a privacy request erased that a run cut short left in the models: build them all again
     erasure_pending = spark_job.pending_erasure().exists()
     if erasure_pending:
@@ -241,11 +242,37 @@ def build_on_spark(context: dg.AssetExecutionContext, dbt: DbtCliResource, confi
             spark_job.show_tables()
             record_what_was_built(folder, plan, version)
         keep_build_state(folder, f"{context.op_def.name}-*", spark_build.spark_dir())
-    context.log.info(f"dbt build on Spark: {time.monotonic() - started:.1f} s; unit tests "
-                     + ("run" if run_unit_tests else "passed for this version of the project on Spark, not run again"))
+    built = time.monotonic()
+    columns, columns_from = spark_column_metadata(context, config, f"{fingerprint}:spark", latest, folder, events)
+    context.log.info(f"dbt build on Spark: {built - started:.1f} s; unit tests "
+                     + ("run" if run_unit_tests else "passed for this version of the project on Spark, not run again")
+                     + f"; column schema and lineage: {time.monotonic() - built:.1f} s, {columns_from}")
     versions = {UNIT_TESTS_PASSED: tests_version, UNIT_TESTS: UNIT_TESTS_RAN if run_unit_tests else UNIT_TESTS_LEFT_OUT}
-    for event in events:
-        yield event.with_metadata({**event.metadata, **versions}) if materialized_key(context, event) else event
+    if config.column_metadata:  # the project version is recorded only with the column metadata it vouches for
+        versions[PROJECT_FINGERPRINT] = f"{fingerprint}:spark"
+    yield from with_run_metadata(context, events, build_started_at, versions, columns)
+
+
+def spark_column_metadata(context: dg.AssetExecutionContext, config: DbtBuildConfig, fingerprint: str,
+                          latest: Mapping[dg.AssetKey, Mapping[str, Any]], build_folder: Path,
+                          events: list) -> tuple[dict[dg.AssetKey, dict], str]:
+    """The column metadata of the Spark build's models (``fingerprint``: the project's, on Spark),
+    and where it came from: carried over while the project is unchanged, else read from the
+    control database's views and the build's compiled SQL, and kept beside Spark's build folders."""
+    if not config.column_metadata:
+        return {}, "off (column_metadata: false)"
+    reused = reusable_column_metadata(latest, fingerprint)
+    if reused is not None:
+        return reused, "unchanged dbt project, carried over from the last materializations"
+    cache, version = build_folder.parent / column_metadata.CACHE_FILE, column_metadata.metadata_version(fingerprint)
+    keys = {key for key in (materialized_key(context, event) for event in events) if key is not None}
+    reused = column_metadata.load(cache, version, keys)
+    if reused is not None:
+        return reused, f"unchanged dbt project, carried over from {cache.name}"
+    with connect(settings.duckdb_path(), read_only=True) as conn:
+        fetched = column_metadata.on_spark(conn, build_folder, keys, IdentityWarehouseTranslator(), dbt_project)
+    column_metadata.store(cache, version, fetched)
+    return fetched, "read from the control database's views (new version of the dbt project), kept for the next builds"
 
 
 def plan_this_build(context: dg.AssetExecutionContext, config: DbtBuildConfig,
