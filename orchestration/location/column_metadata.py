@@ -22,6 +22,8 @@ from typing import Any
 import dagster as dg
 
 from orchestration.core.locking import file_lock
+from orchestration.spark.landing import SPARK_TYPES
+from orchestration.spark.tables import SPARK_SCHEMAS
 
 CACHE_FILE = "column_metadata.json"
 # The metadata entries kept: those that follow from the project alone.
@@ -94,8 +96,6 @@ def store(path: Path, version: str, metadata: Mapping[dg.AssetKey, Mapping[str, 
 # would start dbt's Spark there. The control database's views of Spark's tables have the columns
 # (orchestration/spark/tables.py), and the lineage is derived from the Spark build's own compiled
 # SQL and manifest, by dagster-dbt's code, as on DuckDB.
-SPARK_TYPE_NAMES = {"VARCHAR": "string", "BIGINT": "bigint", "INTEGER": "int", "SMALLINT": "smallint",
-                    "DOUBLE": "double", "FLOAT": "float", "BOOLEAN": "boolean", "DATE": "date", "TIMESTAMP": "timestamp"}
 
 
 def _spark_columns(conn, schemas: Iterable[str]) -> dict[tuple[str, str], dict[str, dict[str, str]]]:
@@ -107,7 +107,7 @@ def _spark_columns(conn, schemas: Iterable[str]) -> dict[tuple[str, str], dict[s
         "order by table_schema, table_name, ordinal_position", schemas).fetchall()
     columns: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
     for schema, table, column, data_type in rows:
-        columns.setdefault((schema, table), {})[column] = {"data_type": SPARK_TYPE_NAMES.get(data_type, data_type.lower())}
+        columns.setdefault((schema, table), {})[column] = {"data_type": SPARK_TYPES.get(data_type, data_type.lower())}
     return columns
 
 
@@ -116,8 +116,6 @@ def on_spark(conn, build_folder: Path, keys: Iterable[dg.AssetKey], translator, 
     manifest and compiled SQL) made, their columns read in the control database ``conn``."""
     from dagster_dbt.asset_utils import default_metadata_from_dbt_resource_props
     from dagster_dbt.core.dbt_cli_event import EventHistoryMetadata, _build_column_lineage_metadata
-
-    from orchestration.spark.tables import SPARK_SCHEMAS
 
     manifest = json.loads((build_folder / "manifest.json").read_text())
     columns = _spark_columns(conn, SPARK_SCHEMAS)

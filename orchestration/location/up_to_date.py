@@ -37,7 +37,8 @@ def current_as_of(dbt_vars: Mapping[str, Any]) -> datetime | None:
     """The ``as_of`` the warehouse's time-dependent models are current at, when a run with these
     dbt vars would change nothing; else None (run the job)."""
     database, landing = settings.duckdb_path(), settings.landing_dir()
-    if not database.exists() or request_files(landing) or (spark_job.on_spark() and spark_job.why_land()):
+    on_spark = spark_job.on_spark()  # the landing's own question covers new files, and what else it must do
+    if not database.exists() or request_files(landing) or (on_spark and spark_job.why_land()):
         return None
     prepare_manifest()  # the code as it is now: a changed definition or model is a change
     manifest = json.loads(dbt_project.manifest_path.read_text())
@@ -45,7 +46,7 @@ def current_as_of(dbt_vars: Mapping[str, Any]) -> datetime | None:
     with connect(database, read_only=True) as conn:
         if schema_version(conn) != CURRENT_VERSION or not build_state.last_run_finished_ok(conn):
             return None
-        if pending_landing_files(landing, registered_sources(), loaded_files(conn)):
+        if not on_spark and pending_landing_files(landing, registered_sources(), loaded_files(conn)):
             return None
         plan, _ = build_state.plan_from_warehouse(conn, manifest, effective_vars, nothing_pending=True,
                                                   outputs_current=lambda: exports_up_to_date(conn))

@@ -86,6 +86,7 @@ def test_a_landing_is_needed_only_for_new_files_or_work_left_over(tmp_path, monk
     beside the warehouse; with none, it lands nothing without Spark (not even Java is needed)."""
     import duckdb
 
+    from orchestration.core.warehouse import quote_literal
     from orchestration.landing.ingestion import file_sha256
     from orchestration.landing.sources import registered_sources
     from orchestration.privacy.requests import ERASED_REASON
@@ -105,7 +106,7 @@ def test_a_landing_is_needed_only_for_new_files_or_work_left_over(tmp_path, monk
         schema, table = name.split(".")
         _spark_table(spark_dir, schema, table, None if table != "loaded_files" else
                      f"select 'events/day-1.jsonl' as file_path, 0::bigint as size_bytes, "
-                     f"null::timestamp as modified_at, '{file_sha256(event)}' as content_sha256", files=1)
+                     f"null::timestamp as modified_at, {quote_literal(file_sha256(event))} as content_sha256", files=1)
     job.show_tables()
     assert job.why_land() == []
     monkeypatch.setattr(spark, "run_steps", lambda *args: pytest.fail("Spark started with nothing to land"))

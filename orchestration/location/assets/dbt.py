@@ -118,6 +118,20 @@ def reusable_column_metadata(latest: Mapping[dg.AssetKey, Mapping[str, Any]],
     return reused
 
 
+def carried_over_columns(config: "DbtBuildConfig", latest: Mapping[dg.AssetKey, Mapping[str, Any]], fingerprint: str,
+                         cache: Path, keys: set[dg.AssetKey]) -> tuple[dict[dg.AssetKey, dict] | None, str | None]:
+    """The column metadata of ``keys`` when the project (``fingerprint``) is unchanged, and where it
+    came from: the assets' last materializations, else the ``cache`` file beside the build folders;
+    (None, None) when it is to be fetched, or is off."""
+    if not config.column_metadata:
+        return None, None
+    reused = reusable_column_metadata(latest, fingerprint)
+    if reused is not None:
+        return reused, "the last materializations"
+    reused = column_metadata.load(cache, column_metadata.metadata_version(fingerprint), keys)
+    return (reused, cache.name) if reused is not None else (None, None)
+
+
 def unit_tests_passed(latest: Mapping[dg.AssetKey, Mapping[str, Any]], version: str) -> bool:
     """Whether the latest materialization of every asset (``latest_metadata``) records that its unit
     tests passed for ``version``."""
@@ -152,11 +166,7 @@ def identity_warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCli
         return
     metadata_file = dbt_project.project_dir / dbt_project.target_path / column_metadata.CACHE_FILE
     metadata_version = column_metadata.metadata_version(fingerprint)
-    reused, reused_from = None, None
-    if config.column_metadata:
-        reused, reused_from = reusable_column_metadata(latest, fingerprint), "the last materializations"
-        if reused is None:
-            reused, reused_from = column_metadata.load(metadata_file, metadata_version, selected), metadata_file.name
+    reused, reused_from = carried_over_columns(config, latest, fingerprint, metadata_file, selected)
     fetch_columns = config.column_metadata and reused is None
     tests_version = unit_tests_version(fingerprint, config.dbt_vars, installed_versions(UNIT_TEST_PACKAGES))
     run_unit_tests = config.always_run_unit_tests or not unit_tests_passed(latest, tests_version)
@@ -261,17 +271,14 @@ def spark_column_metadata(context: dg.AssetExecutionContext, config: DbtBuildCon
     control database's views and the build's compiled SQL, and kept beside Spark's build folders."""
     if not config.column_metadata:
         return {}, "off (column_metadata: false)"
-    reused = reusable_column_metadata(latest, fingerprint)
+    cache = build_folder.parent / column_metadata.CACHE_FILE
+    reused, reused_from = carried_over_columns(config, latest, fingerprint, cache, set(context.selected_asset_keys))
     if reused is not None:
-        return reused, "unchanged dbt project, carried over from the last materializations"
-    cache, version = build_folder.parent / column_metadata.CACHE_FILE, column_metadata.metadata_version(fingerprint)
+        return reused, f"unchanged dbt project, carried over from {reused_from}"
     keys = {key for key in (materialized_key(context, event) for event in events) if key is not None}
-    reused = column_metadata.load(cache, version, keys)
-    if reused is not None:
-        return reused, f"unchanged dbt project, carried over from {cache.name}"
     with connect(settings.duckdb_path(), read_only=True) as conn:
         fetched = column_metadata.on_spark(conn, build_folder, keys, IdentityWarehouseTranslator(), dbt_project)
-    column_metadata.store(cache, version, fetched)
+    column_metadata.store(cache, column_metadata.metadata_version(fingerprint), fetched)
     return fetched, "read from the control database's views (new version of the dbt project), kept for the next builds"
 
 
